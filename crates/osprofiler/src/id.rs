@@ -1,0 +1,202 @@
+//! Trace and point identifiers: UUIDs held as `u128`, printed as osprofiler does.
+
+use std::cell::Cell;
+use std::fmt;
+use std::str::FromStr;
+
+/// A trace or point identifier: a UUID, printed lowercase and hyphenated
+/// (`6f1c2b1e-8a5d-4c1e-9f0b-3d2a1c0b9e8f`) as osprofiler's `uuid4` ids are.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Id(pub u128);
+
+/// The error of [`Id::from_str`]: the text is not a hyphenated UUID.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a hyphenated UUID: {0:?}")]
+pub struct ParseIdError(pub String);
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+impl Id {
+    /// A fresh random version-4 id, as osprofiler makes for a new trace.
+    pub fn new_v4() -> Id {
+        let hi = random_u64();
+        let lo = random_u64();
+        Id(with_v4_bits(hi, lo))
+    }
+
+    /// The low 64 bits: the span id OpenTracing, Jaeger, OTLP and W3C
+    /// `traceparent` use for this point (osprofiler's `shorten_id`).
+    pub fn low64(self) -> u64 {
+        self.0 as u64
+    }
+
+    /// Writes the 36-byte hyphenated form into `out`.
+    pub fn write_hyphenated(self, out: &mut [u8; 36]) {
+        let mut pos = 0;
+        for i in 0..16 {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                out[pos] = b'-';
+                pos += 1;
+            }
+            let byte = (self.0 >> (120 - 8 * i)) as u8;
+            out[pos] = HEX[(byte >> 4) as usize];
+            out[pos + 1] = HEX[(byte & 0xf) as usize];
+            pos += 2;
+        }
+    }
+
+    /// The 32 lowercase hex digits without hyphens (a W3C trace id).
+    pub fn simple(self) -> String {
+        format!("{:032x}", self.0)
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; 36];
+        self.write_hyphenated(&mut buf);
+        // Only ASCII hex digits and hyphens were written.
+        f.write_str(std::str::from_utf8(&buf).unwrap_or_default())
+    }
+}
+
+impl fmt::Debug for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Id({self})")
+    }
+}
+
+impl FromStr for Id {
+    type Err = ParseIdError;
+
+    /// Accepts only the canonical lowercase hyphenated form, which is what
+    /// osprofiler writes: another spelling of the same UUID would name a
+    /// different trace in a store keyed by the text.
+    fn from_str(s: &str) -> Result<Id, ParseIdError> {
+        let b = s.as_bytes();
+        if b.len() != 36 {
+            return Err(ParseIdError(s.to_owned()));
+        }
+        let mut v: u128 = 0;
+        for (i, &c) in b.iter().enumerate() {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                if c != b'-' {
+                    return Err(ParseIdError(s.to_owned()));
+                }
+                continue;
+            }
+            let d = match c {
+                b'0'..=b'9' => c - b'0',
+                b'a'..=b'f' => c - b'a' + 10,
+                _ => return Err(ParseIdError(s.to_owned())),
+            };
+            v = (v << 4) | d as u128;
+        }
+        Ok(Id(v))
+    }
+}
+
+impl serde::Serialize for Id {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0u8; 36];
+        self.write_hyphenated(&mut buf);
+        s.serialize_str(std::str::from_utf8(&buf).unwrap_or_default())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Id {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Id, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Sets the version (4) and variant (RFC 4122) bits so the id is a valid uuid4.
+fn with_v4_bits(hi: u64, lo: u64) -> u128 {
+    let hi = (hi & !0xf000) | 0x4000;
+    let lo = (lo & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+    ((hi as u128) << 64) | lo as u128
+}
+
+/// 64 random bits from the OS; if the OS source fails, from std's randomly
+/// keyed hasher (still unpredictable, never a panic).
+pub(crate) fn random_u64() -> u64 {
+    match getrandom::u64() {
+        Ok(v) => v,
+        Err(_) => {
+            use std::hash::{BuildHasher, Hasher};
+            use std::sync::atomic::{AtomicU64, Ordering};
+            static N: AtomicU64 = AtomicU64::new(0);
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(N.fetch_add(1, Ordering::Relaxed));
+            if let Ok(d) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+                h.write_u128(d.as_nanos());
+            }
+            h.finish()
+        }
+    }
+}
+
+thread_local! {
+    // (high half, next low half); high == 0 means "not seeded yet" (a seeded high
+    // half always has the version bits set, so it is never 0).
+    static POINT_IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// A new point id without an RNG call per point: a random per-thread high half
+/// and a per-thread counter started at a random value in the low half. The low
+/// half alone (the OpenTracing/W3C span id) is then unique within a trace unless
+/// two threads' counters were started within a trace's length of each other.
+#[inline]
+pub(crate) fn next_point_id() -> u128 {
+    POINT_IDS
+        .try_with(|c| {
+            let (mut hi, mut lo) = c.get();
+            if hi == 0 {
+                hi = (random_u64() & !0xf000) | 0x4000;
+                lo = random_u64();
+            }
+            c.set((hi, lo.wrapping_add(1)));
+            with_v4_bits(hi, lo)
+        })
+        .unwrap_or_else(|_| Id::new_v4().0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_canonical_form() {
+        let s = "6f1c2b1e-8a5d-4c1e-9f0b-3d2a1c0b9e8f";
+        let id: Id = s.parse().unwrap();
+        assert_eq!(id.to_string(), s);
+        assert_eq!(id.simple(), "6f1c2b1e8a5d4c1e9f0b3d2a1c0b9e8f");
+        assert_eq!(id.low64(), 0x9f0b_3d2a_1c0b_9e8f);
+        for bad in [
+            "6F1C2B1E-8A5D-4C1E-9F0B-3D2A1C0B9E8F",
+            "6f1c2b1e8a5d4c1e9f0b3d2a1c0b9e8f",
+            "6f1c2b1e-8a5d-4c1e-9f0b-3d2a1c0b9e8",
+            "6f1c2b1e-8a5d-4c1e-9f0b_3d2a1c0b9e8f",
+            "",
+        ] {
+            assert!(bad.parse::<Id>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn generated_ids_are_uuid4_and_distinct() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            let a = Id(next_point_id());
+            let s = a.to_string();
+            assert_eq!(&s[14..15], "4", "{s}");
+            assert!(matches!(&s[19..20], "8" | "9" | "a" | "b"), "{s}");
+            assert!(seen.insert(a.low64()));
+        }
+        let b = Id::new_v4().to_string();
+        assert_eq!(&b[14..15], "4");
+        let other = std::thread::spawn(|| Id(next_point_id())).join().unwrap();
+        assert_ne!(other.0 >> 64, next_point_id() >> 64);
+    }
+}

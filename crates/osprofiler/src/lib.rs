@@ -1,0 +1,4 @@
+//! osprofiler for Rust.
+pub mod id;
+pub mod json;
+pub mod time;
