@@ -1,4 +1,107 @@
-//! osprofiler for Rust.
+//! # osprofiler for Rust
+//!
+//! Distributed tracing for systems made of many services, wire-compatible with
+//! OpenStack's [osprofiler](https://pypi.org/project/osprofiler/) 4.4.0: a
+//! request carrying a trace context signed with one of the configured HMAC
+//! keys is traced across every service it touches (Rust or Python), its
+//! points are stored in a backend and read back as one tree of calls.
+//!
+//! Tracing is off unless a request asks for it with a valid signature, and
+//! free when off: a trace point outside a trace is a thread-local check.
+//!
+//! ## Points
+//!
+//! A trace is a tree of *points*. A point has a name that is also its
+//! category (`wsgi`, `rpc`, `db`, `driver`, `http`, ...), a start and a stop.
+//!
+//! ```
+//! use osprofiler::{trace, Info};
+//!
+//! #[trace(name = "db")]
+//! fn quota_get(project: &str) -> u32 {
+//!     3
+//! }
+//!
+//! #[trace(name = "driver", hide_args)]
+//! async fn spawn(vm: &str, password: &str) -> Result<(), std::io::Error> {
+//!     Ok(())
+//! }
+//!
+//! fn handler() {
+//!     let _p = osprofiler::point_with("rpc", Info::new().with("method", "build"));
+//!     quota_get("demo"); // a child of the rpc point
+//! }
+//! ```
+//!
+//! `#[trace]` records `info.function` (`name`, and `args` unless `hide_args`),
+//! the result when `hide_result = false`, and for a function returning `Err`,
+//! `info.etype` (the error's type) and `info.message` (its `Display`).
+//! `#[trace_impl(name = "rpc")]` on an `impl` block traces its public methods.
+//!
+//! ## Traces
+//!
+//! A service continues the traces it receives: [`propagation::verify_trace_headers`]
+//! checks the `X-Trace-Info`/`X-Trace-HMAC` pair against the keys in
+//! [`switches`], and [`TraceContext::from_incoming`] continues it. A client
+//! starts one with [`init`] or [`TraceContext::new`] and sends
+//! [`TraceContext::headers`] with its calls.
+//!
+//! ```
+//! use osprofiler::{notifier::{self, MemorySink}, HmacKey, TraceContext};
+//!
+//! let sink = MemorySink::new();
+//! let _notifier = notifier::set_sink(sink.clone());
+//!
+//! let ctx = TraceContext::new(HmacKey::new("SECRET_KEY"), None, None);
+//! let headers = ctx.in_scope(|| {
+//!     let _p = osprofiler::point("wsgi");
+//!     osprofiler::get().unwrap().headers().unwrap() // for an outgoing call
+//! });
+//! notifier::flush().unwrap();
+//! assert_eq!(sink.trace(ctx.base_id()).len(), 2);
+//! assert_eq!(headers.hmac.len(), 40);
+//! ```
+//!
+//! In async code the context travels with the future:
+//! [`TraceContext::instrument`] (or [`FutureExt::in_current_trace`] for a
+//! spawned task) installs it only while the future is polled, so it follows
+//! the request across `.await` and never leaks into other tasks.
+//!
+//! ## Where events go
+//!
+//! Points are recorded into a per-thread buffer and handed in batches to one
+//! background exporter thread that writes them to a [`notifier::Sink`]. The
+//! traced code never waits for it: when the sink cannot keep up, events are
+//! dropped and counted ([`notifier::stats`]). [`config::init_from_conf`]
+//! wires everything from an osprofiler `[profiler]` configuration section.
+
+pub mod config;
+mod context;
+pub mod event;
 pub mod id;
+pub mod identity;
+pub mod info;
 pub mod json;
+mod keys;
+pub mod notifier;
+#[doc(hidden)]
+pub mod private;
+pub mod propagation;
+pub mod switches;
 pub mod time;
+
+pub use context::{
+    EnterGuard, FutureExt, PointGuard, TraceContext, clean, get, init, is_active, point,
+    point_with, start, stop,
+};
+pub use event::{Event, EventKind};
+pub use id::Id;
+pub use identity::{Identity, identity, set_identity};
+pub use info::Info;
+pub use keys::{HmacKey, HmacKeys};
+pub use osprofiler_macros::{trace, trace_impl};
+pub use propagation::{IncomingTrace, TraceHeaders, TraceParent};
+pub use time::Timestamp;
+
+#[doc(hidden)]
+pub use private as __private;

@@ -1,0 +1,736 @@
+//! The trace context: which trace the current thread or task works for, and
+//! which point is current (the parent of the next point).
+//!
+//! A thread holds at most one trace at a time in a thread-local. Futures carry
+//! theirs and install it only while they are polled, so a trace follows a
+//! request across `.await` and never leaks into another task, or into the next
+//! request served by the same thread.
+
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::event::EventKind;
+use crate::id::{Id, next_point_id};
+use crate::identity::{self, Identity};
+use crate::info::Info;
+use crate::keys::HmacKey;
+use crate::notifier::{Payload, Record, submit};
+use crate::propagation::{IncomingTrace, TraceHeaders, TraceParent};
+
+/// Trace-wide facts, shared by every thread and task working for the trace.
+pub(crate) struct TraceShared {
+    pub(crate) base: u128,
+    pub(crate) key: Option<HmacKey>,
+    pub(crate) identity: u32,
+}
+
+/// A point that has started and not yet stopped.
+pub(crate) struct OpenPoint {
+    name: Cow<'static, str>,
+    base: u128,
+    id: u128,
+    parent: u128,
+    identity: u32,
+}
+
+/// What a thread or task holds while it works for a trace. Swapped in and out
+/// of the thread-local as a whole.
+#[derive(Default)]
+pub(crate) struct Scope {
+    trace: Option<Arc<TraceShared>>,
+    current: u128,
+    // Points opened by the osprofiler-style `start()` and closed by `stop()`.
+    stack: Vec<OpenPoint>,
+}
+
+struct Local {
+    scope: Scope,
+    buf: Vec<Record>,
+    // A buffer older than this is handed over at the next record, so a busy
+    // thread's events reach the store within about MAX_AGE.
+    deadline: Option<fastant::Instant>,
+}
+
+/// Records per batch handed to the exporter.
+const BATCH: usize = 512;
+const MAX_AGE: Duration = Duration::from_millis(100);
+
+impl Local {
+    #[inline]
+    fn open(
+        &mut self,
+        name: Cow<'static, str>,
+        payload: Option<Box<Payload>>,
+        make_current: bool,
+    ) -> Option<OpenPoint> {
+        let t = self.scope.trace.as_deref()?;
+        let (base, identity) = (t.base, t.identity);
+        let id = next_point_id();
+        let parent = self.scope.current;
+        if make_current {
+            self.scope.current = id;
+        }
+        let at = fastant::Instant::now();
+        self.push(Record {
+            kind: EventKind::Start,
+            identity,
+            name: name.clone(),
+            base,
+            id,
+            parent,
+            at,
+            payload,
+        });
+        Some(OpenPoint {
+            name,
+            base,
+            id,
+            parent,
+            identity,
+        })
+    }
+
+    #[inline]
+    fn close(&mut self, p: OpenPoint, payload: Option<Box<Payload>>, restore: bool) {
+        if restore && self.scope.current == p.id {
+            self.scope.current = p.parent;
+        }
+        self.push(stop_record(p, payload));
+    }
+
+    #[inline]
+    fn push(&mut self, r: Record) {
+        let stale = match self.deadline {
+            None => {
+                self.deadline = Some(r.at + MAX_AGE);
+                false
+            }
+            Some(d) => r.at > d,
+        };
+        self.buf.push(r);
+        if stale || self.buf.len() >= BATCH {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        self.deadline = None;
+        if !self.buf.is_empty() {
+            submit(std::mem::take(&mut self.buf));
+        }
+    }
+
+    /// Exchanges the thread's scope with `other`, keeps the fast flag in step,
+    /// and hands the buffer over when the thread leaves its last trace.
+    fn swap_scope(&mut self, other: &mut Scope) {
+        std::mem::swap(&mut self.scope, other);
+        let active = self.scope.trace.is_some();
+        let _ = ACTIVE.try_with(|a| a.set(active));
+        if !active {
+            self.flush();
+        }
+    }
+}
+
+#[inline]
+fn stop_record(p: OpenPoint, payload: Option<Box<Payload>>) -> Record {
+    Record {
+        kind: EventKind::Stop,
+        identity: p.identity,
+        name: p.name,
+        base: p.base,
+        id: p.id,
+        parent: p.parent,
+        at: fastant::Instant::now(),
+        payload,
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+thread_local! {
+    // The one check made on every trace point: kept apart from LOCAL so it is
+    // a single load with no lazy-init or destructor bookkeeping.
+    static ACTIVE: Cell<bool> = const { Cell::new(false) };
+    static LOCAL: RefCell<Local> = const {
+        RefCell::new(Local {
+            scope: Scope { trace: None, current: 0, stack: Vec::new() },
+            buf: Vec::new(),
+            deadline: None,
+        })
+    };
+}
+
+/// Runs `f` on this thread's state; `None` when the thread is being torn down
+/// or (never in our code) the state is already borrowed.
+#[inline]
+fn with_local<R>(f: impl FnOnce(&mut Local) -> Option<R>) -> Option<R> {
+    LOCAL
+        .try_with(|cell| cell.try_borrow_mut().ok().and_then(|mut l| f(&mut l)))
+        .ok()
+        .flatten()
+}
+
+/// Whether this thread or task is working for a trace right now: the one
+/// check a trace point makes, a thread-local load.
+#[inline(always)]
+pub fn is_active() -> bool {
+    ACTIVE.try_with(Cell::get).unwrap_or(false)
+}
+
+pub(crate) fn flush_thread_buffer() {
+    with_local(|l| {
+        l.flush();
+        Some(())
+    });
+}
+
+/// A handle on a trace at one of its points: all a thread, task or another
+/// service needs to continue the trace under that point.
+///
+/// Cheap to clone. `Debug` shows the ids, never the key.
+#[derive(Clone)]
+pub struct TraceContext {
+    shared: Arc<TraceShared>,
+    current: u128,
+}
+
+impl TraceContext {
+    /// A trace context: `base_id` names the trace (a new uuid4 when `None`),
+    /// `parent_id` is the caller's point (first-level points hang from the
+    /// base id when `None`), `hmac_key` signs onward calls (none are signed
+    /// without it). Records with the process [`identity`](crate::identity()).
+    pub fn new(
+        hmac_key: Option<HmacKey>,
+        base_id: Option<Id>,
+        parent_id: Option<Id>,
+    ) -> TraceContext {
+        let base = base_id.unwrap_or_else(Id::new_v4).0;
+        TraceContext {
+            shared: Arc::new(TraceShared {
+                base,
+                key: hmac_key,
+                identity: identity::default_index(),
+            }),
+            current: parent_id.map_or(base, |p| p.0),
+        }
+    }
+
+    /// Continues a trace received from another service.
+    pub fn from_incoming(incoming: IncomingTrace) -> TraceContext {
+        TraceContext::new(
+            Some(incoming.key),
+            Some(incoming.base_id),
+            incoming.parent_id,
+        )
+    }
+
+    /// The same trace, recorded under another project/service/host: for
+    /// several services in one process.
+    pub fn with_identity(self, identity: &Identity) -> TraceContext {
+        let shared = TraceShared {
+            base: self.shared.base,
+            key: self.shared.key.clone(),
+            identity: identity::intern(identity),
+        };
+        TraceContext {
+            shared: Arc::new(shared),
+            current: self.current,
+        }
+    }
+
+    /// The trace's id (osprofiler's `base_id`).
+    pub fn base_id(&self) -> Id {
+        Id(self.shared.base)
+    }
+
+    /// The current point's id: the parent of the next point, and the
+    /// `parent_id` sent to other services.
+    pub fn id(&self) -> Id {
+        Id(self.current)
+    }
+
+    /// The key this trace was started or received with.
+    pub fn hmac_key(&self) -> Option<&HmacKey> {
+        self.shared.key.as_ref()
+    }
+
+    /// Signed `X-Trace-Info`/`X-Trace-HMAC` values continuing this trace under
+    /// the current point; `None` without a key.
+    pub fn headers(&self) -> Option<TraceHeaders> {
+        let key = self.shared.key.as_ref()?;
+        Some(TraceHeaders::sign(self.base_id(), self.id(), key))
+    }
+
+    /// The W3C `traceparent` of the current point: trace id = base id, span id
+    /// = low 64 bits of the point id (what osprofiler's OpenTelemetry and Jaeger
+    /// drivers use), sampled.
+    pub fn traceparent(&self) -> TraceParent {
+        TraceParent {
+            trace_id: self.shared.base,
+            parent_id: self.current as u64,
+            sampled: true,
+        }
+    }
+
+    /// Makes this the current trace of this thread until the guard is dropped;
+    /// the thread's previous state is then restored.
+    ///
+    /// ```
+    /// let ctx = osprofiler::TraceContext::new(None, None, None);
+    /// std::thread::spawn(move || {
+    ///     let _in = ctx.enter();
+    ///     let _p = osprofiler::point("driver"); // a child of ctx's point
+    /// }).join().unwrap();
+    /// ```
+    pub fn enter(&self) -> EnterGuard {
+        let mut scope = Scope {
+            trace: Some(self.shared.clone()),
+            current: self.current,
+            stack: Vec::new(),
+        };
+        let swapped = with_local(|l| {
+            l.swap_scope(&mut scope);
+            Some(())
+        });
+        EnterGuard {
+            saved: swapped.map(|_| scope),
+            _not_send: std::marker::PhantomData,
+        }
+    }
+
+    /// Runs `f` with this as the current trace.
+    pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _g = self.enter();
+        f()
+    }
+
+    /// Runs `fut` with this trace installed each time it is polled (and only
+    /// then), wherever it is polled: hand this to `tokio::spawn`.
+    ///
+    /// ```
+    /// # async fn handler() {}
+    /// let ctx = osprofiler::TraceContext::new(None, None, None);
+    /// let fut = ctx.instrument(async {
+    ///     let _p = osprofiler::point("rpc");
+    ///     handler().await;
+    /// });
+    /// # drop(fut);
+    /// ```
+    pub fn instrument<F: Future>(self, fut: F) -> impl Future<Output = F::Output> {
+        let scope = Scope {
+            trace: Some(self.shared),
+            current: self.current,
+            stack: Vec::new(),
+        };
+        in_scope_future(Some(scope), fut)
+    }
+}
+
+impl fmt::Debug for TraceContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TraceContext")
+            .field("base_id", &self.base_id())
+            .field("id", &self.id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Polls `fut` with `scope` swapped into the thread-local for each poll.
+pub(crate) async fn in_scope_future<F: Future>(scope: Option<Scope>, fut: F) -> F::Output {
+    let Some(mut scope) = scope else {
+        return fut.await;
+    };
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(move |cx| {
+        let _swap = PollSwap::new(&mut scope);
+        fut.as_mut().poll(cx)
+    })
+    .await
+}
+
+/// Swaps a scope in for one poll, and back out on drop (also when the poll
+/// panics, so a caught panic cannot leave our trace on the thread).
+struct PollSwap<'a> {
+    scope: &'a mut Scope,
+    swapped: bool,
+}
+
+impl<'a> PollSwap<'a> {
+    fn new(scope: &'a mut Scope) -> PollSwap<'a> {
+        let swapped = with_local(|l| {
+            l.swap_scope(scope);
+            Some(())
+        })
+        .is_some();
+        PollSwap { scope, swapped }
+    }
+}
+
+impl Drop for PollSwap<'_> {
+    fn drop(&mut self) {
+        if self.swapped {
+            let scope = &mut *self.scope;
+            with_local(|l| {
+                l.swap_scope(scope);
+                Some(())
+            });
+        }
+    }
+}
+
+/// Returned by [`TraceContext::enter`]: restores the thread's previous trace
+/// state when dropped. Not `Send`: it belongs to the thread it was made on.
+#[must_use = "the trace is left as soon as the guard is dropped"]
+pub struct EnterGuard {
+    saved: Option<Scope>,
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl Drop for EnterGuard {
+    fn drop(&mut self) {
+        if let Some(mut saved) = self.saved.take() {
+            with_local(|l| {
+                l.swap_scope(&mut saved);
+                Some(())
+            });
+            // `saved` now holds the scope we leave; points still open in it
+            // (started, never stopped) are dropped with it, unrecorded.
+        }
+    }
+}
+
+impl fmt::Debug for EnterGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EnterGuard")
+    }
+}
+
+/// Starts (or, with `base_id`, continues) a trace on this thread, replacing
+/// whatever trace the thread had: osprofiler's `profiler.init`. It lasts
+/// until [`clean`]; in async code prefer [`TraceContext::instrument`], which
+/// cannot outlive the task.
+///
+/// ```
+/// let key = osprofiler::HmacKey::new("SECRET_KEY");
+/// let ctx = osprofiler::init(key, None, None);
+/// assert_eq!(osprofiler::get().unwrap().base_id(), ctx.base_id());
+/// osprofiler::clean();
+/// assert!(osprofiler::get().is_none());
+/// ```
+pub fn init(hmac_key: Option<HmacKey>, base_id: Option<Id>, parent_id: Option<Id>) -> TraceContext {
+    let ctx = TraceContext::new(hmac_key, base_id, parent_id);
+    let mut scope = Scope {
+        trace: Some(ctx.shared.clone()),
+        current: ctx.current,
+        stack: Vec::new(),
+    };
+    with_local(|l| {
+        l.swap_scope(&mut scope);
+        Some(())
+    });
+    ctx
+}
+
+/// The trace this thread or task works for, at its current point.
+pub fn get() -> Option<TraceContext> {
+    if !is_active() {
+        return None;
+    }
+    with_local(|l| {
+        let shared = l.scope.trace.clone()?;
+        Some(TraceContext {
+            shared,
+            current: l.scope.current,
+        })
+    })
+}
+
+/// Ends this thread's trace (osprofiler's `profiler.clean`) and hands its
+/// recorded events to the exporter.
+pub fn clean() {
+    let mut empty = Scope::default();
+    with_local(|l| {
+        l.swap_scope(&mut empty);
+        Some(())
+    });
+}
+
+/// Starts a point, osprofiler style: it stays current until the matching
+/// [`stop`] on this thread or task. Does nothing outside a trace.
+/// [`point`] is usually better: its guard stops the point on every path.
+pub fn start(name: impl Into<Cow<'static, str>>, info: impl Into<Info>) {
+    if !is_active() {
+        return;
+    }
+    let payload = info_payload(info.into());
+    with_local(|l| {
+        let p = l.open(name.into(), payload, true)?;
+        l.scope.stack.push(p);
+        Some(())
+    });
+}
+
+/// Stops the point most recently started with [`start`], adding `info` to
+/// its stop event. Does nothing when there is none.
+pub fn stop(info: impl Into<Info>) {
+    if !is_active() {
+        return;
+    }
+    let payload = info_payload(info.into());
+    with_local(|l| {
+        let p = l.scope.stack.pop()?;
+        l.close(p, payload, true);
+        Some(())
+    });
+}
+
+fn info_payload(info: Info) -> Option<Box<Payload>> {
+    if info.is_empty() {
+        None
+    } else {
+        Some(Box::new(Payload::Info(info)))
+    }
+}
+
+/// Starts a point that stops when the returned guard is dropped: at the end
+/// of the scope, on early return, `?`, or panic (recorded as an error).
+/// Outside a trace it costs one thread-local check.
+///
+/// ```
+/// fn quota_get() -> u32 {
+///     let _p = osprofiler::point("db");
+///     3
+/// }
+/// ```
+#[inline]
+pub fn point(name: impl Into<Cow<'static, str>>) -> PointGuard {
+    if !is_active() {
+        return PointGuard::none();
+    }
+    PointGuard::start(name.into(), None)
+}
+
+/// [`point`] with `info` on its start event.
+#[inline]
+pub fn point_with(name: impl Into<Cow<'static, str>>, info: impl Into<Info>) -> PointGuard {
+    if !is_active() {
+        return PointGuard::none();
+    }
+    PointGuard::start(name.into(), info_payload(info.into()))
+}
+
+/// A running point; stops it when dropped. Empty (and free) outside a trace.
+#[must_use = "the point stops as soon as the guard is dropped"]
+pub struct PointGuard {
+    open: Option<OpenPoint>,
+    stop: Option<Box<Payload>>,
+}
+
+impl PointGuard {
+    /// A guard that records nothing.
+    #[inline]
+    pub const fn none() -> PointGuard {
+        PointGuard {
+            open: None,
+            stop: None,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn start(name: Cow<'static, str>, payload: Option<Box<Payload>>) -> PointGuard {
+        PointGuard {
+            open: with_local(|l| l.open(name, payload, true)),
+            stop: None,
+        }
+    }
+
+    /// Whether this guard records a point (a trace was active at its start).
+    #[inline]
+    pub fn is_recording(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// The point's id, when recording.
+    pub fn id(&self) -> Option<Id> {
+        self.open.as_ref().map(|p| Id(p.id))
+    }
+
+    /// Adds `info` to the stop event.
+    pub fn set_stop_info(&mut self, info: impl Into<Info>) {
+        if self.open.is_some() {
+            self.stop = info_payload(info.into());
+        }
+    }
+
+    /// Marks the point as failed: `info.etype` and `info.message` at stop.
+    pub fn set_error(&mut self, etype: impl Into<Cow<'static, str>>, message: impl Into<String>) {
+        if self.open.is_some() {
+            self.stop = Some(Box::new(Payload::Error {
+                etype: etype.into(),
+                message: message.into(),
+            }));
+        }
+    }
+
+    /// Marks the point as failed with `error`: its type name and message.
+    pub fn record_error<E: fmt::Display + ?Sized>(&mut self, error: &E) {
+        if self.open.is_some() {
+            self.set_error(std::any::type_name::<E>(), error.to_string());
+        }
+    }
+
+    pub(crate) fn set_payload(&mut self, p: Payload) {
+        if self.open.is_some() {
+            self.stop = Some(Box::new(p));
+        }
+    }
+
+    /// Stops the point now.
+    pub fn stop(self) {}
+}
+
+impl Drop for PointGuard {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(p) = self.open.take() {
+            let payload = match self.stop.take() {
+                Some(s) => Some(s),
+                None if std::thread::panicking() => Some(panic_payload()),
+                None => None,
+            };
+            close_point(p, payload, true);
+        }
+    }
+}
+
+impl fmt::Debug for PointGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PointGuard")
+            .field("id", &self.id())
+            .finish()
+    }
+}
+
+fn panic_payload() -> Box<Payload> {
+    Box::new(Payload::Error {
+        etype: Cow::Borrowed("panic"),
+        message: "panicked".to_owned(),
+    })
+}
+
+fn close_point(p: OpenPoint, payload: Option<Box<Payload>>, restore: bool) {
+    let mut p = Some(p);
+    let mut payload = payload;
+    let done = with_local(|l| {
+        if let Some(p) = p.take() {
+            l.close(p, payload.take(), restore);
+        }
+        Some(())
+    });
+    if done.is_none() {
+        // The thread is exiting: hand the stop over on its own.
+        if let Some(p) = p {
+            submit(vec![stop_record(p, payload)]);
+        }
+    }
+}
+
+/// An `async fn`'s point: started at the first poll, current only while the
+/// body is polled (see [`in_scope_future`]), stopped when finished, or when
+/// dropped unfinished (recorded as cancelled).
+pub(crate) struct AsyncPoint {
+    open: Option<OpenPoint>,
+    scope: Option<Scope>,
+    stop: Option<Box<Payload>>,
+}
+
+impl AsyncPoint {
+    pub(crate) const fn none() -> AsyncPoint {
+        AsyncPoint {
+            open: None,
+            scope: None,
+            stop: None,
+        }
+    }
+
+    pub(crate) fn start(name: Cow<'static, str>, payload: Option<Box<Payload>>) -> AsyncPoint {
+        with_local(|l| {
+            let trace = l.scope.trace.clone()?;
+            let open = l.open(name, payload, false)?;
+            let scope = Scope {
+                trace: Some(trace),
+                current: open.id,
+                stack: Vec::new(),
+            };
+            Some(AsyncPoint {
+                open: Some(open),
+                scope: Some(scope),
+                stop: None,
+            })
+        })
+        .unwrap_or(AsyncPoint::none())
+    }
+
+    pub(crate) fn is_recording(&self) -> bool {
+        self.open.is_some()
+    }
+
+    pub(crate) fn take_scope(&mut self) -> Option<Scope> {
+        self.scope.take()
+    }
+
+    pub(crate) fn set_payload(&mut self, p: Payload) {
+        if self.open.is_some() {
+            self.stop = Some(Box::new(p));
+        }
+    }
+
+    pub(crate) fn finish(mut self) {
+        if let Some(p) = self.open.take() {
+            close_point(p, self.stop.take(), false);
+        }
+    }
+}
+
+impl Drop for AsyncPoint {
+    fn drop(&mut self) {
+        if let Some(p) = self.open.take() {
+            let payload = if std::thread::panicking() {
+                panic_payload()
+            } else {
+                Box::new(Payload::Cancelled)
+            };
+            close_point(p, Some(payload), false);
+        }
+    }
+}
+
+/// Extension for futures: run them inside a trace.
+pub trait FutureExt: Future + Sized {
+    /// Polls `self` inside `ctx` (see [`TraceContext::instrument`]).
+    fn in_trace(self, ctx: TraceContext) -> impl Future<Output = Self::Output> {
+        ctx.instrument(self)
+    }
+
+    /// Polls `self` inside the trace current here and now, if any: for
+    /// `tokio::spawn(work.in_current_trace())`.
+    fn in_current_trace(self) -> impl Future<Output = Self::Output> {
+        let scope = get().map(|ctx| Scope {
+            trace: Some(ctx.shared),
+            current: ctx.current,
+            stack: Vec::new(),
+        });
+        in_scope_future(scope, self)
+    }
+}
+
+impl<F: Future> FutureExt for F {}

@@ -1,0 +1,591 @@
+//! The notifier pipeline: recorded points go from per-thread buffers, in
+//! batches, over a bounded queue to one background exporter thread, which
+//! turns them into [`Event`]s and writes them to a [`Sink`].
+//!
+//! The traced code never waits: when the queue is full (the sink is slow or
+//! down) whole batches are dropped and counted ([`stats`]). A sink error is
+//! counted too and never reaches the traced code.
+//!
+//! ```
+//! use osprofiler::notifier::{self, MemorySink};
+//! let sink = MemorySink::new();
+//! let _guard = notifier::set_sink(sink.clone());
+//! let ctx = osprofiler::init(None, None, None);
+//! {
+//!     let _p = osprofiler::point("db");
+//! }
+//! osprofiler::clean();
+//! notifier::flush().unwrap();
+//! assert_eq!(sink.events().len(), 2);
+//! # drop(ctx);
+//! ```
+
+use std::borrow::Cow;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::event::{Event, EventKind};
+use crate::id::Id;
+use crate::identity::IdentityCache;
+use crate::info::Info;
+use crate::time::Timestamp;
+
+/// Where the exporter writes events: a backend driver, a file, memory.
+///
+/// Called from the exporter thread only, with batches of events in the order
+/// they were handed over. Errors are counted in [`stats`] and the batch is
+/// lost; the sink is called again with the next batch.
+pub trait Sink: Send + 'static {
+    /// Writes a batch of events.
+    fn write(&mut self, events: &[Event]) -> Result<(), SinkError>;
+
+    /// Makes everything written so far durable/visible (called by [`flush`]).
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// A sink's failure to write.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SinkError(pub Box<dyn std::error::Error + Send + Sync>);
+
+impl SinkError {
+    /// An error from a message.
+    pub fn msg(m: impl Into<String>) -> SinkError {
+        SinkError(m.into().into())
+    }
+}
+
+impl From<std::io::Error> for SinkError {
+    fn from(e: std::io::Error) -> SinkError {
+        SinkError(Box::new(e))
+    }
+}
+
+/// What a point records; turned into `info` JSON on the exporter thread, so
+/// the traced thread does no JSON work.
+pub(crate) enum Payload {
+    /// Free-form info (`start(name, info)`, `stop(info)`).
+    Info(Info),
+    /// A traced function's start: `info.function = {name, args, kwargs}`.
+    Function {
+        info: Option<Info>,
+        name: &'static str,
+        args: Option<String>,
+    },
+    /// A traced function's shown result: `info.function.result`.
+    Result(String),
+    /// A failure at stop: `info.etype` and `info.message`.
+    Error {
+        etype: Cow<'static, str>,
+        message: String,
+    },
+    /// A point whose future was dropped before it finished.
+    Cancelled,
+}
+
+/// One recorded start or stop, as cheap to make as possible.
+pub(crate) struct Record {
+    pub(crate) kind: EventKind,
+    pub(crate) identity: u32,
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) base: u128,
+    pub(crate) id: u128,
+    pub(crate) parent: u128,
+    pub(crate) at: fastant::Instant,
+    pub(crate) payload: Option<Box<Payload>>,
+}
+
+/// Counters of the pipeline since the process started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Events written to a sink successfully.
+    pub exported: u64,
+    /// Events dropped because the queue was full (the sink could not keep up).
+    pub dropped: u64,
+    /// Events a sink failed to write.
+    pub failed: u64,
+    /// Sink errors (each may cover a batch of events).
+    pub sink_errors: u64,
+    /// Events recorded while no sink was set (nowhere to send them).
+    pub discarded: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    exported: AtomicU64,
+    dropped: AtomicU64,
+    failed: AtomicU64,
+    sink_errors: AtomicU64,
+    discarded: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+static COUNTERS: Counters = Counters {
+    exported: AtomicU64::new(0),
+    dropped: AtomicU64::new(0),
+    failed: AtomicU64::new(0),
+    sink_errors: AtomicU64::new(0),
+    discarded: AtomicU64::new(0),
+    last_error: Mutex::new(None),
+};
+
+/// The pipeline's counters.
+pub fn stats() -> Stats {
+    let c = &COUNTERS;
+    Stats {
+        exported: c.exported.load(Ordering::Relaxed),
+        dropped: c.dropped.load(Ordering::Relaxed),
+        failed: c.failed.load(Ordering::Relaxed),
+        sink_errors: c.sink_errors.load(Ordering::Relaxed),
+        discarded: c.discarded.load(Ordering::Relaxed),
+    }
+}
+
+/// Events dropped so far because the sink could not keep up.
+pub fn dropped_events() -> u64 {
+    COUNTERS.dropped.load(Ordering::Relaxed)
+}
+
+/// The last sink error's message, if any.
+pub fn last_error() -> Option<String> {
+    COUNTERS.last_error.lock().ok()?.clone()
+}
+
+/// Tuning of the pipeline. The defaults suit a service; tests may lower them.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// Most events waiting for the exporter before new ones are dropped.
+    pub max_queued_events: usize,
+    /// How often the exporter wakes to collect batches.
+    pub interval: Duration,
+    /// Most events the exporter hands to the sink in one `write`.
+    pub max_batch: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            max_queued_events: 65_536,
+            interval: Duration::from_millis(10),
+            max_batch: 4096,
+        }
+    }
+}
+
+enum Msg {
+    Batch(Vec<Record>),
+    SetSink(Option<Box<dyn Sink>>, SyncSender<()>),
+    Flush(SyncSender<()>),
+}
+
+struct Exporter {
+    tx: SyncSender<Msg>,
+    thread: std::thread::Thread,
+    queued: Arc<AtomicUsize>,
+    max_queued: AtomicUsize,
+    has_sink: AtomicBool,
+}
+
+static EXPORTER: OnceLock<Option<Exporter>> = OnceLock::new();
+static CONFIG: Mutex<Option<Config>> = Mutex::new(None);
+
+// Channel slots are batches; the record budget (`max_queued_events`) is what
+// actually bounds memory.
+const CHANNEL_BATCHES: usize = 16_384;
+
+fn exporter() -> Option<&'static Exporter> {
+    EXPORTER
+        .get_or_init(|| {
+            let cfg = CONFIG.lock().ok().and_then(|c| *c).unwrap_or_default();
+            let (tx, rx) = sync_channel(CHANNEL_BATCHES);
+            let queued = Arc::new(AtomicUsize::new(0));
+            let q = queued.clone();
+            let handle = std::thread::Builder::new()
+                .name("osprofiler-exporter".into())
+                .spawn(move || run(rx, q, cfg))
+                .ok()?;
+            Some(Exporter {
+                tx,
+                thread: handle.thread().clone(),
+                queued,
+                max_queued: AtomicUsize::new(cfg.max_queued_events),
+                has_sink: AtomicBool::new(false),
+            })
+        })
+        .as_ref()
+}
+
+/// Sets the pipeline's tuning. Takes full effect when called before the first
+/// sink is set; `max_queued_events` can be changed at any time.
+pub fn configure(cfg: Config) {
+    if let Ok(mut c) = CONFIG.lock() {
+        *c = Some(cfg);
+    }
+    if let Some(Some(ex)) = EXPORTER.get() {
+        ex.max_queued
+            .store(cfg.max_queued_events, Ordering::Relaxed);
+    }
+}
+
+/// Hands a thread's batch to the exporter; never blocks.
+pub(crate) fn submit(batch: Vec<Record>) {
+    let n = batch.len();
+    if n == 0 {
+        return;
+    }
+    let Some(ex) = EXPORTER.get().and_then(Option::as_ref) else {
+        COUNTERS.discarded.fetch_add(n as u64, Ordering::Relaxed);
+        return;
+    };
+    if !ex.has_sink.load(Ordering::Relaxed) {
+        COUNTERS.discarded.fetch_add(n as u64, Ordering::Relaxed);
+        return;
+    }
+    let before = ex.queued.fetch_add(n, Ordering::Relaxed);
+    if before + n > ex.max_queued.load(Ordering::Relaxed) {
+        ex.queued.fetch_sub(n, Ordering::Relaxed);
+        COUNTERS.dropped.fetch_add(n as u64, Ordering::Relaxed);
+        return;
+    }
+    match ex.tx.try_send(Msg::Batch(batch)) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+            ex.queued.fetch_sub(n, Ordering::Relaxed);
+            COUNTERS.dropped.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Sends a control message and waits (bounded) for the exporter's answer.
+fn control(make: impl FnOnce(SyncSender<()>) -> Msg, timeout: Duration) -> Result<(), FlushError> {
+    let ex = exporter().ok_or(FlushError::NoExporter)?;
+    let (ack_tx, ack_rx) = sync_channel(1);
+    let deadline = std::time::Instant::now() + timeout;
+    let mut msg = make(ack_tx);
+    // The queue only fills when the sink is slow; retry until the deadline
+    // rather than fail a flush at once.
+    loop {
+        match ex.tx.try_send(msg) {
+            Ok(()) => break,
+            Err(TrySendError::Full(m)) => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(FlushError::Timeout);
+                }
+                ex.thread.unpark();
+                std::thread::sleep(Duration::from_millis(1));
+                msg = m;
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(FlushError::NoExporter),
+        }
+    }
+    ex.thread.unpark();
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    ack_rx.recv_timeout(left).map_err(|_| FlushError::Timeout)
+}
+
+/// Why [`flush`] did not complete.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlushError {
+    /// The exporter did not finish in time (the sink is slow or hung).
+    #[error("the exporter did not flush in time")]
+    Timeout,
+    /// The exporter thread could not be started.
+    #[error("the exporter thread is not running")]
+    NoExporter,
+}
+
+/// Sets the sink events are written to, replacing (and flushing) any earlier
+/// one. Returns a guard that flushes and closes the sink when dropped; keep
+/// it alive for as long as the service runs (e.g. in `main`).
+pub fn set_sink(sink: impl Sink) -> NotifierGuard {
+    set_boxed_sink(Box::new(sink))
+}
+
+/// [`set_sink`] for an already boxed sink.
+pub fn set_boxed_sink(sink: Box<dyn Sink>) -> NotifierGuard {
+    let generation = SINK_GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
+    if let Some(ex) = exporter() {
+        let _ = control(|ack| Msg::SetSink(Some(sink), ack), Duration::from_secs(5));
+        ex.has_sink.store(true, Ordering::Release);
+    }
+    NotifierGuard { generation }
+}
+
+// Lets a guard tell whether its sink is still the current one.
+static SINK_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Writes out everything this thread recorded and everything other threads
+/// have handed over (threads hand over their buffer when they leave a trace),
+/// and flushes the sink. Waits up to 5 seconds.
+pub fn flush() -> Result<(), FlushError> {
+    flush_timeout(Duration::from_secs(5))
+}
+
+/// [`flush`] with a chosen timeout.
+pub fn flush_timeout(timeout: Duration) -> Result<(), FlushError> {
+    crate::context::flush_thread_buffer();
+    if !EXPORTER
+        .get()
+        .and_then(Option::as_ref)
+        .is_some_and(|e| e.has_sink.load(Ordering::Relaxed))
+    {
+        return Ok(());
+    }
+    control(Msg::Flush, timeout)
+}
+
+/// Flushes, then closes the sink (dropping it: files are closed, connections
+/// shut). Later events are discarded until a sink is set again.
+pub fn shutdown() -> Result<(), FlushError> {
+    let flushed = flush();
+    if let Some(Some(ex)) = EXPORTER.get() {
+        ex.has_sink.store(false, Ordering::Release);
+        control(|ack| Msg::SetSink(None, ack), Duration::from_secs(5))?;
+    }
+    flushed
+}
+
+/// Returned by [`set_sink`]: flushes and closes the sink when dropped.
+#[must_use = "the sink is closed when this guard is dropped"]
+#[derive(Debug)]
+pub struct NotifierGuard {
+    generation: u64,
+}
+
+impl Drop for NotifierGuard {
+    fn drop(&mut self) {
+        // A sink set later replaced ours: closing now would close that one.
+        if SINK_GENERATION.load(Ordering::Acquire) == self.generation {
+            let _ = shutdown();
+        }
+    }
+}
+
+fn run(rx: Receiver<Msg>, queued: Arc<AtomicUsize>, cfg: Config) {
+    let anchor = fastant::Anchor::new();
+    let mut idents = IdentityCache::default();
+    let mut sink: Option<Box<dyn Sink>> = None;
+    let mut events: Vec<Event> = Vec::with_capacity(cfg.max_batch);
+    loop {
+        loop {
+            match rx.try_recv() {
+                Ok(Msg::Batch(batch)) => {
+                    let n = batch.len();
+                    for r in batch {
+                        events.push(to_event(r, &anchor, &mut idents));
+                        if events.len() >= cfg.max_batch {
+                            write(&mut sink, &mut events);
+                        }
+                    }
+                    queued.fetch_sub(n, Ordering::Relaxed);
+                }
+                Ok(Msg::Flush(ack)) => {
+                    write(&mut sink, &mut events);
+                    sink_flush(&mut sink);
+                    let _ = ack.try_send(());
+                }
+                Ok(Msg::SetSink(new, ack)) => {
+                    write(&mut sink, &mut events);
+                    sink_flush(&mut sink);
+                    sink = new;
+                    let _ = ack.try_send(());
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return,
+            }
+        }
+        write(&mut sink, &mut events);
+        // Parked, not blocked on the channel: a sending thread then never pays
+        // for waking us. Control messages unpark us explicitly.
+        std::thread::park_timeout(cfg.interval);
+    }
+}
+
+fn write(sink: &mut Option<Box<dyn Sink>>, events: &mut Vec<Event>) {
+    if events.is_empty() {
+        return;
+    }
+    let n = events.len() as u64;
+    match sink {
+        None => {
+            COUNTERS.discarded.fetch_add(n, Ordering::Relaxed);
+        }
+        Some(s) => match s.write(events) {
+            Ok(()) => {
+                COUNTERS.exported.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(e) => {
+                COUNTERS.failed.fetch_add(n, Ordering::Relaxed);
+                note_error(&e);
+            }
+        },
+    }
+    events.clear();
+}
+
+fn sink_flush(sink: &mut Option<Box<dyn Sink>>) {
+    if let Some(s) = sink
+        && let Err(e) = s.flush()
+    {
+        note_error(&e);
+    }
+}
+
+fn note_error(e: &SinkError) {
+    COUNTERS.sink_errors.fetch_add(1, Ordering::Relaxed);
+    if let Ok(mut l) = COUNTERS.last_error.lock() {
+        *l = Some(e.to_string());
+    }
+}
+
+fn to_event(r: Record, anchor: &fastant::Anchor, idents: &mut IdentityCache) -> Event {
+    let ident = idents.get(r.identity);
+    let mut info = Map::new();
+    if let Some(p) = r.payload {
+        match *p {
+            Payload::Info(i) => info = i.0,
+            Payload::Function {
+                info: extra,
+                name,
+                args,
+            } => {
+                if let Some(extra) = extra {
+                    info = extra.0;
+                }
+                let mut f = Map::new();
+                f.insert("name".into(), Value::String(name.to_owned()));
+                if let Some(args) = args {
+                    f.insert("args".into(), Value::String(args));
+                    // Rust has no keyword arguments; the key keeps osprofiler's shape.
+                    f.insert("kwargs".into(), Value::String("{}".into()));
+                }
+                info.insert("function".into(), Value::Object(f));
+            }
+            Payload::Result(result) => {
+                let mut f = Map::new();
+                f.insert("result".into(), Value::String(result));
+                info.insert("function".into(), Value::Object(f));
+            }
+            Payload::Error { etype, message } => {
+                info.insert("etype".into(), Value::String(etype.into_owned()));
+                info.insert("message".into(), Value::String(message));
+            }
+            Payload::Cancelled => {
+                info.insert("cancelled".into(), Value::Bool(true));
+            }
+        }
+    }
+    info.insert("host".into(), Value::String(ident.host.to_string()));
+    Event {
+        name: r.name,
+        kind: r.kind,
+        base_id: Id(r.base),
+        trace_id: Id(r.id),
+        parent_id: Id(r.parent),
+        timestamp: Timestamp((r.at.as_unix_nanos(anchor) / 1000) as i64),
+        info,
+        project: Some(ident.project.clone()),
+        service: Some(ident.service.clone()),
+    }
+}
+
+/// Keeps events in memory: for tests and for tools that render a trace
+/// in-process. Clones share the same store.
+#[derive(Clone, Default)]
+pub struct MemorySink(Arc<Mutex<Vec<Event>>>);
+
+impl MemorySink {
+    /// An empty sink.
+    pub fn new() -> MemorySink {
+        MemorySink::default()
+    }
+
+    /// A copy of the events received so far.
+    pub fn events(&self) -> Vec<Event> {
+        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// Takes the events received so far, leaving the sink empty.
+    pub fn take(&self) -> Vec<Event> {
+        self.0
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+    }
+
+    /// The events of one trace.
+    pub fn trace(&self, base_id: Id) -> Vec<Event> {
+        self.events()
+            .into_iter()
+            .filter(|e| e.base_id == base_id)
+            .collect()
+    }
+}
+
+impl Sink for MemorySink {
+    fn write(&mut self, events: &[Event]) -> Result<(), SinkError> {
+        self.0
+            .lock()
+            .map_err(|_| SinkError::msg("memory sink lock poisoned"))?
+            .extend_from_slice(events);
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for MemorySink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemorySink").finish_non_exhaustive()
+    }
+}
+
+/// Appends each event as one line of osprofiler's JSON to a file.
+#[derive(Debug)]
+pub struct JsonLinesSink {
+    path: PathBuf,
+    out: BufWriter<File>,
+    line: Vec<u8>,
+}
+
+impl JsonLinesSink {
+    /// Opens (creating if needed) `path` for appending.
+    pub fn open(path: impl AsRef<Path>) -> std::io::Result<JsonLinesSink> {
+        let path = path.as_ref().to_path_buf();
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        Ok(JsonLinesSink {
+            path,
+            out: BufWriter::with_capacity(64 * 1024, file),
+            line: Vec::with_capacity(512),
+        })
+    }
+
+    /// The file written to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Sink for JsonLinesSink {
+    fn write(&mut self, events: &[Event]) -> Result<(), SinkError> {
+        for e in events {
+            self.line.clear();
+            e.write_json(&mut self.line);
+            self.line.push(b'\n');
+            self.out.write_all(&self.line)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        self.out.flush()?;
+        Ok(())
+    }
+}
