@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! `#[trace]` and `#[trace_impl]` for the `osprofiler` crate. Use them from
 //! there (`osprofiler::trace`): the expansion refers to `::osprofiler`.
 

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! # osprofiler for Rust
 //!
 //! Distributed tracing for systems made of many services, wire-compatible with

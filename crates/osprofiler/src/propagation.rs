@@ -256,3 +256,14 @@ impl TraceParent {
         })
     }
 }
+
+/// What a server does with an incoming request's two header values: `Some`
+/// when tracing is [enabled](crate::switches::is_enabled) and the pair is
+/// signed by one of the [current keys](crate::switches::hmac_keys), so key
+/// rotation and on/off take effect on the next request.
+pub fn accept(info: Option<&str>, hmac: Option<&str>) -> Option<IncomingTrace> {
+    if !crate::switches::is_enabled() {
+        return None;
+    }
+    verify_trace_headers(info?, hmac?, &crate::switches::hmac_keys())
+}
