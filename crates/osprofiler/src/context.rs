@@ -11,14 +11,14 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::event::EventKind;
-use crate::id::{Id, next_point_id};
+use crate::id::{Id, next_from};
 use crate::identity::{self, Identity};
 use crate::info::Info;
 use crate::keys::HmacKey;
-use crate::notifier::{Payload, Record, submit};
+use crate::notifier::{BATCH, Payload, Record, RecordKind, new_buffer, submit};
 use crate::propagation::{IncomingTrace, TraceHeaders, TraceParent};
 
 /// Trace-wide facts, shared by every thread and task working for the trace.
@@ -35,6 +35,9 @@ pub(crate) struct OpenPoint {
     id: u128,
     parent: u128,
     identity: u32,
+    // Where its start record sits: (buffer generation, index). While that
+    // buffer has not been handed over, the stop completes the record in place.
+    slot: (u64, usize),
 }
 
 /// What a thread or task holds while it works for a trace. Swapped in and out
@@ -53,10 +56,30 @@ struct Local {
     // A buffer older than this is handed over at the next record, so a busy
     // thread's events reach the store within about MAX_AGE.
     deadline: Option<fastant::Instant>,
+    // Changes whenever the buffer is handed over; unique across threads, so
+    // a point stopped on another thread never patches this thread's records.
+    generation: u64,
+    // Point id generator state (see `id::next_from`).
+    ids: (u64, u64),
+    // Points whose start record was handed over while they were still open:
+    // what their stop record needs (sync guards keep only the id).
+    parked: Vec<OpenPoint>,
+    // Capacity of the next buffer: a full batch after a full one (no regrowth
+    // on busy threads), small after a small one (little memory held in the
+    // queue by per-request hand-overs).
+    next_cap: usize,
 }
 
-/// Records per batch handed to the exporter.
-const BATCH: usize = 512;
+const SMALL_BATCH: usize = 16;
+const MAX_PARKED: usize = 4096;
+
+/// What a sync guard keeps of its point.
+struct Lean {
+    id: u128,
+    parent: u128,
+    generation: u64,
+    index: usize,
+}
 const MAX_AGE: Duration = Duration::from_millis(100);
 
 impl Local {
@@ -69,21 +92,23 @@ impl Local {
     ) -> Option<OpenPoint> {
         let t = self.scope.trace.as_deref()?;
         let (base, identity) = (t.base, t.identity);
-        let id = next_point_id();
+        let id = next_from(&mut self.ids);
         let parent = self.scope.current;
         if make_current {
             self.scope.current = id;
         }
         let at = fastant::Instant::now();
-        self.push(Record {
-            kind: EventKind::Start,
+        let slot = self.push(Record {
+            kind: RecordKind::Start,
             identity,
             name: name.clone(),
             base,
             id,
             parent,
             at,
+            end: at,
             payload,
+            stop_payload: None,
         });
         Some(OpenPoint {
             name,
@@ -91,7 +116,61 @@ impl Local {
             id,
             parent,
             identity,
+            slot,
         })
+    }
+
+    /// Opens a point for a sync guard, which keeps only its id, parent and
+    /// slot: the rest stays in the record (or is parked at hand-over).
+    #[inline]
+    fn open_lean(&mut self, name: &'static str, payload: Option<Box<Payload>>) -> Option<Lean> {
+        let t = self.scope.trace.as_deref()?;
+        let (base, identity) = (t.base, t.identity);
+        let id = next_from(&mut self.ids);
+        let parent = self.scope.current;
+        self.scope.current = id;
+        let at = fastant::Instant::now();
+        let (generation, index) = self.push(Record {
+            kind: RecordKind::Start,
+            identity,
+            name: Cow::Borrowed(name),
+            base,
+            id,
+            parent,
+            at,
+            end: at,
+            payload,
+            stop_payload: None,
+        });
+        Some(Lean {
+            id,
+            parent,
+            generation,
+            index,
+        })
+    }
+
+    #[inline]
+    fn close_lean(&mut self, p: &Lean, payload: Option<Box<Payload>>) {
+        if self.scope.current == p.id {
+            self.scope.current = p.parent;
+        }
+        if p.generation == self.generation
+            && let Some(r) = self.buf.get_mut(p.index)
+            && r.id == p.id
+            && r.kind == RecordKind::Start
+        {
+            r.kind = RecordKind::Span;
+            r.end = fastant::Instant::now();
+            if let Some(pl) = payload {
+                r.stop_payload = Some(pl);
+            }
+            return;
+        }
+        if let Some(pos) = self.parked.iter().rposition(|o| o.id == p.id) {
+            let open = self.parked.swap_remove(pos);
+            self.push(stop_record(open, payload));
+        }
     }
 
     #[inline]
@@ -99,27 +178,76 @@ impl Local {
         if restore && self.scope.current == p.id {
             self.scope.current = p.parent;
         }
+        let (generation, index) = p.slot;
+        if generation == self.generation
+            && let Some(r) = self.buf.get_mut(index)
+            && r.id == p.id
+            && r.kind == RecordKind::Start
+        {
+            r.kind = RecordKind::Span;
+            r.end = fastant::Instant::now();
+            // Assigning a `None` would still run the drop glue of the old
+            // value, measurably, on every point.
+            if let Some(pl) = payload {
+                r.stop_payload = Some(pl);
+            }
+            return;
+        }
         self.push(stop_record(p, payload));
     }
 
+    /// Appends a record; returns where it sits, for [`Local::close`].
     #[inline]
-    fn push(&mut self, r: Record) {
+    fn push(&mut self, r: Record) -> (u64, usize) {
         let stale = match self.deadline {
+            Some(d) => r.at > d,
             None => {
-                self.deadline = Some(r.at + MAX_AGE);
+                self.start_buffer(r.at);
                 false
             }
-            Some(d) => r.at > d,
         };
+        let slot = (self.generation, self.buf.len());
         self.buf.push(r);
         if stale || self.buf.len() >= BATCH {
             self.flush();
+        }
+        slot
+    }
+
+    #[cold]
+    fn start_buffer(&mut self, at: fastant::Instant) {
+        self.deadline = Some(at + MAX_AGE);
+        if self.buf.capacity() == 0 {
+            self.buf = new_buffer(self.next_cap.max(SMALL_BATCH));
         }
     }
 
     fn flush(&mut self) {
         self.deadline = None;
+        self.generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
+        for r in &self.buf {
+            if r.kind == RecordKind::Start {
+                if self.parked.len() >= MAX_PARKED {
+                    // Guards leaked with mem::forget never stop: forget the oldest.
+                    self.parked.remove(0);
+                }
+                self.parked.push(OpenPoint {
+                    name: r.name.clone(),
+                    base: r.base,
+                    id: r.id,
+                    parent: r.parent,
+                    identity: r.identity,
+                    slot: (u64::MAX, 0),
+                });
+            }
+        }
         if !self.buf.is_empty() {
+            let len = self.buf.len();
+            self.next_cap = if len >= BATCH / 8 {
+                BATCH
+            } else {
+                len.next_power_of_two().max(SMALL_BATCH)
+            };
             submit(std::mem::take(&mut self.buf));
         }
     }
@@ -136,17 +264,22 @@ impl Local {
     }
 }
 
+static GENERATIONS: AtomicU64 = AtomicU64::new(0);
+
 #[inline]
 fn stop_record(p: OpenPoint, payload: Option<Box<Payload>>) -> Record {
+    let at = fastant::Instant::now();
     Record {
-        kind: EventKind::Stop,
+        kind: RecordKind::Stop,
         identity: p.identity,
         name: p.name,
         base: p.base,
         id: p.id,
         parent: p.parent,
-        at: fastant::Instant::now(),
+        at,
+        end: at,
         payload,
+        stop_payload: None,
     }
 }
 
@@ -165,6 +298,10 @@ thread_local! {
             scope: Scope { trace: None, current: 0, stack: Vec::new() },
             buf: Vec::new(),
             deadline: None,
+            generation: u64::MAX,
+            ids: (0, 0),
+            parked: Vec::new(),
+            next_cap: SMALL_BATCH,
         })
     };
 }
@@ -512,26 +649,48 @@ fn info_payload(info: Info) -> Option<Box<Payload>> {
 /// }
 /// ```
 #[inline]
-pub fn point(name: impl Into<Cow<'static, str>>) -> PointGuard {
+pub fn point(name: &'static str) -> PointGuard {
     if !is_active() {
         return PointGuard::none();
     }
-    PointGuard::start(name.into(), None)
+    PointGuard::start(name, None)
 }
 
 /// [`point`] with `info` on its start event.
 #[inline]
-pub fn point_with(name: impl Into<Cow<'static, str>>, info: impl Into<Info>) -> PointGuard {
+pub fn point_with(name: &'static str, info: impl Into<Info>) -> PointGuard {
     if !is_active() {
         return PointGuard::none();
     }
-    PointGuard::start(name.into(), info_payload(info.into()))
+    PointGuard::start(name, info_payload(info.into()))
+}
+
+/// Runs `fut` as a point named `name`: started at its first poll, current
+/// while it is polled, stopped when it completes (or recorded as cancelled
+/// if dropped first). The async counterpart of [`point`].
+pub async fn in_point<F: Future>(name: impl Into<Cow<'static, str>>, fut: F) -> F::Output {
+    if !is_active() {
+        return fut.await;
+    }
+    let mut point = AsyncPoint::start(name.into(), None);
+    let scope = point.take_scope();
+    let out = in_scope_future(scope, fut).await;
+    point.finish();
+    out
 }
 
 /// A running point; stops it when dropped. Empty (and free) outside a trace.
+///
+/// Not `Send`: it belongs to the thread that started it (in async code, use
+/// `#[trace]` on an `async fn` or [`in_point`], which follow the task).
 #[must_use = "the point stops as soon as the guard is dropped"]
 pub struct PointGuard {
-    open: Option<OpenPoint>,
+    inner: Option<Running>,
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+struct Running {
+    point: Lean,
     stop: Option<Box<Payload>>,
 }
 
@@ -540,41 +699,42 @@ impl PointGuard {
     #[inline]
     pub const fn none() -> PointGuard {
         PointGuard {
-            open: None,
-            stop: None,
+            inner: None,
+            _not_send: std::marker::PhantomData,
         }
     }
 
     #[inline]
-    pub(crate) fn start(name: Cow<'static, str>, payload: Option<Box<Payload>>) -> PointGuard {
+    pub(crate) fn start(name: &'static str, payload: Option<Box<Payload>>) -> PointGuard {
         PointGuard {
-            open: with_local(|l| l.open(name, payload, true)),
-            stop: None,
+            inner: with_local(|l| l.open_lean(name, payload))
+                .map(|point| Running { point, stop: None }),
+            _not_send: std::marker::PhantomData,
         }
     }
 
     /// Whether this guard records a point (a trace was active at its start).
     #[inline]
     pub fn is_recording(&self) -> bool {
-        self.open.is_some()
+        self.inner.is_some()
     }
 
     /// The point's id, when recording.
     pub fn id(&self) -> Option<Id> {
-        self.open.as_ref().map(|p| Id(p.id))
+        self.inner.as_ref().map(|r| Id(r.point.id))
     }
 
     /// Adds `info` to the stop event.
     pub fn set_stop_info(&mut self, info: impl Into<Info>) {
-        if self.open.is_some() {
-            self.stop = info_payload(info.into());
+        if let Some(r) = &mut self.inner {
+            r.stop = info_payload(info.into());
         }
     }
 
     /// Marks the point as failed: `info.etype` and `info.message` at stop.
     pub fn set_error(&mut self, etype: impl Into<Cow<'static, str>>, message: impl Into<String>) {
-        if self.open.is_some() {
-            self.stop = Some(Box::new(Payload::Error {
+        if let Some(r) = &mut self.inner {
+            r.stop = Some(Box::new(Payload::Error {
                 etype: etype.into(),
                 message: message.into(),
             }));
@@ -583,14 +743,14 @@ impl PointGuard {
 
     /// Marks the point as failed with `error`: its type name and message.
     pub fn record_error<E: fmt::Display + ?Sized>(&mut self, error: &E) {
-        if self.open.is_some() {
+        if self.inner.is_some() {
             self.set_error(std::any::type_name::<E>(), error.to_string());
         }
     }
 
     pub(crate) fn set_payload(&mut self, p: Payload) {
-        if self.open.is_some() {
-            self.stop = Some(Box::new(p));
+        if let Some(r) = &mut self.inner {
+            r.stop = Some(Box::new(p));
         }
     }
 
@@ -599,17 +759,34 @@ impl PointGuard {
 }
 
 impl Drop for PointGuard {
-    #[inline]
+    // Inlined so that an empty guard (no trace) costs a branch, not a call;
+    // the stop itself is out of line.
+    #[inline(always)]
     fn drop(&mut self) {
-        if let Some(p) = self.open.take() {
-            let payload = match self.stop.take() {
-                Some(s) => Some(s),
-                None if std::thread::panicking() => Some(panic_payload()),
-                None => None,
-            };
-            close_point(p, payload, true);
+        if self.inner.is_some() {
+            finish_running(&mut self.inner);
         }
     }
+}
+
+#[inline(never)]
+fn finish_running(inner: &mut Option<Running>) {
+    let Some(r) = inner.take() else { return };
+    let payload = match r.stop {
+        Some(s) => Some(s),
+        None if std::thread::panicking() => Some(panic_payload()),
+        None => None,
+    };
+    let mut payload = Some(payload);
+    let _ = LOCAL.try_with(|cell| {
+        if let Ok(mut l) = cell.try_borrow_mut()
+            && let Some(pl) = payload.take()
+        {
+            l.close_lean(&r.point, pl);
+        }
+    });
+    // The thread's state is gone (thread exit) or borrowed: the stop is lost;
+    // the report shows the point with its start only.
 }
 
 impl fmt::Debug for PointGuard {
@@ -627,20 +804,20 @@ fn panic_payload() -> Box<Payload> {
     })
 }
 
+#[inline]
 fn close_point(p: OpenPoint, payload: Option<Box<Payload>>, restore: bool) {
-    let mut p = Some(p);
-    let mut payload = payload;
-    let done = with_local(|l| {
-        if let Some(p) = p.take() {
-            l.close(p, payload.take(), restore);
+    let mut slot = Some((p, payload));
+    let _ = LOCAL.try_with(|cell| {
+        if let Ok(mut l) = cell.try_borrow_mut()
+            && let Some((p, payload)) = slot.take()
+        {
+            l.close(p, payload, restore);
         }
-        Some(())
     });
-    if done.is_none() {
-        // The thread is exiting: hand the stop over on its own.
-        if let Some(p) = p {
-            submit(vec![stop_record(p, payload)]);
-        }
+    // The thread is exiting (or, never in our code, its state is borrowed):
+    // hand the stop over on its own.
+    if let Some((p, payload)) = slot {
+        submit(vec![stop_record(p, payload)]);
     }
 }
 

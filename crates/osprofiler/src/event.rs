@@ -2,12 +2,14 @@
 //! per point.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use serde::ser::SerializeMap;
 use serde_json::{Map, Value};
 
 use crate::id::Id;
+use crate::notifier::Payload;
 use crate::time::Timestamp;
 
 /// Whether an event opens or closes its point.
@@ -55,7 +57,7 @@ pub struct Event {
     /// When it happened (UTC).
     pub timestamp: Timestamp,
     /// The event's `info`, `host` included. Omitted from the JSON when empty.
-    pub info: Map<String, Value>,
+    pub info: EventInfo,
     /// The project that wrote it (`nova`), added by the notifier.
     pub project: Option<Arc<str>>,
     /// The service that wrote it (`api`), added by the notifier.
@@ -81,7 +83,7 @@ impl Event {
 
     /// The `host` in `info`, if any.
     pub fn host(&self) -> Option<&str> {
-        self.info.get("host").and_then(Value::as_str)
+        self.info.host()
     }
 
     /// Python `json.dumps` text of this event, as osprofiler stores it.
@@ -152,7 +154,7 @@ impl TryFrom<RawEvent> for Event {
             trace_id: raw.trace_id,
             parent_id: raw.parent_id,
             timestamp: raw.timestamp.0,
-            info: raw.info,
+            info: EventInfo::from(raw.info),
             project: raw.project.map(Arc::from),
             service: raw.service.map(Arc::from),
         })
@@ -195,5 +197,200 @@ impl serde::Serialize for TimestampStr {
         let mut buf = Vec::with_capacity(26);
         self.0.write_to(&mut buf);
         s.serialize_str(std::str::from_utf8(&buf).unwrap_or_default())
+    }
+}
+
+/// An event's `info` object.
+///
+/// Events recorded here keep what the point recorded and write it straight
+/// to JSON: the exporter builds no map per event. Reading it as a map
+/// ([`EventInfo::as_map`], indexing) builds the map once, on first use.
+pub struct EventInfo {
+    repr: Repr,
+    map: OnceLock<Map<String, Value>>,
+}
+
+enum Repr {
+    Map,
+    Recorded {
+        payload: Option<Box<Payload>>,
+        host: Arc<str>,
+    },
+}
+
+impl EventInfo {
+    pub(crate) fn recorded(payload: Option<Box<Payload>>, host: Arc<str>) -> EventInfo {
+        EventInfo {
+            repr: Repr::Recorded { payload, host },
+            map: OnceLock::new(),
+        }
+    }
+
+    /// The info as a JSON object.
+    pub fn as_map(&self) -> &Map<String, Value> {
+        self.map.get_or_init(|| match &self.repr {
+            Repr::Map => Map::new(),
+            Repr::Recorded { .. } => match serde_json::to_value(self) {
+                Ok(Value::Object(m)) => m,
+                _ => Map::new(),
+            },
+        })
+    }
+
+    /// One key's value.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.as_map().get(key)
+    }
+
+    /// Whether `key` is present.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.as_map().contains_key(key)
+    }
+
+    /// The keys, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.as_map().keys()
+    }
+
+    /// Whether there is no key.
+    pub fn is_empty(&self) -> bool {
+        match &self.repr {
+            // A recorded event always has its host.
+            Repr::Recorded { .. } => false,
+            Repr::Map => self.as_map().is_empty(),
+        }
+    }
+
+    /// `info.host`.
+    pub fn host(&self) -> Option<&str> {
+        match &self.repr {
+            Repr::Recorded { host, .. } => Some(host),
+            Repr::Map => self.as_map().get("host").and_then(Value::as_str),
+        }
+    }
+}
+
+impl From<Map<String, Value>> for EventInfo {
+    fn from(m: Map<String, Value>) -> EventInfo {
+        EventInfo {
+            repr: Repr::Map,
+            map: OnceLock::from(m),
+        }
+    }
+}
+
+impl Default for EventInfo {
+    fn default() -> EventInfo {
+        EventInfo::from(Map::new())
+    }
+}
+
+impl Clone for EventInfo {
+    fn clone(&self) -> EventInfo {
+        match &self.repr {
+            Repr::Map => EventInfo::from(self.as_map().clone()),
+            Repr::Recorded { payload, host } => EventInfo {
+                repr: Repr::Recorded {
+                    payload: payload.clone(),
+                    host: host.clone(),
+                },
+                map: self.map.clone(),
+            },
+        }
+    }
+}
+
+impl PartialEq for EventInfo {
+    fn eq(&self, other: &EventInfo) -> bool {
+        self.as_map() == other.as_map()
+    }
+}
+
+impl fmt::Debug for EventInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.as_map().fmt(f)
+    }
+}
+
+impl std::ops::Index<&str> for EventInfo {
+    type Output = Value;
+
+    /// `Value::Null` for a missing key, as `serde_json::Map` does.
+    fn index(&self, key: &str) -> &Value {
+        static NULL: Value = Value::Null;
+        self.as_map().get(key).unwrap_or(&NULL)
+    }
+}
+
+impl serde::Serialize for EventInfo {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (payload, host) = match &self.repr {
+            Repr::Map => return self.as_map().serialize(s),
+            Repr::Recorded { payload, host } => (payload.as_deref(), host),
+        };
+        let mut m = s.serialize_map(None)?;
+        // Key order as osprofiler writes it: the point's info, then `host`.
+        match payload {
+            None => {}
+            Some(Payload::Info(i)) => {
+                for (k, v) in i.as_map() {
+                    if k != "host" {
+                        m.serialize_entry(k, v)?;
+                    }
+                }
+            }
+            Some(Payload::Function { info, name, args }) => {
+                if let Some(i) = info {
+                    for (k, v) in i.as_map() {
+                        if k != "function" && k != "host" {
+                            m.serialize_entry(k, v)?;
+                        }
+                    }
+                }
+                m.serialize_entry(
+                    "function",
+                    &FunctionStart {
+                        name,
+                        args: args.as_deref(),
+                    },
+                )?;
+            }
+            Some(Payload::Result(r)) => m.serialize_entry("function", &FunctionResult(r))?,
+            Some(Payload::Error { etype, message }) => {
+                m.serialize_entry("etype", etype)?;
+                m.serialize_entry("message", message)?;
+            }
+            Some(Payload::Cancelled) => m.serialize_entry("cancelled", &true)?,
+        }
+        m.serialize_entry("host", &**host)?;
+        m.end()
+    }
+}
+
+struct FunctionStart<'a> {
+    name: &'a str,
+    args: Option<&'a str>,
+}
+
+impl serde::Serialize for FunctionStart<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("name", self.name)?;
+        if let Some(a) = self.args {
+            m.serialize_entry("args", a)?;
+            // Rust has no keyword arguments; the key keeps osprofiler's shape.
+            m.serialize_entry("kwargs", "{}")?;
+        }
+        m.end()
+    }
+}
+
+struct FunctionResult<'a>(&'a str);
+
+impl serde::Serialize for FunctionResult<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry("result", self.0)?;
+        m.end()
     }
 }

@@ -1,6 +1,5 @@
 //! Trace and point identifiers: UUIDs held as `u128`, printed as osprofiler does.
 
-use std::cell::Cell;
 use std::fmt;
 use std::str::FromStr;
 
@@ -137,29 +136,20 @@ pub(crate) fn random_u64() -> u64 {
     }
 }
 
-thread_local! {
-    // (high half, next low half); high == 0 means "not seeded yet" (a seeded high
-    // half always has the version bits set, so it is never 0).
-    static POINT_IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
-}
-
-/// A new point id without an RNG call per point: a random per-thread high half
-/// and a per-thread counter started at a random value in the low half. The low
-/// half alone (the OpenTracing/W3C span id) is then unique within a trace unless
+/// Point ids need no RNG per point: a random per-thread high half and a
+/// per-thread counter started at a random value in the low half. The low half
+/// alone (the OpenTracing/W3C span id) is then unique within a trace unless
 /// two threads' counters were started within a trace's length of each other.
+/// The next id from a per-thread `(high half, next low half)` state, seeding
+/// it on first use (a seeded high half is never 0).
 #[inline]
-pub(crate) fn next_point_id() -> u128 {
-    POINT_IDS
-        .try_with(|c| {
-            let (mut hi, mut lo) = c.get();
-            if hi == 0 {
-                hi = (random_u64() & !0xf000) | 0x4000;
-                lo = random_u64();
-            }
-            c.set((hi, lo.wrapping_add(1)));
-            with_v4_bits(hi, lo)
-        })
-        .unwrap_or_else(|_| Id::new_v4().0)
+pub(crate) fn next_from(state: &mut (u64, u64)) -> u128 {
+    if state.0 == 0 {
+        *state = ((random_u64() & !0xf000) | 0x4000, random_u64());
+    }
+    let (hi, lo) = *state;
+    state.1 = lo.wrapping_add(1);
+    with_v4_bits(hi, lo)
 }
 
 #[cfg(test)]
@@ -187,8 +177,9 @@ mod tests {
     #[test]
     fn generated_ids_are_uuid4_and_distinct() {
         let mut seen = std::collections::HashSet::new();
+        let mut state = (0, 0);
         for _ in 0..10_000 {
-            let a = Id(next_point_id());
+            let a = Id(next_from(&mut state));
             let s = a.to_string();
             assert_eq!(&s[14..15], "4", "{s}");
             assert!(matches!(&s[19..20], "8" | "9" | "a" | "b"), "{s}");
@@ -196,7 +187,7 @@ mod tests {
         }
         let b = Id::new_v4().to_string();
         assert_eq!(&b[14..15], "4");
-        let other = std::thread::spawn(|| Id(next_point_id())).join().unwrap();
-        assert_ne!(other.0 >> 64, next_point_id() >> 64);
+        let mut other = (0, 0);
+        assert_ne!(next_from(&mut other) >> 64, next_from(&mut state) >> 64);
     }
 }

@@ -92,10 +92,10 @@ pub mod switches;
 pub mod time;
 
 pub use context::{
-    EnterGuard, FutureExt, PointGuard, TraceContext, clean, get, init, is_active, point,
+    EnterGuard, FutureExt, PointGuard, TraceContext, clean, get, in_point, init, is_active, point,
     point_with, start, stop,
 };
-pub use event::{Event, EventKind};
+pub use event::{Event, EventInfo, EventKind};
 pub use id::Id;
 pub use identity::{Identity, identity, set_identity};
 pub use info::Info;

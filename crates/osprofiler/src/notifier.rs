@@ -21,6 +21,7 @@
 //! ```
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -29,9 +30,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_cha
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use serde_json::{Map, Value};
-
-use crate::event::{Event, EventKind};
+use crate::event::{Event, EventInfo, EventKind};
 use crate::id::Id;
 use crate::identity::IdentityCache;
 use crate::info::Info;
@@ -70,8 +69,9 @@ impl From<std::io::Error> for SinkError {
     }
 }
 
-/// What a point records; turned into `info` JSON on the exporter thread, so
-/// the traced thread does no JSON work.
+/// What a point records; written as `info` JSON by the sink, so neither the
+/// traced thread nor the exporter builds JSON maps.
+#[derive(Clone)]
 pub(crate) enum Payload {
     /// Free-form info (`start(name, info)`, `stop(info)`).
     Info(Info),
@@ -92,16 +92,35 @@ pub(crate) enum Payload {
     Cancelled,
 }
 
-/// One recorded start or stop, as cheap to make as possible.
+/// What a record stands for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum RecordKind {
+    /// A start whose stop comes in a later record.
+    Start,
+    /// A stop whose start went out in an earlier batch.
+    Stop,
+    /// A whole point: the start record, completed in place at stop because it
+    /// was still in the thread's buffer (the common case: one record, not
+    /// two, crosses to the exporter).
+    Span,
+}
+
+/// One recorded point (or half of one), as cheap to make as possible.
 pub(crate) struct Record {
-    pub(crate) kind: EventKind,
+    pub(crate) kind: RecordKind,
     pub(crate) identity: u32,
     pub(crate) name: Cow<'static, str>,
     pub(crate) base: u128,
     pub(crate) id: u128,
     pub(crate) parent: u128,
+    /// Start time (`Start`, `Span`) or stop time (`Stop`).
     pub(crate) at: fastant::Instant,
+    /// Stop time of a `Span`.
+    pub(crate) end: fastant::Instant,
+    /// Start payload (`Start`, `Span`) or stop payload (`Stop`).
     pub(crate) payload: Option<Box<Payload>>,
+    /// Stop payload of a `Span`.
+    pub(crate) stop_payload: Option<Box<Payload>>,
 }
 
 /// Counters of the pipeline since the process started.
@@ -163,7 +182,8 @@ pub fn last_error() -> Option<String> {
 /// Tuning of the pipeline. The defaults suit a service; tests may lower them.
 #[derive(Debug, Clone, Copy)]
 pub struct Config {
-    /// Most events waiting for the exporter before new ones are dropped.
+    /// Most records (a record is one event, or the two of a short point)
+    /// waiting for the exporter before new ones are dropped: the memory bound.
     pub max_queued_events: usize,
     /// How often the exporter wakes to collect batches.
     pub interval: Duration,
@@ -243,26 +263,77 @@ pub(crate) fn submit(batch: Vec<Record>) {
         return;
     }
     let Some(ex) = EXPORTER.get().and_then(Option::as_ref) else {
-        COUNTERS.discarded.fetch_add(n as u64, Ordering::Relaxed);
+        COUNTERS
+            .discarded
+            .fetch_add(events_in(&batch), Ordering::Relaxed);
         return;
     };
     if !ex.has_sink.load(Ordering::Relaxed) {
-        COUNTERS.discarded.fetch_add(n as u64, Ordering::Relaxed);
+        COUNTERS
+            .discarded
+            .fetch_add(events_in(&batch), Ordering::Relaxed);
+        recycle(batch);
         return;
     }
+    // The bound counts records (memory); the counters count events.
     let before = ex.queued.fetch_add(n, Ordering::Relaxed);
     if before + n > ex.max_queued.load(Ordering::Relaxed) {
         ex.queued.fetch_sub(n, Ordering::Relaxed);
-        COUNTERS.dropped.fetch_add(n as u64, Ordering::Relaxed);
+        COUNTERS
+            .dropped
+            .fetch_add(events_in(&batch), Ordering::Relaxed);
+        recycle(batch);
         return;
     }
     match ex.tx.try_send(Msg::Batch(batch)) {
         Ok(()) => {}
-        Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+        Err(TrySendError::Full(m) | TrySendError::Disconnected(m)) => {
             ex.queued.fetch_sub(n, Ordering::Relaxed);
-            COUNTERS.dropped.fetch_add(n as u64, Ordering::Relaxed);
+            if let Msg::Batch(b) = m {
+                COUNTERS.dropped.fetch_add(events_in(&b), Ordering::Relaxed);
+                recycle(b);
+            }
         }
     }
+}
+
+fn events_in(batch: &[Record]) -> u64 {
+    batch
+        .iter()
+        .map(|r| if r.kind == RecordKind::Span { 2 } else { 1 })
+        .sum()
+}
+
+// Full-size buffers go back to a small pool instead of the allocator: a busy
+// thread then reuses warm memory instead of allocating (and the exporter
+// freeing) 48 KiB per batch, which made the allocator return and re-fault
+// pages under load.
+static POOL: Mutex<VecDeque<Vec<Record>>> = Mutex::new(VecDeque::new());
+const POOL_MAX: usize = 64;
+
+/// Records per full batch (the capacity of pooled buffers).
+pub(crate) const BATCH: usize = 512;
+
+fn recycle(mut buf: Vec<Record>) {
+    if buf.capacity() != BATCH {
+        return;
+    }
+    buf.clear();
+    if let Ok(mut pool) = POOL.lock()
+        && pool.len() < POOL_MAX
+    {
+        pool.push_back(buf);
+    }
+}
+
+/// A buffer of capacity `cap`: from the pool when a full-size one is asked for.
+pub(crate) fn new_buffer(cap: usize) -> Vec<Record> {
+    if cap == BATCH
+        && let Some(b) = POOL.lock().ok().and_then(|mut p| p.pop_front())
+    {
+        return b;
+    }
+    Vec::with_capacity(cap)
 }
 
 /// Sends a control message and waits (bounded) for the exporter's answer.
@@ -378,14 +449,15 @@ fn run(rx: Receiver<Msg>, queued: Arc<AtomicUsize>, cfg: Config) {
     loop {
         loop {
             match rx.try_recv() {
-                Ok(Msg::Batch(batch)) => {
+                Ok(Msg::Batch(mut batch)) => {
                     let n = batch.len();
-                    for r in batch {
-                        events.push(to_event(r, &anchor, &mut idents));
+                    for r in batch.drain(..) {
+                        push_events(r, &anchor, &mut idents, &mut events);
                         if events.len() >= cfg.max_batch {
                             write(&mut sink, &mut events);
                         }
                     }
+                    recycle(batch);
                     queued.fetch_sub(n, Ordering::Relaxed);
                 }
                 Ok(Msg::Flush(ack)) => {
@@ -447,54 +519,32 @@ fn note_error(e: &SinkError) {
     }
 }
 
-fn to_event(r: Record, anchor: &fastant::Anchor, idents: &mut IdentityCache) -> Event {
+fn push_events(
+    r: Record,
+    anchor: &fastant::Anchor,
+    idents: &mut IdentityCache,
+    out: &mut Vec<Event>,
+) {
     let ident = idents.get(r.identity);
-    let mut info = Map::new();
-    if let Some(p) = r.payload {
-        match *p {
-            Payload::Info(i) => info = i.0,
-            Payload::Function {
-                info: extra,
-                name,
-                args,
-            } => {
-                if let Some(extra) = extra {
-                    info = extra.0;
-                }
-                let mut f = Map::new();
-                f.insert("name".into(), Value::String(name.to_owned()));
-                if let Some(args) = args {
-                    f.insert("args".into(), Value::String(args));
-                    // Rust has no keyword arguments; the key keeps osprofiler's shape.
-                    f.insert("kwargs".into(), Value::String("{}".into()));
-                }
-                info.insert("function".into(), Value::Object(f));
-            }
-            Payload::Result(result) => {
-                let mut f = Map::new();
-                f.insert("result".into(), Value::String(result));
-                info.insert("function".into(), Value::Object(f));
-            }
-            Payload::Error { etype, message } => {
-                info.insert("etype".into(), Value::String(etype.into_owned()));
-                info.insert("message".into(), Value::String(message));
-            }
-            Payload::Cancelled => {
-                info.insert("cancelled".into(), Value::Bool(true));
-            }
-        }
-    }
-    info.insert("host".into(), Value::String(ident.host.to_string()));
-    Event {
-        name: r.name,
-        kind: r.kind,
+    let micros = |at: fastant::Instant| Timestamp((at.as_unix_nanos(anchor) / 1000) as i64);
+    let event = |kind, at, payload: Option<Box<Payload>>| Event {
+        name: r.name.clone(),
+        kind,
         base_id: Id(r.base),
         trace_id: Id(r.id),
         parent_id: Id(r.parent),
-        timestamp: Timestamp((r.at.as_unix_nanos(anchor) / 1000) as i64),
-        info,
+        timestamp: micros(at),
+        info: EventInfo::recorded(payload, ident.host.clone()),
         project: Some(ident.project.clone()),
         service: Some(ident.service.clone()),
+    };
+    match r.kind {
+        RecordKind::Start => out.push(event(EventKind::Start, r.at, r.payload)),
+        RecordKind::Stop => out.push(event(EventKind::Stop, r.at, r.payload)),
+        RecordKind::Span => {
+            out.push(event(EventKind::Start, r.at, r.payload));
+            out.push(event(EventKind::Stop, r.end, r.stop_payload));
+        }
     }
 }
 

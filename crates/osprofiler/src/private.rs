@@ -30,7 +30,7 @@ pub fn start_fn(
     args: Option<String>,
     info: Option<Info>,
 ) -> PointGuard {
-    PointGuard::start(Cow::Borrowed(name), function_payload(func, args, info))
+    PointGuard::start(name, function_payload(func, args, info))
 }
 
 /// An `async fn`'s point.

@@ -231,37 +231,40 @@ fn context_follows_a_future_across_await_and_not_into_other_tasks() {
                 }
             }));
         }
-        let traced = tokio::spawn(ctx.clone().instrument(async move {
-            let root = osprofiler::point("wsgi");
-            let root_id = root.id().unwrap();
-            for _ in 0..50 {
-                tokio::task::yield_now().await;
-                assert_eq!(osprofiler::get().unwrap().id(), root_id);
-            }
-            // Explicit hand-off to a spawned task.
-            tokio::spawn(
-                async {
-                    let _p = osprofiler::point("spawned");
-                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        let traced = tokio::spawn(ctx.clone().instrument(osprofiler::in_point(
+            "wsgi",
+            async move {
+                let root_id = osprofiler::get().unwrap().id();
+                assert_ne!(root_id, base);
+                for _ in 0..50 {
+                    tokio::task::yield_now().await;
+                    assert_eq!(osprofiler::get().unwrap().id(), root_id);
                 }
-                .in_current_trace(),
-            )
-            .await
-            .unwrap();
-            // And a spawned task without it is untraced.
-            let untraced = tokio::spawn(async { osprofiler::is_active() })
+                // Explicit hand-off to a spawned task.
+                tokio::spawn(
+                    osprofiler::in_point("spawned", async {
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    })
+                    .in_current_trace(),
+                )
                 .await
                 .unwrap();
-            assert!(!untraced);
-            drop(root);
-            root_id
-        }));
+                // And a spawned task without it is untraced.
+                let untraced = tokio::spawn(async { osprofiler::is_active() })
+                    .await
+                    .unwrap();
+                assert!(!untraced);
+                root_id
+            },
+        )));
         let root_id = traced.await.unwrap();
         for o in others {
             o.await.unwrap();
         }
         let ev = common::events_of(base);
         assert_eq!(start_of(&ev, "spawned").parent_id, root_id);
+        assert_eq!(start_of(&ev, "wsgi").trace_id, root_id);
+        assert_eq!(start_of(&ev, "wsgi").parent_id, base);
     });
     assert_eq!(
         seen_by_other.load(Ordering::Relaxed),
