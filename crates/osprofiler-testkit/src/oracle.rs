@@ -1,0 +1,194 @@
+//! The real Python osprofiler 4.4.0, in a virtualenv made by `scripts/test-all`.
+
+use crate::process;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The osprofiler version the oracle must be.
+pub const ORACLE_VERSION: &str = "4.4.0";
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The Python osprofiler oracle: a virtualenv with `osprofiler==4.4.0` and `redis`.
+///
+/// ```no_run
+/// use osprofiler_testkit::{need, Oracle};
+///
+/// let Some(py) = need("python osprofiler oracle", Oracle::locate()) else { return };
+/// let out = py
+///     .python(
+///         "import sys; from osprofiler import _utils\n\
+///          data, hmac = _utils.signed_pack({'base_id': sys.argv[1]}, 'SECRET')\n\
+///          print(data.decode(), hmac)",
+///         &["1c0d6b52-..."],
+///     )
+///     .unwrap();
+/// let json = py.cli(&["trace", "show", "--json", "BASE_ID", "--connection-string", "redis://…"]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Oracle {
+    root: PathBuf,
+}
+
+impl Oracle {
+    /// The virtualenv named by the environment variable `OSPROFILER_ORACLE`, else
+    /// `<workspace>/target/oracle`, after checking that its Python imports osprofiler 4.4.0.
+    /// The result is computed once per test process.
+    pub fn locate() -> Result<Oracle, String> {
+        static LOCATED: OnceLock<Result<Oracle, String>> = OnceLock::new();
+        LOCATED
+            .get_or_init(|| {
+                let root = match std::env::var_os("OSPROFILER_ORACLE") {
+                    Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+                    _ => crate::workspace_root()?.join("target/oracle"),
+                };
+                Oracle::at(root)
+            })
+            .clone()
+    }
+
+    /// The virtualenv at `root`, checked like [`locate`](Self::locate) does.
+    pub fn at(root: impl Into<PathBuf>) -> Result<Oracle, String> {
+        let root = root.into();
+        let oracle = Oracle { root };
+        let python = oracle.bin("python");
+        if !python.exists() {
+            return Err(format!(
+                "no virtualenv at {} (scripts/test-all makes it: python3 -m venv target/oracle \
+                 && target/oracle/bin/pip install osprofiler=={ORACLE_VERSION} redis)",
+                oracle.root.display()
+            ));
+        }
+        let version = oracle
+            .python(
+                "import osprofiler, importlib.metadata as m; print(m.version('osprofiler'))",
+                &[],
+            )
+            .map_err(|e| format!("{} cannot import osprofiler: {e}", python.display()))?;
+        let version = version.trim();
+        if version != ORACLE_VERSION {
+            return Err(format!(
+                "{} has osprofiler {version}, not {ORACLE_VERSION}",
+                oracle.root.display()
+            ));
+        }
+        Ok(oracle)
+    }
+
+    /// The virtualenv's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// A program in the virtualenv's `bin/`.
+    pub fn bin(&self, name: &str) -> PathBuf {
+        self.root.join("bin").join(name)
+    }
+
+    /// Runs `python -c script args…` (`sys.argv[1:]` is `args`) and returns its stdout.
+    /// A non-zero exit is an error that includes stderr. Killed after 120 s.
+    pub fn python(&self, script: &str, args: &[&str]) -> Result<String, String> {
+        let cmd = self.python_command(script, args);
+        process::run_ok("python oracle", cmd, None, TIMEOUT)
+    }
+
+    /// Like [`python`](Self::python), writing `stdin` to the script's standard input.
+    pub fn python_with_stdin(
+        &self,
+        script: &str,
+        args: &[&str],
+        stdin: &[u8],
+    ) -> Result<String, String> {
+        let cmd = self.python_command(script, args);
+        process::run_ok("python oracle", cmd, Some(stdin), TIMEOUT)
+    }
+
+    /// The `Command` for `python -c script args…`, to spawn a long-running Python process
+    /// (a WSGI service, say) and manage it yourself. Output is unbuffered.
+    pub fn python_command(&self, script: &str, args: &[&str]) -> Command {
+        let mut cmd = self.command("python");
+        cmd.arg("-c").arg(script).args(args);
+        cmd
+    }
+
+    /// Runs the Python `osprofiler` command-line tool and returns its stdout; a non-zero
+    /// exit is an error that includes stderr.
+    pub fn cli<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<String, String> {
+        let mut cmd = self.command("osprofiler");
+        cmd.args(args);
+        process::run_ok("python osprofiler CLI", cmd, None, TIMEOUT)
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(self.bin(program));
+        cmd.env_remove("PYTHONPATH")
+            .env_remove("PYTHONHOME")
+            .env("PYTHONUNBUFFERED", "1")
+            .env("PYTHONIOENCODING", "utf-8");
+        cmd
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::need;
+
+    #[test]
+    fn signs_like_osprofiler() {
+        let Some(py) = need("python osprofiler oracle", Oracle::locate()) else {
+            return;
+        };
+        let base = "4d8c1c6e-5a0e-4a49-9a0f-0c0ed3b7a1f2";
+        let out = py
+            .python(
+                "import sys\n\
+                 from osprofiler import _utils\n\
+                 data, hmac = _utils.signed_pack({'base_id': sys.argv[1], 'parent_id': sys.argv[1]}, sys.argv[2])\n\
+                 print(data.decode())\n\
+                 print(hmac)\n",
+                &[base, "SECRET_KEY"],
+            )
+            .unwrap();
+        let mut lines = out.lines();
+        let (data, hmac) = (lines.next().unwrap(), lines.next().unwrap());
+        assert!(
+            hmac.len() == 40
+                && hmac
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+            "{hmac}"
+        );
+        assert!(data.ends_with('='), "urlsafe base64 with padding: {data}");
+
+        // And it verifies its own signature, from stdin, with the right key only.
+        let verify = "import sys, json\n\
+                      from osprofiler import _utils\n\
+                      data, hmac = sys.stdin.read().split()\n\
+                      print(json.dumps(_utils.signed_unpack(data, hmac, sys.argv[1:])))\n";
+        let back = py
+            .python_with_stdin(verify, &["OTHER", "SECRET_KEY"], out.as_bytes())
+            .unwrap();
+        assert!(back.contains(&format!("\"base_id\": \"{base}\"")), "{back}");
+        let refused = py
+            .python_with_stdin(verify, &["OTHER"], out.as_bytes())
+            .unwrap();
+        assert_eq!(refused.trim(), "null");
+    }
+
+    #[test]
+    fn errors_carry_stderr_and_cli_runs() {
+        let Some(py) = need("python osprofiler oracle", Oracle::locate()) else {
+            return;
+        };
+        let err = py
+            .python("raise SystemExit('boom from python')", &[])
+            .unwrap_err();
+        assert!(err.contains("boom from python"), "{err}");
+        let help = py.cli(&["trace", "--help"]).unwrap();
+        assert!(help.contains("show"), "{help}");
+    }
+}
