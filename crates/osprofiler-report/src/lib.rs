@@ -1,0 +1,74 @@
+//! Trace reports for osprofiler: stored events in, a tree of points with stats out.
+//!
+//! This crate is pure (no I/O). A store reads a trace's events (the JSON objects that
+//! osprofiler, Python or Rust, writes: two per point, `"<name>-start"` and
+//! `"<name>-stop"`), hands them to [`Report::from_events`], and renders the report:
+//!
+//! - [`Report::to_json`]: exactly what Python's `osprofiler trace show --json` shows,
+//!   so either side's tools read it; [`Report::to_json_extended`] adds microseconds.
+//! - [`render_dot`]: the DOT graph of `osprofiler trace show --dot`.
+//! - The typed tree ([`Report::roots`], [`Node`]) and queries over it for other
+//!   renderers: [`Report::by_category`], [`Report::by_service`], [`Report::errors`],
+//!   [`Report::critical_path`].
+//!
+//! ```
+//! use osprofiler_report::{Report, render_dot};
+//!
+//! let events = r#"
+//! {"name": "wsgi-start", "base_id": "b", "trace_id": "p1", "parent_id": "b", "timestamp": "2026-11-25T12:00:00.000000", "info": {"host": "h1", "request": {"path": "/v2.1/servers", "query": "", "method": "GET", "scheme": "http"}}, "project": "nova", "service": "api"}
+//! {"name": "db-start", "base_id": "b", "trace_id": "p2", "parent_id": "p1", "timestamp": "2026-11-25T12:00:00.002000", "info": {"host": "h1", "db": {"statement": "SELECT 1", "params": {}}}, "project": "nova", "service": "api"}
+//! {"name": "db-stop", "base_id": "b", "trace_id": "p2", "parent_id": "p1", "timestamp": "2026-11-25T12:00:00.007500", "info": {"host": "h1"}, "project": "nova", "service": "api"}
+//! {"name": "wsgi-stop", "base_id": "b", "trace_id": "p1", "parent_id": "b", "timestamp": "2026-11-25T12:00:00.010000", "info": {"host": "h1"}, "project": "nova", "service": "api"}
+//! not an event
+//! "#;
+//! let report = Report::from_json_lines(events);
+//! assert_eq!(report.len(), 2);
+//! assert_eq!(report.skipped(), 1);
+//!
+//! // The tree: wsgi → db, times in microseconds from the first event.
+//! let wsgi = &report.roots()[0];
+//! assert_eq!((wsgi.name(), wsgi.duration_us()), ("wsgi", 10_000));
+//! assert_eq!(wsgi.children()[0].started_us(), 2_000);
+//!
+//! // osprofiler's JSON: integer milliseconds, truncated.
+//! let json = report.to_json();
+//! assert_eq!(json["info"]["finished"], 10);
+//! assert_eq!(json["stats"]["db"]["duration"], 5);
+//! assert_eq!(json["children"][0]["info"]["exception"], "None");
+//!
+//! // Queries.
+//! let path: Vec<&str> = report.critical_path().iter().map(|n| n.name()).collect();
+//! assert_eq!(path, ["wsgi", "db"]);
+//! assert_eq!(report.by_category()[0].self_us, 4_500); // wsgi less its db call
+//!
+//! assert!(render_dot(&report).contains(r#"1 [label="api:wsgi - 10 ms\nGET /v2.1/servers.."]"#));
+//! ```
+//!
+//! # How events become points
+//!
+//! Events are grouped by `trace_id`; the parent is `parent_id`, and nothing else: points
+//! that overlap in time under one parent stay siblings. Children are sorted by start.
+//! Where osprofiler 4.4.0 goes wrong, this crate keeps its output shape but not its bugs:
+//!
+//! - The result depends only on the set of events: an event fed twice counts once
+//!   ([`Report::duplicates`]), and the order of arrival changes neither the values nor the
+//!   key order (Python's follows arrival, e.g. Redis's newest-first lists). Stats are
+//!   computed once, when the report is built (Python's driver crashes if asked twice).
+//! - A point missing its start or its stop lasts zero time at the half it has, as Python
+//!   does (Python's DOT output then crashes; ours does not).
+//! - A point whose parent is not in the trace hangs from the root, as in Python; so does
+//!   one whose `parent_id`s form a cycle, cut at its earliest point (Python loses such
+//!   points), or that nests deeper than [`MAX_DEPTH`] ([`Report::detached`]).
+//! - Invalid events are skipped and counted ([`Report::skipped`]), never a panic.
+//! - The name of a point is its event name less `-start`/`-stop` (Python cuts at the
+//!   first `-`: `http-client` becomes `http`).
+
+mod builder;
+mod dot;
+mod json;
+mod report;
+mod time;
+
+pub use builder::{EventError, MAX_DEPTH, ReportBuilder};
+pub use dot::render_dot;
+pub use report::{Node, Preorder, Report, Usage};
