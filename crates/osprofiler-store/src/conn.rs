@@ -1,0 +1,504 @@
+//! Connection strings: which backend, and where.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// A parsed connection string.
+///
+/// | form | backend |
+/// |---|---|
+/// | `sqlite:///path/to/traces.db` | embedded SQLite file (`sqlite://relative.db` is relative) |
+/// | `redis://[[user]:password@]host[:port][/db]` | Redis (port 6379, db 0 by default) |
+/// | `rediss://…[?ssl_ca_certs=/ca.pem&ssl_cert_reqs=required]` | Redis over TLS |
+/// | `redissentinel://[:password@]host:port[,host:port…][/db]` | Redis through Sentinel (master name from `sentinel_service_name`) |
+/// | `file:///path/to/events.jsonl` | osprofiler JSON, one event per line |
+///
+/// ```
+/// use osprofiler_store::ConnectionString;
+/// let c: ConnectionString = "redis://:s3cret@10.0.0.5:6380/2".parse().unwrap();
+/// assert_eq!(c.to_string(), "redis://:***@10.0.0.5:6380/2"); // passwords never printed
+/// let e = "redis://localhost:abc".parse::<ConnectionString>().unwrap_err();
+/// assert_eq!(e.to_string(), "invalid port \"abc\" in connection string redis://localhost:abc");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub enum ConnectionString {
+    /// An SQLite database file.
+    Sqlite {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A Redis server.
+    Redis(RedisTarget),
+    /// Redis masters found through Sentinel.
+    RedisSentinel {
+        /// The sentinels, tried in order.
+        sentinels: Vec<(String, u16)>,
+        /// Password of the master (and the sentinels).
+        password: Option<String>,
+        /// Database number.
+        db: u32,
+    },
+    /// A file of osprofiler JSON events, one per line.
+    File {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// Where a Redis server is and how to talk to it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisTarget {
+    /// Host name or address (IPv6 without brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// ACL user name, if any.
+    pub username: Option<String>,
+    /// Password, if any.
+    pub password: Option<String>,
+    /// Database number (`SELECT`).
+    pub db: u32,
+    /// TLS (`rediss://`).
+    pub tls: bool,
+    /// CA bundle to trust for TLS (`ssl_ca_certs`); the system's roots otherwise.
+    pub ca_certs: Option<PathBuf>,
+    /// Whether to verify the server's certificate (`ssl_cert_reqs`, default required).
+    pub verify_tls: bool,
+}
+
+/// Why a connection string was rejected. The message is one line and names
+/// the string (with any password hidden).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectionStringError {
+    /// No `scheme://`.
+    #[error(
+        "connection string {0:?} has no scheme: expected e.g. sqlite:///path/traces.db or redis://host:6379"
+    )]
+    NoScheme(String),
+    /// A scheme no backend handles.
+    #[error(
+        "unsupported backend {scheme:?} in connection string {string}: supported are sqlite, redis, rediss, redissentinel, file"
+    )]
+    UnknownScheme {
+        /// The scheme.
+        scheme: String,
+        /// The string, password hidden.
+        string: String,
+    },
+    /// A part is malformed.
+    #[error("{what} in connection string {string}")]
+    Invalid {
+        /// What is wrong.
+        what: String,
+        /// The string, password hidden.
+        string: String,
+    },
+}
+
+impl FromStr for ConnectionString {
+    type Err = ConnectionStringError;
+
+    fn from_str(s: &str) -> Result<ConnectionString, ConnectionStringError> {
+        let s = s.trim();
+        let (scheme, rest) = s
+            .split_once("://")
+            .ok_or_else(|| ConnectionStringError::NoScheme(redact(s)))?;
+        let invalid = |what: String| ConnectionStringError::Invalid {
+            what,
+            string: redact(s),
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" => {
+                let path = rest.split(['?', '#']).next().unwrap_or("");
+                if path.is_empty() {
+                    return Err(invalid("no database file".into()));
+                }
+                Ok(ConnectionString::Sqlite {
+                    path: PathBuf::from(percent_decode(path).map_err(invalid)?),
+                })
+            }
+            "file" => {
+                if rest.is_empty() {
+                    return Err(invalid("no file".into()));
+                }
+                Ok(ConnectionString::File {
+                    path: PathBuf::from(percent_decode(rest).map_err(invalid)?),
+                })
+            }
+            "redis" | "rediss" => {
+                let tls = scheme.eq_ignore_ascii_case("rediss");
+                let (authority, path, query) = split_url(rest);
+                let (user, password, hostport) = split_userinfo(authority).map_err(invalid)?;
+                let (host, port) = parse_hostport(hostport, 6379).map_err(invalid)?;
+                let db = parse_db(path).map_err(invalid)?;
+                let mut target = RedisTarget {
+                    host,
+                    port,
+                    username: user,
+                    password,
+                    db,
+                    tls,
+                    ca_certs: None,
+                    verify_tls: true,
+                };
+                for (k, v) in query_pairs(query).map_err(invalid)? {
+                    match k.as_str() {
+                        "db" => {
+                            target.db = v
+                                .parse()
+                                .map_err(|_| invalid(format!("invalid database number {v:?}")))?
+                        }
+                        "ssl_ca_certs" => target.ca_certs = Some(PathBuf::from(v)),
+                        "ssl_cert_reqs" => {
+                            target.verify_tls = match v.to_ascii_lowercase().as_str() {
+                                "required" | "cert_required" => true,
+                                "none" | "cert_none" => false,
+                                _ => {
+                                    return Err(invalid(format!(
+                                        "invalid ssl_cert_reqs {v:?} (required or none)"
+                                    )));
+                                }
+                            }
+                        }
+                        // Options of redis-py we have no use for are accepted and ignored.
+                        _ => {}
+                    }
+                }
+                Ok(ConnectionString::Redis(target))
+            }
+            "redissentinel" => {
+                let (authority, path, _query) = split_url(rest);
+                let (_user, password, hosts) = split_userinfo(authority).map_err(invalid)?;
+                let mut sentinels = Vec::new();
+                for h in hosts.split(',').filter(|h| !h.is_empty()) {
+                    sentinels.push(parse_hostport(h, 26379).map_err(invalid)?);
+                }
+                if sentinels.is_empty() {
+                    return Err(invalid("no sentinel host".into()));
+                }
+                Ok(ConnectionString::RedisSentinel {
+                    sentinels,
+                    password,
+                    db: parse_db(path).map_err(invalid)?,
+                })
+            }
+            other => Err(ConnectionStringError::UnknownScheme {
+                scheme: other.to_owned(),
+                string: redact(s),
+            }),
+        }
+    }
+}
+
+/// (authority, path, query) of what follows `scheme://`.
+fn split_url(rest: &str) -> (&str, &str, &str) {
+    let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let before_query = before_query.split('#').next().unwrap_or("");
+    match before_query.find('/') {
+        Some(i) => (&before_query[..i], &before_query[i + 1..], query),
+        None => (before_query, "", query),
+    }
+}
+
+type UserInfo<'a> = (Option<String>, Option<String>, &'a str);
+
+fn split_userinfo(authority: &str) -> Result<UserInfo<'_>, String> {
+    let Some(at) = authority.rfind('@') else {
+        return Ok((None, None, authority));
+    };
+    let (info, hostport) = (&authority[..at], &authority[at + 1..]);
+    let (user, password) = match info.split_once(':') {
+        Some((u, p)) => (u, Some(p)),
+        None => (info, None),
+    };
+    let user = Some(percent_decode(user)?).filter(|u| !u.is_empty());
+    let password = match password {
+        Some(p) => Some(percent_decode(p)?),
+        // `redis://secret@host`: redis-py takes a lone user info as the password.
+        None => user.clone(),
+    };
+    let user = if info.contains(':') { user } else { None };
+    Ok((user, password, hostport))
+}
+
+fn parse_hostport(s: &str, default_port: u16) -> Result<(String, u16), String> {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (h, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("unclosed [ in host {s:?}"))?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("no host".into());
+    }
+    let port = match port {
+        None | Some("") => default_port,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("invalid port {p:?}"))?,
+    };
+    Ok((host.to_owned(), port))
+}
+
+fn parse_db(path: &str) -> Result<u32, String> {
+    let path = path.trim_matches('/');
+    if path.is_empty() {
+        return Ok(0);
+    }
+    path.parse()
+        .map_err(|_| format!("invalid database number {path:?}"))
+}
+
+fn query_pairs(q: &str) -> Result<Vec<(String, String)>, String> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            Ok((percent_decode(k)?, percent_decode(v)?))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> Result<String, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            match hex {
+                Some(v) => {
+                    out.push(v);
+                    i += 3;
+                    continue;
+                }
+                None => return Err("invalid %-escape".into()),
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| "%-escapes that are not UTF-8".into())
+}
+
+/// The string with any password replaced by `***`, for messages.
+pub fn redact(s: &str) -> String {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return s.to_owned();
+    };
+    let (authority, tail) = match rest.find(['/', '?', '#']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rfind('@') {
+        Some(at) => {
+            let info = &authority[..at];
+            let shown = match info.split_once(':') {
+                Some((u, _)) => format!("{u}:***"),
+                None => "***".to_owned(),
+            };
+            format!("{scheme}://{shown}@{}{tail}", &authority[at + 1..])
+        }
+        None => s.to_owned(),
+    }
+}
+
+impl fmt::Display for ConnectionString {
+    /// The connection string, passwords shown as `***`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host = |h: &str| {
+            if h.contains(':') {
+                format!("[{h}]")
+            } else {
+                h.to_owned()
+            }
+        };
+        let auth = |user: &Option<String>, pw: &Option<String>| match (user, pw) {
+            (Some(u), Some(_)) => format!("{u}:***@"),
+            (None, Some(_)) => ":***@".to_owned(),
+            (Some(u), None) => format!("{u}@"),
+            (None, None) => String::new(),
+        };
+        match self {
+            ConnectionString::Sqlite { path } => write!(f, "sqlite://{}", path.display()),
+            ConnectionString::File { path } => write!(f, "file://{}", path.display()),
+            ConnectionString::Redis(t) => write!(
+                f,
+                "{}://{}{}:{}/{}",
+                if t.tls { "rediss" } else { "redis" },
+                auth(&t.username, &t.password),
+                host(&t.host),
+                t.port,
+                t.db
+            ),
+            ConnectionString::RedisSentinel {
+                sentinels,
+                password,
+                db,
+            } => {
+                let hosts: Vec<String> = sentinels
+                    .iter()
+                    .map(|(h, p)| format!("{}:{p}", host(h)))
+                    .collect();
+                write!(
+                    f,
+                    "redissentinel://{}{}/{}",
+                    auth(&None, password),
+                    hosts.join(","),
+                    db
+                )
+            }
+        }
+    }
+}
+
+impl fmt::Debug for ConnectionString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConnectionString({self})")
+    }
+}
+
+impl fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisTarget")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("db", &self.db)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redis(s: &str) -> RedisTarget {
+        match s.parse::<ConnectionString>().unwrap() {
+            ConnectionString::Redis(t) => t,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn redis_forms() {
+        let t = redis("redis://127.0.0.1");
+        assert_eq!(
+            (t.host.as_str(), t.port, t.db, t.tls),
+            ("127.0.0.1", 6379, 0, false)
+        );
+        assert_eq!(t.password, None);
+        let t = redis("redis://:p%40ss@h:6380/3");
+        assert_eq!(
+            (t.password.as_deref(), t.port, t.db),
+            (Some("p@ss"), 6380, 3)
+        );
+        let t = redis("redis://user:pw@h/1");
+        assert_eq!(
+            (t.username.as_deref(), t.password.as_deref()),
+            (Some("user"), Some("pw"))
+        );
+        let t = redis("redis://secret@h");
+        assert_eq!((t.username, t.password.as_deref()), (None, Some("secret")));
+        let t = redis("rediss://[::1]:7000/0?ssl_ca_certs=/tmp/ca.pem&ssl_cert_reqs=none");
+        assert_eq!(
+            (t.host.as_str(), t.port, t.tls, t.verify_tls),
+            ("::1", 7000, true, false)
+        );
+        assert_eq!(t.ca_certs, Some(PathBuf::from("/tmp/ca.pem")));
+        assert_eq!(redis("redis://h?db=4").db, 4);
+    }
+
+    #[test]
+    fn other_forms() {
+        assert_eq!(
+            "sqlite:///var/lib/osprofiler/traces.db"
+                .parse::<ConnectionString>()
+                .unwrap(),
+            ConnectionString::Sqlite {
+                path: "/var/lib/osprofiler/traces.db".into()
+            }
+        );
+        assert_eq!(
+            "sqlite://traces.db".parse::<ConnectionString>().unwrap(),
+            ConnectionString::Sqlite {
+                path: "traces.db".into()
+            }
+        );
+        assert_eq!(
+            "file:///tmp/e.jsonl".parse::<ConnectionString>().unwrap(),
+            ConnectionString::File {
+                path: "/tmp/e.jsonl".into()
+            }
+        );
+        let s: ConnectionString = "redissentinel://:pw@s1:26379,s2:26380/1".parse().unwrap();
+        assert_eq!(
+            s,
+            ConnectionString::RedisSentinel {
+                sentinels: vec![("s1".into(), 26379), ("s2".into(), 26380)],
+                password: Some("pw".into()),
+                db: 1
+            }
+        );
+        assert_eq!(s.to_string(), "redissentinel://:***@s1:26379,s2:26380/1");
+    }
+
+    #[test]
+    fn errors_are_one_line_and_hide_passwords() {
+        let cases = [
+            (
+                "localhost:6379",
+                "connection string \"localhost:6379\" has no scheme: expected e.g. sqlite:///path/traces.db or redis://host:6379",
+            ),
+            (
+                "mongodb://u:pw@h",
+                "unsupported backend \"mongodb\" in connection string mongodb://u:***@h: supported are sqlite, redis, rediss, redissentinel, file",
+            ),
+            (
+                "redis://:pw@h:0",
+                "invalid port \"0\" in connection string redis://:***@h:0",
+            ),
+            (
+                "redis://:pw@h:99999",
+                "invalid port \"99999\" in connection string redis://:***@h:99999",
+            ),
+            (
+                "redis://h/x",
+                "invalid database number \"x\" in connection string redis://h/x",
+            ),
+            ("redis://", "no host in connection string redis://"),
+            (
+                "redis://h?ssl_cert_reqs=maybe",
+                "invalid ssl_cert_reqs \"maybe\" (required or none) in connection string redis://h?ssl_cert_reqs=maybe",
+            ),
+            (
+                "sqlite://",
+                "no database file in connection string sqlite://",
+            ),
+            (
+                "redissentinel:///0",
+                "no sentinel host in connection string redissentinel:///0",
+            ),
+            (
+                "redis://[::1:6379",
+                "unclosed [ in host \"[::1:6379\" in connection string redis://[::1:6379",
+            ),
+        ];
+        for (input, message) in cases {
+            let e = input.parse::<ConnectionString>().unwrap_err();
+            assert_eq!(e.to_string(), message);
+            assert!(!e.to_string().contains('\n'));
+        }
+    }
+}

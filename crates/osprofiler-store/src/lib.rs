@@ -1,0 +1,234 @@
+#![warn(missing_docs)]
+//! Where osprofiler traces are stored, and how they are read back.
+//!
+//! A connection string picks the backend ([`ConnectionString`]):
+//!
+//! - `sqlite:///path/traces.db`: an embedded SQLite file, the default when nothing is
+//!   configured ([`default_connection_string`]), so everything works without a server;
+//! - `redis://`, `rediss://`, `redissentinel://`: Redis, in osprofiler 4.4.0's layout, so
+//!   Python services and tools share the traces;
+//! - `file:///path/events.jsonl`: osprofiler JSON, one event per line.
+//!
+//! Each backend has a write side, a [`Sink`] for the notifier pipeline ([`sink`]), and a
+//! read side, a [`TraceStore`] ([`open`]): a trace's events and [`Report`], the list of
+//! traces, the list of traces with errors.
+//!
+//! ```
+//! use osprofiler_store::{open, sink, ConnectionString, Options};
+//! # let dir = std::env::temp_dir().join(format!("osp-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir).unwrap();
+//! let cs: ConnectionString = format!("file://{}/events.jsonl", dir.display()).parse().unwrap();
+//! let _notifier = osprofiler::notifier::set_boxed_sink(sink(&cs, &Options::default()).unwrap());
+//! let ctx = osprofiler::TraceContext::new(None, None, None);
+//! ctx.in_scope(|| drop(osprofiler::point("db")));
+//! osprofiler::notifier::flush().unwrap();
+//!
+//! let mut store = open(&cs, &Options::default()).unwrap();
+//! let report = store.report(&ctx.base_id().to_string()).unwrap().expect("stored");
+//! assert_eq!(report.len(), 1);
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! ```
+
+mod conn;
+mod file;
+mod redis;
+mod sqlite;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use conn::{ConnectionString, ConnectionStringError, RedisTarget, redact};
+use osprofiler::config::{InitError, ProfilerConf};
+use osprofiler::notifier::NotifierGuard;
+pub use osprofiler::notifier::Sink;
+pub use osprofiler_report::Report;
+use serde_json::Value;
+
+/// Environment variable naming the connection string when none is given.
+pub const CONNECTION_STRING_ENV: &str = "OSPROFILER_CONNECTION_STRING";
+
+/// Backend settings besides the connection string (osprofiler's `[profiler]` options).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// `sentinel_service_name`: the master's name for `redissentinel://`.
+    pub sentinel_service_name: String,
+    /// Connect and I/O timeout for network backends.
+    pub socket_timeout: Duration,
+    /// `filter_error_trace`: also index traces that contain an error.
+    pub filter_error_trace: bool,
+    /// Expire trace data this long after its last write (Redis), or drop it when
+    /// older (SQLite). `None`: keep forever, as osprofiler does.
+    pub ttl: Option<Duration>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            sentinel_service_name: "mymaster".into(),
+            socket_timeout: Duration::from_secs(2),
+            filter_error_trace: false,
+            ttl: None,
+        }
+    }
+}
+
+impl Options {
+    /// The options of a `[profiler]` section. osprofiler's `socket_timeout` (0.1 s by
+    /// default) is kept when set above its default; reads get at least 2 s.
+    pub fn from_conf(conf: &ProfilerConf) -> Options {
+        let ttl = conf
+            .other
+            .get("trace_ttl")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        Options {
+            sentinel_service_name: conf.sentinel_service_name.clone(),
+            socket_timeout: Duration::from_secs_f64(conf.socket_timeout.max(2.0)),
+            filter_error_trace: conf.filter_error_trace,
+            ttl,
+        }
+    }
+}
+
+/// One stored trace, as `trace list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceSummary {
+    /// The trace's base id.
+    pub base_id: String,
+    /// When it started (its first event's osprofiler timestamp, naive UTC).
+    pub timestamp: String,
+}
+
+/// Why a store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The connection string is malformed or names no backend.
+    #[error(transparent)]
+    ConnectionString(#[from] ConnectionStringError),
+    /// The backend could not be reached or opened.
+    #[error("cannot open {store}: {reason}")]
+    Unavailable {
+        /// Which store (connection string, password hidden).
+        store: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Why a read failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{store}: {reason}")]
+pub struct ReadError {
+    /// Which store (connection string, password hidden).
+    pub store: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// The read side of a backend.
+pub trait TraceStore: Send {
+    /// The stored events of trace `base_id` (osprofiler event objects), in any order;
+    /// empty when there is no such trace.
+    fn events(&mut self, base_id: &str) -> Result<Vec<Value>, ReadError>;
+
+    /// Traces, newest first, at most `limit`.
+    fn list_traces(&mut self, limit: Option<usize>) -> Result<Vec<TraceSummary>, ReadError>;
+
+    /// Traces that contain an error, newest first, at most `limit` (only those recorded
+    /// while `filter_error_trace` was on, as in osprofiler).
+    fn list_error_traces(&mut self, limit: Option<usize>) -> Result<Vec<TraceSummary>, ReadError>;
+
+    /// The report of trace `base_id`; `None` when there is no such trace.
+    fn report(&mut self, base_id: &str) -> Result<Option<Report>, ReadError> {
+        let events = self.events(base_id)?;
+        Ok(if events.is_empty() {
+            None
+        } else {
+            Some(Report::from_events(events))
+        })
+    }
+
+    /// The store, for messages (connection string, password hidden).
+    fn describe(&self) -> String;
+}
+
+/// Opens the read side of a backend.
+pub fn open(cs: &ConnectionString, opts: &Options) -> Result<Box<dyn TraceStore>, OpenError> {
+    match cs {
+        ConnectionString::Sqlite { path } => sqlite::open_store(path, opts),
+        ConnectionString::Redis(_) | ConnectionString::RedisSentinel { .. } => {
+            redis::open_store(cs, opts)
+        }
+        ConnectionString::File { path } => file::open_store(path),
+    }
+}
+
+/// Opens the write side of a backend, for [`osprofiler::notifier::set_boxed_sink`].
+pub fn sink(cs: &ConnectionString, opts: &Options) -> Result<Box<dyn Sink>, OpenError> {
+    match cs {
+        ConnectionString::Sqlite { path } => sqlite::open_sink(path, opts),
+        ConnectionString::Redis(_) | ConnectionString::RedisSentinel { .. } => {
+            redis::open_sink(cs, opts)
+        }
+        ConnectionString::File { path } => file::open_sink(path),
+    }
+}
+
+/// The embedded default: `sqlite://<data dir>/osprofiler/traces.db`, the data dir being
+/// `$XDG_DATA_HOME`, else `~/.local/share`, else the current directory.
+pub fn default_connection_string() -> ConnectionString {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    ConnectionString::Sqlite {
+        path: base.join("osprofiler").join("traces.db"),
+    }
+}
+
+/// The connection string to use: `flag` if given, else `$OSPROFILER_CONNECTION_STRING`,
+/// else the configuration's `connection_string`, else the embedded default.
+pub fn resolve(
+    flag: Option<&str>,
+    conf: Option<&ProfilerConf>,
+) -> Result<ConnectionString, ConnectionStringError> {
+    if let Some(s) = flag.filter(|s| !s.trim().is_empty()) {
+        return s.parse();
+    }
+    if let Ok(s) = std::env::var(CONNECTION_STRING_ENV)
+        && !s.trim().is_empty()
+    {
+        return s.parse();
+    }
+    if let Some(s) = conf.and_then(|c| c.connection_string.as_deref()) {
+        return s.parse();
+    }
+    Ok(default_connection_string())
+}
+
+/// osprofiler's `init_from_conf` with every backend of this crate: stamps events with
+/// `project`/`service`/`host`, applies the runtime switches, and sends events to the
+/// configured backend (the embedded default when none is). Keep the guard alive.
+pub fn init_from_conf(
+    conf: &ProfilerConf,
+    project: &str,
+    service: &str,
+    host: &str,
+) -> Result<NotifierGuard, InitError> {
+    let opts = Options::from_conf(conf);
+    osprofiler::config::init_from_conf_with(conf, project, service, host, |_| {
+        let cs = resolve(None, Some(conf)).map_err(|e| InitError::Backend {
+            connection_string: conf
+                .connection_string
+                .clone()
+                .map(|s| redact(&s))
+                .unwrap_or_default(),
+            message: e.to_string(),
+        })?;
+        sink(&cs, &opts).map_err(|e| InitError::Backend {
+            connection_string: cs.to_string(),
+            message: e.to_string(),
+        })
+    })
+}
