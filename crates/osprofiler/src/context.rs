@@ -591,6 +591,20 @@ pub fn get() -> Option<TraceContext> {
     })
 }
 
+/// The signed `X-Trace-Info`/`X-Trace-HMAC` values for a call made from the current
+/// point (osprofiler's `web.get_trace_id_headers()`): `None` outside a trace or when
+/// the trace has no key.
+///
+/// ```
+/// let ctx = osprofiler::TraceContext::new(osprofiler::HmacKey::new("SECRET_KEY"), None, None);
+/// let h = ctx.in_scope(osprofiler::current_headers).unwrap();
+/// assert_eq!(h.pairs()[0].0, "X-Trace-Info");
+/// assert!(osprofiler::current_headers().is_none());
+/// ```
+pub fn current_headers() -> Option<TraceHeaders> {
+    get()?.headers()
+}
+
 /// Ends this thread's trace (osprofiler's `profiler.clean`) and hands its
 /// recorded events to the exporter.
 pub fn clean() {
