@@ -23,6 +23,31 @@ fn main() {
         "osprofiler pipeline: exported {} events, dropped {} (queue full), failed {}",
         s.exported, s.dropped, s.failed
     );
+    // Only under `cargo bench` (which passes --bench), not when tests run the benches once.
+    if std::env::args().any(|a| a == "--bench") {
+        python_baseline();
+    }
+}
+
+/// Python osprofiler 4.4.0 on the same cases, in the same run, when the oracle venv
+/// made by scripts/test-all is there.
+fn python_baseline() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let python = std::env::var("OSPROFILER_ORACLE")
+        .map(|d| format!("{d}/bin/python"))
+        .unwrap_or(format!("{root}/target/oracle/bin/python"));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/python_points.py");
+    match std::process::Command::new(&python).arg(script).output() {
+        Ok(o) if o.status.success() => eprintln!(
+            "python osprofiler 4.4.0 (ns): {}",
+            String::from_utf8_lossy(&o.stdout).trim()
+        ),
+        Ok(o) => eprintln!(
+            "python baseline failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => eprintln!("python baseline skipped: {python}: {e}"),
+    }
 }
 
 struct NullSink;
