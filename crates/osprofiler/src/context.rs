@@ -18,7 +18,7 @@ use crate::id::{Id, next_from};
 use crate::identity::{self, Identity};
 use crate::info::Info;
 use crate::keys::HmacKey;
-use crate::notifier::{BATCH, Payload, Record, RecordKind, new_buffer, submit};
+use crate::notifier::{BATCH, Extra, Payload, Record, RecordKind, new_buffer, submit};
 use crate::propagation::{IncomingTrace, TraceHeaders, TraceParent};
 
 /// Trace-wide facts, shared by every thread and task working for the trace.
@@ -87,7 +87,7 @@ impl Local {
     fn open(
         &mut self,
         name: Cow<'static, str>,
-        payload: Option<Box<Payload>>,
+        start: Option<Payload>,
         make_current: bool,
     ) -> Option<OpenPoint> {
         let t = self.scope.trace.as_deref()?;
@@ -98,17 +98,17 @@ impl Local {
             self.scope.current = id;
         }
         let at = fastant::Instant::now();
+        let (static_name, extra) = Extra::for_start(name.clone(), start);
         let slot = self.push(Record {
-            kind: RecordKind::Start,
-            identity,
-            name: name.clone(),
             base,
             id,
             parent,
             at,
             end: at,
-            payload,
-            stop_payload: None,
+            name: static_name,
+            extra,
+            identity,
+            kind: RecordKind::Start,
         });
         Some(OpenPoint {
             name,
@@ -123,24 +123,30 @@ impl Local {
     /// Opens a point for a sync guard, which keeps only its id, parent and
     /// slot: the rest stays in the record (or is parked at hand-over).
     #[inline]
-    fn open_lean(&mut self, name: &'static str, payload: Option<Box<Payload>>) -> Option<Lean> {
+    fn open_lean(&mut self, name: &'static str, start: Option<Payload>) -> Option<Lean> {
         let t = self.scope.trace.as_deref()?;
         let (base, identity) = (t.base, t.identity);
         let id = next_from(&mut self.ids);
         let parent = self.scope.current;
         self.scope.current = id;
         let at = fastant::Instant::now();
+        let extra = start.map(|start| {
+            Box::new(Extra {
+                name: None,
+                start: Some(start),
+                stop: None,
+            })
+        });
         let (generation, index) = self.push(Record {
-            kind: RecordKind::Start,
-            identity,
-            name: Cow::Borrowed(name),
             base,
             id,
             parent,
             at,
             end: at,
-            payload,
-            stop_payload: None,
+            name,
+            extra,
+            identity,
+            kind: RecordKind::Start,
         });
         Some(Lean {
             id,
@@ -163,7 +169,7 @@ impl Local {
             r.kind = RecordKind::Span;
             r.end = fastant::Instant::now();
             if let Some(pl) = payload {
-                r.stop_payload = Some(pl);
+                Extra::set_stop(&mut r.extra, pl);
             }
             return;
         }
@@ -186,10 +192,8 @@ impl Local {
         {
             r.kind = RecordKind::Span;
             r.end = fastant::Instant::now();
-            // Assigning a `None` would still run the drop glue of the old
-            // value, measurably, on every point.
             if let Some(pl) = payload {
-                r.stop_payload = Some(pl);
+                Extra::set_stop(&mut r.extra, pl);
             }
             return;
         }
@@ -231,8 +235,12 @@ impl Local {
                     // Guards leaked with mem::forget never stop: forget the oldest.
                     self.parked.remove(0);
                 }
+                let name = match r.extra.as_ref().and_then(|e| e.name.as_ref()) {
+                    Some(n) => Cow::Owned(n.to_string()),
+                    None => Cow::Borrowed(r.name),
+                };
                 self.parked.push(OpenPoint {
-                    name: r.name.clone(),
+                    name,
                     base: r.base,
                     id: r.id,
                     parent: r.parent,
@@ -269,17 +277,20 @@ static GENERATIONS: AtomicU64 = AtomicU64::new(0);
 #[inline]
 fn stop_record(p: OpenPoint, payload: Option<Box<Payload>>) -> Record {
     let at = fastant::Instant::now();
+    let (name, mut extra) = Extra::for_start(p.name, None);
+    if let Some(pl) = payload {
+        Extra::set_stop(&mut extra, pl);
+    }
     Record {
-        kind: RecordKind::Stop,
-        identity: p.identity,
-        name: p.name,
         base: p.base,
         id: p.id,
         parent: p.parent,
         at,
         end: at,
-        payload,
-        stop_payload: None,
+        name,
+        extra,
+        identity: p.identity,
+        kind: RecordKind::Stop,
     }
 }
 
@@ -622,9 +633,9 @@ pub fn start(name: impl Into<Cow<'static, str>>, info: impl Into<Info>) {
     if !is_active() {
         return;
     }
-    let payload = info_payload(info.into());
+    let start_info = info_start(info.into());
     with_local(|l| {
-        let p = l.open(name.into(), payload, true)?;
+        let p = l.open(name.into(), start_info, true)?;
         l.scope.stack.push(p);
         Some(())
     });
@@ -642,6 +653,14 @@ pub fn stop(info: impl Into<Info>) {
         l.close(p, payload, true);
         Some(())
     });
+}
+
+fn info_start(info: Info) -> Option<Payload> {
+    if info.is_empty() {
+        None
+    } else {
+        Some(Payload::Info(info))
+    }
 }
 
 fn info_payload(info: Info) -> Option<Box<Payload>> {
@@ -676,7 +695,7 @@ pub fn point_with(name: &'static str, info: impl Into<Info>) -> PointGuard {
     if !is_active() {
         return PointGuard::none();
     }
-    PointGuard::start(name, info_payload(info.into()))
+    PointGuard::start(name, info_start(info.into()))
 }
 
 /// Runs `fut` as a point named `name`: started at its first poll, current
@@ -719,7 +738,7 @@ impl PointGuard {
     }
 
     #[inline]
-    pub(crate) fn start(name: &'static str, payload: Option<Box<Payload>>) -> PointGuard {
+    pub(crate) fn start(name: &'static str, payload: Option<Payload>) -> PointGuard {
         PointGuard {
             inner: with_local(|l| l.open_lean(name, payload))
                 .map(|point| Running { point, stop: None }),
@@ -853,7 +872,7 @@ impl AsyncPoint {
         }
     }
 
-    pub(crate) fn start(name: Cow<'static, str>, payload: Option<Box<Payload>>) -> AsyncPoint {
+    pub(crate) fn start(name: Cow<'static, str>, payload: Option<Payload>) -> AsyncPoint {
         with_local(|l| {
             let trace = l.scope.trace.clone()?;
             let open = l.open(name, payload, false)?;

@@ -213,13 +213,13 @@ pub struct EventInfo {
 enum Repr {
     Map,
     Recorded {
-        payload: Option<Box<Payload>>,
+        payload: Option<Payload>,
         host: Arc<str>,
     },
 }
 
 impl EventInfo {
-    pub(crate) fn recorded(payload: Option<Box<Payload>>, host: Arc<str>) -> EventInfo {
+    pub(crate) fn recorded(payload: Option<Payload>, host: Arc<str>) -> EventInfo {
         EventInfo {
             repr: Repr::Recorded { payload, host },
             map: OnceLock::new(),
@@ -326,7 +326,7 @@ impl serde::Serialize for EventInfo {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let (payload, host) = match &self.repr {
             Repr::Map => return self.as_map().serialize(s),
-            Repr::Recorded { payload, host } => (payload.as_deref(), host),
+            Repr::Recorded { payload, host } => (payload.as_ref(), host),
         };
         let mut m = s.serialize_map(None)?;
         // Key order as osprofiler writes it: the point's info, then `host`.

@@ -14,12 +14,12 @@ fn function_payload(
     func: &'static str,
     args: Option<String>,
     info: Option<Info>,
-) -> Option<Box<Payload>> {
-    Some(Box::new(Payload::Function {
+) -> Option<Payload> {
+    Some(Payload::Function {
         info: info.filter(|i| !i.is_empty()),
         name: func,
         args,
-    }))
+    })
 }
 
 /// Starts a sync function's point (call only when [`is_active`]).

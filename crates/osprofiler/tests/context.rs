@@ -431,3 +431,36 @@ fn debug_output_never_shows_keys() {
         assert!(!s.contains("TOP-SECRET") && !s.contains("OTHER"), "{s}");
     }
 }
+
+#[test]
+fn names_made_at_run_time() {
+    common::sink();
+    let ctx = TraceContext::new(None, None, None);
+    ctx.in_scope(|| {
+        osprofiler::start(
+            format!("http-{}", "client"),
+            osprofiler::Info::new().with("k", 1),
+        );
+        osprofiler::stop(osprofiler::Info::new().with("status_code", 200));
+        osprofiler::start(String::from("parked"), None);
+        osprofiler::notifier::flush().unwrap(); // hands the open start over
+        osprofiler::stop(osprofiler::Info::new().with("late", true));
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(
+        ctx.clone()
+            .instrument(osprofiler::in_point(format!("task-{}", 7), async {})),
+    );
+    let ev = common::events_of(ctx.base_id());
+    assert_eq!(start_of(&ev, "http-client").info["k"], 1);
+    assert_eq!(stop_of(&ev, "http-client").info["status_code"], 200);
+    assert_eq!(stop_of(&ev, "parked").info["late"], true);
+    assert_eq!(
+        start_of(&ev, "parked").trace_id,
+        stop_of(&ev, "parked").trace_id
+    );
+    start_of(&ev, "task-7");
+    stop_of(&ev, "task-7");
+}
