@@ -103,3 +103,141 @@ pub fn point(name: &str, trace_id: &str, parent_id: &str, from_us: i64, to_us: i
         ),
     ]
 }
+
+/// A synthetic trace of `points` points, deep and wide, with osprofiler's usual info
+/// (requests, SQL, functions, HTTP calls, some errors), as events in no particular order.
+///
+/// Shape: one chain 400 levels deep, one RPC point with 5 000 children, and the rest
+/// hung under recently made points (so depths of a few dozen), over several top-level
+/// requests. Children run one after another inside their parent.
+pub fn synthetic_events(points: usize, seed: u64) -> Vec<Value> {
+    const CATEGORIES: [&str; 5] = ["wsgi", "rpc", "db", "driver", "http"];
+    const SERVICES: [&str; 6] = [
+        "api",
+        "conductor",
+        "compute",
+        "scheduler",
+        "placement",
+        "neutron",
+    ];
+    let mut rng = Lcg(seed);
+    let points = points.max(1);
+    // Tree shape: parent of each point (usize::MAX for a top-level point).
+    let mut parent = vec![usize::MAX; points];
+    let chain = 400.min(points - 1);
+    for (i, p) in parent.iter_mut().enumerate().take(chain + 1).skip(1) {
+        *p = i - 1;
+    }
+    let wide_at = chain + 1;
+    let wide_end = (wide_at + 1 + 5_000).min(points);
+    for p in parent.iter_mut().take(wide_end).skip(wide_at + 1) {
+        *p = wide_at;
+    }
+    if wide_at < points {
+        parent[wide_at] = 0;
+    }
+    // Elsewhere nesting stays below 40 levels: past that, a point hangs from the latest
+    // top-level one.
+    let mut depth = vec![0_usize; points];
+    for i in 1..wide_end.min(points) {
+        depth[i] = depth[parent[i]] + 1;
+    }
+    let mut last_top = 0;
+    for i in wide_end..points {
+        let pick = match rng.below(100) {
+            0 => usize::MAX, // a new top-level request
+            1..=9 => rng.below(i as u64) as usize,
+            _ => i - 1 - rng.below(40.min(i as u64)) as usize,
+        };
+        parent[i] = match pick {
+            usize::MAX => {
+                last_top = i;
+                usize::MAX
+            }
+            p if depth[p] >= 40 => last_top,
+            p => p,
+        };
+        depth[i] = match parent[i] {
+            usize::MAX => 0,
+            p => depth[p] + 1,
+        };
+    }
+    let mut children = vec![Vec::new(); points];
+    let mut roots = Vec::new();
+    for (i, &p) in parent.iter().enumerate() {
+        match children.get_mut(p) {
+            Some(kids) => kids.push(i),
+            None => roots.push(i),
+        }
+    }
+    // Times: depth first, each point opens, runs its children one after another, closes.
+    let mut times = vec![(0_i64, 0_i64); points];
+    let mut cursor = 0_i64;
+    let mut stack: Vec<(usize, bool)> = roots.iter().rev().map(|&r| (r, false)).collect();
+    while let Some((node, done)) = stack.pop() {
+        if done {
+            cursor += 2 + rng.below(30) as i64;
+            times[node].1 = cursor;
+        } else {
+            cursor += 1 + rng.below(20) as i64;
+            times[node].0 = cursor;
+            stack.push((node, true));
+            stack.extend(children[node].iter().rev().map(|&c| (c, false)));
+        }
+    }
+    let id = |i: usize| format!("{:08x}-0000-4000-8000-{:012x}", seed as u32, i);
+    let base = format!("{:08x}-ffff-4fff-8fff-ffffffffffff", seed as u32);
+    let mut events = Vec::with_capacity(points * 2);
+    for i in 0..points {
+        let category = if parent[i] == usize::MAX {
+            "wsgi"
+        } else {
+            CATEGORIES[1 + i % 4]
+        };
+        let service = SERVICES[(i / 7) % SERVICES.len()];
+        let host = format!("host-{}", i % 8);
+        let (start_info, mut stop_info) = match category {
+            "wsgi" => (
+                json!({"request": {"path": format!("/v2.1/servers/{i}"), "query": "", "method": "POST", "scheme": "http"}}),
+                json!({"response": {"status": 202}}),
+            ),
+            "db" => (
+                json!({"db": {"statement": "SELECT * FROM instances WHERE uuid = %(uuid)s", "params": {"uuid": format!("vm-{i}")}}}),
+                json!({}),
+            ),
+            "http" => (
+                json!({"requests": {"method": "GET", "query": "", "path": "/resource_providers", "hostname": "placement", "port": 8778, "scheme": "http"}}),
+                json!({"requests": {"status_code": 200}}),
+            ),
+            _ => (
+                json!({"function": {"name": format!("nova.{service}.manager.step_{}", i % 13), "args": "()", "kwargs": "{}"}}),
+                json!({}),
+            ),
+        };
+        if category == "driver" && i % 997 == 0 {
+            stop_info = json!({"etype": "ValueError", "message": format!("step {i} failed")});
+        }
+        let parent_id = match parent[i] {
+            usize::MAX => base.clone(),
+            p => id(p),
+        };
+        for (phase, at, mut info) in [
+            ("start", times[i].0, start_info),
+            ("stop", times[i].1, stop_info),
+        ] {
+            info["host"] = json!(host);
+            events.push(json!({
+                "name": format!("{category}-{phase}"),
+                "base_id": base,
+                "trace_id": id(i),
+                "parent_id": parent_id,
+                "timestamp": stamp(T0 + at),
+                "info": info,
+                "project": "nova",
+                "service": service,
+            }));
+        }
+    }
+    rng.shuffle(&mut events);
+    events
+}
