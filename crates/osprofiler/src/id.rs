@@ -120,8 +120,9 @@ fn with_v4_bits(hi: u64, lo: u64) -> u128 {
 /// 64 random bits from the OS; if the OS source fails, from std's randomly
 /// keyed hasher (still unpredictable, never a panic).
 pub(crate) fn random_u64() -> u64 {
-    match getrandom::u64() {
-        Ok(v) => v,
+    let mut bytes = [0u8; 8];
+    match getrandom::getrandom(&mut bytes) {
+        Ok(()) => u64::from_ne_bytes(bytes),
         Err(_) => {
             use std::hash::{BuildHasher, Hasher};
             use std::sync::atomic::{AtomicU64, Ordering};
