@@ -1,22 +1,190 @@
-//! Redis (to be written).
+//! Redis (`redis://`, `rediss://`, `redissentinel://`) in osprofiler 4.4.0's layout, so
+//! Python services and tools read what we write and we read what they write:
+//!
+//! - `osprofiler_opt:<base_id>`: a list of the trace's events (osprofiler JSON), newest
+//!   first (`LPUSH`);
+//! - `osprofiler_error:<base_id>`: `{"base_id": …, "timestamp": …}` of a trace with an
+//!   error, with `filter_error_trace`;
+//! - `osprofiler:<base_id>…`: one key per event, osprofiler's legacy layout (read only).
+//!
+//! We add two sorted sets, ignored by Python: `osprofiler_index` (base id → start time, in
+//! Unix seconds) and `osprofiler_error_index` (the same for traces with errors), so a trace's
+//! start is known without reading its events. Traces that have no index entry (written by
+//! Python) are still listed, found by `SCAN`.
+//!
+//! The write side sends each batch of events in one pipelined round trip; see [`sink`].
+
+mod client;
+mod event_json;
+mod resp;
+mod sink;
+mod store;
+mod tls;
+
+use std::time::Duration;
+
 use crate::{ConnectionString, OpenError, Options, Sink, TraceStore};
+use client::{ClientError, Settings, Target};
+
+/// Prefix of a trace's event list.
+const OPT_PREFIX: &[u8] = b"osprofiler_opt:";
+/// Prefix of osprofiler's legacy per-event keys.
+const LEGACY_PREFIX: &[u8] = b"osprofiler:";
+/// Prefix of a trace's error marker.
+const ERROR_PREFIX: &[u8] = b"osprofiler_error:";
+/// Sorted set: base id → start (Unix seconds).
+const INDEX: &[u8] = b"osprofiler_index";
+/// Sorted set: base id → start (Unix seconds), traces with an error only.
+const ERROR_INDEX: &[u8] = b"osprofiler_error_index";
 
 pub(crate) fn open_store(
     cs: &ConnectionString,
-    _opts: &Options,
+    opts: &Options,
 ) -> Result<Box<dyn TraceStore>, OpenError> {
-    Err(OpenError::Unavailable {
-        store: cs.to_string(),
-        reason: "not implemented yet".into(),
-    })
+    let settings = settings(cs, opts)?;
+    let conn = settings.connect().map_err(|e| unavailable(cs, &e))?;
+    Ok(Box::new(store::RedisStore::new(
+        settings,
+        conn,
+        cs.to_string(),
+    )))
 }
 
-pub(crate) fn open_sink(
-    cs: &ConnectionString,
-    _opts: &Options,
-) -> Result<Box<dyn Sink>, OpenError> {
-    Err(OpenError::Unavailable {
+/// The sink connects at once, to report a wrong password or an untrusted certificate
+/// now; when the server is merely unreachable the sink is returned anyway and connects
+/// later from the exporter thread (a service must start while its Redis is down).
+pub(crate) fn open_sink(cs: &ConnectionString, opts: &Options) -> Result<Box<dyn Sink>, OpenError> {
+    let settings = settings(cs, opts)?;
+    let conn = match settings.connect() {
+        Ok(c) => Ok(c),
+        Err(e) if e.is_transient() => Err(e),
+        Err(e) => return Err(unavailable(cs, &e)),
+    };
+    Ok(Box::new(sink::RedisSink::new(
+        settings,
+        opts,
+        cs.to_string(),
+        conn,
+    )))
+}
+
+fn unavailable(cs: &ConnectionString, e: &ClientError) -> OpenError {
+    OpenError::Unavailable {
         store: cs.to_string(),
-        reason: "not implemented yet".into(),
-    })
+        reason: e.to_string(),
+    }
+}
+
+fn settings(cs: &ConnectionString, opts: &Options) -> Result<Settings, OpenError> {
+    let timeout = opts.socket_timeout.max(Duration::from_millis(1));
+    match cs {
+        ConnectionString::Redis(t) => {
+            let tls = if t.tls {
+                Some(
+                    tls::setup(&t.host, t.ca_certs.as_deref(), t.verify_tls).map_err(|reason| {
+                        OpenError::Unavailable {
+                            store: cs.to_string(),
+                            reason,
+                        }
+                    })?,
+                )
+            } else {
+                None
+            };
+            Ok(Settings {
+                target: Target::Direct {
+                    host: t.host.clone(),
+                    port: t.port,
+                    tls,
+                },
+                username: t.username.clone(),
+                password: t.password.clone(),
+                db: t.db,
+                timeout,
+            })
+        }
+        ConnectionString::RedisSentinel {
+            sentinels,
+            password,
+            db,
+        } => Ok(Settings {
+            target: Target::Sentinel {
+                sentinels: sentinels.clone(),
+                service: opts.sentinel_service_name.clone(),
+            },
+            username: None,
+            password: password.clone(),
+            db: *db,
+            timeout,
+        }),
+        other => Err(OpenError::Unavailable {
+            store: other.to_string(),
+            reason: "not a Redis connection string".into(),
+        }),
+    }
+}
+
+/// `prefix` + the text of `id`.
+fn key(prefix: &[u8], id: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + id.len());
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(id);
+    k
+}
+
+/// Appends Unix seconds with six decimals (exact in the text; Redis keeps a double, which
+/// holds microseconds of present-day times).
+fn push_score(out: &mut Vec<u8>, micros: i64) {
+    if micros < 0 {
+        out.push(b'-');
+    }
+    let abs = micros.unsigned_abs();
+    resp::push_uint(out, abs / 1_000_000);
+    out.push(b'.');
+    let frac = abs % 1_000_000;
+    let mut digits = [b'0'; 6];
+    let mut f = frac;
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (f % 10) as u8;
+        f /= 10;
+    }
+    out.extend_from_slice(&digits);
+}
+
+/// A score as Redis returns it, back to microseconds.
+fn parse_score(text: &str) -> Option<i64> {
+    let secs: f64 = text.trim().parse().ok()?;
+    let micros = (secs * 1e6).round();
+    micros.is_finite().then_some(micros as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_round_trip() {
+        for micros in [
+            0_i64,
+            1,
+            -1,
+            1_764_072_000_001_375,
+            1_764_072_000_999_999,
+            4_102_444_799_999_999,
+            -86_400_000_001,
+        ] {
+            let mut s = Vec::new();
+            push_score(&mut s, micros);
+            let text = String::from_utf8(s).unwrap();
+            assert_eq!(parse_score(&text), Some(micros), "{text}");
+            // As Redis prints a double (%.17g).
+            let f: f64 = text.parse().unwrap();
+            assert_eq!(parse_score(&format!("{f:.17e}")), Some(micros), "{text}");
+        }
+        let mut s = Vec::new();
+        push_score(&mut s, 1_764_072_000_001_375);
+        assert_eq!(s, b"1764072000.001375");
+        assert_eq!(parse_score("nan"), None);
+        assert_eq!(parse_score("x"), None);
+    }
 }

@@ -1,18 +1,509 @@
-//! SQLite (to be written).
-use std::path::Path;
+//! `sqlite://`: the embedded default store, one SQLite file, no server.
+//!
+//! Two tables (schema version 1, kept in `PRAGMA user_version`):
+//!
+//! - `events(base_id, trace_id, name, timestamp, json)`: one row per event, `json` being
+//!   osprofiler's exact text (what Python's Redis driver would `LPUSH`), indexed by
+//!   `base_id` to fetch one trace;
+//! - `traces(base_id PRIMARY KEY, started, started_us, last_write_us, has_error)`: one row
+//!   per trace, maintained by the writers, indexed by `started_us` (listing, newest first)
+//!   and by `(has_error, started_us)` (listing traces with errors).
+//!
+//! Several processes may write the same file at once: the database is in WAL mode and a
+//! writer waits up to [`BUSY_TIMEOUT`] for the write lock, taken at the start of each
+//! batch's transaction. `has_error` is recorded for every trace whatever
+//! `filter_error_trace` says (it costs one column), so [`TraceStore::list_error_traces`]
+//! lists every trace with an error. With [`Options::ttl`], the writers delete traces whose
+//! last write is older than the TTL.
 
-use crate::{OpenError, Options, Sink, TraceStore};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-pub(crate) fn open_store(path: &Path, _opts: &Options) -> Result<Box<dyn TraceStore>, OpenError> {
-    Err(OpenError::Unavailable {
-        store: format!("sqlite://{}", path.display()),
-        reason: "not implemented yet".into(),
-    })
+use osprofiler::notifier::SinkError;
+use osprofiler::{Event, Timestamp};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use serde_json::Value;
+
+use crate::{OpenError, Options, ReadError, Sink, TraceStore, TraceSummary};
+
+/// The schema this code writes and reads (`PRAGMA user_version`).
+const SCHEMA_VERSION: i64 = 1;
+
+/// Version 1. `NOT NULL` everywhere so that readers never meet a hole.
+const SCHEMA_V1: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    base_id   TEXT NOT NULL,
+    trace_id  TEXT NOT NULL,
+    name      TEXT NOT NULL,
+    timestamp TEXT NOT NULL,
+    json      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_base_id ON events (base_id);
+CREATE TABLE IF NOT EXISTS traces (
+    base_id       TEXT PRIMARY KEY NOT NULL,
+    started       TEXT NOT NULL,
+    started_us    INTEGER NOT NULL,
+    last_write_us INTEGER NOT NULL,
+    has_error     INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS traces_started ON traces (started_us);
+CREATE INDEX IF NOT EXISTS traces_errors ON traces (has_error, started_us);
+PRAGMA user_version = 1;
+";
+
+const INSERT_EVENT: &str =
+    "INSERT INTO events (base_id, trace_id, name, timestamp, json) VALUES (?1, ?2, ?3, ?4, ?5)";
+
+// Assignments in DO UPDATE see the row as it was, so `started` and `started_us` move
+// together to the earliest start whichever writer saw it first.
+const UPSERT_TRACE: &str = "
+INSERT INTO traces (base_id, started, started_us, last_write_us, has_error)
+VALUES (?1, ?2, ?3, ?4, ?5)
+ON CONFLICT (base_id) DO UPDATE SET
+    started = CASE WHEN excluded.started_us < traces.started_us
+                   THEN excluded.started ELSE traces.started END,
+    started_us = min(traces.started_us, excluded.started_us),
+    last_write_us = max(traces.last_write_us, excluded.last_write_us),
+    has_error = max(traces.has_error, excluded.has_error)";
+
+// Newest first; ties (same microsecond) by rowid, newest row first, which the index on
+// started_us holds already: any other tie-breaker makes SQLite sort (or scan) the table.
+const LIST_TRACES: &str =
+    "SELECT base_id, started FROM traces ORDER BY started_us DESC, rowid DESC LIMIT ?1";
+const LIST_ERROR_TRACES: &str = "SELECT base_id, started FROM traces WHERE has_error = 1 \
+     ORDER BY started_us DESC, rowid DESC LIMIT ?1";
+// rowid order is insertion order and comes free with the base_id index.
+const TRACE_EVENTS: &str = "SELECT json FROM events WHERE base_id = ?1 ORDER BY rowid";
+
+/// How long a writer (or a reader) waits for a lock another process holds before failing
+/// with "database is locked". A batch commits in milliseconds, so this only runs out when
+/// something is stuck.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often a writer looks for expired traces (with a TTL).
+const EXPIRE_EVERY: Duration = Duration::from_secs(60);
+
+/// Most traces one expiry pass deletes: the pass holds the write lock, so it stays short;
+/// when there are more, the next batch's pass goes on.
+const EXPIRE_MAX_TRACES: usize = 500;
+
+/// The WAL file is truncated back to this after a checkpoint (it otherwise keeps the size
+/// of its largest burst).
+const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
+/// Why an SQLite operation failed; every message is one line.
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    #[error("{}", one_line(&.0.to_string()))]
+    Sql(#[from] rusqlite::Error),
+    #[error("no such database file")]
+    Missing,
+    #[error("{}", one_line(.0))]
+    Io(String),
+    #[error(
+        "database schema version {0} is newer than this osprofiler knows (version {SCHEMA_VERSION})"
+    )]
+    NewerSchema(i64),
+    #[error("not an osprofiler trace database (it has other tables)")]
+    Foreign,
 }
 
-pub(crate) fn open_sink(path: &Path, _opts: &Options) -> Result<Box<dyn Sink>, OpenError> {
-    Err(OpenError::Unavailable {
-        store: format!("sqlite://{}", path.display()),
-        reason: "not implemented yet".into(),
-    })
+/// `s` with every run of whitespace (newlines included) made one space.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn describe(path: &Path) -> String {
+    format!("sqlite://{}", path.display())
+}
+
+fn unavailable(path: &Path, e: Error) -> OpenError {
+    OpenError::Unavailable {
+        store: describe(path),
+        reason: e.to_string(),
+    }
+}
+
+/// A connection with the busy timeout; creates the file only when `create`.
+fn connect(path: &Path, create: bool) -> Result<Connection, Error> {
+    // No SQLITE_OPEN_URI: the path is a file name, even one starting with "file:".
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
+fn user_version(conn: &Connection) -> Result<i64, Error> {
+    Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+}
+
+/// What a database holds, as far as this code is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Schema {
+    /// Our tables, at our version.
+    Ready,
+    /// Nothing at all yet (a new or zero-length file).
+    Empty,
+}
+
+/// Reads the schema state; this is also the first read of the file, so a file that is
+/// not a database fails here ("file is not a database").
+fn schema(conn: &Connection) -> Result<Schema, Error> {
+    let version = user_version(conn)?;
+    let (ours, others): (i64, i64) = conn.query_row(
+        "SELECT count(*) FILTER (WHERE name IN ('events', 'traces')), \
+                count(*) FILTER (WHERE name NOT IN ('events', 'traces')) \
+         FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    match version {
+        SCHEMA_VERSION if ours == 2 => Ok(Schema::Ready),
+        v if v > SCHEMA_VERSION => Err(Error::NewerSchema(v)),
+        0 if ours == 0 && others == 0 => Ok(Schema::Empty),
+        _ => Err(Error::Foreign),
+    }
+}
+
+/// Creates the schema if the database has none. Safe against other processes doing the
+/// same: the check is repeated under the write lock.
+fn ensure_schema(conn: &mut Connection) -> Result<(), Error> {
+    if schema(conn)? == Schema::Ready {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if schema(&tx)? == Schema::Empty {
+        tx.execute_batch(SCHEMA_V1)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Write side
+
+pub(crate) fn open_sink(path: &Path, opts: &Options) -> Result<Box<dyn Sink>, OpenError> {
+    Ok(Box::new(
+        SqliteSink::open(path, opts).map_err(|e| unavailable(path, e))?,
+    ))
+}
+
+struct SqliteSink {
+    conn: Connection,
+    path: PathBuf,
+    ttl: Option<Duration>,
+    /// When the next expiry pass may run (with a TTL).
+    next_expiry: Instant,
+    /// Reused buffers: one event's JSON, name and timestamp texts.
+    json: Vec<u8>,
+    name: String,
+    stamp: Vec<u8>,
+    /// The batch's traces: base id → (earliest start, has an error).
+    traces: HashMap<u128, (i64, bool)>,
+}
+
+impl SqliteSink {
+    fn open(path: &Path, opts: &Options) -> Result<SqliteSink, Error> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::Io(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let mut conn = connect(path, true)?;
+        // WAL: readers and the writer do not block each other, and a commit appends to
+        // the log instead of rewriting pages in place. The mode is stored in the file,
+        // so readers get it too. (Where WAL is impossible SQLite keeps its rollback
+        // journal, which is still safe for several processes, only slower.)
+        let _mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        // NORMAL in WAL mode: a commit does not fsync, a checkpoint does. A power loss
+        // may lose the last batches, never corrupt the file; traces are not worth an
+        // fsync per batch.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
+        ensure_schema(&mut conn)?;
+        Ok(SqliteSink {
+            conn,
+            path: path.to_path_buf(),
+            ttl: opts.ttl,
+            next_expiry: Instant::now(),
+            json: Vec::with_capacity(1024),
+            name: String::with_capacity(64),
+            stamp: Vec::with_capacity(26),
+            traces: HashMap::new(),
+        })
+    }
+
+    /// Inserts the batch in one transaction: one lock, one commit, whatever its size.
+    fn write_batch(&mut self, events: &[Event]) -> Result<(), Error> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.traces.clear();
+        // IMMEDIATE takes the write lock up front, waiting (busy timeout) for other
+        // writers; a deferred transaction could instead fail at its first write.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut insert = tx.prepare_cached(INSERT_EVENT)?;
+            let mut base = [0u8; 36];
+            let mut point = [0u8; 36];
+            for e in events {
+                self.json.clear();
+                e.write_json(&mut self.json);
+                // Python-style JSON of strings is UTF-8; lossy only guards the impossible.
+                let json = String::from_utf8_lossy(&self.json);
+                self.name.clear();
+                let _ = write!(self.name, "{}-{}", e.name, e.kind.suffix());
+                self.stamp.clear();
+                e.timestamp.write_to(&mut self.stamp);
+                e.base_id.write_hyphenated(&mut base);
+                e.trace_id.write_hyphenated(&mut point);
+                insert.execute((
+                    ascii(&base),
+                    ascii(&point),
+                    self.name.as_str(),
+                    ascii(&self.stamp),
+                    json.as_ref(),
+                ))?;
+                // The text test is cheap and exact for "no etype key anywhere"; only
+                // then is the info looked at (which may build its map).
+                let error =
+                    json.contains("\"etype\"") && e.info.get("etype").is_some_and(|v| !v.is_null());
+                let started = e.timestamp.as_micros();
+                let t = self.traces.entry(e.base_id.0).or_insert((started, error));
+                t.0 = t.0.min(started);
+                t.1 |= error;
+            }
+            let mut upsert = tx.prepare_cached(UPSERT_TRACE)?;
+            let now = Timestamp::now().as_micros();
+            for (&base_id, &(started, error)) in &self.traces {
+                osprofiler::Id(base_id).write_hyphenated(&mut base);
+                upsert.execute((
+                    ascii(&base),
+                    Timestamp(started).to_string(),
+                    started,
+                    now,
+                    error,
+                ))?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deletes traces last written more than the TTL ago, at most every
+    /// [`EXPIRE_EVERY`], in a transaction of its own.
+    fn expire(&mut self) -> Result<(), Error> {
+        let Some(ttl) = self.ttl else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        if now < self.next_expiry {
+            return Ok(());
+        }
+        self.next_expiry = now + EXPIRE_EVERY;
+        let ttl_us = i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX);
+        let cutoff = Timestamp::now().as_micros().saturating_sub(ttl_us);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let expired: Vec<String> = tx
+            .prepare_cached("SELECT base_id FROM traces WHERE last_write_us < ?1 LIMIT ?2")?
+            .query_map((cutoff, EXPIRE_MAX_TRACES as i64), |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        {
+            let mut events = tx.prepare_cached("DELETE FROM events WHERE base_id = ?1")?;
+            let mut traces = tx.prepare_cached("DELETE FROM traces WHERE base_id = ?1")?;
+            for base_id in &expired {
+                events.execute([base_id])?;
+                traces.execute([base_id])?;
+            }
+        }
+        tx.commit()?;
+        if expired.len() == EXPIRE_MAX_TRACES {
+            // More are waiting: go on with the next batch instead of in a minute.
+            self.next_expiry = Instant::now();
+        }
+        Ok(())
+    }
+}
+
+/// The text of bytes known to be ASCII (ids, timestamps).
+fn ascii(b: &[u8]) -> &str {
+    std::str::from_utf8(b).unwrap_or_default()
+}
+
+impl Sink for SqliteSink {
+    fn write(&mut self, events: &[Event]) -> Result<(), SinkError> {
+        self.write_batch(events)
+            .map_err(|e| SinkError::msg(format!("{}: {e}", describe(&self.path))))?;
+        // The batch is stored whatever happens here. A failed pass is retried at the next
+        // interval; a lasting cause (disk full, a stuck lock) fails the writes themselves,
+        // which is where the notifier counts and reports it.
+        let _ = self.expire();
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Read side
+
+pub(crate) fn open_store(path: &Path, _opts: &Options) -> Result<Box<dyn TraceStore>, OpenError> {
+    Ok(Box::new(
+        SqliteStore::open(path).map_err(|e| unavailable(path, e))?,
+    ))
+}
+
+struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+    /// Whether the schema exists (a reader may open a file no writer has set up yet).
+    ready: bool,
+}
+
+impl SqliteStore {
+    fn open(path: &Path) -> Result<SqliteStore, Error> {
+        // Checked first, and the file is opened without CREATE: reading never leaves an
+        // empty database behind a mistyped path.
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::Missing),
+            Err(e) => return Err(Error::Io(e.to_string())),
+            Ok(m) if m.is_dir() => return Err(Error::Io("is a directory".into())),
+            Ok(_) => {}
+        }
+        let conn = connect(path, false)?;
+        // Belt and braces: nothing on this connection may change the file.
+        conn.pragma_update(None, "query_only", true)?;
+        let ready = schema(&conn)? == Schema::Ready;
+        Ok(SqliteStore {
+            conn,
+            path: path.to_path_buf(),
+            ready,
+        })
+    }
+
+    /// Whether there is anything to read; rechecked until a writer has made the schema.
+    fn ready(&mut self) -> Result<bool, Error> {
+        if !self.ready {
+            self.ready = schema(&self.conn)? == Schema::Ready;
+        }
+        Ok(self.ready)
+    }
+
+    fn read_err(&self, e: Error) -> ReadError {
+        ReadError {
+            store: describe(&self.path),
+            reason: e.to_string(),
+        }
+    }
+
+    fn events_of(&mut self, base_id: &str) -> Result<Vec<Value>, Error> {
+        if !self.ready()? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self.conn.prepare_cached(TRACE_EVENTS)?;
+        let mut rows = stmt.query([base_id])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            // Parsed straight from SQLite's buffer; a row that is not JSON is skipped
+            // like a torn line of the file store.
+            let text = match row.get_ref(0)? {
+                ValueRef::Text(b) | ValueRef::Blob(b) => b,
+                _ => continue,
+            };
+            if let Ok(v) = serde_json::from_slice::<Value>(text) {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+
+    fn summaries(&mut self, sql: &str, limit: Option<usize>) -> Result<Vec<TraceSummary>, Error> {
+        if !self.ready()? {
+            return Ok(Vec::new());
+        }
+        // A negative LIMIT is no limit in SQLite.
+        let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let list = stmt
+            .query_map([limit], |r| {
+                Ok(TraceSummary {
+                    base_id: r.get(0)?,
+                    timestamp: r.get(1)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(list)
+    }
+}
+
+impl TraceStore for SqliteStore {
+    fn events(&mut self, base_id: &str) -> Result<Vec<Value>, ReadError> {
+        self.events_of(base_id).map_err(|e| self.read_err(e))
+    }
+
+    fn list_traces(&mut self, limit: Option<usize>) -> Result<Vec<TraceSummary>, ReadError> {
+        self.summaries(LIST_TRACES, limit)
+            .map_err(|e| self.read_err(e))
+    }
+
+    /// Every trace with an error: SQLite records errors whatever `filter_error_trace`
+    /// says (the switch exists for the Redis layout, where the index costs a key).
+    fn list_error_traces(&mut self, limit: Option<usize>) -> Result<Vec<TraceSummary>, ReadError> {
+        self.summaries(LIST_ERROR_TRACES, limit)
+            .map_err(|e| self.read_err(e))
+    }
+
+    fn describe(&self) -> String {
+        describe(&self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_one_line() {
+        assert_eq!(
+            one_line("near \"x\":\n  syntax error"),
+            "near \"x\": syntax error"
+        );
+        assert_eq!(
+            Error::NewerSchema(7).to_string(),
+            "database schema version 7 is newer than this osprofiler knows (version 1)"
+        );
+    }
+
+    #[test]
+    fn queries_use_the_indexes() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        ensure_schema(&mut conn).unwrap();
+        let plan = |sql: &str| {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let rows = stmt
+                .query_map([1], |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            rows.join("; ")
+        };
+        let events = plan(TRACE_EVENTS);
+        assert!(events.contains("USING INDEX events_base_id"), "{events}");
+        assert!(!events.contains("TEMP B-TREE"), "{events}");
+        let list = plan(LIST_TRACES);
+        assert_eq!(list, "SCAN traces USING INDEX traces_started");
+        let errors = plan(LIST_ERROR_TRACES);
+        assert_eq!(
+            errors,
+            "SEARCH traces USING INDEX traces_errors (has_error=?)"
+        );
+    }
 }

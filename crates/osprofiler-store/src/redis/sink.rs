@@ -1,0 +1,422 @@
+//! The write side: each batch of events in one pipelined round trip (all commands
+//! written, then all replies read).
+//!
+//! Per trace in the batch: `LPUSH osprofiler_opt:<id> e1 e2 …` (events in time order, so
+//! the list reads newest first as Python's does; at most 256 values per command),
+//! `ZADD osprofiler_index LT <start> <id>` (LT keeps the earliest start even when a later
+//! batch brings an earlier event, e.g. a long root point's start; servers before 6.2 get
+//! NX), `PEXPIRE` with a TTL, and with `filter_error_trace` Python's
+//! `SET osprofiler_error:<id> {"base_id", "timestamp"}` plus `ZADD osprofiler_error_index`.
+//!
+//! The encoded commands go to the socket every 64 KiB while the rest of the batch is
+//! serialized, so Redis works on a batch while we still encode it; buffers are reused
+//! from batch to batch. After a failure the sink stops trying for a while (50 ms,
+//! doubling up to 5 s) and fails batches at once meanwhile, so a down server costs the
+//! exporter nothing but an error per batch.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use osprofiler::Event;
+use osprofiler::notifier::{Sink, SinkError};
+use serde_json::Value;
+
+use super::client::{ClientError, Conn, Settings};
+use super::resp::{self, Reply};
+use super::{ERROR_INDEX, ERROR_PREFIX, INDEX, OPT_PREFIX, push_score};
+use crate::Options;
+
+const BACKOFF_FIRST: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Most events per `LPUSH`.
+const PUSH_CHUNK: usize = 256;
+/// Bytes encoded before they are written to the socket (Redis works on them meanwhile).
+const STREAM_CHUNK: usize = 64 * 1024;
+
+/// What each command of a batch was, to judge its reply.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cmd {
+    Push,
+    Index,
+    Other,
+}
+
+/// One trace of the batch being written.
+struct Trace {
+    id: [u8; 36],
+    /// Its events in the batch.
+    count: u32,
+    /// Where its events start in `order`.
+    offset: u32,
+    /// Earliest event time (µs).
+    first: i64,
+    /// The last event with `info.etype` (an index into the batch).
+    error: Option<u32>,
+}
+
+pub(crate) struct RedisSink {
+    settings: Settings,
+    name: String,
+    ttl_ms: Option<u64>,
+    filter_error_trace: bool,
+    conn: Option<Conn>,
+    /// Consecutive failures, for the backoff.
+    failures: u32,
+    retry_at: Option<Instant>,
+    last_error: String,
+    /// `LT` until a server refuses it, then `NX`.
+    index_flag: &'static [u8],
+    // Reused from batch to batch.
+    buf: Vec<u8>,
+    /// How much of `buf` went to the socket already.
+    sent: usize,
+    stream_error: Option<ClientError>,
+    cmds: Vec<Cmd>,
+    traces: Vec<Trace>,
+    trace_of: HashMap<u128, u32>,
+    group: Vec<u32>,
+    order: Vec<u32>,
+    json: Vec<u8>,
+}
+
+impl RedisSink {
+    pub(crate) fn new(
+        settings: Settings,
+        opts: &Options,
+        name: String,
+        conn: Result<Conn, ClientError>,
+    ) -> RedisSink {
+        let mut sink = RedisSink {
+            settings,
+            name,
+            ttl_ms: opts
+                .ttl
+                .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)),
+            filter_error_trace: opts.filter_error_trace,
+            conn: None,
+            failures: 0,
+            retry_at: None,
+            last_error: String::new(),
+            index_flag: b"LT",
+            buf: Vec::with_capacity(1 << 20),
+            sent: 0,
+            stream_error: None,
+            cmds: Vec::new(),
+            traces: Vec::new(),
+            trace_of: HashMap::new(),
+            group: Vec::new(),
+            order: Vec::new(),
+            json: Vec::with_capacity(1024),
+        };
+        match conn {
+            Ok(c) => sink.conn = Some(c),
+            Err(e) => sink.failed(&e),
+        }
+        sink
+    }
+
+    fn failed(&mut self, e: &ClientError) {
+        self.failures = self.failures.saturating_add(1);
+        let delay = BACKOFF_FIRST
+            .saturating_mul(1 << (self.failures - 1).min(10))
+            .min(BACKOFF_MAX);
+        self.retry_at = Some(Instant::now() + delay);
+        self.last_error = e.to_string();
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> SinkError {
+        SinkError::msg(format!("{}: {e}", self.name))
+    }
+
+    /// Encodes the whole batch into `self.buf` (one command kind per entry of
+    /// `self.cmds`), sending it on `conn` as it goes; returns the error that stopped the
+    /// sending, if any.
+    fn encode(&mut self, events: &[Event], mut conn: Option<&mut Conn>) -> Option<ClientError> {
+        self.buf.clear();
+        self.sent = 0;
+        self.stream_error = None;
+        self.cmds.clear();
+        self.traces.clear();
+        self.trace_of.clear();
+        self.group.clear();
+
+        // Group by trace, in order of first appearance (consecutive events mostly share
+        // one: skip the hash lookup then).
+        let mut last: Option<(u128, u32)> = None;
+        for e in events {
+            let base = e.base_id.0;
+            let g = match last {
+                Some((b, g)) if b == base => g,
+                _ => {
+                    let next = self.traces.len() as u32;
+                    let g = *self.trace_of.entry(base).or_insert(next);
+                    if g == next {
+                        let mut id = [0u8; 36];
+                        e.base_id.write_hyphenated(&mut id);
+                        self.traces.push(Trace {
+                            id,
+                            count: 0,
+                            offset: 0,
+                            first: i64::MAX,
+                            error: None,
+                        });
+                    }
+                    last = Some((base, g));
+                    g
+                }
+            };
+            self.group.push(g);
+            let t = &mut self.traces[g as usize];
+            t.count += 1;
+            t.first = t.first.min(e.timestamp.0);
+        }
+        // Counting sort of the events by trace, keeping batch order within a trace.
+        let mut offset = 0;
+        for t in &mut self.traces {
+            t.offset = offset;
+            offset += t.count;
+        }
+        self.order.clear();
+        self.order.resize(events.len(), 0);
+        let mut fill: Vec<u32> = self.traces.iter().map(|t| t.offset).collect();
+        for (i, &g) in self.group.iter().enumerate() {
+            let slot = &mut fill[g as usize];
+            self.order[*slot as usize] = i as u32;
+            *slot += 1;
+        }
+        // Time order within a trace, as Python pushes each event when it happens: a batch
+        // holds whole points (start and stop together) in start order.
+        for t in &self.traces {
+            let (from, to) = (t.offset as usize, (t.offset + t.count) as usize);
+            if let Some(run) = self.order.get_mut(from..to) {
+                run.sort_unstable_by_key(|&i| {
+                    (events.get(i as usize).map_or(0, |e| e.timestamp.0), i)
+                });
+            }
+        }
+
+        for g in 0..self.traces.len() {
+            let (id, count, offset) = {
+                let t = &self.traces[g];
+                (t.id, t.count as usize, t.offset as usize)
+            };
+            // Several LPUSH of at most PUSH_CHUNK values (the list is the same as with
+            // one): Redis runs each as soon as it has it, while we serialize the next.
+            for chunk in (offset..offset + count).step_by(PUSH_CHUNK) {
+                let end = (chunk + PUSH_CHUNK).min(offset + count);
+                resp::array_header(&mut self.buf, 2 + end - chunk);
+                resp::bulk(&mut self.buf, b"LPUSH");
+                push_key(&mut self.buf, OPT_PREFIX, &id);
+                for k in chunk..end {
+                    let i = self.order[k];
+                    // In range by construction (`order` is a permutation of the batch).
+                    let e = &events[i as usize];
+                    self.json.clear();
+                    super::event_json::write_event(&mut self.json, e);
+                    resp::bulk(&mut self.buf, &self.json);
+                    if self.filter_error_trace && has_etype(&self.json, e) {
+                        self.traces[g].error = Some(i);
+                    }
+                }
+                self.cmds.push(Cmd::Push);
+                self.stream(&mut conn);
+            }
+
+            // After the push: an index entry always has its list (the read side relies
+            // on it to tell expired entries).
+            let t = &self.traces[g];
+            resp::array_header(&mut self.buf, 5);
+            resp::bulk(&mut self.buf, b"ZADD");
+            resp::bulk(&mut self.buf, INDEX);
+            resp::bulk(&mut self.buf, self.index_flag);
+            push_score_bulk(&mut self.buf, t.first);
+            resp::bulk(&mut self.buf, &id);
+            self.cmds.push(Cmd::Index);
+            if let Some(ttl) = self.ttl_ms {
+                resp::array_header(&mut self.buf, 3);
+                resp::bulk(&mut self.buf, b"PEXPIRE");
+                push_key(&mut self.buf, OPT_PREFIX, &id);
+                push_ttl_bulk(&mut self.buf, ttl);
+                self.cmds.push(Cmd::Other);
+            }
+            let Some(e) = t.error.and_then(|i| events.get(i as usize)) else {
+                continue;
+            };
+            // Python's value: {"base_id": …, "timestamp": …} with json.dumps separators.
+            let mut value = serde_json::Map::new();
+            value.insert("base_id".into(), Value::String(e.base_id.to_string()));
+            value.insert("timestamp".into(), Value::String(e.timestamp.to_string()));
+            let value = osprofiler::json::to_python_json(&value).unwrap_or_default();
+            resp::array_header(&mut self.buf, if self.ttl_ms.is_some() { 5 } else { 3 });
+            resp::bulk(&mut self.buf, b"SET");
+            push_key(&mut self.buf, ERROR_PREFIX, &id);
+            resp::bulk(&mut self.buf, value.as_bytes());
+            if let Some(ttl) = self.ttl_ms {
+                resp::bulk(&mut self.buf, b"PX");
+                push_ttl_bulk(&mut self.buf, ttl);
+            }
+            self.cmds.push(Cmd::Other);
+            resp::array_header(&mut self.buf, 5);
+            resp::bulk(&mut self.buf, b"ZADD");
+            resp::bulk(&mut self.buf, ERROR_INDEX);
+            resp::bulk(&mut self.buf, self.index_flag);
+            push_score_bulk(&mut self.buf, t.first);
+            resp::bulk(&mut self.buf, &id);
+            self.cmds.push(Cmd::Index);
+        }
+        match conn {
+            Some(c) => c.send(&self.buf[self.sent..]).err(),
+            None => self.stream_error.take(),
+        }
+    }
+
+    /// Hands what is encoded so far to the socket once there is enough of it. On an
+    /// error, streaming stops (`conn` becomes `None`) but encoding goes on, so that the
+    /// whole batch can be sent again on a new connection.
+    fn stream(&mut self, conn: &mut Option<&mut Conn>) {
+        if self.buf.len() - self.sent < STREAM_CHUNK {
+            return;
+        }
+        if let Some(c) = conn {
+            match c.send(&self.buf[self.sent..]) {
+                Ok(()) => self.sent = self.buf.len(),
+                Err(e) => {
+                    self.stream_error = Some(e);
+                    *conn = None;
+                }
+            }
+        }
+    }
+
+    /// Reads the reply of every command of the batch. `Ok`: the commands the server
+    /// refused (the connection is still in step); `Err`: the connection failed, after
+    /// that many replies.
+    #[allow(clippy::type_complexity)]
+    fn replies(conn: &mut Conn, cmds: &[Cmd]) -> Result<Vec<(Cmd, String)>, (ClientError, usize)> {
+        let mut refused = Vec::new();
+        for (n, &cmd) in cmds.iter().enumerate() {
+            match conn.read_reply() {
+                Ok(Reply::Error(e)) => refused.push((cmd, e)),
+                Ok(_) => {}
+                Err(e) => return Err((e, n)),
+            }
+        }
+        Ok(refused)
+    }
+}
+
+/// Whether the event has `info.etype` (not null), as Python's check. The JSON text is
+/// searched first so that events without it (nearly all) cost no map building.
+fn has_etype(json: &[u8], e: &Event) -> bool {
+    const NEEDLE: &[u8] = b"\"etype\"";
+    json.windows(NEEDLE.len()).any(|w| w == NEEDLE)
+        && !matches!(e.info.get("etype"), None | Some(Value::Null))
+}
+
+fn push_key(out: &mut Vec<u8>, prefix: &[u8], id: &[u8; 36]) {
+    resp::bulk_header(out, prefix.len() + id.len());
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(id);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_score_bulk(out: &mut Vec<u8>, micros: i64) {
+    let mut s = Vec::with_capacity(24);
+    push_score(&mut s, micros);
+    resp::bulk(out, &s);
+}
+
+fn push_ttl_bulk(out: &mut Vec<u8>, ms: u64) {
+    let mut s = Vec::with_capacity(20);
+    resp::push_uint(&mut s, ms);
+    resp::bulk(out, &s);
+}
+
+impl Sink for RedisSink {
+    fn write(&mut self, events: &[Event]) -> Result<(), SinkError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut fresh = false;
+        if self.conn.is_none() {
+            if let Some(at) = self.retry_at {
+                let now = Instant::now();
+                if now < at {
+                    return Err(self.error(format_args!(
+                        "{} (next attempt in {} ms)",
+                        self.last_error,
+                        (at - now).as_millis()
+                    )));
+                }
+            }
+            match self.settings.connect() {
+                Ok(c) => {
+                    self.conn = Some(c);
+                    fresh = true;
+                }
+                Err(e) => {
+                    self.failed(&e);
+                    return Err(self.error(&e));
+                }
+            }
+        }
+        let Some(mut conn) = self.conn.take() else {
+            return Err(self.error("not connected"));
+        };
+        let mut result = match self.encode(events, Some(&mut conn)) {
+            None => Self::replies(&mut conn, &self.cmds),
+            Some(e) => Err((e, 0)),
+        };
+        self.conn = Some(conn);
+        if let Err((ClientError::Io { closed: true, .. }, 0)) = &result
+            && !fresh
+        {
+            // A connection that sat idle may have been closed by the server (its
+            // `timeout`, a restart): nothing of the batch was answered, so it is sent
+            // once more on a new connection rather than lost.
+            self.conn = None;
+            result = match self.settings.connect() {
+                Ok(mut c) => {
+                    let r = match c.send(&self.buf) {
+                        Ok(()) => Self::replies(&mut c, &self.cmds),
+                        Err(e) => Err((e, 0)),
+                    };
+                    self.conn = Some(c);
+                    r
+                }
+                Err(e) => Err((e, 0)),
+            };
+        }
+        match result {
+            Ok(refused) => {
+                self.failures = 0;
+                self.retry_at = None;
+                let mut first = None;
+                for (cmd, e) in refused {
+                    if cmd == Cmd::Index && self.index_flag == b"LT" && e.starts_with("ERR") {
+                        // Redis before 6.2 has no ZADD LT. The events are stored; the
+                        // index is only a shortcut (SCAN finds the trace), so fall back.
+                        self.index_flag = b"NX";
+                        continue;
+                    }
+                    first.get_or_insert(e);
+                }
+                match first {
+                    None => Ok(()),
+                    Some(e) => {
+                        let e = ClientError::Server(e);
+                        if e.breaks_connection() {
+                            self.conn = None;
+                        }
+                        Err(self.error(&e))
+                    }
+                }
+            }
+            Err((e, _)) => {
+                self.conn = None;
+                self.failed(&e);
+                Err(self.error(&e))
+            }
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! TLS for `rediss://`: rustls with the ring provider, trusting the connection string's
+//! `ssl_ca_certs` or else the system's roots, or nothing at all with `ssl_cert_reqs=none`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+/// What a TLS connection needs besides the socket.
+#[derive(Clone)]
+pub(crate) struct TlsSetup {
+    pub(crate) config: Arc<ClientConfig>,
+    pub(crate) server_name: ServerName<'static>,
+}
+
+/// Builds the client configuration for `host`.
+pub(crate) fn setup(host: &str, ca_certs: Option<&Path>, verify: bool) -> Result<TlsSetup, String> {
+    // An explicit provider: the process-wide default may be unset or another one.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?;
+    let config = if verify {
+        builder
+            .with_root_certificates(roots(ca_certs)?)
+            .with_no_client_auth()
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify(
+                provider.signature_verification_algorithms,
+            )))
+            .with_no_client_auth()
+    };
+    let server_name = ServerName::try_from(host.to_owned())
+        .map_err(|_| format!("{host:?} is not a valid TLS server name"))?;
+    Ok(TlsSetup {
+        config: Arc::new(config),
+        server_name,
+    })
+}
+
+fn roots(ca_certs: Option<&Path>) -> Result<RootCertStore, String> {
+    let mut store = RootCertStore::empty();
+    match ca_certs {
+        Some(path) => {
+            let shown = path.display();
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("cannot read CA certificates from {shown}: {e}"))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("cannot read CA certificates from {shown}: {e}"))?;
+            if certs.is_empty() {
+                return Err(format!("no PEM certificate in {shown}"));
+            }
+            for cert in certs {
+                store
+                    .add(cert)
+                    .map_err(|e| format!("bad CA certificate in {shown}: {e}"))?;
+            }
+        }
+        None => {
+            // Unreadable entries are skipped: one bad file must not disable TLS.
+            let found = rustls_native_certs::load_native_certs();
+            store.add_parsable_certificates(found.certs);
+            if store.is_empty() {
+                return Err(
+                    "no system CA certificates found (give ssl_ca_certs=<file.pem>)".into(),
+                );
+            }
+        }
+    }
+    Ok(store)
+}
+
+/// `ssl_cert_reqs=none`: any certificate is accepted, as with redis-py's `CERT_NONE`. The
+/// handshake's signatures are still checked, so the peer holds the certificate's key.
+#[derive(Debug)]
+struct NoVerify(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
