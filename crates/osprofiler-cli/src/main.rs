@@ -1,0 +1,398 @@
+//! `osprofiler`: show and list traces, make the headers that turn tracing on.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+use osprofiler::{HmacKey, Id, TraceHeaders};
+use osprofiler_report::{Report, render_dot, render_html};
+use osprofiler_store::{ConnectionString, Options, TraceStore};
+use serde_json::Value;
+
+#[derive(Parser)]
+#[command(
+    name = "osprofiler",
+    version,
+    about = "Show and list osprofiler traces (Rust and Python services alike)",
+    long_about = "Show and list osprofiler traces (Rust and Python services alike).\n\n\
+        Traces are read from the store named by --connection-string, else by the \
+        OSPROFILER_CONNECTION_STRING environment variable, else from the embedded \
+        SQLite store in the user's data directory.",
+    after_help = "Examples:\n  \
+        osprofiler trace headers --hmac-key SECRET_KEY\n  \
+        osprofiler trace list --connection-string redis://127.0.0.1:6379\n  \
+        osprofiler trace show 6f1c2b1e-8a5d-4c1e-9f0b-3d2a1c0b9e8f --html --out trace.html"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Work with traces.
+    #[command(subcommand)]
+    Trace(TraceCommand),
+}
+
+#[derive(Subcommand)]
+enum TraceCommand {
+    /// Display a trace as JSON (default, as osprofiler's), HTML or DOT.
+    Show(ShowArgs),
+    /// List stored traces, newest first.
+    List(ListArgs),
+    /// Print the X-Trace-Info and X-Trace-HMAC headers that start a trace.
+    #[command(
+        long_about = "Print the X-Trace-Info and X-Trace-HMAC headers that start a trace.\n\n\
+        Anyone holding one of a service's HMAC keys can profile a single request with them, e.g.\n  \
+        curl -H @<(osprofiler trace headers --hmac-key SECRET_KEY) http://api:8774/v2.1/servers\n\
+        The two header lines go to standard output, the trace id to standard error."
+    )]
+    Headers(HeadersArgs),
+}
+
+#[derive(Args)]
+struct StoreArgs {
+    /// Store to read: sqlite:///path, redis://[:password@]host[:port][/db], rediss://…,
+    /// redissentinel://host:port, file:///path.jsonl [default: $OSPROFILER_CONNECTION_STRING,
+    /// else the embedded store]
+    #[arg(long, value_name = "URI")]
+    connection_string: Option<String>,
+}
+
+#[derive(Args)]
+struct ShowArgs {
+    /// Trace id (base id), or a file: a report saved with --json, or events (one per line)
+    trace: String,
+    /// Output osprofiler's report JSON (the default)
+    #[arg(long, group = "format")]
+    json: bool,
+    /// Output one self-contained HTML page (works offline)
+    #[arg(long, group = "format")]
+    html: bool,
+    /// Output the call graph in the DOT language
+    #[arg(long, group = "format")]
+    dot: bool,
+    /// Write the output to FILE instead of standard output
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Also render the DOT graph to FILE with Graphviz `dot` (format from the extension:
+    /// pdf, png, svg; pdf when none)
+    #[arg(long, value_name = "FILE")]
+    render_dot: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Args)]
+struct ListArgs {
+    /// Only traces that contain an error (recorded with filter_error_trace on); takes an
+    /// optional yes/no value, as Python's `--error-trace 1` does
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    error_trace: Option<bool>,
+    /// Show at most N traces
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(Args)]
+struct HeadersArgs {
+    /// One of the HMAC keys the services accept ([profiler] hmac_keys)
+    #[arg(long, value_name = "KEY")]
+    hmac_key: String,
+    /// Trace id to use [default: a new one]
+    #[arg(long, value_name = "UUID")]
+    base_id: Option<String>,
+    /// Parent point id [default: the trace id]
+    #[arg(long, value_name = "UUID")]
+    parent_id: Option<String>,
+}
+
+/// A command's failure: one line for the user, exit status 1.
+struct Failure(String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        Failure(e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Trace(TraceCommand::Show(a)) => show(a),
+        Command::Trace(TraceCommand::List(a)) => list(a),
+        Command::Trace(TraceCommand::Headers(a)) => headers(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(message)) => {
+            let _ = writeln!(std::io::stderr(), "osprofiler: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Progress on standard error, only when a person is watching.
+struct Progress {
+    on: bool,
+    started: Instant,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress {
+            on: std::io::stderr().is_terminal(),
+            started: Instant::now(),
+        }
+    }
+
+    fn say(&self, what: &str) {
+        if self.on {
+            let _ = write!(
+                std::io::stderr(),
+                "\r\x1b[K[{:>5.1}s] {what}",
+                self.started.elapsed().as_secs_f64()
+            );
+        }
+    }
+
+    fn done(&self) {
+        if self.on {
+            let _ = write!(std::io::stderr(), "\r\x1b[K");
+        }
+    }
+}
+
+/// The store to read; `None` when it is the embedded default and nothing has been
+/// recorded there yet (not an error: there is simply no trace).
+fn open_store(args: &StoreArgs) -> Result<Option<Box<dyn TraceStore>>, Failure> {
+    let cs: ConnectionString = osprofiler_store::resolve(args.connection_string.as_deref(), None)?;
+    if let ConnectionString::Sqlite { path } = &cs
+        && cs == osprofiler_store::default_connection_string()
+        && !path.exists()
+    {
+        return Ok(None);
+    }
+    Ok(Some(osprofiler_store::open(&cs, &Options::default())?))
+}
+
+fn show(a: ShowArgs) -> Result<(), Failure> {
+    let progress = Progress::new();
+    let path = Path::new(&a.trace);
+    let (report, trace_id) = if path.is_file() {
+        progress.say(&format!("reading {}", path.display()));
+        (report_from_file(path)?, a.trace.clone())
+    } else {
+        let id: Id = a.trace.parse().map_err(|_| {
+            Failure(format!(
+                "{:?} is neither a trace id (a UUID) nor a readable file",
+                a.trace
+            ))
+        })?;
+        let report = match open_store(&a.store)? {
+            Some(mut store) => {
+                progress.say(&format!("fetching trace {id} from {}", store.describe()));
+                store.report(&id.to_string())?
+            }
+            None => None,
+        };
+        (report, id.to_string())
+    };
+    let report = report.filter(|r| !r.is_empty()).ok_or_else(|| {
+        Failure(format!(
+            "Trace with UUID {trace_id} not found. Please check the HMAC key used in the command."
+        ))
+    })?;
+    progress.say(&format!("rendering {} points", report.len()));
+    let dot_source = (a.dot || a.render_dot.is_some()).then(|| render_dot(&report));
+    let output = if a.html {
+        render_html(&report, &format!("osprofiler trace {trace_id}"))
+    } else if a.dot {
+        dot_source.clone().unwrap_or_default()
+    } else {
+        report.to_json_string()
+    };
+    progress.done();
+    match &a.out {
+        Some(file) => std::fs::write(file, output.as_bytes())
+            .map_err(|e| Failure(format!("cannot write {}: {e}", file.display())))?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            // A closed pipe (`| head`) is not an error worth reporting.
+            let _ = out
+                .write_all(output.as_bytes())
+                .and_then(|_| out.write_all(b"\n"));
+        }
+    }
+    if let (Some(file), Some(source)) = (&a.render_dot, dot_source) {
+        render_with_graphviz(&source, file)?;
+    }
+    Ok(())
+}
+
+/// A report from a file: osprofiler's report JSON (as `trace show --json` saves it, from
+/// Python or from us), or stored events, one JSON object per line.
+fn report_from_file(path: &Path) -> Result<Option<Report>, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?;
+    if let Ok(v) = serde_json::from_str::<Value>(&text)
+        && v.get("children").is_some()
+    {
+        let mut events = Vec::new();
+        collect_payloads(&v, &mut events);
+        return Ok(Some(Report::from_events(events)));
+    }
+    let report = Report::from_json_lines(&text);
+    if report.is_empty() {
+        return Err(Failure(format!(
+            "{} holds neither an osprofiler report nor osprofiler events",
+            path.display()
+        )));
+    }
+    Ok(Some(report))
+}
+
+/// The raw start/stop events kept in a report's nodes (`meta.raw_payload.*`).
+fn collect_payloads(node: &Value, out: &mut Vec<Value>) {
+    if let Some(info) = node.get("info").and_then(Value::as_object) {
+        for (k, v) in info {
+            if k.starts_with("meta.raw_payload.") {
+                out.push(v.clone());
+            }
+        }
+    }
+    for child in node
+        .get("children")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        collect_payloads(child, out);
+    }
+}
+
+fn render_with_graphviz(source: &str, file: &Path) -> Result<(), Failure> {
+    let format = file
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("pdf")
+        .to_ascii_lowercase();
+    let child = std::process::Command::new("dot")
+        .arg(format!("-T{format}"))
+        .arg("-o")
+        .arg(file)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Failure(format!(
+                "cannot render {}: Graphviz `dot` is not installed (e.g. apt-get install graphviz); the DOT source was output as usual",
+                file.display()
+            )));
+        }
+        Err(e) => return Err(Failure(format!("cannot run Graphviz `dot`: {e}"))),
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(source.as_bytes());
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr);
+        return Err(Failure(format!(
+            "Graphviz `dot` could not render {}: {}",
+            file.display(),
+            why.trim()
+        )));
+    }
+    Ok(())
+}
+
+fn list(a: ListArgs) -> Result<(), Failure> {
+    let Some(mut store) = open_store(&a.store)? else {
+        let cs = osprofiler_store::default_connection_string();
+        let _ = writeln!(
+            std::io::stderr(),
+            "No traces in {cs}: nothing has been recorded there yet."
+        );
+        return Ok(());
+    };
+    let errors_only = a.error_trace.unwrap_or(false);
+    let traces = if errors_only {
+        store.list_error_traces(a.limit)?
+    } else {
+        store.list_traces(a.limit)?
+    };
+    if traces.is_empty() {
+        let what = if errors_only {
+            "traces with errors"
+        } else {
+            "traces"
+        };
+        let _ = writeln!(std::io::stderr(), "No {what} in {}.", store.describe());
+        return Ok(());
+    }
+    let w_id = traces
+        .iter()
+        .map(|t| t.base_id.len())
+        .max()
+        .unwrap_or(0)
+        .max("Trace ID".len());
+    let w_ts = traces
+        .iter()
+        .map(|t| t.timestamp.len())
+        .max()
+        .unwrap_or(0)
+        .max("Timestamp".len());
+    let rule = format!("+{}+{}+", "-".repeat(w_id + 2), "-".repeat(w_ts + 2));
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{rule}\n| {:<w_id$} | {:<w_ts$} |\n{rule}\n",
+        "Trace ID", "Timestamp"
+    ));
+    for t in &traces {
+        out.push_str(&format!(
+            "| {:<w_id$} | {:<w_ts$} |\n",
+            t.base_id, t.timestamp
+        ));
+    }
+    out.push_str(&rule);
+    out.push('\n');
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    Ok(())
+}
+
+fn headers(a: HeadersArgs) -> Result<(), Failure> {
+    let key = HmacKey::new(&a.hmac_key)
+        .ok_or_else(|| Failure("the HMAC key must not be empty".into()))?;
+    let parse = |flag: &str, v: &Option<String>| -> Result<Option<Id>, Failure> {
+        v.as_deref()
+            .map(|s| {
+                s.parse::<Id>().map_err(|_| {
+                    Failure(format!("invalid {flag} {s:?}: expected a lowercase UUID"))
+                })
+            })
+            .transpose()
+    };
+    let base = parse("--base-id", &a.base_id)?.unwrap_or_else(Id::new_v4);
+    let parent = parse("--parent-id", &a.parent_id)?.unwrap_or(base);
+    let h = TraceHeaders::sign(base, parent, &key);
+    let _ = writeln!(
+        std::io::stdout().lock(),
+        "X-Trace-Info: {}\nX-Trace-HMAC: {}",
+        h.info,
+        h.hmac
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "Trace ID: {base}\nShow it with: osprofiler trace show {base}"
+    );
+    Ok(())
+}

@@ -1,0 +1,465 @@
+//! The `osprofiler` binary, run for real: trace headers, show and list against a store,
+//! errors as one line with a non-zero exit.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use osprofiler::notifier::{self, JsonLinesSink};
+use osprofiler::{HmacKey, HmacKeys, TraceContext};
+use osprofiler_report::{Report, render_dot};
+use osprofiler_testkit::{Oracle, TempDir, need};
+
+/// The notifier is process-wide: tests that set a sink take turns (nextest runs each
+/// test in its own process anyway; `cargo test` does not).
+static SINK_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn osprofiler(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_osprofiler"))
+        .args(args)
+        .env_remove("OSPROFILER_CONNECTION_STRING")
+        .output()
+        .expect("run osprofiler")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Fails unless the command failed with exactly one line on stderr (no panic, no trace).
+fn one_line_error(o: &Output) -> String {
+    assert!(!o.status.success(), "expected failure, got {o:?}");
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let e = stderr(o);
+    assert_eq!(e.trim_end().lines().count(), 1, "one line expected: {e:?}");
+    assert!(
+        !e.contains("panicked") && !e.contains("RUST_BACKTRACE"),
+        "{e}"
+    );
+    e.trim_end().to_owned()
+}
+
+#[test]
+fn headers_are_signed_and_verify() {
+    let base = "11111111-1111-4111-8111-111111111111";
+    let parent = "22222222-2222-4222-8222-222222222222";
+    let o = osprofiler(&[
+        "trace",
+        "headers",
+        "--hmac-key",
+        "SECRET_KEY",
+        "--base-id",
+        base,
+        "--parent-id",
+        parent,
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    // The vector made by Python's signed_pack for these ids and this key.
+    assert_eq!(
+        stdout(&o),
+        "X-Trace-Info: eyJiYXNlX2lkIjogIjExMTExMTExLTExMTEtNDExMS04MTExLTExMTExMTExMTExMSIsICJwYXJlbnRfaWQiOiAiMjIyMjIyMjItMjIyMi00MjIyLTgyMjItMjIyMjIyMjIyMjIyIn0=\n\
+         X-Trace-HMAC: d5c8c499158d92608f09da737823d4272b920cd4\n"
+    );
+    assert!(stderr(&o).contains(&format!("osprofiler trace show {base}")));
+
+    // Defaults: a new base id, parent = base; verifies with the key and only with it.
+    let o = osprofiler(&["trace", "headers", "--hmac-key", "k2"]);
+    let out = stdout(&o);
+    let mut lines = out.lines();
+    let info = lines
+        .next()
+        .unwrap()
+        .strip_prefix("X-Trace-Info: ")
+        .unwrap();
+    let hmac = lines
+        .next()
+        .unwrap()
+        .strip_prefix("X-Trace-HMAC: ")
+        .unwrap();
+    let t =
+        osprofiler::propagation::verify_trace_headers(info, hmac, &HmacKeys::parse("other, k2"))
+            .unwrap();
+    assert_eq!(Some(t.base_id), t.parent_id);
+    assert!(stderr(&o).contains(&t.base_id.to_string()));
+    assert!(
+        osprofiler::propagation::verify_trace_headers(info, hmac, &HmacKeys::parse("k3")).is_none()
+    );
+}
+
+#[test]
+fn headers_verify_in_python() {
+    let Some(oracle) = need("python osprofiler oracle", Oracle::locate()) else {
+        return;
+    };
+    let o = osprofiler(&["trace", "headers", "--hmac-key", "kéy-☃"]);
+    let out = stdout(&o);
+    let mut lines = out.lines();
+    let info = lines
+        .next()
+        .unwrap()
+        .strip_prefix("X-Trace-Info: ")
+        .unwrap()
+        .to_owned();
+    let hmac = lines
+        .next()
+        .unwrap()
+        .strip_prefix("X-Trace-HMAC: ")
+        .unwrap()
+        .to_owned();
+    let got = oracle
+        .python(
+            "import sys, json\nfrom osprofiler import _utils\nr = _utils.signed_unpack(sys.argv[1], sys.argv[2], ['nope', 'kéy-☃'])\nprint(json.dumps(r))",
+            &[&info, &hmac],
+        )
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(got.trim()).unwrap();
+    assert_eq!(v["hmac_key"], "kéy-☃");
+    assert_eq!(v["base_id"], v["parent_id"]);
+}
+
+#[test]
+fn header_errors_are_one_line() {
+    let e = one_line_error(&osprofiler(&["trace", "headers", "--hmac-key", ""]));
+    assert_eq!(e, "osprofiler: error: the HMAC key must not be empty");
+    let e = one_line_error(&osprofiler(&[
+        "trace",
+        "headers",
+        "--hmac-key",
+        "k",
+        "--base-id",
+        "nope",
+    ]));
+    assert_eq!(
+        e,
+        "osprofiler: error: invalid --base-id \"nope\": expected a lowercase UUID"
+    );
+}
+
+/// Records two traces (one with an error) into a JSON-lines store; returns their ids.
+fn record_traces(file: &Path) -> (String, String) {
+    let _turn = SINK_TURN.lock().unwrap_or_else(|p| p.into_inner());
+    let guard = notifier::set_sink(JsonLinesSink::open(file).unwrap());
+    let key = HmacKey::new("SECRET_KEY");
+    let first = TraceContext::new(key.clone(), None, None);
+    first.in_scope(|| {
+        let _w = osprofiler::point_with("wsgi", serde_json::json!({"request": {"path": "/v2.1/servers", "query": "", "method": "GET", "scheme": "http"}}));
+        let _d = osprofiler::point("db");
+    });
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let second = TraceContext::new(key, None, None);
+    second.in_scope(|| {
+        let mut r = osprofiler::point("rpc");
+        r.set_error("ValueError", "No valid host was found");
+    });
+    notifier::flush().unwrap();
+    drop(guard);
+    (first.base_id().to_string(), second.base_id().to_string())
+}
+
+#[test]
+fn show_and_list_from_a_store() {
+    let dir = TempDir::new();
+    let file = dir.join("events.jsonl");
+    let (first, second) = record_traces(&file);
+    let cs = format!("file://{}", file.display());
+    let expected = Report::from_json_lines(&std::fs::read_to_string(&file).unwrap());
+
+    // Default output: osprofiler's JSON of that trace.
+    let o = osprofiler(&["trace", "show", &first, "--connection-string", &cs]);
+    assert!(o.status.success(), "{o:?}");
+    let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(json["children"][0]["info"]["name"], "wsgi");
+    assert_eq!(json["children"][0]["children"][0]["info"]["name"], "db");
+    assert_eq!(json["stats"]["db"]["count"], 1);
+    assert!(json["stats"].get("rpc").is_none(), "only that trace");
+
+    // DOT, to a file.
+    let dot_file = dir.join("t.dot");
+    let o = osprofiler(&[
+        "trace",
+        "show",
+        &second,
+        "--dot",
+        "--out",
+        dot_file.to_str().unwrap(),
+        "--connection-string",
+        &cs,
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let dot = std::fs::read_to_string(&dot_file).unwrap();
+    assert!(
+        dot.starts_with("digraph {") && dot.contains(":rpc - "),
+        "{dot}"
+    );
+    let _ = expected;
+
+    // HTML, self-contained.
+    let html_file = dir.join("t.html");
+    let o = osprofiler(&[
+        "trace",
+        "show",
+        &first,
+        "--html",
+        "--out",
+        html_file.to_str().unwrap(),
+        "--connection-string",
+        &cs,
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let html = std::fs::read_to_string(&html_file).unwrap();
+    assert!(
+        html.starts_with("<!DOCTYPE html>") || html.starts_with("<!doctype html>"),
+        "{}",
+        &html[..40.min(html.len())]
+    );
+    assert!(html.contains(&first));
+
+    // The env var names the store when the flag is absent.
+    let o = Command::new(env!("CARGO_BIN_EXE_osprofiler"))
+        .args(["trace", "list"])
+        .env("OSPROFILER_CONNECTION_STRING", &cs)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let table = stdout(&o);
+    let rows: Vec<&str> = table
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.contains("Trace ID"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    assert!(
+        rows[0].contains(&second) && rows[1].contains(&first),
+        "newest first:\n{table}"
+    );
+
+    let o = osprofiler(&["trace", "list", "--error-trace", "--connection-string", &cs]);
+    let table = stdout(&o);
+    assert!(
+        table.contains(&second) && !table.contains(&first),
+        "{table}"
+    );
+    let o = osprofiler(&["trace", "list", "--limit", "1", "--connection-string", &cs]);
+    assert_eq!(
+        stdout(&o)
+            .lines()
+            .filter(|l| l.starts_with("| ") && !l.contains("Trace ID"))
+            .count(),
+        1
+    );
+
+    // Unknown id: osprofiler's message, non-zero exit.
+    let unknown = "99999999-9999-4999-8999-999999999999";
+    let e = one_line_error(&osprofiler(&[
+        "trace",
+        "show",
+        unknown,
+        "--connection-string",
+        &cs,
+    ]));
+    assert_eq!(
+        e,
+        format!(
+            "osprofiler: error: Trace with UUID {unknown} not found. Please check the HMAC key used in the command."
+        )
+    );
+}
+
+#[test]
+fn show_reads_a_saved_report_file_even_pythons() {
+    let vectors = concat!(env!("CARGO_MANIFEST_DIR"), "/../../vectors");
+    // Python's `trace show --json` output for the vector trace.
+    let o = osprofiler(&["trace", "show", &format!("{vectors}/report.json")]);
+    assert!(o.status.success(), "{o:?}");
+    let ours: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let theirs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{vectors}/report.json")).unwrap())
+            .unwrap();
+    assert_eq!(ours, theirs);
+    // And the DOT of it is Python's DOT.
+    let o = osprofiler(&["trace", "show", &format!("{vectors}/report.json"), "--dot"]);
+    assert_eq!(
+        stdout(&o).trim_end(),
+        std::fs::read_to_string(format!("{vectors}/report.dot"))
+            .unwrap()
+            .trim_end()
+    );
+    // Events, one per line, are accepted too.
+    let o = osprofiler(&["trace", "show", &format!("{vectors}/events.jsonl"), "--dot"]);
+    let report = Report::from_json_lines(
+        &std::fs::read_to_string(format!("{vectors}/events.jsonl")).unwrap(),
+    );
+    assert_eq!(stdout(&o).trim_end(), render_dot(&report).trim_end());
+}
+
+#[test]
+fn render_dot_with_graphviz_or_say_it_is_missing() {
+    let dir = TempDir::new();
+    let vectors = concat!(env!("CARGO_MANIFEST_DIR"), "/../../vectors");
+    let pdf = dir.join("trace.pdf");
+    let args = [
+        "trace",
+        "show",
+        &format!("{vectors}/report.json"),
+        "--dot",
+        "--render-dot",
+        pdf.to_str().unwrap(),
+    ];
+    // Without `dot` on PATH: the DOT is still printed, then one clear line, exit 1.
+    let o = Command::new(env!("CARGO_BIN_EXE_osprofiler"))
+        .args(args)
+        .env("PATH", dir.path())
+        .output()
+        .unwrap();
+    assert!(stdout(&o).starts_with("digraph {"));
+    let e = one_line_error(&o);
+    assert!(e.contains("Graphviz `dot` is not installed"), "{e}");
+    // With it: a PDF.
+    let has_dot = Command::new("dot")
+        .arg("-V")
+        .output()
+        .map(|o| o.status.success())
+        .map_err(|e| e.to_string());
+    let Some(true) = need("graphviz dot", has_dot) else {
+        return;
+    };
+    let o = osprofiler(&args);
+    assert!(o.status.success(), "{o:?}");
+    assert!(std::fs::read(&pdf).unwrap().starts_with(b"%PDF"));
+}
+
+#[test]
+fn bad_input_gives_one_line_and_non_zero_exit() {
+    let dir = TempDir::new();
+    let id = "11111111-1111-4111-8111-111111111111";
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "trace".into(),
+                "show".into(),
+                id.into(),
+                "--connection-string".into(),
+                "mongodb://u:pw@h".into(),
+            ],
+            "unsupported backend \"mongodb\"",
+        ),
+        (
+            vec![
+                "trace".into(),
+                "show".into(),
+                id.into(),
+                "--connection-string".into(),
+                "redis://h:abc".into(),
+            ],
+            "invalid port \"abc\"",
+        ),
+        (
+            vec![
+                "trace".into(),
+                "list".into(),
+                "--connection-string".into(),
+                format!("file://{}/missing.jsonl", dir.path().display()),
+            ],
+            "cannot open file://",
+        ),
+        (
+            vec!["trace".into(), "show".into(), "not-an-id".into()],
+            "is neither a trace id (a UUID) nor a readable file",
+        ),
+    ];
+    for (args, needle) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let e = one_line_error(&osprofiler(&args));
+        assert!(e.contains(needle), "{args:?}: {e}");
+        assert!(!e.contains("pw@"), "password leaked: {e}");
+    }
+    // A garbage file given as the trace.
+    let junk = dir.join("junk.txt");
+    std::fs::write(&junk, "hello\n").unwrap();
+    let e = one_line_error(&osprofiler(&["trace", "show", junk.to_str().unwrap()]));
+    assert!(
+        e.contains("holds neither an osprofiler report nor osprofiler events"),
+        "{e}"
+    );
+    // Unreachable Redis: which store and why.
+    let port = osprofiler_testkit::free_port();
+    let e = one_line_error(&osprofiler(&[
+        "trace",
+        "list",
+        "--connection-string",
+        &format!("redis://127.0.0.1:{port}"),
+    ]));
+    assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
+}
+
+#[test]
+fn help_describes_every_command() {
+    let o = osprofiler(&["trace", "show", "--help"]);
+    let h = stdout(&o);
+    for flag in [
+        "--json",
+        "--html",
+        "--dot",
+        "--out",
+        "--connection-string",
+        "--render-dot",
+        "OSPROFILER_CONNECTION_STRING",
+    ] {
+        assert!(h.contains(flag), "{flag} missing from:\n{h}");
+    }
+    let h = stdout(&osprofiler(&["trace", "headers", "--help"]));
+    assert!(h.contains("--hmac-key") && h.contains("curl"), "{h}");
+    let o = osprofiler(&["trace", "show", "x", "--json", "--dot"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "conflicting formats are a usage error"
+    );
+}
+
+/// With no connection string anywhere, services and the CLI share the embedded store in
+/// the user's data directory.
+#[test]
+fn the_embedded_default_store() {
+    let data = TempDir::new();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_osprofiler"))
+            .args(args)
+            .env_remove("OSPROFILER_CONNECTION_STRING")
+            .env("XDG_DATA_HOME", data.path())
+            .output()
+            .unwrap()
+    };
+    // Nothing recorded yet: an empty list, not an error.
+    let o = run(&["trace", "list"]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        stderr(&o).contains("nothing has been recorded there yet"),
+        "{}",
+        stderr(&o)
+    );
+    let id = "11111111-1111-4111-8111-111111111111";
+    let e = one_line_error(&run(&["trace", "show", id]));
+    assert!(e.contains("not found"), "{e}");
+
+    // A service writes into the default store (the path the CLI resolves to).
+    let db = data.path().join("osprofiler").join("traces.db");
+    let cs: osprofiler_store::ConnectionString =
+        format!("sqlite://{}", db.display()).parse().unwrap();
+    let turn = SINK_TURN.lock().unwrap_or_else(|p| p.into_inner());
+    let guard = notifier::set_boxed_sink(
+        osprofiler_store::sink(&cs, &osprofiler_store::Options::default()).unwrap(),
+    );
+    let ctx = TraceContext::new(None, None, None);
+    ctx.in_scope(|| drop(osprofiler::point("db")));
+    notifier::flush().unwrap();
+    drop(guard);
+    drop(turn);
+    let base = ctx.base_id().to_string();
+    assert!(stdout(&run(&["trace", "list"])).contains(&base));
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&run(&["trace", "show", &base]))).unwrap();
+    assert_eq!(json["children"][0]["info"]["name"], "db");
+}
