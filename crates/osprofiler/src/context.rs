@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -59,6 +60,8 @@ struct Local {
     // Changes whenever the buffer is handed over; unique across threads, so
     // a point stopped on another thread never patches this thread's records.
     generation: u64,
+    // The points of live sync guards (`PointGuard` holds its slot + 1).
+    guards: Vec<Option<Running>>,
     // Point id generator state (see `id::next_from`).
     ids: (u64, u64),
     // Points whose start record was handed over while they were still open:
@@ -310,6 +313,7 @@ thread_local! {
             buf: Vec::new(),
             deadline: None,
             generation: u64::MAX,
+            guards: Vec::new(),
             ids: (0, 0),
             parked: Vec::new(),
             next_cap: SMALL_BATCH,
@@ -718,10 +722,14 @@ pub async fn in_point<F: Future>(name: impl Into<Cow<'static, str>>, fut: F) -> 
 /// `#[trace]` on an `async fn` or [`in_point`], which follow the task).
 #[must_use = "the point stops as soon as the guard is dropped"]
 pub struct PointGuard {
-    inner: Option<Running>,
+    // Register-sized on purpose: the point's state sits in the thread's `guards`
+    // stack and this is its slot (+1). Outside a trace the compiler then sees
+    // `None` flow straight to the drop, and the whole guard costs one branch.
+    slot: Option<NonZeroU32>,
     _not_send: std::marker::PhantomData<*const ()>,
 }
 
+/// A sync guard's point, in the thread's `guards` stack.
 struct Running {
     point: Lean,
     stop: Option<Box<Payload>>,
@@ -732,59 +740,69 @@ impl PointGuard {
     #[inline]
     pub const fn none() -> PointGuard {
         PointGuard {
-            inner: None,
+            slot: None,
             _not_send: std::marker::PhantomData,
         }
     }
 
     #[inline]
     pub(crate) fn start(name: &'static str, payload: Option<Payload>) -> PointGuard {
+        let slot = with_local(|l| {
+            let point = l.open_lean(name, payload)?;
+            l.guards.push(Some(Running { point, stop: None }));
+            NonZeroU32::new(u32::try_from(l.guards.len()).ok()?)
+        });
         PointGuard {
-            inner: with_local(|l| l.open_lean(name, payload))
-                .map(|point| Running { point, stop: None }),
+            slot,
             _not_send: std::marker::PhantomData,
         }
+    }
+
+    /// Runs `f` on this guard's point, if it records one.
+    fn with_running<R>(&self, f: impl FnOnce(&mut Running) -> R) -> Option<R> {
+        let slot = self.slot?.get() as usize - 1;
+        with_local(|l| l.guards.get_mut(slot)?.as_mut().map(f))
     }
 
     /// Whether this guard records a point (a trace was active at its start).
     #[inline]
     pub fn is_recording(&self) -> bool {
-        self.inner.is_some()
+        self.slot.is_some()
     }
 
     /// The point's id, when recording.
     pub fn id(&self) -> Option<Id> {
-        self.inner.as_ref().map(|r| Id(r.point.id))
+        self.with_running(|r| Id(r.point.id))
     }
 
     /// Adds `info` to the stop event.
     pub fn set_stop_info(&mut self, info: impl Into<Info>) {
-        if let Some(r) = &mut self.inner {
-            r.stop = info_payload(info.into());
+        if self.slot.is_some() {
+            let stop = info_payload(info.into());
+            self.with_running(|r| r.stop = stop);
         }
     }
 
     /// Marks the point as failed: `info.etype` and `info.message` at stop.
     pub fn set_error(&mut self, etype: impl Into<Cow<'static, str>>, message: impl Into<String>) {
-        if let Some(r) = &mut self.inner {
-            r.stop = Some(Box::new(Payload::Error {
+        if self.slot.is_some() {
+            self.set_payload(Payload::Error {
                 etype: etype.into(),
                 message: message.into(),
-            }));
+            });
         }
     }
 
     /// Marks the point as failed with `error`: its type name and message.
     pub fn record_error<E: fmt::Display + ?Sized>(&mut self, error: &E) {
-        if self.inner.is_some() {
+        if self.slot.is_some() {
             self.set_error(std::any::type_name::<E>(), error.to_string());
         }
     }
 
     pub(crate) fn set_payload(&mut self, p: Payload) {
-        if let Some(r) = &mut self.inner {
-            r.stop = Some(Box::new(p));
-        }
+        let p = Box::new(p);
+        self.with_running(|r| r.stop = Some(p));
     }
 
     /// Stops the point now.
@@ -792,31 +810,36 @@ impl PointGuard {
 }
 
 impl Drop for PointGuard {
-    // Inlined so that an empty guard (no trace) costs a branch, not a call;
-    // the stop itself is out of line.
     #[inline(always)]
     fn drop(&mut self) {
-        if self.inner.is_some() {
-            finish_running(&mut self.inner);
+        if let Some(slot) = self.slot {
+            finish_running(slot);
         }
     }
 }
 
 #[inline(never)]
-fn finish_running(inner: &mut Option<Running>) {
-    let Some(r) = inner.take() else { return };
-    let payload = match r.stop {
-        Some(s) => Some(s),
-        None if std::thread::panicking() => Some(panic_payload()),
-        None => None,
-    };
-    let mut payload = Some(payload);
+fn finish_running(slot: NonZeroU32) {
+    let panicking = std::thread::panicking();
     let _ = LOCAL.try_with(|cell| {
-        if let Ok(mut l) = cell.try_borrow_mut()
-            && let Some(pl) = payload.take()
-        {
-            l.close_lean(&r.point, pl);
+        let Ok(mut l) = cell.try_borrow_mut() else {
+            return;
+        };
+        let i = slot.get() as usize - 1;
+        let Some(r) = l.guards.get_mut(i).and_then(Option::take) else {
+            return;
+        };
+        // Guards are dropped in reverse order of creation, except when moved
+        // around: then the slot stays as a hole until the ones above are gone.
+        while l.guards.last().is_some_and(Option::is_none) {
+            l.guards.pop();
         }
+        let payload = match r.stop {
+            Some(s) => Some(s),
+            None if panicking => Some(panic_payload()),
+            None => None,
+        };
+        l.close_lean(&r.point, payload);
     });
     // The thread's state is gone (thread exit) or borrowed: the stop is lost;
     // the report shows the point with its start only.
