@@ -464,3 +464,31 @@ fn names_made_at_run_time() {
     start_of(&ev, "task-7");
     stop_of(&ev, "task-7");
 }
+
+#[test]
+fn guards_dropped_out_of_order_or_forgotten() {
+    common::sink();
+    let ctx = TraceContext::new(None, None, None);
+    let (a_id, b_id) = ctx.in_scope(|| {
+        let mut a = osprofiler::point("a");
+        let b = osprofiler::point("b");
+        let ids = (a.id().unwrap(), b.id().unwrap());
+        a.set_error("E", "a failed");
+        drop(a); // before b
+        assert_eq!(b.id(), Some(ids.1));
+        drop(b);
+        std::mem::forget(osprofiler::point("leaked"));
+        let _c = osprofiler::point("c");
+        ids
+    });
+    let ev = common::events_of(ctx.base_id());
+    assert_eq!(start_of(&ev, "b").parent_id, a_id);
+    assert_eq!(stop_of(&ev, "a").info["etype"], "E");
+    assert_eq!(stop_of(&ev, "b").trace_id, b_id);
+    start_of(&ev, "leaked");
+    assert!(
+        ev.iter()
+            .all(|e| !(e.name == "leaked" && e.kind == EventKind::Stop))
+    );
+    stop_of(&ev, "c");
+}
