@@ -947,6 +947,101 @@ impl Drop for AsyncPoint {
     }
 }
 
+/// A point not tied to a scope: started now (a child of the current point), made
+/// current wherever its [`context`](Point::context) is entered or instrumented, and
+/// stopped by [`finish`](Point::finish) or when dropped. `Send`: it may stop on
+/// another thread. For integrations whose start and stop are separate callbacks
+/// (a `tracing` span's life, a request's headers and its response).
+///
+/// ```
+/// let ctx = osprofiler::TraceContext::new(None, None, None);
+/// let mut rpc = ctx.in_scope(|| osprofiler::Point::start("rpc", osprofiler::Info::new()));
+/// let child = std::thread::spawn(move || {
+///     let _in = rpc.context().unwrap().enter();
+///     let _db = osprofiler::point("db"); // a child of rpc
+///     rpc.set_stop_info(osprofiler::Info::new().with("status", "ok"));
+///     rpc.finish();
+/// });
+/// child.join().unwrap();
+/// ```
+pub struct Point {
+    inner: AsyncPoint,
+}
+
+impl Point {
+    /// Starts a point under the current one; records nothing outside a trace.
+    pub fn start(name: impl Into<Cow<'static, str>>, info: impl Into<Info>) -> Point {
+        if !is_active() {
+            return Point {
+                inner: AsyncPoint::none(),
+            };
+        }
+        Point {
+            inner: AsyncPoint::start(name.into(), info_start(info.into())),
+        }
+    }
+
+    /// Whether a point is recorded (a trace was active at its start).
+    pub fn is_recording(&self) -> bool {
+        self.inner.is_recording()
+    }
+
+    /// The point's id.
+    pub fn id(&self) -> Option<Id> {
+        self.inner.open.as_ref().map(|p| Id(p.id))
+    }
+
+    /// The trace at this point: enter it or instrument a future with it to make
+    /// this point the parent of what runs there.
+    pub fn context(&self) -> Option<TraceContext> {
+        let p = self.inner.open.as_ref()?;
+        let shared = self.inner.scope.as_ref()?.trace.clone()?;
+        Some(TraceContext {
+            shared,
+            current: p.id,
+        })
+    }
+
+    /// Adds `info` to the stop event.
+    pub fn set_stop_info(&mut self, info: impl Into<Info>) {
+        let info = info.into();
+        if !info.is_empty() {
+            self.inner.set_payload(Payload::Info(info));
+        }
+    }
+
+    /// Marks the point as failed: `info.etype` and `info.message` at stop.
+    pub fn set_error(&mut self, etype: impl Into<Cow<'static, str>>, message: impl Into<String>) {
+        self.inner.set_payload(Payload::Error {
+            etype: etype.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Stops the point now.
+    pub fn finish(self) {}
+}
+
+impl Drop for Point {
+    fn drop(&mut self) {
+        // Dropped unfinished: a normal stop (unlike an abandoned future's point).
+        if let Some(p) = self.inner.open.take() {
+            let payload = match self.inner.stop.take() {
+                Some(s) => Some(s),
+                None if std::thread::panicking() => Some(panic_payload()),
+                None => None,
+            };
+            close_point(p, payload, false);
+        }
+    }
+}
+
+impl fmt::Debug for Point {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Point").field("id", &self.id()).finish()
+    }
+}
+
 /// Extension for futures: run them inside a trace.
 pub trait FutureExt: Future + Sized {
     /// Polls `self` inside `ctx` (see [`TraceContext::instrument`]).

@@ -92,8 +92,8 @@ pub mod switches;
 pub mod time;
 
 pub use context::{
-    EnterGuard, FutureExt, PointGuard, TraceContext, clean, current_headers, get, in_point, init,
-    is_active, point, point_with, start, stop,
+    EnterGuard, FutureExt, Point, PointGuard, TraceContext, clean, current_headers, get, in_point,
+    init, is_active, point, point_with, start, stop,
 };
 pub use event::{Event, EventInfo, EventKind};
 pub use id::Id;

@@ -492,3 +492,29 @@ fn guards_dropped_out_of_order_or_forgotten() {
     );
     stop_of(&ev, "c");
 }
+
+#[test]
+fn a_point_started_here_and_finished_elsewhere() {
+    common::sink();
+    let ctx = TraceContext::new(None, None, None);
+    let mut rpc = ctx.in_scope(|| {
+        let p = osprofiler::Point::start("rpc", osprofiler::Info::new().with("method", "build"));
+        // Starting it did not make it current here.
+        assert_eq!(osprofiler::get().unwrap().id(), ctx.base_id());
+        p
+    });
+    let rpc_id = rpc.id().unwrap();
+    std::thread::spawn(move || {
+        let here = rpc.context().unwrap();
+        here.in_scope(|| drop(osprofiler::point("db")));
+        rpc.set_error("Timeout", "no answer");
+        rpc.finish();
+    })
+    .join()
+    .unwrap();
+    assert!(!osprofiler::Point::start("x", None).is_recording());
+    let ev = common::events_of(ctx.base_id());
+    assert_eq!(start_of(&ev, "rpc").info["method"], "build");
+    assert_eq!(start_of(&ev, "db").parent_id, rpc_id);
+    assert_eq!(stop_of(&ev, "rpc").info["etype"], "Timeout");
+}
