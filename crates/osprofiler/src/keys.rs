@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use hmac::{KeyInit, Mac};
+use hmac::Mac;
 
 type HmacSha1 = hmac::Hmac<sha1::Sha1>;
 
