@@ -76,12 +76,14 @@
 //! dropped and counted ([`notifier::stats`]). [`config::init_from_conf`]
 //! wires everything from an osprofiler `[profiler]` configuration section.
 
+pub mod carrier;
 pub mod config;
 mod context;
 pub mod event;
 pub mod id;
 pub mod identity;
 pub mod info;
+pub mod integrations;
 pub mod json;
 mod keys;
 pub mod notifier;

@@ -1,0 +1,3 @@
+//! Tests only: the integrations of `osprofiler` (HTTP server layer, HTTP client, gRPC,
+//! `tracing` bridge, SQL) against real servers, clients and databases, and against the
+//! real Python osprofiler 4.4.0. See `tests/`.

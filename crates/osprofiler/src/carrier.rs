@@ -1,0 +1,1 @@
+//! Carrying the signed trace context over any string map (to be written).

@@ -1,0 +1,1 @@
+//! Signed trace headers in an `http::HeaderMap` (to be written).

@@ -1,0 +1,1 @@
+//! The reqwest-middleware client middleware (to be written).

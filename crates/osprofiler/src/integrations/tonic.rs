@@ -1,0 +1,1 @@
+//! gRPC with tonic (to be written).

@@ -1,0 +1,1 @@
+//! The tower server layer (to be written).

@@ -1,0 +1,1 @@
+//! The tracing-subscriber Layer and SQL statements (to be written).
