@@ -1,9 +1,6 @@
 //! The report as a Graphviz DOT graph (`osprofiler trace show --dot`).
 
-use std::fmt::Write as _;
-
-use serde_json::Value;
-
+use crate::pyjson::int;
 use crate::report::{Node, Report};
 
 /// The DOT source osprofiler writes for a report: a `digraph` with one node per point,
@@ -20,11 +17,14 @@ use crate::report::{Node, Report};
 /// `print` adds a second one.
 pub fn render_dot(report: &Report) -> String {
     let mut dot = Dot {
-        out: String::from("digraph {\n"),
+        out: String::with_capacity(report.len().saturating_mul(80).saturating_add(64)),
         next_id: 0,
     };
-    let finished = report.finished_ms().unwrap_or(0);
-    let root = dot.node(&format!("total - {finished} ms"));
+    dot.out.push_str("digraph {\n");
+    let root = dot.open_node();
+    dot.out.push_str("total - ");
+    int(&mut dot.out, report.finished_ms().unwrap_or(0));
+    dot.out.push_str(" ms\"]\n");
     for child in report.roots() {
         let id = dot.subgraph(child);
         dot.edge(root, id);
@@ -42,7 +42,9 @@ impl Dot {
     /// Writes a point, then its children and the edges to them, as Python does. Recursion
     /// is bounded by [`MAX_DEPTH`](crate::MAX_DEPTH).
     fn subgraph(&mut self, node: &Node) -> usize {
-        let id = self.node(&label(node));
+        let id = self.open_node();
+        label(&mut self.out, node);
+        self.out.push_str("\"]\n");
         for child in node.children() {
             let child_id = self.subgraph(child);
             self.edge(id, child_id);
@@ -50,60 +52,53 @@ impl Dot {
         id
     }
 
-    /// `label` is already escaped.
-    fn node(&mut self, label: &str) -> usize {
+    /// Starts a node's line, up to its label; the caller writes the label and `"]`.
+    fn open_node(&mut self) -> usize {
         let id = self.next_id;
         self.next_id += 1;
-        let _ = writeln!(self.out, "\t{id} [label=\"{label}\"]");
+        self.out.push('\t');
+        int(&mut self.out, id as i64);
+        self.out.push_str(" [label=\"");
         id
     }
 
     fn edge(&mut self, from: usize, to: usize) {
-        let _ = writeln!(self.out, "\t{from} -> {to}");
+        self.out.push('\t');
+        int(&mut self.out, from as i64);
+        self.out.push_str(" -> ");
+        int(&mut self.out, to as i64);
+        self.out.push('\n');
     }
 }
 
-fn label(node: &Node) -> String {
-    let mut label = String::new();
+/// A point's label, escaped.
+fn label(out: &mut String, node: &Node) {
     if let Some(service) = node.service() {
-        escape_into(&mut label, service);
-        label.push(':');
+        escape_into(out, service);
+        out.push(':');
     }
-    escape_into(&mut label, node.name());
-    let _ = write!(label, " - {} ms", node.duration_ms());
+    escape_into(out, node.name());
+    out.push_str(" - ");
+    int(out, node.duration_ms());
+    out.push_str(" ms");
     match node.name() {
         "wsgi" => {
-            let request = node
-                .start_payload()
-                .and_then(|p| p.get("info"))
-                .and_then(|i| i.get("request"))
-                .filter(|r| r.is_object());
-            if let Some(request) = request {
-                label.push_str("\\n");
-                escape_into(&mut label, &text(request.get("method")));
-                label.push(' ');
-                let path: String = text(request.get("path")).chars().take(30).collect();
-                escape_into(&mut label, &path);
-                label.push_str("..");
+            if let Some((method, path)) = node.request() {
+                out.push_str("\\n");
+                escape_into(out, method);
+                out.push(' ');
+                let end = path.char_indices().nth(30).map_or(path.len(), |(i, _)| i);
+                escape_into(out, path.get(..end).unwrap_or(path));
+                out.push_str("..");
             }
         }
         "rpc" | "driver" => {
             if let Some(function) = node.function_name() {
-                label.push_str("\\n");
-                escape_into(&mut label, last_component(function));
+                out.push_str("\\n");
+                escape_into(out, last_component(function));
             }
         }
         _ => {}
-    }
-    label
-}
-
-/// What Python's `str.format` shows for a JSON value, near enough: strings as they are.
-fn text(value: Option<&Value>) -> String {
-    match value {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
     }
 }
 
@@ -118,6 +113,10 @@ fn last_component(function: &str) -> &str {
 /// Escapes text for a double-quoted DOT string. The `\n` that osprofiler puts between
 /// label lines is written by the callers, unescaped.
 fn escape_into(out: &mut String, text: &str) {
+    if !text.contains(['"', '\\', '\n', '\r']) {
+        out.push_str(text);
+        return;
+    }
     for c in text.chars() {
         match c {
             '"' => out.push_str("\\\""),

@@ -5,12 +5,9 @@
 //! and every string from the trace goes into the page as text (`textContent`), never as
 //! markup: see [`render_html`].
 
-use std::collections::HashMap;
-use std::io::{self, Write};
-
-use serde_json::Value;
-
-use crate::report::{Report, Usage};
+use crate::builder::NO_ID;
+use crate::pyjson::int;
+use crate::report::{Node, Report, Usage};
 
 const TEMPLATE: &str = include_str!("html/template.html");
 const STYLE: &str = include_str!("html/report.css");
@@ -19,8 +16,8 @@ const SCRIPT: &str = include_str!("html/report.js");
 /// Version of the embedded data's layout, for readers other than the page's own script.
 const DATA_VERSION: u32 = 1;
 
-/// What a point usually takes in the page's data, to size the output once.
-const BYTES_PER_POINT: usize = 1024;
+/// What a point takes in the page's data besides its events, to size the output once.
+const BYTES_PER_POINT: usize = 256;
 
 /// The report as one HTML file that works offline: a waterfall of the calls (collapsible
 /// tree, one bar per point on a shared time axis), colours per service and category with a
@@ -62,12 +59,15 @@ const BYTES_PER_POINT: usize = 1024;
 /// assert_eq!(html.matches("</script>").count(), 2); // the data block's and the script's
 /// ```
 pub fn render_html(report: &Report, title: &str) -> String {
-    // Room for typical events (two of a few hundred bytes per point): growing a buffer of
-    // tens of megabytes by doubling would copy it several times. Untouched capacity costs
-    // address space only, and if even that is refused the buffer just grows as it goes.
-    let estimate = report.len().saturating_mul(BYTES_PER_POINT);
-    let mut out: Vec<u8> = Vec::new();
-    let _ = out.try_reserve(estimate.saturating_add(TEMPLATE.len() + STYLE.len() + SCRIPT.len()));
+    // Sized once for the whole page: growing a buffer of tens of megabytes by doubling
+    // would copy it several times. If even that is refused the buffer grows as it goes.
+    let estimate = report
+        .len()
+        .saturating_mul(BYTES_PER_POINT)
+        .saturating_add(report.text_bytes)
+        .saturating_add(TEMPLATE.len() + STYLE.len() + SCRIPT.len() + 4 * title.len());
+    let mut out = String::new();
+    let _ = out.try_reserve(estimate);
     for (i, part) in TEMPLATE.split("<!--@").enumerate() {
         // The template marks where each piece goes with `<!--@name-->`.
         let (name, rest) = match part.split_once("-->") {
@@ -75,29 +75,19 @@ pub fn render_html(report: &Report, title: &str) -> String {
             _ => ("", part),
         };
         match name {
-            "title" => out.extend_from_slice(escape_html(title).as_bytes()),
-            "style" => out.extend_from_slice(STYLE.as_bytes()),
-            "script" => out.extend_from_slice(SCRIPT.as_bytes()),
-            "data" => {
-                // serde_json writes in small pieces; the escaper is faster on large ones.
-                let mut data = io::BufWriter::with_capacity(1 << 16, ScriptSafe::new(&mut out));
-                // Writing into memory cannot fail.
-                let _ = write_data(report, title, &mut data);
-                if let Ok(safe) = data.into_inner() {
-                    safe.finish();
-                }
-            }
+            "title" => escape_html(&mut out, title),
+            "style" => out.push_str(STYLE),
+            "script" => out.push_str(SCRIPT),
+            "data" => write_data(report, title, &mut out),
             _ => {}
         }
-        out.extend_from_slice(rest.as_bytes());
+        out.push_str(rest);
     }
-    // Every piece is UTF-8 and the escaper only replaces whole characters.
-    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    out
 }
 
 /// Text for an HTML element or a double-quoted attribute.
-fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
+fn escape_html(out: &mut String, text: &str) {
     for c in text.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -108,10 +98,10 @@ fn escape_html(text: &str) -> String {
             c => out.push(c),
         }
     }
-    out
 }
 
-/// Writes the page's data: one JSON object, compact.
+/// Writes the page's data: one JSON object, compact, safe inside a script element (see
+/// [`script_safe`]).
 ///
 /// ```text
 /// {"v": 1, "title", "trace": base_id, "t0": unix µs of the first event, "dur": µs,
@@ -128,191 +118,302 @@ fn escape_html(text: &str) -> String {
 /// level up); `cat`, `svc`, `host` and `proj` index the tables (`-1`: none). `parent_id` is
 /// `0` when it is the id of the parent row, which saves a UUID per point. The events are
 /// written as stored, for the details view.
-fn write_data<W: Write>(report: &Report, title: &str, w: &mut W) -> io::Result<()> {
-    let services = Table::of(report.by_service());
-    let categories = Table::of(report.by_category());
-    let mut hosts = Table::default();
-    let mut projects = Table::default();
+fn write_data(report: &Report, title: &str, out: &mut String) {
+    // Hosts and projects are numbered in order of first appearance in `pt`; the nodes
+    // carry the report's own numbers (by start), turned into these by `Renumber`.
+    let mut hosts = Renumber::default();
+    let mut projects = Renumber::default();
     for (_, node) in report {
-        if let Some(host) = node.host() {
-            hosts.add(host);
-        }
-        if let Some(project) = node.project() {
-            projects.add(project);
-        }
+        hosts.add(node.host_id, || node.host());
+        projects.add(node.project_id, || node.project());
     }
     // The path runs from a top-level point down, so the preorder walk meets its points in
     // path order: each is compared, by address, with the next one expected only.
     let critical = report.critical_path();
     let mut next_critical = critical.iter().copied().peekable();
 
-    w.write_all(b"{\"v\":")?;
-    write!(w, "{DATA_VERSION}")?;
-    w.write_all(b",\"title\":")?;
-    serde_json::to_writer(&mut *w, title)?;
-    w.write_all(b",\"trace\":")?;
-    serde_json::to_writer(&mut *w, &base_id(report))?;
-    w.write_all(b",\"t0\":")?;
-    serde_json::to_writer(&mut *w, &report.origin_unix_us())?;
-    write!(
-        w,
-        ",\"dur\":{},\"n\":{},\"skipped\":{},\"duplicates\":{},\"detached\":{}",
-        report.duration_us(),
-        report.len(),
-        report.skipped(),
-        report.duplicates(),
-        report.detached()
-    )?;
-    w.write_all(b",\"svc\":")?;
-    serde_json::to_writer(&mut *w, &services.names)?;
-    w.write_all(b",\"sst\":")?;
-    write_usage(w, report.by_service())?;
-    w.write_all(b",\"cat\":")?;
-    serde_json::to_writer(&mut *w, &categories.names)?;
-    w.write_all(b",\"cst\":")?;
-    write_usage(w, report.by_category())?;
-    w.write_all(b",\"hosts\":")?;
-    serde_json::to_writer(&mut *w, &hosts.names)?;
-    w.write_all(b",\"proj\":")?;
-    serde_json::to_writer(&mut *w, &projects.names)?;
+    out.push_str("{\"v\":");
+    int(out, i64::from(DATA_VERSION));
+    out.push_str(",\"title\":");
+    json_string(out, title);
+    out.push_str(",\"trace\":");
+    opt_json_string(out, base_id(report));
+    out.push_str(",\"t0\":");
+    crate::pyjson::opt_int(out, report.origin_unix_us());
+    for (key, n) in [
+        (",\"dur\":", report.duration_us()),
+        (",\"n\":", count(report.len())),
+        (",\"skipped\":", count(report.skipped())),
+        (",\"duplicates\":", count(report.duplicates())),
+        (",\"detached\":", count(report.detached())),
+    ] {
+        out.push_str(key);
+        int(out, n);
+    }
+    out.push_str(",\"svc\":");
+    json_strings(out, report.by_service().iter().map(|u| u.name.as_str()));
+    out.push_str(",\"sst\":");
+    write_usage(out, report.by_service());
+    out.push_str(",\"cat\":");
+    json_strings(out, report.by_category().iter().map(|u| u.name.as_str()));
+    out.push_str(",\"cst\":");
+    write_usage(out, report.by_category());
+    out.push_str(",\"hosts\":");
+    json_strings(out, hosts.names.iter().copied());
+    out.push_str(",\"proj\":");
+    json_strings(out, projects.names.iter().copied());
 
     // Preorder, with the id of the point last seen at each depth to spot ordinary parents.
+    // The points are taken in batches: first what each one's row needs from its events,
+    // in a tight loop, then the rows. The events are scattered in memory, and the loads of
+    // a tight loop overlap where those of the row writer, far apart, would each wait.
     let mut ids_by_depth: Vec<&str> = Vec::new();
     let mut cp_index = Vec::with_capacity(critical.len());
-    w.write_all(b",\"pt\":[")?;
-    for (index, (depth, node)) in report.iter().enumerate() {
-        if index > 0 {
-            w.write_all(b",")?;
+    let mut walk = report.iter().enumerate();
+    let mut batch: Vec<Row<'_>> = Vec::with_capacity(BATCH);
+    out.push_str(",\"pt\":[");
+    loop {
+        batch.clear();
+        batch.extend(
+            walk.by_ref()
+                .take(BATCH)
+                .map(|(index, (depth, node))| Row::of(index, depth, node)),
+        );
+        if batch.is_empty() {
+            break;
         }
-        if next_critical.next_if(|&c| std::ptr::eq(c, node)).is_some() {
-            cp_index.push(index);
-        }
-        ids_by_depth.truncate(depth.saturating_sub(1));
-        let parent_row = ids_by_depth.last().copied();
-        ids_by_depth.push(node.trace_id());
+        for row in &batch {
+            let node = row.node;
+            if row.index > 0 {
+                out.push(',');
+            }
+            if next_critical.next_if(|&c| std::ptr::eq(c, node)).is_some() {
+                cp_index.push(row.index);
+            }
+            ids_by_depth.truncate(row.depth.saturating_sub(1));
+            let parent_row = ids_by_depth.last().copied();
+            ids_by_depth.push(row.trace_id);
 
-        write!(
-            w,
-            "[{depth},{},{},{},{},{},{},",
-            categories.index(node.name()),
-            services.index(node.service().unwrap_or_default()),
-            node.host().map_or(-1, |h| hosts.index(h)),
-            node.project().map_or(-1, |p| projects.index(p)),
-            node.started_us(),
-            node.duration_us(),
-        )?;
-        serde_json::to_writer(&mut *w, node.trace_id())?;
-        w.write_all(b",")?;
-        match node.parent_id() {
-            Some(p) if Some(p) == parent_row => w.write_all(b"0")?,
-            other => serde_json::to_writer(&mut *w, &other)?,
+            out.push('[');
+            for n in [
+                count(row.depth),
+                i64::from(node.category_id),
+                i64::from(node.service_id),
+                hosts.index(node.host_id),
+                projects.index(node.project_id),
+                node.started_us(),
+                node.duration_us(),
+            ] {
+                int(out, n);
+                out.push(',');
+            }
+            json_string(out, row.trace_id);
+            out.push(',');
+            match row.parent_id {
+                Some(p) if Some(p) == parent_row => out.push('0'),
+                other => opt_json_string(out, other),
+            }
+            out.push(',');
+            opt_json_string(out, row.exception);
+            for event in [row.start, row.stop] {
+                out.push(',');
+                match event {
+                    // Checked JSON when it came in, and left as it was stored.
+                    Some(text) => script_safe(out, text),
+                    None => out.push_str("null"),
+                }
+            }
+            out.push(']');
         }
-        w.write_all(b",")?;
-        serde_json::to_writer(&mut *w, &node.exception())?;
-        w.write_all(b",")?;
-        write_value(w, node.start_payload())?;
-        w.write_all(b",")?;
-        write_value(w, node.stop_payload())?;
-        w.write_all(b"]")?;
     }
-    w.write_all(b"],\"cp\":")?;
-    serde_json::to_writer(&mut *w, &cp_index)?;
-    w.write_all(b"}")?;
-    Ok(())
+    out.push_str("],\"cp\":[");
+    for (i, &at) in cp_index.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        int(out, count(at));
+    }
+    out.push_str("]}");
 }
 
-fn write_value<W: Write>(w: &mut W, value: Option<&Value>) -> io::Result<()> {
-    match value {
-        Some(v) => serde_json::to_writer(&mut *w, v)?,
-        None => w.write_all(b"null")?,
-    }
-    Ok(())
+/// Points read ahead of the rows written (see [`write_data`]).
+const BATCH: usize = 64;
+
+/// What a point's row takes from its events.
+struct Row<'a> {
+    index: usize,
+    depth: usize,
+    node: &'a Node,
+    trace_id: &'a str,
+    parent_id: Option<&'a str>,
+    exception: Option<&'a str>,
+    start: Option<&'a str>,
+    stop: Option<&'a str>,
 }
 
-fn write_usage<W: Write>(w: &mut W, usage: &[Usage]) -> io::Result<()> {
-    w.write_all(b"[")?;
+impl<'a> Row<'a> {
+    fn of(index: usize, depth: usize, node: &'a Node) -> Row<'a> {
+        Row {
+            index,
+            depth,
+            node,
+            trace_id: node.trace_id(),
+            parent_id: node.parent_id(),
+            exception: node.exception(),
+            start: node.start_raw(),
+            stop: node.stop_raw(),
+        }
+    }
+}
+
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn write_usage(out: &mut String, usage: &[Usage]) {
+    out.push('[');
     for (i, u) in usage.iter().enumerate() {
-        let comma = if i > 0 { "," } else { "" };
-        write!(w, "{comma}[{},{},{}]", u.count, u.duration_us, u.self_us)?;
+        out.push_str(if i > 0 { ",[" } else { "[" });
+        int(out, count(u.count));
+        out.push(',');
+        int(out, u.duration_us);
+        out.push(',');
+        int(out, u.self_us);
+        out.push(']');
     }
-    w.write_all(b"]")
+    out.push(']');
 }
 
 /// The trace's `base_id`: that of the first point whose event carries one.
 fn base_id(report: &Report) -> Option<&str> {
-    report.iter().find_map(|(_, n)| {
-        [n.start_payload(), n.stop_payload()]
-            .into_iter()
-            .flatten()
-            .find_map(|e| e.get("base_id")?.as_str())
-    })
+    report.iter().find_map(|(_, n)| n.base_id())
 }
 
-/// Distinct strings, numbered in order of first appearance.
+/// The report's numbers of a kind of string (hosts, projects) turned into numbers in order
+/// of first appearance in the page's preorder, with the strings in that order.
 #[derive(Default)]
-struct Table<'a> {
+struct Renumber<'a> {
     names: Vec<&'a str>,
-    index: HashMap<&'a str, usize>,
+    /// Report number → page number.
+    page: Vec<Option<usize>>,
 }
 
-impl<'a> Table<'a> {
-    fn of(usage: &'a [Usage]) -> Table<'a> {
-        let mut table = Table::default();
-        for u in usage {
-            table.add(&u.name);
+impl<'a> Renumber<'a> {
+    /// Notes a point's string by its report number; the string is only read (from the
+    /// point's event) the first time.
+    fn add(&mut self, id: u32, name: impl FnOnce() -> Option<&'a str>) {
+        let Some(id) = usize::try_from(id).ok().filter(|_| id != NO_ID) else {
+            return;
+        };
+        if self.page.len() <= id {
+            self.page.resize(id + 1, None);
         }
-        table
-    }
-
-    fn add(&mut self, name: &'a str) {
-        if !self.index.contains_key(name) {
-            self.index.insert(name, self.names.len());
+        if let Some(slot @ None) = self.page.get_mut(id)
+            && let Some(name) = name()
+        {
+            *slot = Some(self.names.len());
             self.names.push(name);
         }
     }
 
-    /// `-1` for a name not in the table (cannot happen for names taken from the report).
-    fn index(&self, name: &str) -> i64 {
-        self.index
-            .get(name)
-            .and_then(|&i| i64::try_from(i).ok())
-            .unwrap_or(-1)
+    /// `-1` for none.
+    fn index(&self, id: u32) -> i64 {
+        usize::try_from(id)
+            .ok()
+            .and_then(|id| self.page.get(id).copied().flatten())
+            .map_or(-1, count)
     }
 }
 
-/// Passes JSON text through, writing `<`, `>`, `&`, U+2028 and U+2029 as `\uXXXX`.
+/// A JSON string (escaped as serde_json does), made safe for a script element as
+/// [`script_safe`] does.
+fn json_string(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push('"');
+    let mut plain = 0; // start of the run of bytes copied as they are
+    for (at, c) in s.char_indices() {
+        let mut control = *b"\\u0000";
+        let escape = match c {
+            '"' => "\\\"",
+            '\\' => "\\\\",
+            '\n' => "\\n",
+            '\r' => "\\r",
+            '\t' => "\\t",
+            '\u{8}' => "\\b",
+            '\u{c}' => "\\f",
+            '<' => "\\u003c",
+            '>' => "\\u003e",
+            '&' => "\\u0026",
+            '\u{2028}' => "\\u2028",
+            '\u{2029}' => "\\u2029",
+            c if c < ' ' => {
+                control[4] = HEX[(c as usize) >> 4];
+                control[5] = HEX[(c as usize) & 0xf];
+                std::str::from_utf8(&control).unwrap_or_default()
+            }
+            _ => continue,
+        };
+        out.push_str(s.get(plain..at).unwrap_or_default());
+        out.push_str(escape);
+        plain = at + c.len_utf8();
+    }
+    out.push_str(s.get(plain..).unwrap_or_default());
+    out.push('"');
+}
+
+fn opt_json_string(out: &mut String, s: Option<&str>) {
+    match s {
+        Some(s) => json_string(out, s),
+        None => out.push_str("null"),
+    }
+}
+
+fn json_strings<'a>(out: &mut String, strings: impl Iterator<Item = &'a str>) {
+    out.push('[');
+    for (i, s) in strings.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        json_string(out, s);
+    }
+    out.push(']');
+}
+
+/// Appends JSON text, writing `<`, `>`, `&`, U+2028 and U+2029 as `\uXXXX`.
 ///
 /// These characters only ever occur inside JSON strings, where the escape means the same
 /// character, so the text stays the same JSON. What it buys: no `</script` or `<!--` can
 /// appear inside the HTML script element, and the block is also a valid JavaScript literal
 /// (U+2028/U+2029 used to be line terminators there).
-///
-/// U+2028 and U+2029 are the UTF-8 bytes `E2 80 A8` and `E2 80 A9`; a write may split them,
-/// so up to two bytes are held back between writes.
-struct ScriptSafe<'a> {
-    out: &'a mut Vec<u8>,
-    held: usize,
+fn script_safe(out: &mut String, text: &str) {
+    let bytes = text.as_bytes();
+    let mut plain = 0; // start of the run of bytes copied as they are
+    let mut from = 0;
+    while let Some(at) = next_special(bytes, from) {
+        from = at + 1;
+        let escape = match bytes.get(at..at + 3) {
+            Some([0xE2, 0x80, 0xA8]) => "\\u2028",
+            Some([0xE2, 0x80, 0xA9]) => "\\u2029",
+            _ => match bytes.get(at) {
+                Some(b'<') => "\\u003c",
+                Some(b'>') => "\\u003e",
+                Some(b'&') => "\\u0026",
+                _ => continue, // another character starting with E2
+            },
+        };
+        out.push_str(text.get(plain..at).unwrap_or_default());
+        out.push_str(escape);
+        plain = if escape.starts_with("\\u20") {
+            at + 3
+        } else {
+            at + 1
+        };
+        from = plain;
+    }
+    out.push_str(text.get(plain..).unwrap_or_default());
 }
 
-impl<'a> ScriptSafe<'a> {
-    fn new(out: &'a mut Vec<u8>) -> ScriptSafe<'a> {
-        ScriptSafe { out, held: 0 }
-    }
-
-    /// Writes out bytes still held back (an incomplete sequence at the very end).
-    fn finish(mut self) {
-        self.release();
-    }
-
-    fn release(&mut self) {
-        const PREFIX: [u8; 2] = [0xE2, 0x80];
-        self.out
-            .extend_from_slice(PREFIX.get(..self.held).unwrap_or_default());
-        self.held = 0;
-    }
-}
-
-/// The bytes [`ScriptSafe`] looks at: `<`, `>`, `&`, and the lead byte of U+2028/U+2029.
+/// The bytes [`script_safe`] looks at: `<`, `>`, `&`, and the lead byte of U+2028/U+2029.
 fn is_special(b: u8) -> bool {
     // `|`, not `||` nor `matches!`: branch-free, so that block checks vectorize.
     (b == b'<') | (b == b'>') | (b == b'&') | (b == 0xE2)
@@ -339,90 +440,15 @@ fn next_special(buf: &[u8], from: usize) -> Option<usize> {
     Some(from + skipped + found)
 }
 
-impl Write for ScriptSafe<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut plain = 0; // start of the run of bytes copied as they are
-        let mut i = 0;
-        while i < buf.len() {
-            if self.held == 0 {
-                match next_special(buf, i) {
-                    Some(next) => i = next,
-                    None => break,
-                }
-            }
-            let Some(&b) = buf.get(i) else { break };
-            let at = i;
-            i += 1;
-            // Continue or abandon a held-back E2 / E2 80.
-            if self.held > 0 {
-                match (self.held, b) {
-                    (1, 0x80) => {
-                        self.held = 2;
-                        plain = i;
-                        continue;
-                    }
-                    (2, 0xA8 | 0xA9) => {
-                        let escape = if b == 0xA8 { b"\\u2028" } else { b"\\u2029" };
-                        self.out.extend_from_slice(escape);
-                        self.held = 0;
-                        plain = i;
-                        continue;
-                    }
-                    _ => {
-                        self.release();
-                        plain = at;
-                    }
-                }
-            }
-            let escape: &[u8] = match b {
-                b'<' => b"\\u003c",
-                b'>' => b"\\u003e",
-                b'&' => b"\\u0026",
-                0xE2 => b"",
-                _ => continue,
-            };
-            self.out
-                .extend_from_slice(buf.get(plain..at).unwrap_or_default());
-            self.out.extend_from_slice(escape);
-            if b == 0xE2 {
-                self.held = 1;
-            }
-            plain = i;
-        }
-        if self.held == 0 {
-            self.out
-                .extend_from_slice(buf.get(plain..).unwrap_or_default());
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn safe(text: &str) -> String {
-        let mut out = Vec::new();
-        let mut w = ScriptSafe::new(&mut out);
-        w.write_all(text.as_bytes()).unwrap();
-        w.finish();
-        String::from_utf8(out).unwrap()
-    }
-
-    /// Feeds `text` one byte per write, so that every sequence is split.
-    fn safe_bytewise(text: &str) -> String {
-        let mut out = Vec::new();
-        let mut w = ScriptSafe::new(&mut out);
-        for b in text.as_bytes() {
-            w.write_all(std::slice::from_ref(b)).unwrap();
-        }
-        w.finish();
-        String::from_utf8(out).unwrap()
+        let mut out = String::new();
+        script_safe(&mut out, text);
+        out
     }
 
     #[test]
@@ -431,17 +457,13 @@ mod tests {
         let want =
             "a\\u003c/script\\u003e\\u003c!--b\\u0026c\\u2028d\\u2029e€…\u{2027}\u{202a}\u{20ac}";
         assert_eq!(safe(text), want);
-        assert_eq!(safe_bytewise(text), want);
-        // A lone, truncated lead byte at the end is passed through, not lost.
-        let mut out = Vec::new();
-        let mut w = ScriptSafe::new(&mut out);
-        w.write_all(&[b'x', 0xE2, 0x80]).unwrap();
-        w.finish();
-        assert_eq!(out, [b'x', 0xE2, 0x80]);
+        assert_eq!(safe("\u{2028}"), "\\u2028");
+        assert_eq!(safe("x\u{2029}"), "x\\u2029");
+        assert_eq!(safe("€"), "€");
     }
 
-    /// Against a plain per-character replacement, on texts made of the tricky pieces, cut
-    /// into writes at arbitrary places (and longer than the escaper's blocks).
+    /// Against a plain per-character replacement, on texts made of the tricky pieces (and
+    /// longer than the escaper's blocks).
     #[test]
     fn escaper_matches_a_simple_replacement() {
         let pieces = [
@@ -458,6 +480,12 @@ mod tests {
             "é",
             "\u{e2}",
             "</script>",
+            "\"",
+            "\\",
+            "\n",
+            "\u{1}",
+            "\u{1f}",
+            "\u{8}",
         ];
         let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
         let mut next = |n: usize| {
@@ -466,31 +494,23 @@ mod tests {
             seed ^= seed << 17;
             (seed % n as u64) as usize
         };
+        let script = |c: char| match c {
+            '<' => "\\u003c".to_string(),
+            '>' => "\\u003e".to_string(),
+            '&' => "\\u0026".to_string(),
+            '\u{2028}' => "\\u2028".to_string(),
+            '\u{2029}' => "\\u2029".to_string(),
+            c => c.to_string(),
+        };
         for _ in 0..500 {
             let text: String = (0..next(120)).map(|_| pieces[next(pieces.len())]).collect();
-            let want: String = text
-                .chars()
-                .map(|c| match c {
-                    '<' => "\\u003c".to_string(),
-                    '>' => "\\u003e".to_string(),
-                    '&' => "\\u0026".to_string(),
-                    '\u{2028}' => "\\u2028".to_string(),
-                    '\u{2029}' => "\\u2029".to_string(),
-                    c => c.to_string(),
-                })
-                .collect();
-            let mut out = Vec::new();
-            let mut w = ScriptSafe::new(&mut out);
-            let bytes = text.as_bytes();
-            let mut at = 0;
-            while at < bytes.len() {
-                let len = 1 + next(70);
-                let end = (at + len).min(bytes.len());
-                w.write_all(&bytes[at..end]).unwrap();
-                at = end;
-            }
-            w.finish();
-            assert_eq!(String::from_utf8(out).unwrap(), want, "{text:?}");
+            let want: String = text.chars().map(script).collect();
+            assert_eq!(safe(&text), want, "{text:?}");
+            // A string: serde_json's text, then made safe.
+            let mut got = String::new();
+            json_string(&mut got, &text);
+            let serde = serde_json::to_string(&text).unwrap();
+            assert_eq!(got, serde.chars().map(script).collect::<String>());
         }
     }
 
@@ -503,20 +523,18 @@ mod tests {
             "<key>": ["x>y", 1, null],
         });
         let text = serde_json::to_string(&value).unwrap();
-        for escaped in [safe(&text), safe_bytewise(&text)] {
-            assert!(!escaped.contains('<') && !escaped.contains('>') && !escaped.contains('&'));
-            assert!(!escaped.contains('\u{2028}') && !escaped.contains('\u{2029}'));
-            let back: Value = serde_json::from_str(&escaped).unwrap();
-            assert_eq!(back, value);
-        }
+        let escaped = safe(&text);
+        assert!(!escaped.contains('<') && !escaped.contains('>') && !escaped.contains('&'));
+        assert!(!escaped.contains('\u{2028}') && !escaped.contains('\u{2029}'));
+        let back: Value = serde_json::from_str(&escaped).unwrap();
+        assert_eq!(back, value);
     }
 
     #[test]
     fn html_text_escaping() {
-        assert_eq!(
-            escape_html(r#"<a href="x">&'"#),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
-        );
+        let mut out = String::new();
+        escape_html(&mut out, r#"<a href="x">&'"#);
+        assert_eq!(out, "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
     }
 
     /// The text of the data block of a rendered page.
@@ -558,11 +576,10 @@ mod tests {
         for bad in ["</script", "<!--", "<", ">", "&", "\u{2028}", "\u{2029}"] {
             assert!(!block.contains(bad), "{bad:?} in the data block");
         }
-        let mut plain = Vec::new();
-        write_data(&report, title, &mut plain).unwrap();
-        let want: Value = serde_json::from_slice(&plain).unwrap();
+        let mut data = String::new();
+        write_data(&report, title, &mut data);
+        assert_eq!(block, data);
         let got: Value = serde_json::from_str(block).unwrap();
-        assert_eq!(got, want);
 
         // And the data is what the report says.
         assert_eq!(got["v"], 1);
@@ -607,9 +624,9 @@ mod tests {
             ev("rpc-start", "d", "a", 30, Some("api")),
             ev("rpc-stop", "d", "a", 90, Some("api")),
         ]);
-        let mut plain = Vec::new();
-        write_data(&report, "t", &mut plain).unwrap();
-        let got: Value = serde_json::from_slice(&plain).unwrap();
+        let mut data = String::new();
+        write_data(&report, "t", &mut data);
+        let got: Value = serde_json::from_str(&data).unwrap();
         assert_eq!(got["svc"], json!(["api", ""]));
         assert_eq!(got["cat"], json!(["wsgi", "db", "rpc"]));
         assert_eq!(

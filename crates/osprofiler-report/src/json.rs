@@ -1,9 +1,9 @@
 //! The report as osprofiler's JSON (`osprofiler trace show --json`).
 
-use std::fmt::Write as _;
-
 use serde_json::{Map, Value};
 
+use crate::event::Event;
+use crate::pyjson;
 use crate::report::{Node, Report};
 
 impl Report {
@@ -43,9 +43,37 @@ impl Report {
     /// except for floats inside payloads, which Python and Rust spell differently in
     /// exponent form (`1e+16` against `1e16`).
     pub fn to_json_string(&self) -> String {
-        // Serialising a Value with string keys cannot fail.
-        let pretty = serde_json::to_string_pretty(&self.to_json()).unwrap_or_default();
-        ascii_only(&pretty)
+        // Written directly, the events re-indented from their texts: the same bytes as the
+        // `Value` of `to_json` pretty-printed, without making it.
+        let mut out = String::with_capacity(self.text_bytes.saturating_mul(2));
+        out.push_str("{\n  \"info\": {\n    \"name\": \"total\",\n    \"started\": 0,");
+        out.push_str("\n    \"finished\": ");
+        pyjson::opt_int(&mut out, self.finished_ms);
+        out.push_str(",\n    \"last_trace_started\": ");
+        pyjson::opt_int(&mut out, self.last_started_ms);
+        out.push_str("\n  },\n  \"children\": ");
+        write_tree(&mut out, &self.roots);
+        out.push_str(",\n  \"stats\": ");
+        if self.categories.is_empty() {
+            out.push_str("{}");
+        } else {
+            out.push('{');
+            for (i, usage) in self.categories.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                pyjson::newline(&mut out, 2);
+                pyjson::string(&mut out, &usage.name);
+                out.push_str(": {\n      \"count\": ");
+                pyjson::int(&mut out, i64::try_from(usage.count).unwrap_or(i64::MAX));
+                out.push_str(",\n      \"duration\": ");
+                pyjson::int(&mut out, usage.duration_ms);
+                out.push_str("\n    }");
+            }
+            out.push_str("\n  }");
+        }
+        out.push_str("\n}");
+        out
     }
 
     fn json(&self, extended: bool) -> Value {
@@ -110,26 +138,27 @@ fn nodes_json(roots: &[Node], extended: bool) -> Vec<Value> {
 }
 
 fn node_json(node: &Node, children: Vec<Value>, extended: bool) -> Value {
-    let mut info = Map::new();
-    info.insert("name".into(), node.name.clone().into());
-    info.insert("project".into(), opt(&node.project));
-    info.insert("service".into(), opt(&node.service));
-    info.insert("host".into(), opt(&node.host));
+    // Sized once: growing a map rehashes it.
+    let mut info = Map::with_capacity(if extended { 12 } else { 9 });
+    info.insert("name".into(), node.name().into());
+    info.insert("project".into(), opt(node.project()));
+    info.insert("service".into(), opt(node.service()));
+    info.insert("host".into(), opt(node.host()));
     // Python adds keys as events arrive and fills the missing time last.
-    if let Some(start) = &node.start {
-        info.insert(payload_key(start, &node.name, "start"), start.clone());
+    if let Some(start) = node.start_event() {
+        info.insert(payload_key(start), payload(start));
         info.insert("started".into(), node.started_ms.into());
     }
-    if let Some(stop) = &node.stop {
-        info.insert(payload_key(stop, &node.name, "stop"), stop.clone());
+    if let Some(stop) = node.stop_event() {
+        info.insert(payload_key(stop), payload(stop));
         info.insert("finished".into(), node.finished_ms.into());
-        let exception = node.exception.as_deref().unwrap_or("None");
+        let exception = node.exception().unwrap_or("None");
         info.insert("exception".into(), exception.into());
     }
-    if node.start.is_none() {
+    if node.start_event().is_none() {
         info.insert("started".into(), node.started_ms.into());
     }
-    if node.stop.is_none() {
+    if node.stop_event().is_none() {
         info.insert("finished".into(), node.finished_ms.into());
     }
     if extended {
@@ -137,52 +166,151 @@ fn node_json(node: &Node, children: Vec<Value>, extended: bool) -> Value {
         info.insert("finished_us".into(), node.finished_us.into());
         info.insert("duration_us".into(), node.duration_us().into());
     }
-    let mut out = Map::new();
+    let mut out = Map::with_capacity(4);
     out.insert("info".into(), Value::Object(info));
-    out.insert("trace_id".into(), node.trace_id.clone().into());
-    out.insert("parent_id".into(), opt(&node.parent_id));
+    out.insert("trace_id".into(), node.trace_id().into());
+    out.insert("parent_id".into(), opt(node.parent_id()));
     out.insert("children".into(), Value::Array(children));
     Value::Object(out)
 }
 
-fn opt(text: &Option<String>) -> Value {
-    text.as_deref().map_or(Value::Null, Value::from)
+fn opt(text: Option<&str>) -> Value {
+    text.map_or(Value::Null, Value::from)
+}
+
+/// The event as a `Value`: a copy of the one made already, else parsed from its text
+/// (not kept: the report would double in memory).
+fn payload(event: &Event) -> Value {
+    match event.value_if_made() {
+        Some(value) => value.clone(),
+        None => event.parse_value(),
+    }
 }
 
 /// `meta.raw_payload.` + the event's own name, as Python keys it.
-fn payload_key(event: &Value, point: &str, phase: &str) -> String {
-    match event.get("name").and_then(Value::as_str) {
-        Some(name) => format!("meta.raw_payload.{name}"),
-        None => format!("meta.raw_payload.{point}-{phase}"),
+fn payload_key(event: &Event) -> String {
+    format!("meta.raw_payload.{}", event.name())
+}
+
+/// The root's `"children"` list, from the current line on, as `nodes_json` makes it, and
+/// without recursion either.
+fn write_tree(out: &mut String, roots: &[Node]) {
+    if roots.is_empty() {
+        out.push_str("[]");
+        return;
+    }
+    out.push('[');
+    // Open lists: the nodes, the next to write, and the indentation level of the line
+    // that opened the list (the list's items are one level in).
+    let mut open: Vec<(&[Node], usize, usize)> = vec![(roots, 0, 1)];
+    while let Some((nodes, next, level)) = open.last_mut() {
+        let level = *level;
+        let Some(node) = nodes.get(*next) else {
+            open.pop();
+            pyjson::newline(out, level);
+            out.push(']');
+            if !open.is_empty() {
+                // The list was a node's "children", its last key.
+                pyjson::newline(out, level.saturating_sub(1));
+                out.push('}');
+            }
+            continue;
+        };
+        if *next > 0 {
+            out.push(',');
+        }
+        *next += 1;
+        let at = level + 1;
+        pyjson::newline(out, at);
+        write_node_head(out, node, at);
+        if node.children.is_empty() {
+            out.push_str("[]");
+            pyjson::newline(out, at);
+            out.push('}');
+        } else {
+            out.push('[');
+            open.push((&node.children, 0, at + 1));
+        }
     }
 }
 
-/// Escapes what Python's `ensure_ascii` escapes. Such characters only occur inside JSON
-/// strings, so a plain pass over the text is enough.
-fn ascii_only(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if (c as u32) < 0x7f {
-            out.push(c);
-        } else {
-            let mut units = [0u16; 2];
-            for unit in c.encode_utf16(&mut units) {
-                let _ = write!(out, "\\u{unit:04x}");
-            }
-        }
+/// A node object opened at `level`, up to its `"children": `.
+fn write_node_head(out: &mut String, node: &Node, level: usize) {
+    out.push('{');
+    pyjson::newline(out, level + 1);
+    out.push_str("\"info\": {");
+    let field = |out: &mut String, key: &str| {
+        pyjson::newline(out, level + 2);
+        out.push_str(key);
+    };
+    field(out, "\"name\": ");
+    pyjson::string(out, node.name());
+    out.push(',');
+    field(out, "\"project\": ");
+    pyjson::opt_string(out, node.project());
+    out.push(',');
+    field(out, "\"service\": ");
+    pyjson::opt_string(out, node.service());
+    out.push(',');
+    field(out, "\"host\": ");
+    pyjson::opt_string(out, node.host());
+    // The same keys in the same order as `node_json`.
+    if let Some(start) = node.start_event() {
+        write_payload(out, start, level + 2);
+        field(out, "\"started\": ");
+        pyjson::int(out, node.started_ms);
     }
-    out
+    if let Some(stop) = node.stop_event() {
+        write_payload(out, stop, level + 2);
+        field(out, "\"finished\": ");
+        pyjson::int(out, node.finished_ms);
+        out.push(',');
+        field(out, "\"exception\": ");
+        pyjson::string(out, node.exception().unwrap_or("None"));
+    }
+    if node.start_event().is_none() {
+        out.push(',');
+        field(out, "\"started\": ");
+        pyjson::int(out, node.started_ms);
+    }
+    if node.stop_event().is_none() {
+        out.push(',');
+        field(out, "\"finished\": ");
+        pyjson::int(out, node.finished_ms);
+    }
+    pyjson::newline(out, level + 1);
+    out.push_str("},");
+    pyjson::newline(out, level + 1);
+    out.push_str("\"trace_id\": ");
+    pyjson::string(out, node.trace_id());
+    out.push(',');
+    pyjson::newline(out, level + 1);
+    out.push_str("\"parent_id\": ");
+    pyjson::opt_string(out, node.parent_id());
+    out.push(',');
+    pyjson::newline(out, level + 1);
+    out.push_str("\"children\": ");
+}
+
+/// `,` then `"meta.raw_payload.<name>": <event>` on a line at `level`, and a `,` after.
+fn write_payload(out: &mut String, event: &Event, level: usize) {
+    out.push(',');
+    pyjson::newline(out, level);
+    out.push_str("\"meta.raw_payload.");
+    pyjson::string_body(out, event.name());
+    out.push_str("\": ");
+    pyjson::event(out, event.text(), event.value_if_made(), level);
+    out.push(',');
 }
 
 #[cfg(test)]
 mod tests {
-    use super::ascii_only;
+    use crate::pyjson;
 
     #[test]
     fn escapes_like_python_ensure_ascii() {
-        assert_eq!(
-            ascii_only("\"a~\u{7f}é€😀\""),
-            "\"a~\\u007f\\u00e9\\u20ac\\ud83d\\ude00\""
-        );
+        let mut out = String::new();
+        pyjson::string(&mut out, "a~\u{7f}é€😀\"");
+        assert_eq!(out, "\"a~\\u007f\\u00e9\\u20ac\\ud83d\\ude00\\\"\"");
     }
 }

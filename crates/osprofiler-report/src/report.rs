@@ -1,12 +1,17 @@
 //! The report as typed Rust: the tree of points and queries over it.
 
+use std::fmt;
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use crate::builder::ReportBuilder;
+use crate::event::{Event, Pair};
 
 /// A trace's report: its points as a tree under an implicit root ("total"), with stats.
 ///
-/// Built from stored events by [`Report::from_events`] or a [`ReportBuilder`]. Times are
+/// Built from stored events by [`Report::from_json_texts`] (texts as stored: the fast
+/// way), [`Report::from_events`] (`serde_json::Value`s) or a [`ReportBuilder`]. Times are
 /// microseconds from the trace's first event (`*_us`), or osprofiler's integer
 /// milliseconds (`*_ms`), which truncate each time separately, as Python does.
 #[derive(Debug, Clone, Default)]
@@ -23,25 +28,64 @@ pub struct Report {
     pub(crate) skipped: usize,
     pub(crate) duplicates: usize,
     pub(crate) detached: usize,
+    /// Total length of the events' texts, to size outputs.
+    pub(crate) text_bytes: usize,
 }
 
 /// One trace point (a start event and a stop event sharing a `trace_id`).
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Its strings are read from the events' texts, which it keeps as they were stored.
+#[derive(Clone)]
 pub struct Node {
-    pub(crate) name: String,
-    pub(crate) trace_id: String,
-    pub(crate) parent_id: Option<String>,
-    pub(crate) project: Option<String>,
-    pub(crate) service: Option<String>,
-    pub(crate) host: Option<String>,
+    /// The trace's events, shared by all its nodes (so that building the tree moves no
+    /// event), and the indices of this point's start and stop there (`NO_ID`: missing).
+    pub(crate) events: Arc<Vec<Option<Event>>>,
+    pub(crate) start: u32,
+    pub(crate) stop: u32,
     pub(crate) started_us: i64,
     pub(crate) finished_us: i64,
     pub(crate) started_ms: i64,
     pub(crate) finished_ms: i64,
-    pub(crate) exception: Option<String>,
-    pub(crate) start: Option<Value>,
-    pub(crate) stop: Option<Value>,
     pub(crate) children: Vec<Node>,
+    /// Index of the point's name in [`Report::by_category`].
+    pub(crate) category_id: u32,
+    /// Index of the point's service in [`Report::by_service`].
+    pub(crate) service_id: u32,
+    /// Numbers of the host and the project among the trace's, given as the events came
+    /// (renderers number them their own way); `NO_ID` for none.
+    pub(crate) host_id: u32,
+    pub(crate) project_id: u32,
+}
+
+/// Equal when the events (as stored), the times and the children are: every other field
+/// is read from the events.
+impl PartialEq for Node {
+    fn eq(&self, other: &Node) -> bool {
+        self.start_raw() == other.start_raw()
+            && self.stop_raw() == other.stop_raw()
+            && self.started_us == other.started_us
+            && self.finished_us == other.finished_us
+            && self.children == other.children
+    }
+}
+
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("name", &self.name())
+            .field("trace_id", &self.trace_id())
+            .field("parent_id", &self.parent_id())
+            .field("project", &self.project())
+            .field("service", &self.service())
+            .field("host", &self.host())
+            .field("started_us", &self.started_us)
+            .field("finished_us", &self.finished_us)
+            .field("exception", &self.exception())
+            .field("start", &self.start_raw())
+            .field("stop", &self.stop_raw())
+            .field("children", &self.children)
+            .finish()
+    }
 }
 
 /// Time and count of the points sharing a category (point name) or a service.
@@ -90,12 +134,35 @@ impl Report {
         builder.finish()
     }
 
+    /// Builds the report of events given as JSON texts, one per event, as a store holds
+    /// them (`String`s are kept without a copy): the fast way in.
+    ///
+    /// Each text is read once, for the fields the report needs, and kept as it is, for the
+    /// HTML page and [`Node::start_raw`]; no `serde_json::Value` is made unless asked for.
+    /// The report is the same as [`from_events`](Self::from_events) of the parsed texts.
+    /// Events may come in any order (Redis's newest first included) and more than once.
+    /// Texts that are not JSON, or not valid events, are skipped and counted in
+    /// [`skipped`](Self::skipped).
+    pub fn from_json_texts<I, S>(texts: I) -> Report
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str> + Into<String>,
+    {
+        let texts = texts.into_iter();
+        let mut builder = ReportBuilder::with_capacity(texts.size_hint().0);
+        for text in texts {
+            // A refused event is counted by the builder; nothing else to do with it.
+            let _ = builder.push_text(text);
+        }
+        builder.finish()
+    }
+
     /// Builds the report of events given one JSON object per line; blank lines are ignored,
     /// lines that are not JSON are counted in [`skipped`](Self::skipped).
     pub fn from_json_lines(text: &str) -> Report {
         let mut builder = ReportBuilder::new();
         for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            let _ = builder.push_json(line);
+            let _ = builder.push_text(line);
         }
         builder.finish()
     }
@@ -240,34 +307,51 @@ impl<'a> Iterator for Preorder<'a> {
 }
 
 impl Node {
+    fn pair(&self) -> Pair<'_> {
+        Pair {
+            start: self.start_event(),
+            stop: self.stop_event(),
+        }
+    }
+
+    pub(crate) fn start_event(&self) -> Option<&Event> {
+        self.events.get(self.start as usize)?.as_ref()
+    }
+
+    pub(crate) fn stop_event(&self) -> Option<&Event> {
+        self.events.get(self.stop as usize)?.as_ref()
+    }
+
     /// The point name (category): `wsgi`, `db`, `rpc`, …
+    ///
+    /// The first event's name less its `-start`/`-stop` (Python cuts at the first `-`).
     pub fn name(&self) -> &str {
-        &self.name
+        self.pair().name()
     }
 
     /// This point's id.
     pub fn trace_id(&self) -> &str {
-        &self.trace_id
+        self.pair().trace_id()
     }
 
     /// The parent point's id (the trace's `base_id` for a first-level point).
     pub fn parent_id(&self) -> Option<&str> {
-        self.parent_id.as_deref()
+        self.pair().parent_id()
     }
 
     /// The project the service belongs to, as the notifier recorded it.
     pub fn project(&self) -> Option<&str> {
-        self.project.as_deref()
+        self.pair().project()
     }
 
     /// The service that recorded the point.
     pub fn service(&self) -> Option<&str> {
-        self.service.as_deref()
+        self.pair().service()
     }
 
     /// The host that recorded the point (`info.host`).
     pub fn host(&self) -> Option<&str> {
-        self.host.as_deref()
+        self.pair().host()
     }
 
     /// Start, in microseconds from the trace's first event. A point whose start event is
@@ -303,34 +387,55 @@ impl Node {
         self.finished_ms - self.started_ms
     }
 
-    /// The error type the point stopped with (`info.etype` of the stop event).
+    /// The error type the point stopped with (`info.etype` of the stop event; one that
+    /// is not a string as its JSON text).
     pub fn exception(&self) -> Option<&str> {
-        self.exception.as_deref()
+        self.pair().exception()
     }
 
     /// Whether the point stopped with an error.
     pub fn is_error(&self) -> bool {
-        self.exception.is_some()
+        self.exception().is_some()
     }
 
     /// The start event as stored, if it was found.
+    ///
+    /// Parsed from [`start_raw`](Self::start_raw) on first use, and kept (events given
+    /// as `Value`s are kept as they are).
     pub fn start_payload(&self) -> Option<&Value> {
-        self.start.as_ref()
+        self.start_event().map(Event::value)
     }
 
-    /// The stop event as stored, if it was found.
+    /// The stop event as stored, if it was found; see [`start_payload`](Self::start_payload).
     pub fn stop_payload(&self) -> Option<&Value> {
-        self.stop.as_ref()
+        self.stop_event().map(Event::value)
+    }
+
+    /// The start event's JSON text as stored (less surrounding whitespace), if it was
+    /// found; for an event given as a `Value`, its compact JSON.
+    pub fn start_raw(&self) -> Option<&str> {
+        self.start_event().map(Event::text)
+    }
+
+    /// The stop event's JSON text; see [`start_raw`](Self::start_raw).
+    pub fn stop_raw(&self) -> Option<&str> {
+        self.stop_event().map(Event::text)
     }
 
     /// The traced function's name (`info.function.name` of the start event), if any.
     pub fn function_name(&self) -> Option<&str> {
-        self.start
-            .as_ref()?
-            .get("info")?
-            .get("function")?
-            .get("name")?
-            .as_str()
+        self.start_event()?.function_name()
+    }
+
+    /// `info.request` of the start event, when it is an object: its `method` and `path`
+    /// as text (`""` when missing or null, JSON for other values).
+    pub(crate) fn request(&self) -> Option<(&str, &str)> {
+        self.start_event()?.request()
+    }
+
+    /// The trace's `base_id` as this point's events give it.
+    pub(crate) fn base_id(&self) -> Option<&str> {
+        self.pair().base_id()
     }
 
     /// The points this one called, by start time.

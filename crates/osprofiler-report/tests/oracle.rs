@@ -56,6 +56,14 @@ fn generated_trace_matches_python_oracle() {
         // Events in time order, as Python saw them: the text is the same to the byte.
         assert_eq!(report.to_json_string(), python_text, "seed {seed}");
 
+        // The same events as stored texts (Python's spacing, or compact as fed to Python),
+        // newest first as Redis gives them: the same text.
+        let spaced: Vec<String> = events.iter().rev().map(common::python_text).collect();
+        let from_texts = Report::from_json_texts(spaced);
+        assert_eq!(from_texts.to_json_string(), python_text, "seed {seed}");
+        let compact = Report::from_json_texts(lines.lines());
+        assert_eq!(compact.to_json_string(), python_text, "seed {seed}");
+
         // Another order of arrival, with every event twice, changes nothing on our side.
         let mut shuffled = events.clone();
         shuffled.extend(events);
@@ -70,6 +78,7 @@ fn generated_trace_matches_python_oracle() {
             continue;
         };
         assert_eq!(render_dot(&report), dot, "seed {seed}");
+        assert_eq!(render_dot(&from_texts), dot, "seed {seed}");
     }
 }
 

@@ -399,6 +399,11 @@ impl TraceContext {
         }
     }
 
+    /// The identity this trace records with (index into the identity table).
+    pub(crate) fn identity_index(&self) -> u32 {
+        self.shared.identity
+    }
+
     /// The trace's id (osprofiler's `base_id`).
     pub fn base_id(&self) -> Id {
         Id(self.shared.base)
@@ -868,6 +873,11 @@ fn close_point(p: OpenPoint, payload: Option<Box<Payload>>, restore: bool) {
             && let Some((p, payload)) = slot.take()
         {
             l.close(p, payload, restore);
+            // Stopped on a thread that works for no trace (a point finished by
+            // another thread): nothing would hand this buffer over soon.
+            if l.scope.trace.is_none() {
+                l.flush();
+            }
         }
     });
     // The thread is exiting (or, never in our code, its state is borrowed):

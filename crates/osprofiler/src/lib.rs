@@ -75,11 +75,37 @@
 //! traced code never waits for it: when the sink cannot keep up, events are
 //! dropped and counted ([`notifier::stats`]). [`config::init_from_conf`]
 //! wires everything from an osprofiler `[profiler]` configuration section.
+//!
+//! ## HTTP, gRPC and messages
+//!
+//! Each behind a cargo feature, under `integrations`:
+//!
+//! - `http`: `integrations::http::{inject_headers, extract}` for any `http::HeaderMap`;
+//! - `tower`: `integrations::tower::OsprofilerLayer`, a server layer (axum, hyper,
+//!   tonic) continuing signed traces with a `wsgi` (or `rpc`) point;
+//! - `reqwest`: `integrations::reqwest::OsprofilerMiddleware` signs outgoing calls and,
+//!   with `trace_requests`, records them as `http`/`https` points;
+//! - `tonic`: `integrations::tonic::OsprofilerInterceptor` signs gRPC calls' metadata.
+//!
+//! Always available: [`carrier`] carries the signed context over any string map
+//! (a message's headers), and reads Python's RPC `trace_info` when opted in.
+//!
+//! ## `tracing`, SQL, DB API and drivers
+//!
+//! With the `tracing` feature, `integrations::tracing::OsprofilerLayer` (a
+//! `tracing-subscriber` layer) makes `tracing` spans created inside a trace
+//! into points, and sqlx's statements into `db` points with
+//! `info.db.statement` while [`switches::set_sql_tracing`] is on (off by
+//! default, as osprofiler's `trace_sqlalchemy`). DB API functions and driver
+//! calls need only the attributes: `#[trace(name = "db")]` on the DB API,
+//! `#[trace_impl(name = "driver")]` on a driver, for the `db` and `driver`
+//! categories of the reports.
 
 pub mod carrier;
 pub mod config;
 mod context;
 pub mod event;
+mod explicit;
 pub mod id;
 pub mod identity;
 pub mod info;

@@ -1,1 +1,93 @@
-//! gRPC with tonic (to be written).
+//! gRPC with tonic.
+//!
+//! - Client: [`OsprofilerInterceptor`] puts the signed context of the current
+//!   point into the call's metadata (`x-trace-info`, `x-trace-hmac`), exactly
+//!   as HTTP headers. Only the signature travels: the key never does (Python
+//!   services put `hmac_key` in clear into their RPC context; see
+//!   [`carrier::extract_python_trace_info`](crate::carrier::extract_python_trace_info)
+//!   to read that form).
+//! - Server: [`OsprofilerLayer::grpc`](crate::integrations::tower::OsprofilerLayer::grpc)
+//!   on `tonic::transport::Server::builder().layer(..)`: an `rpc` point, child
+//!   of the caller's point, with the method and the gRPC status.
+//!
+//! The client's point is whatever point is current when the call is made
+//! (a `#[trace]` function, [`in_point`](crate::in_point)); the interceptor
+//! records none itself, since it does not see the response.
+//!
+//! ```
+//! use osprofiler::integrations::tonic::OsprofilerInterceptor;
+//! use tonic::service::Interceptor;
+//!
+//! let ctx = osprofiler::TraceContext::new(osprofiler::HmacKey::new("SECRET_KEY"), None, None);
+//! let req = ctx
+//!     .in_scope(|| OsprofilerInterceptor.call(tonic::Request::new(())))
+//!     .unwrap();
+//! assert_eq!(req.metadata().get("x-trace-hmac").unwrap().len(), 40);
+//! ```
+
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::{Request, Status};
+
+use crate::propagation::TraceHeaders;
+
+/// A tonic client [`Interceptor`] signing each call made inside a trace; a
+/// call made outside one passes untouched. Use it with a generated client's
+/// `with_interceptor`, or `tonic::service::interceptor(OsprofilerInterceptor)`
+/// as a tower layer.
+///
+/// ```
+/// use osprofiler::integrations::tonic::OsprofilerInterceptor;
+/// use tonic::service::Interceptor;
+/// let req = OsprofilerInterceptor.call(tonic::Request::new(())).unwrap();
+/// assert!(req.metadata().is_empty()); // no trace here
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OsprofilerInterceptor;
+
+impl Interceptor for OsprofilerInterceptor {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        inject_metadata(request.metadata_mut());
+        Ok(request)
+    }
+}
+
+/// Puts the signed context of the current point into `metadata`, replacing
+/// values already there; `false` (and `metadata` untouched) outside a trace
+/// or when the trace has no key.
+///
+/// ```
+/// let mut md = tonic::metadata::MetadataMap::new();
+/// assert!(!osprofiler::integrations::tonic::inject_metadata(&mut md));
+/// ```
+pub fn inject_metadata(metadata: &mut MetadataMap) -> bool {
+    match crate::current_headers() {
+        Some(h) => insert_metadata(metadata, &h),
+        None => false,
+    }
+}
+
+fn insert_metadata(metadata: &mut MetadataMap, trace: &TraceHeaders) -> bool {
+    let (Ok(info), Ok(hmac)) = (
+        MetadataValue::try_from(trace.info.as_str()),
+        MetadataValue::try_from(trace.hmac.as_str()),
+    ) else {
+        return false;
+    };
+    metadata.insert("x-trace-info", info);
+    metadata.insert("x-trace-hmac", hmac);
+    true
+}
+
+/// The trace a call's metadata asks to continue, under the same rules as
+/// [`http::extract`](crate::integrations::http::extract): tracing enabled,
+/// one of each value, signed by a current key. Servers behind the tower
+/// layer need not call it.
+///
+/// ```
+/// let md = tonic::metadata::MetadataMap::new();
+/// assert!(osprofiler::integrations::tonic::extract_metadata(&md).is_none());
+/// ```
+pub fn extract_metadata(metadata: &MetadataMap) -> Option<crate::IncomingTrace> {
+    super::http::extract(metadata.as_ref())
+}

@@ -1,1 +1,880 @@
-//! The tower server layer (to be written).
+//! The server side: a tower [`Layer`] that continues signed traces, as
+//! osprofiler's WSGI middleware does, for axum, hyper and tonic servers.
+//!
+//! For each request, [`OsprofilerLayer`] looks at `X-Trace-Info` and
+//! `X-Trace-HMAC`. When tracing is [enabled](crate::switches::is_enabled) and
+//! the pair is signed by one of the [current keys](crate::switches::hmac_keys),
+//! it continues the caller's trace: a `wsgi` point (a child of the caller's
+//! point) with `info.request = {path, query, method, scheme, port}` at start
+//! and `info.response.status` at stop, and the inner service runs inside it,
+//! so its points are the `wsgi` point's children. The trace is installed only
+//! while the request's future (and body) is polled: nothing leaks into other
+//! requests, whatever happens.
+//!
+//! Anything else (no headers, a bad signature, an unknown key, a value too
+//! long, not ASCII, twice the same header, tracing disabled) and the request
+//! is served exactly as without the layer, at the cost of one atomic load and
+//! at most one header lookup, with no allocation.
+//!
+//! With axum: `Router::new().route("/", get(handler)).layer(OsprofilerLayer::new())`;
+//! with tonic: `Server::builder().layer(OsprofilerLayer::grpc())`.
+//!
+//! ## When the point stops
+//!
+//! [`OsprofilerLayer::new`] stops the point when the inner service returns the
+//! response head, as osprofiler's WSGI middleware does (it stops when the
+//! application returns, before the body iterator is consumed). The response
+//! is passed on untouched: no body wrapper, so no cost and no change of type.
+//!
+//! [`until_body_end`](OsprofilerLayer::until_body_end) instead wraps the body
+//! in a [`TracedBody`] and stops the point when the body ends (or fails, or is
+//! dropped), for streaming responses whose time is spent producing the body.
+//! [`OsprofilerLayer::grpc`] works that way, because a gRPC status usually
+//! travels in the trailers: it records an `rpc` point with the gRPC method as
+//! `info.function.name` and `info.response.grpc_status` at stop.
+//!
+//! ## Errors
+//!
+//! A 5xx status is recorded as `info.etype = "HTTPServerError"` with the
+//! status line as `info.message`; a gRPC status that means the server failed
+//! (UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE,
+//! DATA_LOSS) as `info.etype = "GrpcError"` with `CODE: message`; an error
+//! returned by the inner service or the body as its type name and message.
+//! A request whose future is dropped before it answers (the client went away)
+//! stops with `info.cancelled = true`; one whose future or body panicked, with
+//! `info.etype = "panic"`.
+
+use std::any::type_name;
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use http::{HeaderMap, Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use serde_json::{Map, Value};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::propagation::IncomingTrace;
+use crate::{Identity, Info, Point, TraceContext};
+
+/// Marker: the point stops when the response head is ready (the default).
+///
+/// ```
+/// use osprofiler::integrations::tower::{OsprofilerLayer, StopOnHead};
+/// let layer: OsprofilerLayer<StopOnHead> = OsprofilerLayer::new();
+/// # drop(layer);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StopOnHead;
+
+/// Marker: the point stops when the response body ends.
+///
+/// ```
+/// use osprofiler::integrations::tower::{OsprofilerLayer, StopOnBodyEnd};
+/// let layer: OsprofilerLayer<StopOnBodyEnd> = OsprofilerLayer::grpc();
+/// # drop(layer);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StopOnBodyEnd;
+
+#[derive(Clone)]
+struct Config {
+    name: &'static str,
+    identity: Option<Arc<Identity>>,
+    grpc: bool,
+}
+
+/// A tower [`Layer`] continuing signed osprofiler traces on a server.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use std::future::{Ready, ready};
+/// use std::task::{Context, Poll, Waker};
+/// use http::{Request, Response};
+/// use osprofiler::integrations::tower::OsprofilerLayer;
+/// use tower_layer::Layer;
+/// use tower_service::Service;
+///
+/// #[derive(Clone)]
+/// struct Hello;
+/// impl Service<Request<String>> for Hello {
+///     type Response = Response<String>;
+///     type Error = Infallible;
+///     type Future = Ready<Result<Response<String>, Infallible>>;
+///     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+///         Poll::Ready(Ok(()))
+///     }
+///     fn call(&mut self, _: Request<String>) -> Self::Future {
+///         ready(Ok(Response::new("hello".to_owned())))
+///     }
+/// }
+///
+/// let mut svc = OsprofilerLayer::new().layer(Hello);
+/// let mut fut = std::pin::pin!(svc.call(Request::new(String::new())));
+/// let Poll::Ready(Ok(resp)) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) else {
+///     unreachable!()
+/// };
+/// assert_eq!(resp.body(), "hello"); // unsigned: served as without the layer
+/// ```
+pub struct OsprofilerLayer<M = StopOnHead> {
+    cfg: Config,
+    _stop: PhantomData<fn() -> M>,
+}
+
+impl OsprofilerLayer<StopOnHead> {
+    /// An HTTP server layer: `wsgi` points, stopped at the response head.
+    ///
+    /// ```
+    /// let layer = osprofiler::integrations::tower::OsprofilerLayer::new();
+    /// # drop(layer);
+    /// ```
+    pub fn new() -> Self {
+        OsprofilerLayer {
+            cfg: Config {
+                name: "wsgi",
+                identity: None,
+                grpc: false,
+            },
+            _stop: PhantomData,
+        }
+    }
+
+    /// Stops the point when the response body ends instead of at the head
+    /// (the body is then wrapped in a [`TracedBody`]).
+    ///
+    /// ```
+    /// use osprofiler::integrations::tower::OsprofilerLayer;
+    /// let layer = OsprofilerLayer::new().until_body_end();
+    /// # drop(layer);
+    /// ```
+    pub fn until_body_end(self) -> OsprofilerLayer<StopOnBodyEnd> {
+        OsprofilerLayer {
+            cfg: self.cfg,
+            _stop: PhantomData,
+        }
+    }
+}
+
+impl Default for OsprofilerLayer<StopOnHead> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl OsprofilerLayer<StopOnBodyEnd> {
+    /// A gRPC server layer (tonic's `Server::builder().layer(..)`): `rpc`
+    /// points with the method as `info.function.name`, stopped when the
+    /// response ends, with `info.response.grpc_status`.
+    ///
+    /// ```
+    /// let layer = osprofiler::integrations::tower::OsprofilerLayer::grpc();
+    /// # drop(layer);
+    /// ```
+    pub fn grpc() -> Self {
+        OsprofilerLayer {
+            cfg: Config {
+                name: "rpc",
+                identity: None,
+                grpc: true,
+            },
+            _stop: PhantomData,
+        }
+    }
+}
+
+impl<M> OsprofilerLayer<M> {
+    /// Names the point (`wsgi` for HTTP, `rpc` for gRPC by default); the name
+    /// is also its category in the report's stats.
+    ///
+    /// ```
+    /// let layer = osprofiler::integrations::tower::OsprofilerLayer::new().name("api");
+    /// # drop(layer);
+    /// ```
+    pub fn name(mut self, name: &'static str) -> Self {
+        self.cfg.name = name;
+        self
+    }
+
+    /// Records this service's points under `identity` instead of the process
+    /// one: for several services served by one process.
+    ///
+    /// ```
+    /// use osprofiler::{Identity, integrations::tower::OsprofilerLayer};
+    /// let layer = OsprofilerLayer::new().identity(Identity::new("nova", "api", "h1"));
+    /// # drop(layer);
+    /// ```
+    pub fn identity(mut self, identity: Identity) -> Self {
+        self.cfg.identity = Some(Arc::new(identity));
+        self
+    }
+}
+
+impl<M> Clone for OsprofilerLayer<M> {
+    fn clone(&self) -> Self {
+        OsprofilerLayer {
+            cfg: self.cfg.clone(),
+            _stop: PhantomData,
+        }
+    }
+}
+
+impl<M> fmt::Debug for OsprofilerLayer<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OsprofilerLayer")
+            .field("name", &self.cfg.name)
+            .field("grpc", &self.cfg.grpc)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, M> Layer<S> for OsprofilerLayer<M> {
+    type Service = OsprofilerService<S, M>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        OsprofilerService {
+            inner,
+            cfg: self.cfg.clone(),
+            _stop: PhantomData,
+        }
+    }
+}
+
+/// The service made by [`OsprofilerLayer`] around `S`.
+///
+/// ```
+/// # use std::{convert::Infallible, future::{Ready, ready}, task::{Context, Poll}};
+/// # use http::{Request, Response};
+/// # #[derive(Clone)] struct Hello;
+/// # impl tower_service::Service<Request<()>> for Hello {
+/// #     type Response = Response<()>; type Error = Infallible;
+/// #     type Future = Ready<Result<Response<()>, Infallible>>;
+/// #     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> { Poll::Ready(Ok(())) }
+/// #     fn call(&mut self, _: Request<()>) -> Self::Future { ready(Ok(Response::new(()))) }
+/// # }
+/// use osprofiler::integrations::tower::{OsprofilerLayer, OsprofilerService};
+/// use tower_layer::Layer;
+/// let mut svc: OsprofilerService<Hello> = OsprofilerLayer::new().layer(Hello);
+/// let _inner: &Hello = svc.get_ref();
+/// # use tower_service::Service;
+/// # drop(svc.call(Request::new(())));
+/// ```
+pub struct OsprofilerService<S, M = StopOnHead> {
+    inner: S,
+    cfg: Config,
+    _stop: PhantomData<fn() -> M>,
+}
+
+impl<S, M> OsprofilerService<S, M> {
+    /// The wrapped service (see the example above).
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    ///
+    /// ```
+    /// use osprofiler::integrations::tower::OsprofilerLayer;
+    /// use tower_layer::Layer;
+    /// let mut svc = OsprofilerLayer::new().layer(vec![1]);
+    /// svc.get_mut().push(2);
+    /// assert_eq!(svc.into_inner(), [1, 2]);
+    /// ```
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The wrapped service, unwrapped (see [`get_mut`](Self::get_mut)).
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, M> Clone for OsprofilerService<S, M> {
+    fn clone(&self) -> Self {
+        OsprofilerService {
+            inner: self.inner.clone(),
+            cfg: self.cfg.clone(),
+            _stop: PhantomData,
+        }
+    }
+}
+
+impl<S: fmt::Debug, M> fmt::Debug for OsprofilerService<S, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OsprofilerService")
+            .field("inner", &self.inner)
+            .field("name", &self.cfg.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Calls `inner` inside the trace `incoming` continues, with a new point.
+// Kept out of line: the untraced path of `call` stays small.
+#[cold]
+#[inline(never)]
+fn traced_call<S, B>(
+    inner: &mut S,
+    cfg: &Config,
+    incoming: IncomingTrace,
+    req: Request<B>,
+) -> (S::Future, Option<Box<Tracking>>)
+where
+    S: Service<Request<B>>,
+{
+    let mut ctx = TraceContext::from_incoming(incoming);
+    if let Some(identity) = &cfg.identity {
+        ctx = ctx.with_identity(identity);
+    }
+    let info = request_info(&req, cfg.grpc);
+    // One stay in the trace for the start and the inner `call`, which may
+    // already do work (routing, a handler's synchronous part) that belongs to
+    // the point too.
+    let _in = ctx.enter();
+    let point = Point::start(cfg.name, info);
+    let Some(here) = point.context() else {
+        return (inner.call(req), None);
+    };
+    let _at_point = here.enter();
+    let fut = inner.call(req);
+    let tracking = Box::new(Tracking {
+        point: Some(point),
+        ctx: here,
+        grpc: cfg.grpc,
+        answered: false,
+        polling: false,
+        status: None,
+        grpc_status: None,
+        error: None,
+    });
+    (fut, Some(tracking))
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for OsprofilerService<S, StopOnHead>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    S::Error: fmt::Display,
+{
+    type Response = Response<ResB>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    #[inline]
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        if let Some(incoming) = super::http::extract(req.headers()) {
+            let (inner, tracking) = traced_call(&mut self.inner, &self.cfg, incoming, req);
+            return ResponseFuture { inner, tracking };
+        }
+        ResponseFuture {
+            inner: self.inner.call(req),
+            tracking: None,
+        }
+    }
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for OsprofilerService<S, StopOnBodyEnd>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    S::Error: fmt::Display,
+    ResB: Body,
+    ResB::Error: fmt::Display,
+{
+    type Response = Response<TracedBody<ResB>>;
+    type Error = S::Error;
+    type Future = BodyResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    #[inline]
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        if let Some(incoming) = super::http::extract(req.headers()) {
+            let (inner, tracking) = traced_call(&mut self.inner, &self.cfg, incoming, req);
+            return BodyResponseFuture { inner, tracking };
+        }
+        BodyResponseFuture {
+            inner: self.inner.call(req),
+            tracking: None,
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`OsprofilerService`] (stopping at the head):
+    /// the inner future, polled inside the trace when the request is traced.
+    ///
+    /// ```
+    /// use osprofiler::integrations::tower::{OsprofilerService, ResponseFuture};
+    /// fn named<S: tower_service::Service<http::Request<()>, Response = http::Response<()>>>(
+    ///     svc: &mut OsprofilerService<S>,
+    /// ) -> ResponseFuture<S::Future>
+    /// where S::Error: std::fmt::Display {
+    ///     tower_service::Service::call(svc, http::Request::new(()))
+    /// }
+    /// ```
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        tracking: Option<Box<Tracking>>,
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    E: fmt::Display,
+{
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match this.tracking {
+            None => this.inner.poll(cx),
+            Some(_) => poll_traced(this.inner, this.tracking, cx),
+        }
+    }
+}
+
+/// The traced half of [`ResponseFuture::poll`], out of line so the untraced
+/// half inlines into the caller.
+#[cold]
+#[inline(never)]
+fn poll_traced<F, B, E>(
+    inner: Pin<&mut F>,
+    tracking: &mut Option<Box<Tracking>>,
+    cx: &mut Context<'_>,
+) -> Poll<F::Output>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    E: fmt::Display,
+{
+    let Some(t) = tracking.as_mut() else {
+        return inner.poll(cx);
+    };
+    let in_trace = t.ctx.enter();
+    t.polling = true;
+    let polled = inner.poll(cx);
+    t.polling = false;
+    let Poll::Ready(out) = polled else {
+        return Poll::Pending;
+    };
+    t.outcome(&out);
+    // Dropping the tracking stops the point, still inside the trace: the
+    // thread hands its records over once, when it leaves.
+    *tracking = None;
+    drop(in_trace);
+    Poll::Ready(out)
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("traced", &self.tracking.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+pin_project! {
+    /// The response future of [`OsprofilerService`] stopping at the body's
+    /// end: hands the running point over to the response's [`TracedBody`].
+    ///
+    /// ```
+    /// use osprofiler::integrations::tower::{BodyResponseFuture, OsprofilerService, StopOnBodyEnd};
+    /// fn named<S: tower_service::Service<http::Request<()>, Response = http::Response<String>>>(
+    ///     svc: &mut OsprofilerService<S, StopOnBodyEnd>,
+    /// ) -> BodyResponseFuture<S::Future>
+    /// where S::Error: std::fmt::Display {
+    ///     tower_service::Service::call(svc, http::Request::new(()))
+    /// }
+    /// ```
+    pub struct BodyResponseFuture<F> {
+        #[pin]
+        inner: F,
+        tracking: Option<Box<Tracking>>,
+    }
+}
+
+impl<F, B, E> Future for BodyResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    E: fmt::Display,
+{
+    type Output = Result<Response<TracedBody<B>>, E>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Some(t) = this.tracking.as_mut() else {
+            let out = ready!(this.inner.poll(cx));
+            return Poll::Ready(out.map(|r| r.map(TracedBody::untraced)));
+        };
+        let in_trace = t.ctx.enter();
+        t.polling = true;
+        let polled = this.inner.poll(cx);
+        t.polling = false;
+        drop(in_trace);
+        let Poll::Ready(out) = polled else {
+            return Poll::Pending;
+        };
+        t.outcome(&out);
+        // On to the body, which stops the point when it ends.
+        let tracking = this.tracking.take();
+        Poll::Ready(out.map(|r| r.map(|inner| TracedBody { inner, tracking })))
+    }
+}
+
+impl<F> fmt::Debug for BodyResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BodyResponseFuture")
+            .field("traced", &self.tracking.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+pin_project! {
+    /// A response body carrying the request's running point, stopped when
+    /// the body ends, fails or is dropped; untraced, it only forwards.
+    ///
+    /// ```
+    /// use http_body::Body;
+    /// use osprofiler::integrations::tower::TracedBody;
+    /// let body = TracedBody::untraced(String::from("hello"));
+    /// assert_eq!(body.size_hint().exact(), Some(5));
+    /// ```
+    pub struct TracedBody<B> {
+        #[pin]
+        inner: B,
+        tracking: Option<Box<Tracking>>,
+    }
+}
+
+impl<B> TracedBody<B> {
+    /// A body that records nothing (see the example above).
+    pub fn untraced(inner: B) -> TracedBody<B> {
+        TracedBody {
+            inner,
+            tracking: None,
+        }
+    }
+
+    /// The wrapped body, unwrapped (the point, if any, stops now).
+    ///
+    /// ```
+    /// let body = osprofiler::integrations::tower::TracedBody::untraced("hi");
+    /// assert_eq!(body.into_inner(), "hi");
+    /// ```
+    pub fn into_inner(self) -> B {
+        self.inner
+    }
+}
+
+impl<B> Body for TracedBody<B>
+where
+    B: Body,
+    B::Error: fmt::Display,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    #[inline]
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let mut this = self.project();
+        let Some(t) = this.tracking.as_mut() else {
+            return this.inner.poll_frame(cx);
+        };
+        let in_trace = t.ctx.enter();
+        t.polling = true;
+        let polled = this.inner.as_mut().poll_frame(cx);
+        t.polling = false;
+        let Poll::Ready(frame) = polled else {
+            return Poll::Pending;
+        };
+        let done = match &frame {
+            Some(Ok(f)) => match f.trailers_ref() {
+                Some(trailers) => {
+                    t.trailers(trailers);
+                    true
+                }
+                // The last data frame: nobody has to poll again.
+                None => this.inner.is_end_stream(),
+            },
+            Some(Err(e)) => {
+                t.error = Some((Cow::Borrowed(type_name::<B::Error>()), e.to_string()));
+                true
+            }
+            None => true,
+        };
+        if done {
+            *this.tracking = None;
+        }
+        drop(in_trace);
+        Poll::Ready(frame)
+    }
+
+    #[inline]
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    #[inline]
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> fmt::Debug for TracedBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TracedBody")
+            .field("traced", &self.tracking.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A traced request's running point and what its stop will say.
+struct Tracking {
+    point: Option<Point>,
+    /// The trace at the point: entered while the request's work is polled.
+    ctx: TraceContext,
+    grpc: bool,
+    answered: bool,
+    /// Set while the inner future or body is polled: still set at drop, that
+    /// poll panicked.
+    polling: bool,
+    status: Option<u16>,
+    grpc_status: Option<(i32, Option<String>)>,
+    error: Option<(Cow<'static, str>, String)>,
+}
+
+impl Tracking {
+    fn outcome<B, E: fmt::Display>(&mut self, out: &Result<Response<B>, E>) {
+        self.answered = true;
+        match out {
+            Ok(resp) => {
+                self.status = Some(resp.status().as_u16());
+                if self.grpc {
+                    // A "trailers-only" answer (an error before any message)
+                    // has its status in the head.
+                    self.grpc_status = grpc_status(resp.headers());
+                }
+            }
+            Err(e) => self.error = Some((Cow::Borrowed(type_name::<E>()), e.to_string())),
+        }
+    }
+
+    fn trailers(&mut self, trailers: &HeaderMap) {
+        if self.grpc
+            && let Some(s) = grpc_status(trailers)
+        {
+            self.grpc_status = Some(s);
+        }
+    }
+
+    fn stop_info(&mut self) -> Info {
+        let mut info = Info::new();
+        if self.polling || std::thread::panicking() {
+            return info.with("etype", "panic").with("message", "panicked");
+        }
+        if !self.answered {
+            return info.with("cancelled", true);
+        }
+        let mut response = Map::new();
+        if let Some(status) = self.status {
+            response.insert("status".into(), status.into());
+        }
+        if let Some((code, _)) = &self.grpc_status {
+            response.insert("grpc_status".into(), (*code).into());
+        }
+        if !response.is_empty() {
+            info.insert("response", Value::Object(response));
+        }
+        let error = if let Some(e) = self.error.take() {
+            Some(e)
+        } else if let Some((code, message)) = self.grpc_status.take()
+            && grpc_server_error(code)
+        {
+            let name = grpc_code_name(code);
+            let message = match message {
+                Some(m) if !m.is_empty() => format!("{name}: {m}"),
+                _ => name.to_owned(),
+            };
+            Some((Cow::Borrowed("GrpcError"), message))
+        } else if let Some(status) = self.status
+            && status >= 500
+        {
+            let reason = http::StatusCode::from_u16(status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("");
+            Some((
+                Cow::Borrowed("HTTPServerError"),
+                format!("{status} {reason}").trim_end().to_owned(),
+            ))
+        } else {
+            None
+        };
+        if let Some((etype, message)) = error {
+            info.insert("etype", etype.into_owned());
+            info.insert("message", message);
+        }
+        info
+    }
+}
+
+impl Drop for Tracking {
+    fn drop(&mut self) {
+        let Some(mut point) = self.point.take() else {
+            return;
+        };
+        point.set_stop_info(self.stop_info());
+        // Stop inside the trace: leaving it hands the stop record to the
+        // exporter at once (stopped outside any trace, it would wait in this
+        // thread's buffer until the thread next leaves a trace).
+        let _in = self.ctx.enter();
+        drop(point);
+    }
+}
+
+/// `info.request` (plus `info.function` for gRPC) of a request.
+fn request_info<B>(req: &Request<B>, grpc: bool) -> Info {
+    let uri = req.uri();
+    // HTTP/1 requests carry an origin-form URI: the scheme is not known here.
+    let scheme = uri.scheme_str().unwrap_or("http");
+    let port = uri
+        .port_u16()
+        .or_else(|| host_port(req.headers()))
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    let mut request = Map::new();
+    request.insert("path".into(), uri.path().into());
+    request.insert("query".into(), uri.query().unwrap_or("").into());
+    request.insert("method".into(), req.method().as_str().into());
+    request.insert("scheme".into(), scheme.into());
+    request.insert("port".into(), port.into());
+    let mut info = Info::new().with("request", Value::Object(request));
+    if grpc {
+        // `/pkg.Service/Method` → `pkg.Service.Method`: the report shows the
+        // last component of an `rpc` point's function name.
+        let name = uri.path().trim_start_matches('/').replacen('/', ".", 1);
+        let mut function = Map::new();
+        function.insert("name".into(), name.into());
+        info.insert("function", Value::Object(function));
+    }
+    info
+}
+
+/// The port of the `Host` header (`host:port`, `[v6]:port`).
+fn host_port(headers: &HeaderMap) -> Option<u16> {
+    let host = headers.get(http::header::HOST)?.to_str().ok()?;
+    let (name, port) = host.rsplit_once(':')?;
+    if name.starts_with('[') && !name.ends_with(']') {
+        return None; // a bare IPv6 address
+    }
+    port.parse().ok()
+}
+
+fn grpc_status(headers: &HeaderMap) -> Option<(i32, Option<String>)> {
+    let code = headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let message = headers
+        .get("grpc-message")
+        .map(|m| percent_decode(m.as_bytes()));
+    Some((code, message))
+}
+
+/// gRPC's `grpc-message` is percent-encoded UTF-8.
+fn percent_decode(s: &[u8]) -> String {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%'
+            && i + 2 < s.len()
+            && let (Some(h), Some(l)) = (hex(s[i + 1]), hex(s[i + 2]))
+        {
+            out.push((h << 4) | l);
+            i += 3;
+        } else {
+            out.push(s[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The codes that say the server failed, rather than the caller.
+fn grpc_server_error(code: i32) -> bool {
+    matches!(code, 2 | 4 | 12 | 13 | 14 | 15)
+}
+
+fn grpc_code_name(code: i32) -> &'static str {
+    match code {
+        0 => "OK",
+        1 => "CANCELLED",
+        2 => "UNKNOWN",
+        3 => "INVALID_ARGUMENT",
+        4 => "DEADLINE_EXCEEDED",
+        5 => "NOT_FOUND",
+        6 => "ALREADY_EXISTS",
+        7 => "PERMISSION_DENIED",
+        8 => "RESOURCE_EXHAUSTED",
+        9 => "FAILED_PRECONDITION",
+        10 => "ABORTED",
+        11 => "OUT_OF_RANGE",
+        12 => "UNIMPLEMENTED",
+        13 => "INTERNAL",
+        14 => "UNAVAILABLE",
+        15 => "DATA_LOSS",
+        16 => "UNAUTHENTICATED",
+        _ => "UNKNOWN_CODE",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helpers() {
+        assert_eq!(percent_decode(b"a%20b%zz%4"), "a b%zz%4");
+        assert_eq!(percent_decode(b"caf%C3%A9"), "café");
+        let mut h = HeaderMap::new();
+        h.insert(http::header::HOST, "example.org:8774".parse().unwrap());
+        assert_eq!(host_port(&h), Some(8774));
+        h.insert(http::header::HOST, "[::1]".parse().unwrap());
+        assert_eq!(host_port(&h), None);
+        h.insert(http::header::HOST, "[::1]:9".parse().unwrap());
+        assert_eq!(host_port(&h), Some(9));
+        let req = Request::post("/helloworld.Greeter/SayHello?x=1")
+            .body(())
+            .unwrap();
+        let info = request_info(&req, true);
+        assert_eq!(
+            Value::Object(info.0),
+            serde_json::json!({
+                "request": {"path": "/helloworld.Greeter/SayHello", "query": "x=1",
+                            "method": "POST", "scheme": "http", "port": 80},
+                "function": {"name": "helloworld.Greeter.SayHello"}
+            })
+        );
+    }
+}

@@ -1,0 +1,262 @@
+//! A real tonic gRPC server (behind `OsprofilerLayer::grpc()`) and client
+//! (with `OsprofilerInterceptor`) over loopback HTTP/2: the server's `rpc`
+//! point is the child of the client's point, and the metadata carries the
+//! signature, never the key.
+//!
+//! The service is written by hand over a raw-bytes codec: no protoc, no prost.
+
+mod http_support;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE;
+use bytes::{Buf, BufMut, Bytes};
+use http_support::{KEY, info, point, runtime, wait_events};
+use osprofiler::integrations::tonic::OsprofilerInterceptor;
+use osprofiler::integrations::tower::OsprofilerLayer;
+use osprofiler::notifier::{self, MemorySink};
+use osprofiler::{HmacKey, HmacKeys, Identity, TraceContext, in_point, switches, trace};
+use osprofiler_testkit::need;
+use serde_json::json;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint, Server};
+use tonic::{Status, server::UnaryService};
+
+/// Messages are their bytes.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+#[trace(name = "driver")]
+async fn spawn_vm(name: &str) -> usize {
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    name.len()
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// `Say`: answers with the metadata it received (name=value lines), after a
+/// traced driver call.
+struct Say;
+
+impl UnaryService<Bytes> for Say {
+    type Response = Bytes;
+    type Future = BoxFuture<Result<tonic::Response<Bytes>, Status>>;
+    fn call(&mut self, req: tonic::Request<Bytes>) -> Self::Future {
+        let mut seen: Vec<String> = req
+            .metadata()
+            .as_ref()
+            .iter()
+            .map(|(k, v)| format!("{k}={}", String::from_utf8_lossy(v.as_bytes())))
+            .collect();
+        seen.sort();
+        Box::pin(async move {
+            spawn_vm("vm-1").await;
+            Ok(tonic::Response::new(Bytes::from(seen.join("\n"))))
+        })
+    }
+}
+
+struct Fail;
+
+impl UnaryService<Bytes> for Fail {
+    type Response = Bytes;
+    type Future = BoxFuture<Result<tonic::Response<Bytes>, Status>>;
+    fn call(&mut self, _req: tonic::Request<Bytes>) -> Self::Future {
+        Box::pin(async { Err(Status::internal("no valid host: boom")) })
+    }
+}
+
+/// The whole server: routes by path, as generated code would.
+#[derive(Clone)]
+struct Compute;
+
+impl tower_service::Service<http::Request<tonic::body::Body>> for Compute {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(RawCodec);
+            Ok(match req.uri().path() {
+                "/compute.Compute/Say" => grpc.unary(Say, req).await,
+                "/compute.Compute/Fail" => grpc.unary(Fail, req).await,
+                _ => Status::unimplemented("no such method").into_http(),
+            })
+        })
+    }
+}
+
+type Client = tonic::client::Grpc<InterceptedService<Channel, OsprofilerInterceptor>>;
+
+async fn call(client: &mut Client, path: &'static str) -> Result<Bytes, Status> {
+    client
+        .ready()
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    let path = http::uri::PathAndQuery::from_static(path);
+    let resp = client
+        .unary(
+            tonic::Request::new(Bytes::from_static(b"hi")),
+            path,
+            RawCodec,
+        )
+        .await?;
+    Ok(resp.into_inner())
+}
+
+#[test]
+fn grpc_calls_continue_the_trace() {
+    let sink = MemorySink::new();
+    let _notifier = notifier::set_sink(sink.clone());
+    switches::enable(HmacKeys::parse(KEY));
+
+    let rt = runtime();
+    let bound = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| format!("bind 127.0.0.1:0: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        let layer = OsprofilerLayer::grpc().identity(Identity::new("demo", "compute", "n1"));
+        tokio::spawn(
+            Server::builder()
+                .layer(layer)
+                .serve_with_incoming(Compute, incoming),
+        );
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| e.to_string())?
+            .connect()
+            .await
+            .map_err(|e| format!("connect to the gRPC server: {e}"))?;
+        let client: Client =
+            tonic::client::Grpc::new(InterceptedService::new(channel, OsprofilerInterceptor));
+        Ok::<_, String>((addr, client))
+    });
+    let Some((addr, mut client)) = need("tonic server and client on loopback", bound) else {
+        return;
+    };
+
+    // 1. A call from inside the client's point: the server's rpc point is its
+    //    child, the handler's driver point the rpc point's.
+    let ctx = TraceContext::new(HmacKey::new(KEY), None, None).with_identity(&Identity::new(
+        "demo",
+        "conductor",
+        "c1",
+    ));
+    let seen = rt
+        .block_on(
+            ctx.clone()
+                .instrument(in_point("build", call(&mut client, "/compute.Compute/Say"))),
+        )
+        .expect("Say");
+    let events = wait_events(&sink, ctx.base_id(), 6);
+    assert_eq!(events.len(), 6, "{events:#?}");
+    let (build, _) = point(&events, "build");
+    let (rpc_start, rpc_stop) = point(&events, "rpc");
+    let (driver, _) = point(&events, "driver");
+    assert_eq!(rpc_start.parent_id, build.trace_id);
+    assert_eq!(driver.parent_id, rpc_start.trace_id);
+    assert_eq!(rpc_start.service.as_deref(), Some("compute"));
+    assert_eq!(build.service.as_deref(), Some("conductor"));
+    assert_eq!(
+        info(rpc_start),
+        json!({"request": {"path": "/compute.Compute/Say", "query": "", "method": "POST",
+                           "scheme": "http", "port": addr.port()},
+               "function": {"name": "compute.Compute.Say"}})
+    );
+    assert_eq!(
+        info(rpc_stop),
+        json!({"response": {"status": 200, "grpc_status": 0}})
+    );
+
+    // The metadata held the signed pair, and no key: the info decodes to the
+    // two ids, the caller's point as parent.
+    let seen = String::from_utf8(seen.to_vec()).unwrap();
+    assert!(!seen.contains(KEY), "{seen}");
+    let value = |name: &str| {
+        seen.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{name} in {seen}"))
+            .to_owned()
+    };
+    let decoded = String::from_utf8(URL_SAFE.decode(value("x-trace-info")).unwrap()).unwrap();
+    assert_eq!(
+        decoded,
+        format!(
+            r#"{{"base_id": "{}", "parent_id": "{}"}}"#,
+            ctx.base_id(),
+            build.trace_id
+        )
+    );
+    assert_eq!(value("x-trace-hmac").len(), 40);
+    assert!(!seen.to_ascii_lowercase().contains("hmac_key"));
+
+    // 2. A failing call: the rpc point records the gRPC status as an error.
+    let ctx = TraceContext::new(HmacKey::new(KEY), None, None);
+    let status = rt
+        .block_on(
+            ctx.clone()
+                .instrument(call(&mut client, "/compute.Compute/Fail")),
+        )
+        .expect_err("Fail fails");
+    assert_eq!(status.code(), tonic::Code::Internal);
+    let events = wait_events(&sink, ctx.base_id(), 2);
+    let (rpc_start, rpc_stop) = point(&events, "rpc");
+    assert_eq!(rpc_start.parent_id, ctx.base_id());
+    assert_eq!(
+        info(rpc_stop),
+        json!({"response": {"status": 200, "grpc_status": 13}, "etype": "GrpcError",
+               "message": "INTERNAL: no valid host: boom"})
+    );
+
+    // 3. Outside a trace: no metadata added, nothing recorded.
+    let before = sink.events().len();
+    let seen = rt
+        .block_on(call(&mut client, "/compute.Compute/Say"))
+        .unwrap();
+    let seen = String::from_utf8(seen.to_vec()).unwrap();
+    assert!(!seen.contains("x-trace"), "{seen}");
+    notifier::flush().unwrap();
+    assert_eq!(sink.events().len(), before);
+    drop(rt);
+}

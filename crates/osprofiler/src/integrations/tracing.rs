@@ -1,1 +1,0 @@
-//! The tracing-subscriber Layer and SQL statements (to be written).
