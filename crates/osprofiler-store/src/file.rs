@@ -90,13 +90,23 @@ impl FileStore {
 }
 
 impl TraceStore for FileStore {
-    fn events(&mut self, base_id: &str) -> Result<Vec<Value>, ReadError> {
+    fn event_texts(&mut self, base_id: &str) -> Result<Vec<String>, ReadError> {
+        let err = |e: std::io::Error| ReadError {
+            store: self.describe(),
+            reason: e.to_string(),
+        };
+        let file = std::fs::File::open(&self.path).map_err(err)?;
         let mut out = Vec::new();
-        self.scan(|v| {
-            if v["base_id"].as_str() == Some(base_id) {
-                out.push(v);
+        for line in BufReader::new(file).lines() {
+            let line = line.map_err(err)?;
+            // Only this trace's lines are kept, whole, as stored.
+            if line.contains(base_id)
+                && serde_json::from_str::<Value>(&line)
+                    .is_ok_and(|v| v["base_id"].as_str() == Some(base_id))
+            {
+                out.push(line);
             }
-        })?;
+        }
         Ok(out)
     }
 

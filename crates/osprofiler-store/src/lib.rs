@@ -127,24 +127,43 @@ pub struct ReadError {
 
 /// The read side of a backend.
 pub trait TraceStore: Send {
-    /// The stored events of trace `base_id` (osprofiler event objects), in any order;
-    /// empty when there is no such trace.
-    fn events(&mut self, base_id: &str) -> Result<Vec<Value>, ReadError>;
+    /// The stored events of trace `base_id` as stored (osprofiler's JSON text, one
+    /// event per string), in any order; empty when there is no such trace.
+    fn event_texts(&mut self, base_id: &str) -> Result<Vec<String>, ReadError>;
+
+    /// The stored events of trace `base_id`, parsed; texts that are not JSON objects
+    /// are skipped.
+    fn events(&mut self, base_id: &str) -> Result<Vec<Value>, ReadError> {
+        Ok(self
+            .event_texts(base_id)?
+            .iter()
+            .filter_map(|t| {
+                serde_json::from_str::<Value>(t)
+                    .ok()
+                    .filter(Value::is_object)
+            })
+            .collect())
+    }
 
     /// Traces, newest first, at most `limit`.
     fn list_traces(&mut self, limit: Option<usize>) -> Result<Vec<TraceSummary>, ReadError>;
 
-    /// Traces that contain an error, newest first, at most `limit` (only those recorded
-    /// while `filter_error_trace` was on, as in osprofiler).
+    /// Traces that contain an error, newest first, at most `limit` (Redis: those recorded
+    /// while `filter_error_trace` was on, as in osprofiler; SQLite: every one).
     fn list_error_traces(&mut self, limit: Option<usize>) -> Result<Vec<TraceSummary>, ReadError>;
 
-    /// The report of trace `base_id`; `None` when there is no such trace.
+    /// The report of trace `base_id`; `None` when there is no such trace. Built from
+    /// the stored texts directly, with no JSON values in between.
     fn report(&mut self, base_id: &str) -> Result<Option<Report>, ReadError> {
-        let events = self.events(base_id)?;
-        Ok(if events.is_empty() {
+        let texts = self.event_texts(base_id)?;
+        if texts.is_empty() {
+            return Ok(None);
+        }
+        let report = Report::from_json_texts(texts);
+        Ok(if report.is_empty() {
             None
         } else {
-            Some(Report::from_events(events))
+            Some(report)
         })
     }
 

@@ -25,7 +25,6 @@ use osprofiler::notifier::SinkError;
 use osprofiler::{Event, Timestamp};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
-use serde_json::Value;
 
 use crate::{OpenError, Options, ReadError, Sink, TraceStore, TraceSummary};
 
@@ -404,7 +403,7 @@ impl SqliteStore {
         }
     }
 
-    fn events_of(&mut self, base_id: &str) -> Result<Vec<Value>, Error> {
+    fn events_of(&mut self, base_id: &str) -> Result<Vec<String>, Error> {
         if !self.ready()? {
             return Ok(Vec::new());
         }
@@ -412,14 +411,13 @@ impl SqliteStore {
         let mut rows = stmt.query([base_id])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
-            // Parsed straight from SQLite's buffer; a row that is not JSON is skipped
-            // like a torn line of the file store.
+            // Texts as stored; the report skips (and counts) any that is not an event.
             let text = match row.get_ref(0)? {
                 ValueRef::Text(b) | ValueRef::Blob(b) => b,
                 _ => continue,
             };
-            if let Ok(v) = serde_json::from_slice::<Value>(text) {
-                out.push(v);
+            if let Ok(t) = std::str::from_utf8(text) {
+                out.push(t.to_owned());
             }
         }
         Ok(out)
@@ -445,7 +443,7 @@ impl SqliteStore {
 }
 
 impl TraceStore for SqliteStore {
-    fn events(&mut self, base_id: &str) -> Result<Vec<Value>, ReadError> {
+    fn event_texts(&mut self, base_id: &str) -> Result<Vec<String>, ReadError> {
         self.events_of(base_id).map_err(|e| self.read_err(e))
     }
 

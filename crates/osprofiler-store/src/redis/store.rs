@@ -315,7 +315,7 @@ fn list_error_traces(conn: &mut Conn) -> Result<HashMap<Vec<u8>, i64>, ClientErr
 }
 
 impl TraceStore for RedisStore {
-    fn events(&mut self, base_id: &str) -> Result<Vec<Value>, ReadError> {
+    fn event_texts(&mut self, base_id: &str) -> Result<Vec<String>, ReadError> {
         let raw = self.run(|conn| {
             // Python reads the legacy keys first, then the list; the order does not
             // matter to the report.
@@ -329,11 +329,10 @@ impl TraceStore for RedisStore {
             raw.extend(list.into_array());
             Ok(raw)
         })?;
-        // A value that is not an event object is skipped, as a torn line in a file is.
+        // Texts as stored; the report skips (and counts) any that is not an event.
         Ok(raw
             .into_iter()
-            .filter_map(object)
-            .map(Value::Object)
+            .filter_map(|r| String::from_utf8(r.into_bytes()?).ok())
             .collect())
     }
 
