@@ -12,11 +12,17 @@
 //! - `in_trace/*`: inside an active trace, where each span becomes a point;
 //!   `osprofiler_point` is the native point for comparison; `sql_event` is a
 //!   sqlx statement event turned into a `db` point (SQL tracing on).
+//! - `sql_params/*`: `.with_sql_params(sql_params![..])` on a future.
+//!   `adapter` polls a trivial future to completion: bare, then through the
+//!   adapter with SQL tracing off inside a trace, and on outside any trace
+//!   (neither converts the values nor makes a span); `statement` is the
+//!   `in_trace/sql_event` statement run through the adapter with SQL tracing
+//!   on (params span, and the `db` point with its params).
 
 use divan::{Bencher, black_box};
-use osprofiler::integrations::tracing::{OsprofilerFilter, OsprofilerLayer};
+use osprofiler::integrations::tracing::{OsprofilerFilter, OsprofilerLayer, SqlParamsExt as _};
 use osprofiler::notifier::{self, Sink, SinkError};
-use osprofiler::{Event, TraceContext, switches};
+use osprofiler::{Event, TraceContext, sql_params, switches};
 use tracing::Subscriber;
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::Layer as _;
@@ -154,16 +160,74 @@ mod in_trace {
         switches::set_sql_tracing(sql_on);
         with_stack(Stack::Filtered, || {
             let _in = ctx.enter();
+            b.bench_local(statement_event);
+        });
+        switches::set_sql_tracing(false);
+    }
+}
+
+/// The event sqlx emits at the end of a statement.
+fn statement_event() {
+    tracing::event!(
+        target: "sqlx::query",
+        tracing::Level::DEBUG,
+        summary = "SELECT hard_limit FROM quotas …",
+        db.statement = "\n\nSELECT hard_limit FROM quotas WHERE project = ?\n",
+        rows_affected = 0u64,
+        rows_returned = 1u64,
+        elapsed_secs = 0.000_2,
+    )
+}
+
+/// Polls `fut`, which must not wait, to completion.
+fn poll_once<F: Future>(fut: F) -> F::Output {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(fut).poll(&mut cx) {
+        std::task::Poll::Ready(out) => out,
+        std::task::Poll::Pending => unreachable!("a future that does not wait"),
+    }
+}
+
+#[divan::bench_group]
+mod sql_params {
+    use super::*;
+
+    #[derive(Clone, Copy, Debug)]
+    enum Adapter {
+        /// The future alone.
+        Bare,
+        /// `.with_sql_params(..)`, SQL tracing off, inside a trace.
+        SqlOff,
+        /// `.with_sql_params(..)`, SQL tracing on, no trace.
+        NoTrace,
+    }
+
+    #[divan::bench(args = [Adapter::Bare, Adapter::SqlOff, Adapter::NoTrace])]
+    fn adapter(b: Bencher, case: Adapter) {
+        let ctx = TraceContext::new(None, None, None);
+        switches::set_sql_tracing(matches!(case, Adapter::NoTrace));
+        let (project, limit) = (String::from("demo"), 10_i64);
+        with_stack(Stack::FmtFiltered, || {
+            let _in = (!matches!(case, Adapter::NoTrace)).then(|| ctx.enter());
+            b.bench_local(|| match case {
+                Adapter::Bare => poll_once(async { black_box(1) }),
+                _ => poll_once(async { black_box(1) }.with_sql_params(sql_params![project, limit])),
+            });
+        });
+        switches::set_sql_tracing(false);
+    }
+
+    /// A statement with two params, SQL tracing on inside a trace (compare
+    /// `in_trace/sql_event(true)`, the same statement without params).
+    #[divan::bench]
+    fn statement(b: Bencher) {
+        let ctx = TraceContext::new(None, None, None);
+        switches::set_sql_tracing(true);
+        let (project, limit) = (String::from("demo"), 10_i64);
+        with_stack(Stack::Filtered, || {
+            let _in = ctx.enter();
             b.bench_local(|| {
-                tracing::event!(
-                    target: "sqlx::query",
-                    tracing::Level::DEBUG,
-                    summary = "SELECT hard_limit FROM quotas …",
-                    db.statement = "\n\nSELECT hard_limit FROM quotas WHERE project = ?\n",
-                    rows_affected = 0u64,
-                    rows_returned = 1u64,
-                    elapsed_secs = 0.000_2,
-                )
+                poll_once(async { statement_event() }.with_sql_params(sql_params![project, limit]))
             });
         });
         switches::set_sql_tracing(false);

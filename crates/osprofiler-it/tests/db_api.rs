@@ -2,7 +2,8 @@
 //! functions, `#[trace_impl(name = "driver")]` on a driver, sqlx (SQLite)
 //! underneath with SQL tracing on. A call gives the tree
 //! `rpc → driver → db → db (statements)`, with the functions' names and
-//! arguments, and errors where they happen.
+//! arguments, and errors where they happen. One DB API function hands its
+//! statement's params over, the other does not.
 
 mod tracing_support;
 
@@ -15,7 +16,8 @@ use tracing_support::{
 
 /// The DB API: one traced function per query.
 mod db {
-    use osprofiler::trace;
+    use osprofiler::integrations::tracing::SqlParamsExt as _;
+    use osprofiler::{sql_params, trace};
     use sqlx::SqlitePool;
     use tracing::Instrument;
 
@@ -29,6 +31,7 @@ mod db {
         tracing::info_span!("sql", osprofiler.point = false)
     }
 
+    /// With its params: their span takes the trace to the worker as well.
     #[trace(name = "db")]
     pub async fn instance_host(
         pool: &SqlitePool,
@@ -37,7 +40,7 @@ mod db {
         sqlx::query_scalar(GET)
             .bind(uuid)
             .fetch_optional(pool)
-            .instrument(sql())
+            .with_sql_params(sql_params![uuid])
             .await
     }
 
@@ -197,12 +200,17 @@ async fn db_api_and_driver_calls_with_their_statements() {
         .unwrap_or_default();
     assert!(args.ends_with(", \"vm-1\")"), "{args}");
     assert_eq!(statements_under(&points, get.id), [db::GET]);
+    assert_eq!(
+        children(&points, get.id)[0].start.info["db"]["params"],
+        serde_json::json!(["vm-1"])
+    );
     let set = only(&under_ok, "db_api::db::instance_set_host");
     assert!(
         set.start.info["function"]["args"].is_null(),
         "hide_args: {set:#?}"
     );
     assert_eq!(statements_under(&points, set.id), [db::SET_HOST]);
+    assert!(children(&points, set.id)[0].start.info["db"]["params"].is_null());
     let plug = only(&under_ok, "db_api::driver::FakeVirtDriver::plug_vifs");
     assert_eq!(plug.name, "driver");
     assert_eq!(under_ok.len(), 3);
@@ -211,6 +219,10 @@ async fn db_api_and_driver_calls_with_their_statements() {
     let under_failed = children(&points, failed.id);
     assert_eq!(under_failed.len(), 1, "{points:#?}");
     assert_eq!(statements_under(&points, under_failed[0].id), [db::GET]);
+    assert_eq!(
+        children(&points, under_failed[0].id)[0].start.info["db"]["params"],
+        serde_json::json!(["vm-404"])
+    );
 
     let row: Option<String> = sqlx::query_scalar("SELECT host FROM instances WHERE uuid = 'vm-1'")
         .fetch_one(&pool)

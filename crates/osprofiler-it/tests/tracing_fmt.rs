@@ -1,14 +1,15 @@
 //! The layer does not change what other layers see: a `fmt` layer writes the
 //! same text with and without it (before or after it in the stack, filtered
-//! or not), while the layer does record the trace.
+//! or not), while the layer does record the trace. SQL params reach the
+//! layer only: `fmt` sees their params span and how many values it holds.
 
 mod tracing_support;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use osprofiler::integrations::tracing::{OsprofilerFilter, OsprofilerLayer};
-use osprofiler::{Id, TraceContext, switches};
+use osprofiler::integrations::tracing::{Hidden, OsprofilerFilter, OsprofilerLayer, SqlParamsExt};
+use osprofiler::{Id, TraceContext, sql_params, switches};
 use tracing::Subscriber;
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::Layer as _;
@@ -41,8 +42,21 @@ impl<'a> MakeWriter<'a> for Buf {
     }
 }
 
+/// A value only osprofiler may record.
+const PARAM: &str = "param-for-osprofiler-only";
+
+/// Runs `fut`, which must not wait.
+fn poll_once<F: Future>(fut: F) -> F::Output {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(fut).poll(&mut cx) {
+        std::task::Poll::Ready(out) => out,
+        std::task::Poll::Pending => panic!("pending"),
+    }
+}
+
 /// Spans and events outside and inside a trace: fields recorded late, a
-/// renamed point, a carrier, an error event and a sqlx statement event.
+/// renamed point, a carrier, an error event and a sqlx statement event with
+/// params.
 fn workload() -> Id {
     tracing::info!(n = 1, "before any trace");
     let outside = tracing::info_span!("outside", a = 1);
@@ -55,15 +69,18 @@ fn workload() -> Id {
         s.record("later", 5);
         {
             let _db = tracing::debug_span!("query", osprofiler.name = "dbapi").entered();
-            tracing::event!(
-                target: "sqlx::query",
-                tracing::Level::DEBUG,
-                summary = "SELECT 1",
-                db.statement = "",
-                rows_affected = 0u64,
-                rows_returned = 1u64,
-                elapsed_secs = 0.001,
-            );
+            let statement = async {
+                tracing::event!(
+                    target: "sqlx::query",
+                    tracing::Level::DEBUG,
+                    summary = "SELECT 1",
+                    db.statement = "",
+                    rows_affected = 0u64,
+                    rows_returned = 1u64,
+                    elapsed_secs = 0.001,
+                );
+            };
+            poll_once(statement.with_sql_params(sql_params![Hidden("pw"), PARAM]));
             tracing::error!(error = "boom", "failed");
         }
         let carrier = tracing::info_span!("carrier", osprofiler.point = false);
@@ -101,6 +118,11 @@ fn fmt_output_is_the_same_with_and_without_the_layer() {
         "{expected}"
     );
     assert!(expected.contains("SELECT 1"), "{expected}");
+    assert!(
+        expected.contains("sql_params{osprofiler.point=false osprofiler.params=2}"),
+        "{expected}"
+    );
+    assert!(!expected.contains(PARAM), "{expected}");
 
     let after = Buf::default();
     let base_after = run(tracing_subscriber::registry()
@@ -133,7 +155,12 @@ fn fmt_output_is_the_same_with_and_without_the_layer() {
         let dbapi = tracing_support::one(&points, "dbapi");
         assert_eq!(dbapi.parent, traced.id);
         assert_eq!(dbapi.stop_info("message"), "boom");
-        assert_eq!(tracing_support::one(&points, "db").parent, dbapi.id);
+        let statement = tracing_support::one(&points, "db");
+        assert_eq!(statement.parent, dbapi.id);
+        assert_eq!(
+            statement.start.info["db"]["params"],
+            serde_json::json!(["***", PARAM])
+        );
     }
     switches::set_sql_tracing(false);
 }

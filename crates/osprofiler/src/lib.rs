@@ -96,7 +96,9 @@
 //! `tracing-subscriber` layer) makes `tracing` spans created inside a trace
 //! into points, and sqlx's statements into `db` points with
 //! `info.db.statement` while [`switches::set_sql_tracing`] is on (off by
-//! default, as osprofiler's `trace_sqlalchemy`). DB API functions and driver
+//! default, as osprofiler's `trace_sqlalchemy`), and with `info.db.params`
+//! when the query is run `.with_sql_params(osprofiler::sql_params![..])`
+//! (`Hidden(value)` for a password). DB API functions and driver
 //! calls need only the attributes: `#[trace(name = "db")]` on the DB API,
 //! `#[trace_impl(name = "driver")]` on a driver, for the `db` and `driver`
 //! categories of the reports.

@@ -133,6 +133,17 @@ pub fn statements_under(points: &[P], parent: Id) -> Vec<String> {
         .collect()
 }
 
+/// `text` is in none of the trace's events (a hidden value).
+#[track_caller]
+pub fn assert_not_recorded(base: Id, text: &str) {
+    sink();
+    notifier::flush().expect("flush");
+    for e in sink().trace(base) {
+        let json = e.to_json();
+        assert!(!json.contains(text), "{text:?} recorded: {json}");
+    }
+}
+
 /// Every point stopped, with a start no later than its stop.
 #[track_caller]
 pub fn assert_well_formed(points: &[P]) {

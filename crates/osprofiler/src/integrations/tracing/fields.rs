@@ -10,6 +10,8 @@ use tracing_core::field::{Field, Visit};
 pub(super) const NAME_FIELD: &str = "osprofiler.name";
 /// `false` makes the span a carrier of the trace instead of a point.
 pub(super) const POINT_FIELD: &str = "osprofiler.point";
+/// On a params span (see `params.rs`): how many values it carries.
+pub(super) const PARAMS_FIELD: &str = "osprofiler.params";
 /// Marks the point as failed (the convention of `#[instrument(err)]` too).
 pub(super) const ERROR_FIELD: &str = "error";
 /// Where a field named `host` goes (osprofiler's `info.host` is the host that

@@ -96,10 +96,10 @@ impl Visit for Statement {
 }
 
 /// Records the statement `event` reports as a `db` point under the current
-/// point: `info.db = {statement, params}` at start (`params` is `null`: sqlx
-/// does not report them), the row counts at stop; started `elapsed` before
-/// now.
-pub(super) fn record(event: &Event<'_>) {
+/// point: `info.db = {statement, params}` at start (`params` as the caller
+/// gave them, else `null`: sqlx does not report them), the row counts at
+/// stop; started `elapsed` before now.
+pub(super) fn record(event: &Event<'_>, params: Option<&[Value]>) {
     let mut s = Statement::default();
     event.record(&mut s);
     let Some(statement) = s.text() else {
@@ -109,7 +109,8 @@ pub(super) fn record(event: &Event<'_>) {
         .elapsed_secs
         .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
         .unwrap_or(Duration::ZERO);
-    let start = Info::new().with("db", json!({"statement": statement, "params": Value::Null}));
+    let params = params.map_or(Value::Null, |p| Value::Array(p.to_vec()));
+    let start = Info::new().with("db", json!({"statement": statement, "params": params}));
     let mut counts = serde_json::Map::new();
     if let Some(n) = s.rows_affected {
         counts.insert("rows_affected".into(), n.into());
