@@ -1,6 +1,6 @@
 //! osprofiler's `[profiler]` configuration: read from an INI file (the
 //! oslo.config format OpenStack services use), applied to the runtime
-//! [switches](crate::switches), and re-read while the service runs.
+//! runtime [`switches`], and re-read while the service runs.
 //!
 //! ```
 //! use osprofiler::config::ProfilerConf;
@@ -278,7 +278,7 @@ impl ProfilerConf {
         self.hmac_keys_text = Secret(comma_separated.into());
     }
 
-    /// Applies the runtime options to the [switches](crate::switches): on or
+    /// Applies the runtime options to the [`switches`]: on or
     /// off, keys, SQL and HTTP client tracing, the error-trace index. Takes
     /// effect on the next request.
     pub fn apply(&self) {
