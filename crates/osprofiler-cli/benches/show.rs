@@ -160,7 +160,8 @@ fn build_only(b: Bencher) {
     let Some(f) = fixture() else { return };
     let mut store = osprofiler_store::open(&f.cs, &Options::default()).expect("open");
     let texts = store.event_texts(&f.base_id).expect("fetch");
-    b.with_inputs(|| texts.clone()).bench_values(|t| osprofiler_report::Report::from_json_texts(t).len());
+    b.with_inputs(|| texts.clone())
+        .bench_values(|t| osprofiler_report::Report::from_json_texts(t).len());
 }
 
 #[divan::bench(sample_count = 5, sample_size = 1)]
@@ -176,6 +177,10 @@ fn fetch_and_build(b: Bencher) {
     let Some(f) = fixture() else { return };
     b.bench(|| {
         let mut store = osprofiler_store::open(&f.cs, &Options::default()).expect("open");
-        store.report(&f.base_id).expect("fetch").expect("found").len()
+        store
+            .report(&f.base_id)
+            .expect("fetch")
+            .expect("found")
+            .len()
     });
 }

@@ -1,4 +1,10 @@
-//! `osprofiler`: show and list traces, make the headers that turn tracing on.
+//! `osprofiler`: show and list traces, make the headers that turn tracing on, run the demo.
+
+// The doc comments of the command-line arguments are clap's help texts, where brackets
+// are literal (`[profiler]`, `redis://[:password@]host`), not rustdoc links.
+#![allow(rustdoc::broken_intra_doc_links)]
+
+mod demo;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -16,11 +22,13 @@ use serde_json::Value;
     name = "osprofiler",
     version,
     about = "Show and list osprofiler traces (Rust and Python services alike)",
-    long_about = "Show and list osprofiler traces (Rust and Python services alike).\n\n\
+    long_about = "Show and list osprofiler traces (Rust and Python services alike), or see one \
+        made: `osprofiler demo`.\n\n\
         Traces are read from the store named by --connection-string, else by the \
         OSPROFILER_CONNECTION_STRING environment variable, else from the embedded \
         SQLite store in the user's data directory.",
     after_help = "Examples:\n  \
+        osprofiler demo\n  \
         osprofiler trace headers --hmac-key SECRET_KEY\n  \
         osprofiler trace list --connection-string redis://127.0.0.1:6379\n  \
         osprofiler trace show 6f1c2b1e-8a5d-4c1e-9f0b-3d2a1c0b9e8f --html --out trace.html"
@@ -35,6 +43,16 @@ enum Command {
     /// Work with traces.
     #[command(subcommand)]
     Trace(TraceCommand),
+    /// Run a small cloud in this process, boot a server in a trace, and show the trace.
+    #[command(
+        long_about = "Run a small cloud in this process and boot a server in a trace.\n\n\
+        Four services on loopback ports (api, conductor with its scheduler, compute, \
+        placement) talk over HTTP and gRPC; the client signs its request with the HMAC key, \
+        as `openstack --os-profile KEY server create` does. The trace is written to the \
+        store, read back, written as an HTML report (--out) and summed up. With --serve, \
+        the services stay up for your own requests."
+    )]
+    Demo(demo::DemoArgs),
 }
 
 #[derive(Subcommand)]
@@ -128,6 +146,7 @@ fn main() -> ExitCode {
         Command::Trace(TraceCommand::Show(a)) => show(a),
         Command::Trace(TraceCommand::List(a)) => list(a),
         Command::Trace(TraceCommand::Headers(a)) => headers(a),
+        Command::Demo(a) => demo::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
