@@ -52,8 +52,8 @@ pub fn free_port() -> u16 {
 
 /// Unwraps what a test needs, or decides what to do without it.
 ///
-/// On `Err`: when `CI=true`, panics with "`<what>` is required in CI: <reason>" so the test
-/// fails; otherwise prints "skipping: <what> unavailable: <reason>" and returns `None`, and
+/// On `Err`: when `CI=true`, panics with ``"`WHAT` is required in CI: REASON"`` so the test
+/// fails; otherwise prints `"skipping: WHAT unavailable: REASON"` and returns `None`, and
 /// the test returns early (it then shows as passed).
 ///
 /// The skip line is written straight to the process's stderr, past the test harness's
