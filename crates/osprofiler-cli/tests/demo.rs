@@ -321,18 +321,7 @@ fn python_cli_shows_the_demo_trace() {
     let dir = TempDir::new();
     let url = redis.url();
     let (_, base) = run_demo(&dir, &["--connection-string", &url]);
-    let theirs: Value = serde_json::from_str(
-        &py.cli(&[
-            "trace",
-            "show",
-            "--json",
-            &base,
-            "--connection-string",
-            &url,
-        ])
-        .unwrap(),
-    )
-    .unwrap();
+    let theirs: Value = py.show_json(&base, &url).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_osprofiler"))
         .args([
             "trace",

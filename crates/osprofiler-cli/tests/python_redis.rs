@@ -19,59 +19,6 @@ fn ours(args: &[&str]) -> String {
     String::from_utf8(o.stdout).unwrap()
 }
 
-/// Two Python services (api on h1, compute on h2) write one trace: nested points, a
-/// failing driver call, filter_error_trace on.
-const PYTHON_WRITER: &str = r#"
-import socket, sys, threading, time
-from oslo_config import cfg
-from osprofiler import opts, profiler, notifier
-from osprofiler.drivers import base
-opts.set_defaults(cfg.CONF); cfg.CONF([])
-cfg.CONF.set_override("filter_error_trace", True, group="profiler")
-cs = sys.argv[1]
-api = base.get_driver(cs, project="nova", service="api", host="h1", conf=cfg.CONF)
-compute = base.get_driver(cs, project="nova", service="compute", host="h2", conf=cfg.CONF)
-
-@profiler.trace("db")
-def quota_get(project):
-    time.sleep(0.003)
-    return 3
-
-@profiler.trace("driver")
-def spawn(vm):
-    time.sleep(0.003)
-    raise ValueError("No valid host was found")
-
-socket.gethostname = lambda: "h1"
-notifier.set(api.notify)
-profiler.init("SECRET_KEY")
-with profiler.Trace("wsgi", info={"request": {"path": "/v2.1/servers", "query": "", "method": "POST", "scheme": "http"}}):
-    time.sleep(0.003)
-    quota_get("demo")
-    time.sleep(0.003)
-    p = profiler.get()
-    ids = (p.get_base_id(), p.get_id())
-    def remote():
-        notifier.set(compute.notify)
-        socket.gethostname = lambda: "h2"
-        profiler.init("SECRET_KEY", base_id=ids[0], parent_id=ids[1])
-        with profiler.Trace("rpc", info={"function": {"name": "compute.build_and_run"}}):
-            time.sleep(0.003)
-            try:
-                spawn("vm-1")
-            except ValueError:
-                pass
-        profiler.clean()
-        # The notifier is process-wide: give the api service its own back.
-        notifier.set(api.notify)
-        socket.gethostname = lambda: "h1"
-    t = threading.Thread(target=remote)
-    t.start()
-    t.join()
-    time.sleep(0.003)
-print(ids[0])
-"#;
-
 fn names(node: &Value, out: &mut Vec<String>) {
     for c in node["children"].as_array().into_iter().flatten() {
         out.push(format!(
@@ -93,20 +40,9 @@ fn our_cli_shows_what_python_wrote() {
         return;
     };
     let url = redis.url();
-    let base = py.python(PYTHON_WRITER, &[&url]).unwrap().trim().to_owned();
+    let base = py.write_two_service_trace(&url).unwrap();
 
-    let theirs: Value = serde_json::from_str(
-        &py.cli(&[
-            "trace",
-            "show",
-            "--json",
-            &base,
-            "--connection-string",
-            &url,
-        ])
-        .unwrap(),
-    )
-    .unwrap();
+    let theirs: Value = py.show_json(&base, &url).unwrap();
     let mine: Value = serde_json::from_str(&ours(&[
         "trace",
         "show",
@@ -219,18 +155,7 @@ fn python_cli_shows_what_we_wrote() {
     drop(guard);
     let base = api.base_id().to_string();
 
-    let theirs: Value = serde_json::from_str(
-        &py.cli(&[
-            "trace",
-            "show",
-            "--json",
-            &base,
-            "--connection-string",
-            &url,
-        ])
-        .unwrap(),
-    )
-    .unwrap();
+    let theirs: Value = py.show_json(&base, &url).unwrap();
     let mine: Value = serde_json::from_str(&ours(&[
         "trace",
         "show",

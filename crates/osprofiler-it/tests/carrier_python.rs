@@ -113,18 +113,7 @@ fn a_python_rpc_context_is_continued_only_when_opted_in_with_our_key() {
         .unwrap()
         .expect("stored")
         .to_json();
-    let theirs: Value = serde_json::from_str(
-        &py.cli(&[
-            "trace",
-            "show",
-            "--json",
-            &base,
-            "--connection-string",
-            &url,
-        ])
-        .unwrap(),
-    )
-    .unwrap();
+    let theirs: Value = py.show_json(&base, &url).unwrap();
     assert_eq!(ours, theirs);
     let mut tree = Vec::new();
     names(&theirs, 0, &mut tree);

@@ -105,11 +105,7 @@ fn shown(py: &Oracle, url: &str, base: &str) -> Vec<(usize, String, String, Stri
     let cs = url.parse().unwrap();
     let mut store = open(&cs, &Options::default()).unwrap();
     let ours = store.report(base).unwrap().expect("trace stored").to_json();
-    let theirs: Value = serde_json::from_str(
-        &py.cli(&["trace", "show", "--json", base, "--connection-string", url])
-            .unwrap(),
-    )
-    .unwrap();
+    let theirs: Value = py.show_json(base, url).unwrap();
     let (mut a, mut b) = (Vec::new(), Vec::new());
     tree(&ours, 0, &mut a);
     tree(&theirs, 0, &mut b);

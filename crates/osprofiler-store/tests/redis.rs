@@ -708,64 +708,6 @@ fn sentinel() {
     assert!(m.contains("no master named \"nope\""), "{m}");
 }
 
-/// Python services write a trace into Redis: "api" on h1 handles a request, reads the
-/// database, and calls "compute" on h2, whose driver fails. The pauses keep sibling points
-/// in distinct milliseconds: Python orders siblings that start in the same millisecond by
-/// where their events sit in Redis, we by their start in microseconds.
-const PYTHON_WRITER: &str = r#"
-import socket, sys, threading, time
-from oslo_config import cfg
-from osprofiler import opts, profiler, notifier
-from osprofiler.drivers import base
-opts.set_defaults(cfg.CONF); cfg.CONF([])
-cfg.CONF.set_override("filter_error_trace", True, group="profiler")
-cs = sys.argv[1]
-api = base.get_driver(cs, project="nova", service="api", host="h1", conf=cfg.CONF)
-compute = base.get_driver(cs, project="nova", service="compute", host="h2", conf=cfg.CONF)
-
-@profiler.trace("db")
-def quota_get(project):
-    time.sleep(0.002)
-    return 3
-
-@profiler.trace("driver")
-def spawn(vm):
-    time.sleep(0.002)
-    raise ValueError("No valid host was found")
-
-# osprofiler stamps events with socket.gethostname() at init: two hosts in one process.
-socket.gethostname = lambda: "h1"
-notifier.set(api.notify)
-profiler.init("SECRET_KEY")
-with profiler.Trace("wsgi", info={"request": {"path": "/v2.1/servers", "query": "",
-                                             "method": "POST", "scheme": "http"}}):
-    time.sleep(0.002)
-    quota_get("demo")
-    time.sleep(0.002)
-    p = profiler.get()
-    ids = (p.get_base_id(), p.get_id())
-
-    def remote():
-        notifier.set(compute.notify)
-        socket.gethostname = lambda: "h2"
-        profiler.init("SECRET_KEY", base_id=ids[0], parent_id=ids[1])
-        with profiler.Trace("rpc", info={"function": {"name": "compute.build_and_run"}}):
-            time.sleep(0.002)
-            try:
-                spawn("vm-1")
-            except ValueError:
-                pass
-            time.sleep(0.002)
-        profiler.clean()
-        notifier.set(api.notify)
-
-    t = threading.Thread(target=remote)
-    t.start()
-    t.join()
-    time.sleep(0.002)
-print(ids[0])
-"#;
-
 #[test]
 fn reads_what_python_wrote() {
     let Some(redis) = need("redis-server", RedisServer::start()) else {
@@ -775,7 +717,7 @@ fn reads_what_python_wrote() {
         return;
     };
     let url = redis.url();
-    let base = py.python(PYTHON_WRITER, &[&url]).unwrap().trim().to_owned();
+    let base = py.write_two_service_trace(&url).unwrap();
     assert!(
         redis.cmd(&["EXISTS", "osprofiler_index"]).unwrap().as_int() == Some(0),
         "Python writes no index"
@@ -783,18 +725,7 @@ fn reads_what_python_wrote() {
 
     let mut store = open(&cs(&url), &opts()).unwrap();
     let report = store.report(&base).unwrap().expect("trace found");
-    let python: Value = serde_json::from_str(
-        &py.cli(&[
-            "trace",
-            "show",
-            "--json",
-            &base,
-            "--connection-string",
-            &url,
-        ])
-        .unwrap(),
-    )
-    .unwrap();
+    let python: Value = py.show_json(&base, &url).unwrap();
     assert_eq!(report.to_json(), python);
     // The tree: wsgi (api) → db, rpc (compute) → driver (failed).
     let wsgi = &report.roots()[0];
@@ -847,18 +778,7 @@ fn python_reads_what_we_wrote() {
 
     let mut store = open(&cs(&url), &o).unwrap();
     let ours = store.report(&base).unwrap().unwrap().to_json();
-    let python: Value = serde_json::from_str(
-        &py.cli(&[
-            "trace",
-            "show",
-            "--json",
-            &base,
-            "--connection-string",
-            &url,
-        ])
-        .unwrap(),
-    )
-    .unwrap();
+    let python: Value = py.show_json(&base, &url).unwrap();
     assert_eq!(ours, python);
     let list = py
         .cli(&["trace", "list", "--connection-string", &url])

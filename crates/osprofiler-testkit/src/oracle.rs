@@ -122,6 +122,33 @@ impl Oracle {
         process::run_ok("python osprofiler CLI", cmd, None, TIMEOUT)
     }
 
+    /// Python's `osprofiler trace show --json <base_id> --connection-string <cs>`,
+    /// parsed.
+    pub fn show_json(
+        &self,
+        base_id: &str,
+        connection_string: &str,
+    ) -> Result<serde_json::Value, String> {
+        let text = self.cli(&[
+            "trace",
+            "show",
+            "--json",
+            base_id,
+            "--connection-string",
+            connection_string,
+        ])?;
+        serde_json::from_str(&text).map_err(|e| format!("python osprofiler printed no JSON: {e}"))
+    }
+
+    /// Runs [`TWO_SERVICE_TRACE`] against a Redis URL: two Python services write one
+    /// trace there. Returns its base id.
+    pub fn write_two_service_trace(&self, redis_url: &str) -> Result<String, String> {
+        Ok(self
+            .python(TWO_SERVICE_TRACE, &[redis_url])?
+            .trim()
+            .to_owned())
+    }
+
     fn command(&self, program: &str) -> Command {
         let mut cmd = Command::new(self.bin(program));
         cmd.env_remove("PYTHONPATH")
@@ -131,6 +158,64 @@ impl Oracle {
         cmd
     }
 }
+
+/// Python services write a trace into Redis: "api" on h1 handles a request, reads the
+/// database, and calls "compute" on h2, whose driver fails. The pauses keep sibling points
+/// in distinct milliseconds: Python orders siblings that start in the same millisecond by
+/// where their events sit in Redis, we by their start in microseconds.
+pub const TWO_SERVICE_TRACE: &str = r#"
+import socket, sys, threading, time
+from oslo_config import cfg
+from osprofiler import opts, profiler, notifier
+from osprofiler.drivers import base
+opts.set_defaults(cfg.CONF); cfg.CONF([])
+cfg.CONF.set_override("filter_error_trace", True, group="profiler")
+cs = sys.argv[1]
+api = base.get_driver(cs, project="nova", service="api", host="h1", conf=cfg.CONF)
+compute = base.get_driver(cs, project="nova", service="compute", host="h2", conf=cfg.CONF)
+
+@profiler.trace("db")
+def quota_get(project):
+    time.sleep(0.002)
+    return 3
+
+@profiler.trace("driver")
+def spawn(vm):
+    time.sleep(0.002)
+    raise ValueError("No valid host was found")
+
+# osprofiler stamps events with socket.gethostname() at init: two hosts in one process.
+socket.gethostname = lambda: "h1"
+notifier.set(api.notify)
+profiler.init("SECRET_KEY")
+with profiler.Trace("wsgi", info={"request": {"path": "/v2.1/servers", "query": "",
+                                             "method": "POST", "scheme": "http"}}):
+    time.sleep(0.002)
+    quota_get("demo")
+    time.sleep(0.002)
+    p = profiler.get()
+    ids = (p.get_base_id(), p.get_id())
+
+    def remote():
+        notifier.set(compute.notify)
+        socket.gethostname = lambda: "h2"
+        profiler.init("SECRET_KEY", base_id=ids[0], parent_id=ids[1])
+        with profiler.Trace("rpc", info={"function": {"name": "compute.build_and_run"}}):
+            time.sleep(0.002)
+            try:
+                spawn("vm-1")
+            except ValueError:
+                pass
+            time.sleep(0.002)
+        profiler.clean()
+        notifier.set(api.notify)
+
+    t = threading.Thread(target=remote)
+    t.start()
+    t.join()
+    time.sleep(0.002)
+print(ids[0])
+"#;
 
 #[cfg(test)]
 mod tests {
