@@ -26,7 +26,7 @@ mod redis;
 mod temp;
 
 pub use chromium::Chromium;
-pub use oracle::{ORACLE_VERSION, Oracle};
+pub use oracle::{ORACLE_VERSION, Oracle, TWO_SERVICE_TRACE};
 pub use redis::{RedisConn, RedisServer, RespValue};
 pub use temp::TempDir;
 
