@@ -338,6 +338,11 @@ pub fn is_active() -> bool {
     ACTIVE.try_with(Cell::get).unwrap_or(false)
 }
 
+/// A new point id from this thread's generator (for points recorded after the fact).
+pub(crate) fn next_id() -> Option<u128> {
+    with_local(|l| Some(next_from(&mut l.ids)))
+}
+
 pub(crate) fn flush_thread_buffer() {
     with_local(|l| {
         l.flush();

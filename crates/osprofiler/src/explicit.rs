@@ -9,18 +9,11 @@
 #![cfg_attr(not(feature = "tracing"), allow(dead_code))]
 
 use std::borrow::Cow;
-use std::cell::Cell;
 use std::time::Duration;
 
-use crate::id::{Id, next_from};
+use crate::id::Id;
 use crate::info::Info;
 use crate::notifier::{Extra, Payload, Record, RecordKind, submit};
-
-thread_local! {
-    // Point ids for these points: a per-thread prefix and counter of their own
-    // (see `id::next_from`), so the core's generator state stays untouched.
-    static IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
-}
 
 /// Records a whole point as a child of the current point of this thread's
 /// trace: started `elapsed` ago, stopped now, with `start` as the start
@@ -40,14 +33,7 @@ pub(crate) fn record_finished(
     // The clock counts from process start: a statement reported in the first
     // moments may claim to have started before it.
     let at = end.checked_sub(elapsed).unwrap_or(fastant::Instant::ZERO);
-    let id = IDS
-        .try_with(|ids| {
-            let mut state = ids.get();
-            let id = next_from(&mut state);
-            ids.set(state);
-            id
-        })
-        .ok()?;
+    let id = crate::context::next_id()?;
     let start = (!start.is_empty()).then_some(Payload::Info(start));
     let (name, mut extra) = Extra::for_start(name.into(), start);
     if let Some(stop) = stop {
