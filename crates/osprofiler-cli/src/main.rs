@@ -191,14 +191,17 @@ impl Progress {
 /// The store to read; `None` when it is the embedded default and nothing has been
 /// recorded there yet (not an error: there is simply no trace).
 fn open_store(args: &StoreArgs) -> Result<Option<Box<dyn TraceStore>>, Failure> {
-    let cs: ConnectionString = osprofiler_store::resolve(args.connection_string.as_deref(), None)?;
-    if let ConnectionString::Sqlite { path } = &cs
-        && cs == osprofiler_store::default_connection_string()
+    let backends = osprofiler_store::resolve(args.connection_string.as_deref(), None)?;
+    if let Some(cs @ ConnectionString::Sqlite { path }) = backends.readable()
+        && *cs == osprofiler_store::default_connection_string()
         && !path.exists()
     {
         return Ok(None);
     }
-    Ok(Some(osprofiler_store::open(&cs, &Options::default())?))
+    Ok(Some(osprofiler_store::open_first_readable(
+        &backends,
+        &Options::default(),
+    )?))
 }
 
 fn show(a: ShowArgs) -> Result<(), Failure> {

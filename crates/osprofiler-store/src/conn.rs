@@ -13,6 +13,12 @@ use std::str::FromStr;
 /// | `rediss://…[?ssl_ca_certs=/ca.pem&ssl_cert_reqs=required]` | Redis over TLS |
 /// | `redissentinel://[:password@]host:port[,host:port…][/db]` | Redis through Sentinel (master name from `sentinel_service_name`) |
 /// | `file:///path/to/events.jsonl` | osprofiler JSON, one event per line |
+/// | `otlp://host[:4318][?service_name_prefix=P&timeout=S]` | OpenTelemetry collector, OTLP over HTTP/protobuf (write only) |
+/// | `otlps://host[:4318][?ca_certs=/ca.pem]` | the same over HTTPS |
+/// | `otlp+grpc://host[:4317]`, `otlps+grpc://…` | OTLP over gRPC (feature `otlp-grpc`) |
+/// | `jaeger://host[:6831][?max_packet_size=N]` | Jaeger agent, UDP Thrift compact (write only) |
+///
+/// Several backends are a [`Backends`] list.
 ///
 /// ```
 /// use osprofiler_store::ConnectionString;
@@ -44,6 +50,82 @@ pub enum ConnectionString {
         /// The file.
         path: PathBuf,
     },
+    /// An OpenTelemetry collector (OTLP); write only.
+    Otlp(OtlpTarget),
+    /// A Jaeger agent (UDP, Thrift compact); write only.
+    Jaeger(JaegerTarget),
+}
+
+/// How OTLP is carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    /// HTTP/1.1, protobuf body, `POST /v1/traces` (port 4318 by default).
+    HttpProtobuf,
+    /// gRPC, `TraceService/Export` (port 4317 by default).
+    Grpc,
+}
+
+/// Where an OTLP collector is and how to talk to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtlpTarget {
+    /// Host name or address (IPv6 without brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// HTTP or gRPC.
+    pub protocol: OtlpProtocol,
+    /// TLS (`otlps://`).
+    pub tls: bool,
+    /// CA bundle to trust for TLS (`ca_certs`); the system's roots otherwise.
+    pub ca_certs: Option<PathBuf>,
+    /// Prefix of the service name (`service_name_prefix`, as `[profiler_otlp]`'s).
+    pub service_name_prefix: Option<String>,
+    /// Timeout of one export (`timeout`, seconds); the socket timeout otherwise.
+    pub timeout: Option<std::time::Duration>,
+}
+
+impl OtlpTarget {
+    /// The URL spans are sent to: `http[s]://host:port/v1/traces` for HTTP, the
+    /// collector's root for gRPC.
+    pub fn url(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        let scheme = if self.tls { "https" } else { "http" };
+        match self.protocol {
+            OtlpProtocol::HttpProtobuf => format!("{scheme}://{host}:{}/v1/traces", self.port),
+            OtlpProtocol::Grpc => format!("{scheme}://{host}:{}", self.port),
+        }
+    }
+}
+
+/// Where a Jaeger agent listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JaegerTarget {
+    /// Host name or address (IPv6 without brackets).
+    pub host: String,
+    /// UDP port.
+    pub port: u16,
+    /// Largest datagram sent (`max_packet_size`, default 65,000 bytes).
+    pub max_packet_size: usize,
+    /// Prefix of the service name (`service_name_prefix`, as `[profiler_jaeger]`'s).
+    pub service_name_prefix: Option<String>,
+}
+
+/// Default (and largest) datagram of the Jaeger exporter: what jaeger-client sends.
+pub const JAEGER_MAX_PACKET_SIZE: usize = 65_000;
+
+impl ConnectionString {
+    /// Whether the backend can be read back (`trace show`, `trace list`): OTLP and
+    /// Jaeger are write only, their traces are read in Jaeger, Tempo and the like.
+    pub fn is_readable(&self) -> bool {
+        !matches!(
+            self,
+            ConnectionString::Otlp(_) | ConnectionString::Jaeger(_)
+        )
+    }
 }
 
 /// Where a Redis server is and how to talk to it.
@@ -78,7 +160,7 @@ pub enum ConnectionStringError {
     NoScheme(String),
     /// A scheme no backend handles.
     #[error(
-        "unsupported backend {scheme:?} in connection string {string}: supported are sqlite, redis, rediss, redissentinel, file"
+        "unsupported backend {scheme:?} in connection string {string}: supported are sqlite, redis, rediss, redissentinel, file, otlp, otlps, otlp+grpc, jaeger"
     )]
     UnknownScheme {
         /// The scheme.
@@ -183,6 +265,95 @@ impl FromStr for ConnectionString {
                     db: parse_db(path).map_err(invalid)?,
                 })
             }
+            "otlp" | "otlps" | "otlp+http" | "otlps+http" | "otlp+https" | "otlp+grpc"
+            | "otlps+grpc" | "otlp+grpcs" => {
+                let lower = scheme.to_ascii_lowercase();
+                let tls = lower.starts_with("otlps") || matches!(lower.as_str(), "otlp+https" | "otlp+grpcs");
+                let protocol = if lower.contains("grpc") {
+                    OtlpProtocol::Grpc
+                } else {
+                    OtlpProtocol::HttpProtobuf
+                };
+                let (authority, path, query) = split_url(rest);
+                no_userinfo(authority).map_err(invalid)?;
+                let default_port = match protocol {
+                    OtlpProtocol::HttpProtobuf => 4318,
+                    OtlpProtocol::Grpc => 4317,
+                };
+                let (host, port) = parse_hostport(authority, default_port).map_err(invalid)?;
+                let path = path.trim_matches('/');
+                if !(path.is_empty() || protocol == OtlpProtocol::HttpProtobuf && path == "v1/traces")
+                {
+                    return Err(invalid(format!(
+                        "unexpected path /{path} (spans go to /v1/traces)"
+                    )));
+                }
+                let mut target = OtlpTarget {
+                    host,
+                    port,
+                    protocol,
+                    tls,
+                    ca_certs: None,
+                    service_name_prefix: None,
+                    timeout: None,
+                };
+                for (k, v) in query_pairs(query).map_err(invalid)? {
+                    match k.as_str() {
+                        "service_name_prefix" => {
+                            target.service_name_prefix = Some(v).filter(|v| !v.is_empty())
+                        }
+                        "ca_certs" | "ssl_ca_certs" => target.ca_certs = Some(PathBuf::from(v)),
+                        "timeout" => target.timeout = Some(parse_seconds(&v).map_err(invalid)?),
+                        _ => {
+                            return Err(invalid(format!(
+                                "unknown option {k:?} (otlp takes service_name_prefix, ca_certs, timeout)"
+                            )));
+                        }
+                    }
+                }
+                if target.ca_certs.is_some() && !target.tls {
+                    return Err(invalid("ca_certs needs TLS (otlps://)".into()));
+                }
+                Ok(ConnectionString::Otlp(target))
+            }
+            "jaeger" => {
+                let (authority, path, query) = split_url(rest);
+                no_userinfo(authority).map_err(invalid)?;
+                if !path.trim_matches('/').is_empty() {
+                    return Err(invalid(format!("unexpected path /{path}")));
+                }
+                let (host, port) = parse_hostport(authority, 6831).map_err(invalid)?;
+                let mut target = JaegerTarget {
+                    host,
+                    port,
+                    max_packet_size: JAEGER_MAX_PACKET_SIZE,
+                    service_name_prefix: None,
+                };
+                for (k, v) in query_pairs(query).map_err(invalid)? {
+                    match k.as_str() {
+                        "service_name_prefix" => {
+                            target.service_name_prefix = Some(v).filter(|v| !v.is_empty())
+                        }
+                        "max_packet_size" => {
+                            target.max_packet_size = v
+                                .parse::<usize>()
+                                .ok()
+                                .filter(|n| (512..=JAEGER_MAX_PACKET_SIZE).contains(n))
+                                .ok_or_else(|| {
+                                    invalid(format!(
+                                        "invalid max_packet_size {v:?} (512 to {JAEGER_MAX_PACKET_SIZE} bytes)"
+                                    ))
+                                })?
+                        }
+                        _ => {
+                            return Err(invalid(format!(
+                                "unknown option {k:?} (jaeger takes service_name_prefix, max_packet_size)"
+                            )));
+                        }
+                    }
+                }
+                Ok(ConnectionString::Jaeger(target))
+            }
             other => Err(ConnectionStringError::UnknownScheme {
                 scheme: other.to_owned(),
                 string: redact(s),
@@ -248,6 +419,22 @@ fn parse_hostport(s: &str, default_port: u16) -> Result<(String, u16), String> {
     Ok((host.to_owned(), port))
 }
 
+/// OTLP and Jaeger take no credentials in the URL: refuse rather than send them in clear.
+fn no_userinfo(authority: &str) -> Result<(), String> {
+    if authority.contains('@') {
+        return Err("credentials are not supported in this URL".into());
+    }
+    Ok(())
+}
+
+fn parse_seconds(v: &str) -> Result<std::time::Duration, String> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|t| t.is_finite() && *t > 0.0 && *t <= 3600.0)
+        .map(std::time::Duration::from_secs_f64)
+        .ok_or_else(|| format!("invalid timeout {v:?} (seconds, above 0)"))
+}
+
 fn parse_db(path: &str) -> Result<u32, String> {
     let path = path.trim_matches('/');
     if path.is_empty() {
@@ -292,25 +479,40 @@ fn percent_decode(s: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| "%-escapes that are not UTF-8".into())
 }
 
-/// The string with any password replaced by `***`, for messages.
+/// The string with any password replaced by `***`, for messages; each string of a
+/// list of them.
 pub fn redact(s: &str) -> String {
-    let Some((scheme, rest)) = s.split_once("://") else {
+    let parts = split_list(s);
+    if parts.len() > 1 {
+        return parts
+            .into_iter()
+            .map(redact_one)
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
+    redact_one(s)
+}
+
+fn redact_one(s: &str) -> String {
+    // Whatever stands before the last `@` may hold a password, whatever characters
+    // it has (`/`, spaces, `#`): hide all of it but a user name.
+    let (scheme, rest) = match s.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, s),
+    };
+    let Some(at) = rest.rfind('@') else {
         return s.to_owned();
     };
-    let (authority, tail) = match rest.find(['/', '?', '#']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rfind('@') {
-        Some(at) => {
-            let info = &authority[..at];
-            let shown = match info.split_once(':') {
-                Some((u, _)) => format!("{u}:***"),
-                None => "***".to_owned(),
-            };
-            format!("{scheme}://{shown}@{}{tail}", &authority[at + 1..])
+    let info = &rest[..at];
+    let shown = match info.split_once(':') {
+        Some((u, _)) if scheme.is_some() && !u.contains(['/', '?', '#', ' ']) => {
+            format!("{u}:***")
         }
-        None => s.to_owned(),
+        _ => "***".to_owned(),
+    };
+    match scheme {
+        Some(scheme) => format!("{scheme}://{shown}@{}", &rest[at + 1..]),
+        None => format!("{shown}@{}", &rest[at + 1..]),
     }
 }
 
@@ -342,6 +544,16 @@ impl fmt::Display for ConnectionString {
                 t.port,
                 t.db
             ),
+            ConnectionString::Otlp(t) => {
+                let scheme = match (t.tls, t.protocol) {
+                    (false, OtlpProtocol::HttpProtobuf) => "otlp",
+                    (true, OtlpProtocol::HttpProtobuf) => "otlps",
+                    (false, OtlpProtocol::Grpc) => "otlp+grpc",
+                    (true, OtlpProtocol::Grpc) => "otlps+grpc",
+                };
+                write!(f, "{scheme}://{}:{}", host(&t.host), t.port)
+            }
+            ConnectionString::Jaeger(t) => write!(f, "jaeger://{}:{}", host(&t.host), t.port),
             ConnectionString::RedisSentinel {
                 sentinels,
                 password,
@@ -360,6 +572,141 @@ impl fmt::Display for ConnectionString {
                 )
             }
         }
+    }
+}
+
+/// One or more backends: every event goes to each.
+///
+/// Parsed from connection strings separated by spaces or commas (a comma inside a
+/// `redissentinel://` host list stays part of it: a new string starts only where
+/// `scheme://` follows).
+///
+/// ```
+/// use osprofiler_store::Backends;
+/// let b: Backends = "redis://127.0.0.1:6379, otlp://collector:4318 jaeger://agent".parse().unwrap();
+/// assert_eq!(b.to_string(), "redis://127.0.0.1:6379/0 otlp://collector:4318 jaeger://agent:6831");
+/// assert!(b.readable().is_some());
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Backends(Vec<ConnectionString>);
+
+impl Backends {
+    /// One backend.
+    pub fn one(cs: ConnectionString) -> Backends {
+        Backends(vec![cs])
+    }
+
+    /// The backends, in the order given.
+    pub fn iter(&self) -> std::slice::Iter<'_, ConnectionString> {
+        self.0.iter()
+    }
+
+    /// How many there are (at least one).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Always false: a list holds at least one backend.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The first backend that can be read back, for `trace show` and `trace list`.
+    pub fn readable(&self) -> Option<&ConnectionString> {
+        self.0.iter().find(|c| c.is_readable())
+    }
+
+    /// The backends.
+    pub fn into_vec(self) -> Vec<ConnectionString> {
+        self.0
+    }
+}
+
+impl From<ConnectionString> for Backends {
+    fn from(cs: ConnectionString) -> Backends {
+        Backends::one(cs)
+    }
+}
+
+impl<'a> IntoIterator for &'a Backends {
+    type Item = &'a ConnectionString;
+    type IntoIter = std::slice::Iter<'a, ConnectionString>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl FromStr for Backends {
+    type Err = ConnectionStringError;
+
+    fn from_str(s: &str) -> Result<Backends, ConnectionStringError> {
+        let list: Vec<ConnectionString> = split_list(s)
+            .into_iter()
+            .map(str::parse)
+            .collect::<Result<_, _>>()?;
+        if list.is_empty() {
+            return Err(ConnectionStringError::NoScheme(redact(s.trim())));
+        }
+        Ok(Backends(list))
+    }
+}
+
+/// Splits a list of connection strings where whitespace or a comma is followed by
+/// `scheme://`: anything else (a space in a password, the commas of a sentinel list)
+/// stays inside its string.
+fn split_list(s: &str) -> Vec<&str> {
+    let b = s.as_bytes();
+    let starts_url = |i: usize| {
+        let t = &s[i..];
+        t.find("://").is_some_and(|j| {
+            j > 0
+                && t.as_bytes()[0].is_ascii_alphabetic()
+                && t[..j]
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
+        })
+    };
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_whitespace() || b[i] == b',' {
+            let mut j = i;
+            while j < b.len() && (b[j].is_ascii_whitespace() || b[j] == b',') {
+                j += 1;
+            }
+            if j < b.len() && starts_url(j) {
+                out.push(&s[start..i]);
+                start = j;
+            }
+            i = j;
+        } else {
+            i += 1;
+        }
+    }
+    out.push(&s[start..]);
+    out.into_iter()
+        .map(|p| p.trim_matches(|c: char| c.is_whitespace() || c == ','))
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+impl fmt::Display for Backends {
+    /// The strings separated by spaces, passwords shown as `***`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, c) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{c}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Backends {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Backends({self})")
     }
 }
 
@@ -463,7 +810,7 @@ mod tests {
             ),
             (
                 "mongodb://u:pw@h",
-                "unsupported backend \"mongodb\" in connection string mongodb://u:***@h: supported are sqlite, redis, rediss, redissentinel, file",
+                "unsupported backend \"mongodb\" in connection string mongodb://u:***@h: supported are sqlite, redis, rediss, redissentinel, file, otlp, otlps, otlp+grpc, jaeger",
             ),
             (
                 "redis://:pw@h:0",

@@ -7,7 +7,13 @@
 //!   configured ([`default_connection_string`]), so everything works without a server;
 //! - `redis://`, `rediss://`, `redissentinel://`: Redis, in osprofiler 4.4.0's layout, so
 //!   Python services and tools share the traces;
-//! - `file:///path/events.jsonl`: osprofiler JSON, one event per line.
+//! - `file:///path/events.jsonl`: osprofiler JSON, one event per line;
+//! - `otlp://`, `otlps://`, `otlp+grpc://` (features `otlp`, `otlp-grpc`): spans to an
+//!   OpenTelemetry collector, hence Jaeger, Grafana Tempo and the like (write only);
+//! - `jaeger://` (feature `jaeger`): spans to a Jaeger agent over UDP (write only).
+//!
+//! Several backends at once are a [`Backends`] list (`"redis://… otlp://…"`): every event
+//! goes to each ([`sink_all`]), each with its own queue, so a slow one holds up no other.
 //!
 //! Each backend has a write side, a [`Sink`] for the notifier pipeline ([`sink`]), and a
 //! read side, a [`TraceStore`] ([`open`]): a trace's events and [`Report`], the list of
@@ -30,14 +36,25 @@
 //! ```
 
 mod conn;
+mod fanout;
 mod file;
+#[cfg(feature = "jaeger")]
+mod jaeger;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod redis;
+#[cfg(any(feature = "otlp", feature = "jaeger"))]
+mod spans;
 mod sqlite;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use conn::{ConnectionString, ConnectionStringError, RedisTarget, redact};
+pub use conn::{
+    Backends, ConnectionString, ConnectionStringError, JAEGER_MAX_PACKET_SIZE, JaegerTarget,
+    OtlpProtocol, OtlpTarget, RedisTarget, redact,
+};
+pub use fanout::{BackendStats, backend_stats};
 use osprofiler::config::{InitError, ProfilerConf};
 use osprofiler::notifier::NotifierGuard;
 pub use osprofiler::notifier::Sink;
@@ -59,6 +76,13 @@ pub struct Options {
     /// Expire trace data this long after its last write (Redis), or drop it when
     /// older (SQLite). `None`: keep forever, as osprofiler does.
     pub ttl: Option<Duration>,
+    /// `[profiler_otlp] service_name_prefix`: spans' service name is
+    /// `<prefix>-<project>-<service>` (a connection string's own option wins).
+    pub otlp_service_name_prefix: Option<String>,
+    /// `[profiler_jaeger] service_name_prefix`.
+    pub jaeger_service_name_prefix: Option<String>,
+    /// `[profiler_jaeger] process_tags`: extra tags of the Jaeger process.
+    pub jaeger_process_tags: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -68,6 +92,9 @@ impl Default for Options {
             socket_timeout: Duration::from_secs(2),
             filter_error_trace: false,
             ttl: None,
+            otlp_service_name_prefix: None,
+            jaeger_service_name_prefix: None,
+            jaeger_process_tags: Vec::new(),
         }
     }
 }
@@ -86,6 +113,9 @@ impl Options {
             socket_timeout: Duration::from_secs_f64(conf.socket_timeout.max(2.0)),
             filter_error_trace: conf.filter_error_trace,
             ttl,
+            otlp_service_name_prefix: conf.otlp_service_name_prefix.clone(),
+            jaeger_service_name_prefix: conf.jaeger_service_name_prefix.clone(),
+            jaeger_process_tags: conf.jaeger_process_tags.clone(),
         }
     }
 }
@@ -105,6 +135,22 @@ pub enum OpenError {
     /// The connection string is malformed or names no backend.
     #[error(transparent)]
     ConnectionString(#[from] ConnectionStringError),
+    /// The backend only receives traces (OTLP, Jaeger): read them in Jaeger or Tempo.
+    #[error(
+        "{store} is write only: traces sent there are read in Jaeger, Tempo or the collector's backend; give a sqlite://, redis:// or file:// store to read them here"
+    )]
+    WriteOnly {
+        /// Which store.
+        store: String,
+    },
+    /// This build has no driver for the backend.
+    #[error("{store} needs osprofiler-store's cargo feature `{feature}`, not enabled in this build")]
+    FeatureMissing {
+        /// Which store.
+        store: String,
+        /// The feature.
+        feature: &'static str,
+    },
     /// The backend could not be reached or opened.
     #[error("cannot open {store}: {reason}")]
     Unavailable {
@@ -179,7 +225,38 @@ pub fn open(cs: &ConnectionString, opts: &Options) -> Result<Box<dyn TraceStore>
             redis::open_store(cs, opts)
         }
         ConnectionString::File { path } => file::open_store(path),
+        ConnectionString::Otlp(_) | ConnectionString::Jaeger(_) => Err(OpenError::WriteOnly {
+            store: cs.to_string(),
+        }),
     }
+}
+
+/// Opens the read side of the first backend of `backends` that has one.
+pub fn open_first_readable(
+    backends: &Backends,
+    opts: &Options,
+) -> Result<Box<dyn TraceStore>, OpenError> {
+    match backends.readable() {
+        Some(cs) => open(cs, opts),
+        None => Err(OpenError::WriteOnly {
+            store: backends.to_string(),
+        }),
+    }
+}
+
+/// Opens the write side of every backend of `backends`: one sink when there is one,
+/// else a sink that hands every batch to each backend's own queue and thread.
+pub fn sink_all(backends: &Backends, opts: &Options) -> Result<Box<dyn Sink>, OpenError> {
+    let mut sinks = Vec::with_capacity(backends.len());
+    for cs in backends {
+        sinks.push((cs.to_string(), sink(cs, opts)?));
+    }
+    if sinks.len() == 1 {
+        if let Some((_, s)) = sinks.pop() {
+            return Ok(s);
+        }
+    }
+    Ok(Box::new(fanout::FanOut::new(sinks)))
 }
 
 /// Opens the write side of a backend, for [`osprofiler::notifier::set_boxed_sink`].
@@ -190,6 +267,21 @@ pub fn sink(cs: &ConnectionString, opts: &Options) -> Result<Box<dyn Sink>, Open
             redis::open_sink(cs, opts)
         }
         ConnectionString::File { path } => file::open_sink(path),
+        #[cfg(feature = "otlp")]
+        ConnectionString::Otlp(t) => otlp::open_sink(t, opts),
+        #[cfg(feature = "jaeger")]
+        ConnectionString::Jaeger(t) => jaeger::open_sink(t, opts),
+        #[allow(unreachable_patterns)]
+        ConnectionString::Otlp(_) | ConnectionString::Jaeger(_) => {
+            Err(OpenError::FeatureMissing {
+                store: cs.to_string(),
+                feature: match cs {
+                    ConnectionString::Jaeger(_) => "jaeger",
+                    ConnectionString::Otlp(t) if t.protocol == OtlpProtocol::Grpc => "otlp-grpc",
+                    _ => "otlp",
+                },
+            })
+        }
     }
 }
 
@@ -206,12 +298,13 @@ pub fn default_connection_string() -> ConnectionString {
     }
 }
 
-/// The connection string to use: `flag` if given, else `$OSPROFILER_CONNECTION_STRING`,
-/// else the configuration's `connection_string`, else the embedded default.
+/// The backends to use: `flag` if given, else `$OSPROFILER_CONNECTION_STRING`, else the
+/// configuration's `connection_string`, else the embedded default. Each may list
+/// several backends.
 pub fn resolve(
     flag: Option<&str>,
     conf: Option<&ProfilerConf>,
-) -> Result<ConnectionString, ConnectionStringError> {
+) -> Result<Backends, ConnectionStringError> {
     if let Some(s) = flag.filter(|s| !s.trim().is_empty()) {
         return s.parse();
     }
@@ -223,7 +316,7 @@ pub fn resolve(
     if let Some(s) = conf.and_then(|c| c.connection_string.as_deref()) {
         return s.parse();
     }
-    Ok(default_connection_string())
+    Ok(Backends::one(default_connection_string()))
 }
 
 /// osprofiler's `init_from_conf` with every backend of this crate: stamps events with
@@ -245,7 +338,7 @@ pub fn init_from_conf(
                 .unwrap_or_default(),
             message: e.to_string(),
         })?;
-        sink(&cs, &opts).map_err(|e| InitError::Backend {
+        sink_all(&cs, &opts).map_err(|e| InitError::Backend {
             connection_string: cs.to_string(),
             message: e.to_string(),
         })

@@ -50,6 +50,16 @@ pub struct ProfilerConf {
     pub socket_timeout: f64,
     /// `sentinel_service_name` for `redissentinel://`. Default `mymaster`.
     pub sentinel_service_name: String,
+    /// `w3c_traceparent`: outgoing HTTP and gRPC calls inside a trace also carry a
+    /// W3C `traceparent`, so OpenTelemetry-instrumented services join the trace in
+    /// Jaeger. Default false. An incoming `traceparent` never starts a trace.
+    pub w3c_traceparent: bool,
+    /// `[profiler_otlp] service_name_prefix`.
+    pub otlp_service_name_prefix: Option<String>,
+    /// `[profiler_jaeger] service_name_prefix`.
+    pub jaeger_service_name_prefix: Option<String>,
+    /// `[profiler_jaeger] process_tags` (`key:value,key:value`).
+    pub jaeger_process_tags: Vec<(String, String)>,
     /// Every other option of `[profiler]`, raw (e.g. `es_doc_type`).
     pub other: BTreeMap<String, String>,
 }
@@ -74,6 +84,10 @@ impl Default for ProfilerConf {
             filter_error_trace: false,
             socket_timeout: 0.1,
             sentinel_service_name: "mymaster".into(),
+            w3c_traceparent: false,
+            otlp_service_name_prefix: None,
+            jaeger_service_name_prefix: None,
+            jaeger_process_tags: Vec::new(),
             other: BTreeMap::new(),
         }
     }
@@ -231,6 +245,28 @@ impl ProfilerConf {
     /// Reads the `[profiler]` section of a parsed file.
     pub fn from_ini(ini: &Ini) -> Result<ProfilerConf, ConfigError> {
         let mut c = ProfilerConf::default();
+        let prefix = |group: &str| {
+            ini.get(group, "service_name_prefix")
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+        };
+        c.otlp_service_name_prefix = prefix("profiler_otlp");
+        c.jaeger_service_name_prefix = prefix("profiler_jaeger");
+        if let Some(tags) = ini.get("profiler_jaeger", "process_tags") {
+            c.jaeger_process_tags = tags
+                .split(',')
+                .filter(|t| !t.trim().is_empty())
+                .map(|t| {
+                    let (k, v) = t.split_once(':').ok_or_else(|| ConfigError::Value {
+                        option: "profiler_jaeger.process_tags".into(),
+                        value: tags.to_owned(),
+                        expected: "expected key:value pairs separated by commas",
+                    })?;
+                    Ok((k.trim().to_owned(), v.trim().to_owned()))
+                })
+                .collect::<Result<_, ConfigError>>()?;
+        }
         let Some(section) = ini.section("profiler") else {
             return Ok(c);
         };
@@ -256,6 +292,7 @@ impl ProfilerConf {
                         })?
                 }
                 "sentinel_service_name" => c.sentinel_service_name = v.clone(),
+                "w3c_traceparent" => c.w3c_traceparent = parse_bool(k, v)?,
                 _ => {
                     c.other.insert(k.clone(), v.clone());
                 }
@@ -291,6 +328,7 @@ impl ProfilerConf {
         switches::set_sql_tracing(self.trace_sql);
         switches::set_trace_requests(self.trace_requests);
         switches::set_filter_error_trace(self.filter_error_trace);
+        switches::set_w3c_traceparent(self.w3c_traceparent);
     }
 }
 

@@ -21,6 +21,7 @@ static KEYS: RwLock<Option<HmacKeys>> = RwLock::new(None);
 static TRACE_SQL: AtomicBool = AtomicBool::new(false);
 static TRACE_REQUESTS: AtomicBool = AtomicBool::new(false);
 static FILTER_ERROR_TRACE: AtomicBool = AtomicBool::new(false);
+static W3C_TRACEPARENT: AtomicBool = AtomicBool::new(false);
 
 /// Turns tracing of incoming requests on, accepting traces signed with any of
 /// `keys` (osprofiler's `web.enable(hmac_keys)`).
@@ -91,4 +92,16 @@ pub fn filter_error_trace() -> bool {
 /// Turns the error-trace index on or off.
 pub fn set_filter_error_trace(on: bool) {
     FILTER_ERROR_TRACE.store(on, Ordering::Relaxed);
+}
+
+/// Whether outgoing HTTP and gRPC calls also carry a W3C `traceparent`
+/// (`[profiler] w3c_traceparent`). Off by default.
+#[inline]
+pub fn w3c_traceparent() -> bool {
+    W3C_TRACEPARENT.load(Ordering::Relaxed)
+}
+
+/// Turns the outgoing W3C `traceparent` on or off.
+pub fn set_w3c_traceparent(on: bool) {
+    W3C_TRACEPARENT.store(on, Ordering::Relaxed);
 }
