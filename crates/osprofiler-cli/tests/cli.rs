@@ -368,6 +368,61 @@ fn bad_input_gives_one_line_and_non_zero_exit() {
             vec!["trace".into(), "show".into(), "not-an-id".into()],
             "is neither a trace id (a UUID) nor a readable file",
         ),
+        // Write-only backends, alone or together: said in one line.
+        (
+            vec![
+                "trace".into(),
+                "show".into(),
+                id.into(),
+                "--connection-string".into(),
+                "otlp://127.0.0.1:4318".into(),
+            ],
+            "otlp://127.0.0.1:4318 is write only",
+        ),
+        (
+            vec![
+                "trace".into(),
+                "list".into(),
+                "--connection-string".into(),
+                "otlp+grpc://c jaeger://a".into(),
+            ],
+            "otlp+grpc://c:4317 jaeger://a:6831 is write only",
+        ),
+        (
+            vec![
+                "trace".into(),
+                "show".into(),
+                id.into(),
+                "--connection-string".into(),
+                "otlp://".into(),
+            ],
+            "no host in connection string otlp://",
+        ),
+        (
+            vec![
+                "trace".into(),
+                "list".into(),
+                "--connection-string".into(),
+                "otlp://h:65536".into(),
+            ],
+            "invalid port \"65536\"",
+        ),
+        (
+            vec![
+                "demo".into(),
+                "--connection-string".into(),
+                "otlp://h?gzip=1".into(),
+            ],
+            "unknown option \"gzip\"",
+        ),
+        (
+            vec![
+                "demo".into(),
+                "--connection-string".into(),
+                "redis://:pw@127.0.0.1:1 jaeger://a?max_packet_size=1".into(),
+            ],
+            "invalid max_packet_size \"1\"",
+        ),
     ];
     for (args, needle) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -178,6 +178,21 @@ pub enum ConnectionStringError {
     },
 }
 
+impl ConnectionStringError {
+    /// The same error, naming `string` instead.
+    fn naming(self, string: String) -> ConnectionStringError {
+        match self {
+            ConnectionStringError::NoScheme(_) => ConnectionStringError::NoScheme(string),
+            ConnectionStringError::UnknownScheme { scheme, .. } => {
+                ConnectionStringError::UnknownScheme { scheme, string }
+            }
+            ConnectionStringError::Invalid { what, .. } => {
+                ConnectionStringError::Invalid { what, string }
+            }
+        }
+    }
+}
+
 impl FromStr for ConnectionString {
     type Err = ConnectionStringError;
 
@@ -268,7 +283,8 @@ impl FromStr for ConnectionString {
             "otlp" | "otlps" | "otlp+http" | "otlps+http" | "otlp+https" | "otlp+grpc"
             | "otlps+grpc" | "otlp+grpcs" => {
                 let lower = scheme.to_ascii_lowercase();
-                let tls = lower.starts_with("otlps") || matches!(lower.as_str(), "otlp+https" | "otlp+grpcs");
+                let tls = lower.starts_with("otlps")
+                    || matches!(lower.as_str(), "otlp+https" | "otlp+grpcs");
                 let protocol = if lower.contains("grpc") {
                     OtlpProtocol::Grpc
                 } else {
@@ -282,7 +298,8 @@ impl FromStr for ConnectionString {
                 };
                 let (host, port) = parse_hostport(authority, default_port).map_err(invalid)?;
                 let path = path.trim_matches('/');
-                if !(path.is_empty() || protocol == OtlpProtocol::HttpProtobuf && path == "v1/traces")
+                if !(path.is_empty()
+                    || protocol == OtlpProtocol::HttpProtobuf && path == "v1/traces")
                 {
                     return Err(invalid(format!(
                         "unexpected path /{path} (spans go to /v1/traces)"
@@ -483,7 +500,8 @@ fn percent_decode(s: &str) -> Result<String, String> {
 /// list of them.
 pub fn redact(s: &str) -> String {
     let parts = split_list(s);
-    if parts.len() > 1 {
+    // Only a real list is redacted string by string: a password may hold `,x://`.
+    if parts.len() > 1 && parts.iter().all(|p| p.parse::<ConnectionString>().is_ok()) {
         return parts
             .into_iter()
             .map(redact_one)
@@ -640,10 +658,18 @@ impl FromStr for Backends {
     type Err = ConnectionStringError;
 
     fn from_str(s: &str) -> Result<Backends, ConnectionStringError> {
-        let list: Vec<ConnectionString> = split_list(s)
-            .into_iter()
-            .map(str::parse)
-            .collect::<Result<_, _>>()?;
+        let parts = split_list(s);
+        let list: Vec<ConnectionString> = match parts.iter().map(|p| p.parse()).collect() {
+            Ok(list) => list,
+            // What looked like a list may be one string whose password holds `,x://`:
+            // then it is parsed (and its error shown, password hidden) as one.
+            Err(e) if parts.len() > 1 && s.contains('@') => match s.parse() {
+                Ok(one) => vec![one],
+                // Named by the whole text, hidden up to its last `@`.
+                Err(_) => return Err(e.naming(redact_one(s.trim()))),
+            },
+            Err(e) => return Err(e),
+        };
         if list.is_empty() {
             return Err(ConnectionStringError::NoScheme(redact(s.trim())));
         }
@@ -802,6 +828,118 @@ mod tests {
     }
 
     #[test]
+    fn otlp_and_jaeger_forms() {
+        let otlp = |s: &str| match s.parse::<ConnectionString>().unwrap() {
+            ConnectionString::Otlp(t) => t,
+            other => panic!("{other:?}"),
+        };
+        let t = otlp("otlp://localhost");
+        assert_eq!(
+            (t.port, t.protocol, t.tls),
+            (4318, OtlpProtocol::HttpProtobuf, false)
+        );
+        assert_eq!(t.url(), "http://localhost:4318/v1/traces");
+        let t = otlp("otlp+grpc://10.0.0.1");
+        assert_eq!(
+            (t.port, t.protocol, t.tls),
+            (4317, OtlpProtocol::Grpc, false)
+        );
+        assert_eq!(t.url(), "http://10.0.0.1:4317");
+        let t = otlp(
+            "otlps://[::1]:4443/v1/traces?ca_certs=/etc/ca.pem&service_name_prefix=cloud&timeout=0.5",
+        );
+        assert_eq!((t.host.as_str(), t.port, t.tls), ("::1", 4443, true));
+        assert_eq!(t.url(), "https://[::1]:4443/v1/traces");
+        assert_eq!(t.ca_certs, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(t.service_name_prefix.as_deref(), Some("cloud"));
+        assert_eq!(t.timeout, Some(std::time::Duration::from_millis(500)));
+        assert_eq!(
+            "otlps+grpc://h"
+                .parse::<ConnectionString>()
+                .unwrap()
+                .to_string(),
+            "otlps+grpc://h:4317"
+        );
+        assert!(otlp("otlp+https://h").tls);
+        match "jaeger://localhost?max_packet_size=1400&service_name_prefix=p"
+            .parse::<ConnectionString>()
+            .unwrap()
+        {
+            ConnectionString::Jaeger(t) => {
+                assert_eq!((t.port, t.max_packet_size), (6831, 1400));
+                assert_eq!(t.service_name_prefix.as_deref(), Some("p"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            !"jaeger://h"
+                .parse::<ConnectionString>()
+                .unwrap()
+                .is_readable()
+        );
+        assert!(
+            "redis://h"
+                .parse::<ConnectionString>()
+                .unwrap()
+                .is_readable()
+        );
+    }
+
+    #[test]
+    fn lists_of_backends() {
+        let b: Backends = "redissentinel://:pw@s1:26379,s2:26380/1,otlp://c:4318  jaeger://a"
+            .parse()
+            .unwrap();
+        assert_eq!(b.len(), 3);
+        assert_eq!(
+            b.to_string(),
+            "redissentinel://:***@s1:26379,s2:26380/1 otlp://c:4318 jaeger://a:6831"
+        );
+        assert!(matches!(
+            b.readable(),
+            Some(ConnectionString::RedisSentinel { .. })
+        ));
+        let only: Backends = "otlp://c jaeger://a".parse().unwrap();
+        assert_eq!(only.readable(), None);
+        // A space inside a password does not split the string, nor leak it.
+        let one: Backends = "redis://:pa ss@h:6379".parse().unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one.to_string(), "redis://:***@h:6379/0");
+        let e = "redis://h otlp://:4318".parse::<Backends>().unwrap_err();
+        assert_eq!(e.to_string(), "no host in connection string otlp://:4318");
+    }
+
+    #[test]
+    fn redaction_hides_every_character_of_a_password() {
+        for pw in [
+            "p@ss",
+            "a/b#c?d",
+            "sp ace",
+            "ünï",
+            "%41%42",
+            "x:y",
+            "a,otlp://b",
+        ] {
+            for scheme in ["redis", "rediss", "redissentinel", "mongodb"] {
+                let s = format!("{scheme}://user:{pw}@host:1/0");
+                let shown = redact(&s);
+                assert!(!shown.contains(pw), "{s} shown as {shown}");
+                let tail: String = pw.chars().skip(1).collect();
+                assert!(!shown.contains(&tail), "{s} shown as {shown}");
+                if let Err(e) = s.parse::<Backends>() {
+                    assert!(!e.to_string().contains(&tail), "{s}: {e}");
+                }
+                let lone = format!("{scheme}://{pw}@host:1");
+                assert!(
+                    !redact(&lone).contains(pw),
+                    "{lone} shown as {}",
+                    redact(&lone)
+                );
+            }
+        }
+    }
+
+    #[test]
     fn errors_are_one_line_and_hide_passwords() {
         let cases = [
             (
@@ -836,6 +974,35 @@ mod tests {
             (
                 "redissentinel:///0",
                 "no sentinel host in connection string redissentinel:///0",
+            ),
+            ("otlp://", "no host in connection string otlp://"),
+            (
+                "otlp://h:70000",
+                "invalid port \"70000\" in connection string otlp://h:70000",
+            ),
+            (
+                "otlp://h?compression=gzip",
+                "unknown option \"compression\" (otlp takes service_name_prefix, ca_certs, timeout) in connection string otlp://h?compression=gzip",
+            ),
+            (
+                "otlp://u:secret@h",
+                "credentials are not supported in this URL in connection string otlp://u:***@h",
+            ),
+            (
+                "otlp://h?ca_certs=/ca.pem",
+                "ca_certs needs TLS (otlps://) in connection string otlp://h?ca_certs=/ca.pem",
+            ),
+            (
+                "otlp://h/v2/spans",
+                "unexpected path /v2/spans (spans go to /v1/traces) in connection string otlp://h/v2/spans",
+            ),
+            (
+                "jaeger://h?max_packet_size=70000",
+                "invalid max_packet_size \"70000\" (512 to 65000 bytes) in connection string jaeger://h?max_packet_size=70000",
+            ),
+            (
+                "jaeger://h?sampler=const",
+                "unknown option \"sampler\" (jaeger takes service_name_prefix, max_packet_size) in connection string jaeger://h?sampler=const",
             ),
             (
                 "redis://[::1:6379",

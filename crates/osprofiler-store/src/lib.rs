@@ -144,7 +144,9 @@ pub enum OpenError {
         store: String,
     },
     /// This build has no driver for the backend.
-    #[error("{store} needs osprofiler-store's cargo feature `{feature}`, not enabled in this build")]
+    #[error(
+        "{store} needs osprofiler-store's cargo feature `{feature}`, not enabled in this build"
+    )]
     FeatureMissing {
         /// Which store.
         store: String,
@@ -256,7 +258,13 @@ pub fn sink_all(backends: &Backends, opts: &Options) -> Result<Box<dyn Sink>, Op
             return Ok(s);
         }
     }
-    Ok(Box::new(fanout::FanOut::new(sinks)))
+    Ok(fan_out(sinks))
+}
+
+/// A sink that hands every batch to each of `sinks`, each on its own bounded queue and
+/// thread, with its own counters ([`backend_stats`], under the name given with it).
+pub fn fan_out(sinks: Vec<(String, Box<dyn Sink>)>) -> Box<dyn Sink> {
+    Box::new(fanout::FanOut::new(sinks))
 }
 
 /// Opens the write side of a backend, for [`osprofiler::notifier::set_boxed_sink`].
@@ -272,16 +280,14 @@ pub fn sink(cs: &ConnectionString, opts: &Options) -> Result<Box<dyn Sink>, Open
         #[cfg(feature = "jaeger")]
         ConnectionString::Jaeger(t) => jaeger::open_sink(t, opts),
         #[allow(unreachable_patterns)]
-        ConnectionString::Otlp(_) | ConnectionString::Jaeger(_) => {
-            Err(OpenError::FeatureMissing {
-                store: cs.to_string(),
-                feature: match cs {
-                    ConnectionString::Jaeger(_) => "jaeger",
-                    ConnectionString::Otlp(t) if t.protocol == OtlpProtocol::Grpc => "otlp-grpc",
-                    _ => "otlp",
-                },
-            })
-        }
+        ConnectionString::Otlp(_) | ConnectionString::Jaeger(_) => Err(OpenError::FeatureMissing {
+            store: cs.to_string(),
+            feature: match cs {
+                ConnectionString::Jaeger(_) => "jaeger",
+                ConnectionString::Otlp(t) if t.protocol == OtlpProtocol::Grpc => "otlp-grpc",
+                _ => "otlp",
+            },
+        }),
     }
 }
 

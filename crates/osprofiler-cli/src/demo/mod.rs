@@ -34,7 +34,7 @@ use clap::Args;
 use osprofiler::integrations::tracing::{OsprofilerFilter, OsprofilerLayer};
 use osprofiler::{HmacKey, HmacKeys, Id, Identity, TraceHeaders, notifier, switches};
 use osprofiler_report::render_html;
-use osprofiler_store::{ConnectionString, Options, TraceStore};
+use osprofiler_store::{Backends, ConnectionString, Options, ReadError, TraceStore, TraceSummary};
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 
@@ -60,9 +60,10 @@ pub struct DemoArgs {
     /// With --serve: the API's address [default: a free port on 127.0.0.1]
     #[arg(long, value_name = "ADDR", requires = "serve")]
     listen: Option<String>,
-    /// Store to write the traces to: sqlite:///path, redis://[:password@]host[:port][/db],
-    /// file:///path.jsonl, … [default: $OSPROFILER_CONNECTION_STRING, else the embedded
-    /// store]
+    /// Where to send the traces: sqlite:///path, redis://[:password@]host[:port][/db],
+    /// file:///path.jsonl, otlp://collector:4318, otlp+grpc://collector:4317,
+    /// jaeger://agent:6831, or several of them separated by spaces
+    /// [default: $OSPROFILER_CONNECTION_STRING, else the embedded store]
     #[arg(long, value_name = "URI")]
     connection_string: Option<String>,
 }
@@ -90,13 +91,34 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
     // The store first: a wrong or unreachable one fails now, before anything runs. The
     // sink may still connect later (a service starts while its Redis is down); the read
     // side connects now, and the demo needs it to read its trace back.
-    let cs = osprofiler_store::resolve(args.connection_string.as_deref(), None)?;
+    let backends = osprofiler_store::resolve(args.connection_string.as_deref(), None)?;
     let opts = Options {
         filter_error_trace: true,
         ..Options::default()
     };
-    let sink = osprofiler_store::sink(&cs, &opts)?;
-    let mut store = osprofiler_store::open(&cs, &opts)?;
+    let mut sinks = Vec::with_capacity(backends.len() + 1);
+    for cs in &backends {
+        sinks.push((cs.to_string(), osprofiler_store::sink(cs, &opts)?));
+    }
+    // Write-only backends (OTLP, Jaeger) cannot be read back: the demo then keeps its own
+    // copy of the events to report on.
+    let memory = notifier::MemorySink::new();
+    let mut store: Box<dyn TraceStore> = match backends.readable() {
+        Some(cs) => osprofiler_store::open(cs, &opts)?,
+        None => {
+            sinks.push(("memory".into(), Box::new(memory.clone())));
+            Box::new(MemoryStore(memory))
+        }
+    };
+    let fanned = sinks.len() > 1;
+    let sink = if fanned {
+        osprofiler_store::fan_out(sinks)
+    } else {
+        sinks
+            .pop()
+            .map(|(_, s)| s)
+            .ok_or_else(|| Failure("no backend".into()))?
+    };
     let _notifier = notifier::set_boxed_sink(sink);
 
     // What a `[profiler]` section would say: enabled with this key, trace_sqlalchemy,
@@ -117,13 +139,20 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure(format!("cannot start the async runtime: {e}")))?;
-    let show_flag = show_flag(args.connection_string.as_deref());
+    let show_flag = show_flag(args.connection_string.as_deref(), &backends);
     let outcome = rt.block_on(async {
         let cloud = Cloud::start(state.path(), args.listen.as_deref()).await?;
         let result = if args.serve {
-            serve(&cloud, &args.hmac_key, &cs, &show_flag).await
+            serve(&cloud, &args.hmac_key, &backends, show_flag.as_deref()).await
         } else {
-            once(&cloud, (&key, &args.hmac_key), &cs, &args.out, &show_flag).await
+            once(
+                &cloud,
+                (&key, &args.hmac_key),
+                &backends,
+                &args.out,
+                show_flag.as_deref(),
+            )
+            .await
         };
         cloud.db.close().await;
         result
@@ -131,7 +160,21 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
     // Stopping the runtime ends the services; their threads hand over what they recorded.
     rt.shutdown_timeout(Duration::from_secs(2));
     let run = outcome?;
-    notifier::flush().map_err(|e| Failure(format!("writing the trace: {e}")))?;
+    let flushed = notifier::flush().map_err(|e| Failure(format!("writing the trace: {e}")));
+    if fanned {
+        // Each backend's own counters: one that failed is named, with its error.
+        for b in osprofiler_store::backend_stats() {
+            if b.failed > 0 || b.dropped > 0 || b.errors > 0 {
+                return Err(Failure(format!(
+                    "{} events could not be written to {}: {}",
+                    b.failed + b.dropped,
+                    b.backend,
+                    b.last_error.unwrap_or_else(|| "its queue was full".into())
+                )));
+            }
+        }
+    }
+    flushed?;
     let stats = notifier::stats();
     if stats.failed > 0 || stats.dropped > 0 {
         return Err(Failure(format!(
@@ -144,7 +187,68 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
     let Some(run) = run else {
         return Ok(()); // --serve: stopped
     };
-    report(run, &mut *store, &args.out, stats.exported, started)
+    let exported = if fanned {
+        // The events handed to the backends (each got all of them).
+        osprofiler_store::backend_stats()
+            .iter()
+            .map(|b| b.exported)
+            .max()
+            .unwrap_or(0)
+    } else {
+        stats.exported
+    };
+    let base = run.base;
+    report(run, &mut *store, &args.out, exported, started)?;
+    if let Some(text) = where_it_went(&backends, base) {
+        say(&text);
+    }
+    Ok(())
+}
+
+/// Where a write-only backend sent the trace, and how to find it there.
+fn where_it_went(backends: &Backends, base: Id) -> Option<String> {
+    let mut lines = Vec::new();
+    for cs in backends {
+        match cs {
+            ConnectionString::Otlp(_) => lines.push(format!(
+                "The trace went to the OTLP collector at {cs}: in Jaeger, open                  http://localhost:16686/trace/{} (its trace id is the base id without hyphens).",
+                base.simple()
+            )),
+            ConnectionString::Jaeger(_) => lines.push(format!(
+                "The trace went to the Jaeger agent at {cs}: in Jaeger's UI, search for trace                  id {} (service nova-api).",
+                base.simple()
+            )),
+            _ => {}
+        }
+    }
+    (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
+/// The demo's own copy of its events, read back when every backend is write only.
+struct MemoryStore(notifier::MemorySink);
+
+impl TraceStore for MemoryStore {
+    fn event_texts(&mut self, base_id: &str) -> Result<Vec<String>, ReadError> {
+        Ok(self
+            .0
+            .events()
+            .iter()
+            .filter(|e| e.base_id.to_string() == base_id)
+            .map(|e| e.to_json())
+            .collect())
+    }
+
+    fn list_traces(&mut self, _: Option<usize>) -> Result<Vec<TraceSummary>, ReadError> {
+        Ok(Vec::new())
+    }
+
+    fn list_error_traces(&mut self, _: Option<usize>) -> Result<Vec<TraceSummary>, ReadError> {
+        Ok(Vec::new())
+    }
+
+    fn describe(&self) -> String {
+        "the demo's memory".into()
+    }
 }
 
 /// A listening socket on `addr`, or a one-line reason why not (a busy port, say).
@@ -230,7 +334,7 @@ impl Cloud {
     }
 
     /// The services, one line each, and the store.
-    fn describe(&self, cs: &ConnectionString) -> String {
+    fn describe(&self, backends: &Backends) -> String {
         let rows = [
             (
                 "api",
@@ -262,7 +366,14 @@ impl Cloud {
             let who = format!("{}@{}", id.service, id.host);
             s += &format!("  {role:<10} {:<16} {who:<16} {how}\n", addr.to_string());
         }
-        s += &format!("  {:<10} {cs}\n", "store");
+        for cs in backends {
+            let what = if cs.is_readable() {
+                "store"
+            } else {
+                "exporter"
+            };
+            s += &format!("  {what:<10} {cs}\n");
+        }
         s
     }
 }
@@ -277,9 +388,9 @@ struct Run {
 async fn once(
     cloud: &Cloud,
     (key, key_text): (&HmacKey, &str),
-    cs: &ConnectionString,
+    cs: &Backends,
     out: &Path,
-    show_flag: &str,
+    show_flag: Option<&str>,
 ) -> Result<Option<Run>, Failure> {
     let client = OpenStackClient::new(cloud.api).map_err(Failure)?;
     say(&format!(
@@ -303,12 +414,15 @@ async fn once(
         "$ openstack --os-profile {} server create demo-vm\n\
          {}: server {}\n\
          Trace ID: {base}\n\
-         Display trace data with command:\n\
-         osprofiler trace show --html {base} --out {}{show_flag}\n",
+         {}\n",
         shell_word(key_text),
         a.status,
         a.body["server"]["id"].as_str().unwrap_or("?"),
-        shell_word(&out.display().to_string()),
+        show_hint(
+            show_flag,
+            &base.to_string(),
+            &shell_word(&out.display().to_string())
+        ),
     ));
 
     let a = client
@@ -399,8 +513,8 @@ fn report(
 async fn serve(
     cloud: &Cloud,
     key: &str,
-    cs: &ConnectionString,
-    show_flag: &str,
+    cs: &Backends,
+    show_flag: Option<&str>,
 ) -> Result<Option<Run>, Failure> {
     let key = shell_word(key);
     say(&format!(
@@ -408,11 +522,12 @@ async fn serve(
          api: http://{api}\n\n\
          Boot a server in a trace of your own (`trace headers` prints its Trace ID):\n  \
          curl -H @<(osprofiler trace headers --hmac-key {key}) -X POST http://{api}/v2.1/servers -d '{{\"server\":{{\"name\":\"vm\"}}}}'\n  \
-         osprofiler trace show --html <trace-id> --out trace.html{show_flag}\n\
+         {}\n\
          List the servers:\n  \
          curl http://{api}/v2.1/servers",
         cloud.describe(cs),
         "hmac key",
+        show_hint(show_flag, "<trace-id>", "trace.html").replace('\n', "\n  "),
         api = cloud.api,
     ));
     // Flushed now and then, as a long-running service would: some sinks (file://) buffer
@@ -442,14 +557,31 @@ fn say(text: &str) {
 }
 
 /// The flag `trace show` needs to find the demo's traces: none when they are where it
-/// looks by default (the environment, the embedded store). A password is not printed.
-fn show_flag(connection_string: Option<&str>) -> String {
-    match connection_string {
-        Some(cs) => format!(
+/// looks by default (the environment, the embedded store), the readable backend of a
+/// list otherwise. A password is not printed. `None` when every backend is write only.
+fn show_flag(connection_string: Option<&str>, backends: &Backends) -> Option<String> {
+    let readable = backends.readable()?;
+    Some(match connection_string {
+        // As the user wrote it, when it names one backend.
+        Some(cs) if backends.len() == 1 => format!(
             " --connection-string {}",
-            shell_word(&osprofiler_store::redact(cs))
+            shell_word(&osprofiler_store::redact(cs.trim()))
         ),
+        Some(_) => format!(" --connection-string {}", shell_word(&readable.to_string())),
         None => String::new(),
+    })
+}
+
+/// How to look at trace `id`: `trace show` when a backend can be read back, else Jaeger.
+fn show_hint(flag: Option<&str>, id: &str, out: &str) -> String {
+    match flag {
+        Some(flag) => format!(
+            "Display trace data with command:\nosprofiler trace show --html {id} --out {out}{flag}"
+        ),
+        None => {
+            "The backends are write only: look the trace up in Jaeger by its id without hyphens."
+                .into()
+        }
     }
 }
 

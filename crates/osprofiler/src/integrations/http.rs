@@ -30,6 +30,7 @@ use crate::propagation::{IncomingTrace, MAX_TRACE_INFO_LEN, TraceHeaders, verify
 // flags as interior mutability in a const. Lowercase, as HTTP/2 sends them.
 static INFO_NAME: HeaderName = HeaderName::from_static("x-trace-info");
 static HMAC_NAME: HeaderName = HeaderName::from_static("x-trace-hmac");
+static TRACEPARENT_NAME: HeaderName = HeaderName::from_static("traceparent");
 
 /// Longest `X-Trace-HMAC` value looked at: osprofiler's is 40 hex digits,
 /// Python strips surrounding whitespace, so allow a little of it.
@@ -51,7 +52,22 @@ const MAX_TRACE_HMAC_LEN: usize = 64;
 /// assert_eq!(headers["x-trace-hmac"].len(), 40);
 /// ```
 pub fn inject_headers(headers: &mut HeaderMap) -> bool {
-    match crate::current_headers() {
+    match crate::context::get() {
+        Some(ctx) => insert_context(headers, &ctx),
+        None => false,
+    }
+}
+
+/// The headers of a call made under `ctx`'s current point: the signed pair, and with
+/// [`w3c_traceparent`](crate::switches::w3c_traceparent) on, a W3C `traceparent`
+/// (for OpenTelemetry-instrumented services; it never starts an osprofiler trace).
+pub(crate) fn insert_context(headers: &mut HeaderMap, ctx: &crate::TraceContext) -> bool {
+    if crate::switches::w3c_traceparent()
+        && let Ok(v) = HeaderValue::try_from(ctx.traceparent().encode())
+    {
+        headers.insert(TRACEPARENT_NAME.clone(), v);
+    }
+    match ctx.headers() {
         Some(h) => insert_owned(headers, h),
         None => false,
     }

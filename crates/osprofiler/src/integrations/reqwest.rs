@@ -126,9 +126,7 @@ async fn traced(
         return next.run(req, extensions).await;
     };
     // Signed for this point: the called service's points hang from it.
-    if let Some(headers) = here.headers() {
-        super::http::insert_owned(req.headers_mut(), headers);
-    }
+    super::http::insert_context(req.headers_mut(), &here);
     let out = here.instrument(next.run(req, extensions)).await;
     match &out {
         Ok(resp) => {

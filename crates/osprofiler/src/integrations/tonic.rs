@@ -61,7 +61,16 @@ impl Interceptor for OsprofilerInterceptor {
 /// assert!(!osprofiler::integrations::tonic::inject_metadata(&mut md));
 /// ```
 pub fn inject_metadata(metadata: &mut MetadataMap) -> bool {
-    match crate::current_headers() {
+    let Some(ctx) = crate::context::get() else {
+        return false;
+    };
+    // With `w3c_traceparent`, OpenTelemetry-instrumented servers join the trace too.
+    if crate::switches::w3c_traceparent()
+        && let Ok(v) = MetadataValue::try_from(ctx.traceparent().encode())
+    {
+        metadata.insert("traceparent", v);
+    }
+    match ctx.headers() {
         Some(h) => insert_metadata(metadata, &h),
         None => false,
     }
