@@ -262,7 +262,10 @@ mod tests {
         let gate = Arc::new(Mutex::new(()));
         let held = gate.lock().unwrap();
         let mut fan = FanOut::new(vec![
-            ("stuck://".into(), Box::new(Stuck(gate.clone())) as Box<dyn Sink>),
+            (
+                "stuck://".into(),
+                Box::new(Stuck(gate.clone())) as Box<dyn Sink>,
+            ),
             ("memory://".into(), Box::new(mem.clone())),
         ]);
         let batch = vec![event(); 10];

@@ -228,7 +228,9 @@ fn str_of<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
 }
 
 fn obj<'a>(info: &'a Map<String, Value>, key: &str) -> Option<&'a Map<String, Value>> {
-    info.get(key).and_then(Value::as_object).filter(|m| !m.is_empty())
+    info.get(key)
+        .and_then(Value::as_object)
+        .filter(|m| !m.is_empty())
 }
 
 /// The span's name and kind. Names as osprofiler's OTLP driver gives them
@@ -296,7 +298,10 @@ fn start_attributes(point: &str, info: &Map<String, Value>, out: &mut Vec<Attr>)
             ("request", Value::Object(r)) => {
                 put(out, "http.request.method", r.get("method"));
                 put(out, "url.path", r.get("path"));
-                if r.get("query").and_then(Value::as_str).is_some_and(|q| !q.is_empty()) {
+                if r.get("query")
+                    .and_then(Value::as_str)
+                    .is_some_and(|q| !q.is_empty())
+                {
                     put(out, "url.query", r.get("query"));
                 }
                 put(out, "url.scheme", r.get("scheme"));
@@ -310,7 +315,10 @@ fn start_attributes(point: &str, info: &Map<String, Value>, out: &mut Vec<Attr>)
             ("requests", Value::Object(r)) => {
                 put(out, "http.request.method", r.get("method"));
                 put(out, "url.path", r.get("path"));
-                if r.get("query").and_then(Value::as_str).is_some_and(|q| !q.is_empty()) {
+                if r.get("query")
+                    .and_then(Value::as_str)
+                    .is_some_and(|q| !q.is_empty())
+                {
                     put(out, "url.query", r.get("query"));
                 }
                 put(out, "url.scheme", r.get("scheme"));
@@ -458,14 +466,47 @@ mod tests {
         // Two concurrent first-level points whose stops come in start order:
         // a per-process stack (Python's) would end each with the other's stop.
         let wsgi = r#"{"request": {"path": "/v2.1/servers", "query": "", "method": "GET", "scheme": "http"}, "host": "h1"}"#;
-        asm.push(&event("wsgi-start", A, BASE, "2026-01-01T00:00:00.000100", wsgi), &mut out);
-        asm.push(&event("list_servers-start", B, BASE, "2026-01-01T00:00:00.000200", r#"{"host": "h1"}"#), &mut out);
-        asm.push(&event("wsgi-stop", A, BASE, "2026-01-01T00:00:00.000900", r#"{"host": "h1"}"#), &mut out);
+        asm.push(
+            &event("wsgi-start", A, BASE, "2026-01-01T00:00:00.000100", wsgi),
+            &mut out,
+        );
+        asm.push(
+            &event(
+                "list_servers-start",
+                B,
+                BASE,
+                "2026-01-01T00:00:00.000200",
+                r#"{"host": "h1"}"#,
+            ),
+            &mut out,
+        );
+        asm.push(
+            &event(
+                "wsgi-stop",
+                A,
+                BASE,
+                "2026-01-01T00:00:00.000900",
+                r#"{"host": "h1"}"#,
+            ),
+            &mut out,
+        );
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].name, "WSGI_GET_/v2.1/servers");
         assert_eq!(out[0].kind, SpanKind::Server);
-        assert_eq!((out[0].start_ns, out[0].end_ns), (1767225600000100000, 1767225600000900000));
-        asm.push(&event("list_servers-stop", B, BASE, "2026-01-01T00:00:00.000300", r#"{"host": "h1"}"#), &mut out);
+        assert_eq!(
+            (out[0].start_ns, out[0].end_ns),
+            (1767225600000100000, 1767225600000900000)
+        );
+        asm.push(
+            &event(
+                "list_servers-stop",
+                B,
+                BASE,
+                "2026-01-01T00:00:00.000300",
+                r#"{"host": "h1"}"#,
+            ),
+            &mut out,
+        );
         assert_eq!(out[1].name, "list_servers");
         assert_eq!(out[1].parent_span_id(), None);
         assert_eq!(asm.open_points(), 0);
@@ -476,8 +517,20 @@ mod tests {
         let mut asm = Assembler::new(16);
         let mut out = Vec::new();
         let db = r#"{"db": {"statement": "select * from instances where id = ?", "params": [1]}, "host": "h1"}"#;
-        asm.push(&event("db-start", B, A, "2026-01-01T00:00:00.000100", db), &mut out);
-        asm.push(&event("db-stop", B, A, "2026-01-01T00:00:00.000200", r#"{"etype": "OperationalError", "message": "locked", "host": "h1"}"#), &mut out);
+        asm.push(
+            &event("db-start", B, A, "2026-01-01T00:00:00.000100", db),
+            &mut out,
+        );
+        asm.push(
+            &event(
+                "db-stop",
+                B,
+                A,
+                "2026-01-01T00:00:00.000200",
+                r#"{"etype": "OperationalError", "message": "locked", "host": "h1"}"#,
+            ),
+            &mut out,
+        );
         let s = &out[0];
         assert_eq!(s.name, "SQL_SELECT");
         assert_eq!(s.kind, SpanKind::Client);
@@ -486,10 +539,16 @@ mod tests {
             Cow::Borrowed("db.query.text"),
             AttrValue::Str("select * from instances where id = ?".into())
         )));
-        assert!(s.attributes.contains(&(Cow::Borrowed("db.params"), AttrValue::Str("[1]".into()))));
+        assert!(
+            s.attributes
+                .contains(&(Cow::Borrowed("db.params"), AttrValue::Str("[1]".into())))
+        );
         assert_eq!(
             s.error,
-            Some(SpanError { etype: "OperationalError".into(), message: "locked".into() })
+            Some(SpanError {
+                etype: "OperationalError".into(),
+                message: "locked".into()
+            })
         );
         assert_eq!(s.origin.service_name(None), "nova-api");
         assert_eq!(s.origin.service_name(Some("cloud")), "cloud-nova-api");
@@ -502,13 +561,34 @@ mod tests {
         let mut out = Vec::new();
         for i in 1..=3u32 {
             let id = format!("aaaaaaaa-aaaa-4aaa-8aaa-00000000000{i}");
-            asm.push(&event("x-start", &id, BASE, "2026-01-01T00:00:00.000100", "{}"), &mut out);
+            asm.push(
+                &event("x-start", &id, BASE, "2026-01-01T00:00:00.000100", "{}"),
+                &mut out,
+            );
         }
         assert_eq!(asm.open_points(), 2);
         assert_eq!(asm.stats().orphans_dropped, 1);
         // The first was dropped: its stop is unmatched; the third still pairs.
-        asm.push(&event("x-stop", "aaaaaaaa-aaaa-4aaa-8aaa-000000000001", BASE, "2026-01-01T00:00:00.000200", "{}"), &mut out);
-        asm.push(&event("x-stop", "aaaaaaaa-aaaa-4aaa-8aaa-000000000003", BASE, "2026-01-01T00:00:00.000200", "{}"), &mut out);
+        asm.push(
+            &event(
+                "x-stop",
+                "aaaaaaaa-aaaa-4aaa-8aaa-000000000001",
+                BASE,
+                "2026-01-01T00:00:00.000200",
+                "{}",
+            ),
+            &mut out,
+        );
+        asm.push(
+            &event(
+                "x-stop",
+                "aaaaaaaa-aaaa-4aaa-8aaa-000000000003",
+                BASE,
+                "2026-01-01T00:00:00.000200",
+                "{}",
+            ),
+            &mut out,
+        );
         assert_eq!(out.len(), 1);
         assert_eq!(asm.stats().unmatched_stops, 1);
         assert_eq!(asm.close(), 1);
