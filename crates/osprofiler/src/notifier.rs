@@ -468,13 +468,34 @@ pub fn flush_timeout(timeout: Duration) -> Result<(), FlushError> {
     control(Msg::Flush, timeout)
 }
 
+/// How long dropping a [`NotifierGuard`] (or [`shutdown`]) may take in all, even
+/// when the backend is down or hung: a service's exit is never held up longer.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Flushes, then closes the sink (dropping it: files are closed, connections
-/// shut). Later events are discarded until a sink is set again.
+/// shut), within [`SHUTDOWN_TIMEOUT`]. Later events are discarded until a sink is
+/// set again.
 pub fn shutdown() -> Result<(), FlushError> {
-    let flushed = flush();
+    shutdown_timeout(SHUTDOWN_TIMEOUT)
+}
+
+/// [`shutdown`] within `timeout`. What the sink has not written by then is lost
+/// (and the sink is closed by the exporter once it is free again), rather than the
+/// caller kept waiting on a backend that does not answer.
+pub fn shutdown_timeout(timeout: Duration) -> Result<(), FlushError> {
+    let deadline = std::time::Instant::now() + timeout;
+    let flushed = flush_timeout(timeout);
     if let Some(Some(ex)) = EXPORTER.get() {
         ex.has_sink.store(false, Ordering::Release);
-        control(|ack| Msg::SetSink(None, ack), Duration::from_secs(5))?;
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            // The exporter is stuck in the sink: leave the close to it, queued.
+            let (ack, _) = sync_channel(1);
+            let _ = ex.tx.try_send(Msg::SetSink(None, ack));
+            ex.thread.unpark();
+            return flushed.and(Err(FlushError::Timeout));
+        }
+        control(|ack| Msg::SetSink(None, ack), left)?;
     }
     flushed
 }
