@@ -243,6 +243,9 @@ pub struct Config {
     pub interval: Duration,
     /// Most events the exporter hands to the sink in one `write`.
     pub max_batch: usize,
+    /// How often losses (drops, sink errors) are reported through the `log` facade:
+    /// one warning per interval in which something was lost, never one per event.
+    pub loss_report_interval: Duration,
 }
 
 impl Default for Config {
@@ -251,6 +254,7 @@ impl Default for Config {
             max_queued_events: 65_536,
             interval: Duration::from_millis(10),
             max_batch: 4096,
+            loss_report_interval: LOSS_REPORT_INTERVAL,
         }
     }
 }
@@ -516,7 +520,55 @@ impl Drop for NotifierGuard {
     }
 }
 
+/// How often losses are reported through the `log` facade by default (at most once per
+/// interval, and only when something was lost in it).
+pub const LOSS_REPORT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Reports what was lost since the last report, once per interval: a backend that is
+/// down must not flood the service's log with a line per event or batch.
+struct LossReport {
+    every: Duration,
+    at: std::time::Instant,
+    seen: (u64, u64, u64),
+}
+
+impl LossReport {
+    fn new(every: Duration) -> LossReport {
+        let s = stats();
+        LossReport {
+            every,
+            at: std::time::Instant::now(),
+            seen: (s.dropped, s.failed, s.sink_errors),
+        }
+    }
+
+    fn tick(&mut self) {
+        if self.at.elapsed() < self.every {
+            return;
+        }
+        let s = stats();
+        let (dropped, failed, errors) = (
+            s.dropped - self.seen.0,
+            s.failed - self.seen.1,
+            s.sink_errors - self.seen.2,
+        );
+        if dropped > 0 || failed > 0 {
+            let secs = self.at.elapsed().as_secs();
+            let last = last_error().unwrap_or_default();
+            log::warn!(
+                target: "osprofiler",
+                "osprofiler lost {} events in the last {secs} s: {dropped} dropped (queue full), {failed} not written ({errors} sink errors{}{last})",
+                dropped + failed,
+                if last.is_empty() { "" } else { "; last: " },
+            );
+        }
+        self.seen = (s.dropped, s.failed, s.sink_errors);
+        self.at = std::time::Instant::now();
+    }
+}
+
 fn run(rx: Receiver<Msg>, queued: Arc<AtomicUsize>, cfg: Config) {
+    let mut losses = LossReport::new(cfg.loss_report_interval);
     let anchor = fastant::Anchor::new();
     let mut idents = IdentityCache::default();
     let mut sink: Option<Box<dyn Sink>> = None;
@@ -551,6 +603,7 @@ fn run(rx: Receiver<Msg>, queued: Arc<AtomicUsize>, cfg: Config) {
             }
         }
         write(&mut sink, &mut events);
+        losses.tick();
         // Parked, not blocked on the channel: a sending thread then never pays
         // for waking us. Control messages unpark us explicitly.
         std::thread::park_timeout(cfg.interval);

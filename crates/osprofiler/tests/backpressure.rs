@@ -54,6 +54,7 @@ fn pipeline_under_a_stalled_failing_and_healthy_sink() {
         max_queued_events: 10_000,
         interval: Duration::from_millis(5),
         max_batch: 1000,
+        ..Config::default()
     });
 
     // 1. Stalled sink: recording 200,000 events finishes while the sink is
