@@ -538,6 +538,7 @@ async fn serve(
         tokio::select! {
             stop = &mut ctrl_c => {
                 stop.map_err(|e| Failure(format!("cannot wait for Ctrl-C: {e}")))?;
+                exit_on_second_ctrl_c();
                 break;
             }
             _ = tick.tick() => {
@@ -547,6 +548,26 @@ async fn serve(
     }
     say("\nstopped");
     Ok(None)
+}
+
+/// From now on a second Ctrl-C ends the process at once (exit status 130), whatever the
+/// clean shutdown is still waiting for (a backend that does not answer, say). Its own
+/// thread and runtime: the services' runtime is being shut down.
+fn exit_on_second_ctrl_c() {
+    let _ = std::thread::Builder::new()
+        .name("second-ctrl-c".into())
+        .spawn(|| {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            if rt.block_on(tokio::signal::ctrl_c()).is_ok() {
+                let _ = writeln!(std::io::stderr(), "interrupted");
+                std::process::exit(130);
+            }
+        });
 }
 
 /// Prints a block of lines; a closed pipe is not an error worth reporting.
