@@ -160,7 +160,8 @@ pub enum ConnectionStringError {
     NoScheme(String),
     /// A scheme no backend handles.
     #[error(
-        "unsupported backend {scheme:?} in connection string {string}: supported are sqlite, redis, rediss, redissentinel, file, otlp, otlps, otlp+grpc, jaeger"
+        "unsupported backend {scheme:?} in connection string {}: supported are sqlite, redis, rediss, redissentinel, file, otlp, otlps, otlp+grpc, jaeger",
+        on_one_line(.string)
     )]
     UnknownScheme {
         /// The scheme.
@@ -169,13 +170,26 @@ pub enum ConnectionStringError {
         string: String,
     },
     /// A part is malformed.
-    #[error("{what} in connection string {string}")]
+    #[error("{} in connection string {}", on_one_line(.what), on_one_line(.string))]
     Invalid {
         /// What is wrong.
         what: String,
         /// The string, password hidden.
         string: String,
     },
+}
+
+/// `s` with its control characters escaped (`\n`, `\r`): a string from a multi-line INI
+/// value, say, must not break a message over lines (found by fuzzing).
+fn on_one_line(s: &str) -> String {
+    s.chars().fold(String::with_capacity(s.len()), |mut out, c| {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+        out
+    })
 }
 
 impl ConnectionStringError {
@@ -211,6 +225,13 @@ impl FromStr for ConnectionString {
                 if path.is_empty() {
                     return Err(invalid("no database file".into()));
                 }
+                // `sqlite://:pa#ss@/x.db`: the path would end at the `#` and show `:pa`,
+                // the `@` that hides it being cut off with the rest.
+                if rest[path.len()..].contains('@') {
+                    return Err(invalid(
+                        "'@' after the path: write ? and # in a path as %3F and %23".into(),
+                    ));
+                }
                 Ok(ConnectionString::Sqlite {
                     path: PathBuf::from(percent_decode(path).map_err(invalid)?),
                 })
@@ -226,6 +247,7 @@ impl FromStr for ConnectionString {
             "redis" | "rediss" => {
                 let tls = scheme.eq_ignore_ascii_case("rediss");
                 let (authority, path, query) = split_url(rest);
+                userinfo_in_authority(rest, authority).map_err(invalid)?;
                 let (user, password, hostport) = split_userinfo(authority).map_err(invalid)?;
                 let (host, port) = parse_hostport(hostport, 6379).map_err(invalid)?;
                 let db = parse_db(path).map_err(invalid)?;
@@ -266,6 +288,7 @@ impl FromStr for ConnectionString {
             }
             "redissentinel" => {
                 let (authority, path, _query) = split_url(rest);
+                userinfo_in_authority(rest, authority).map_err(invalid)?;
                 let (_user, password, hosts) = split_userinfo(authority).map_err(invalid)?;
                 let mut sentinels = Vec::new();
                 for h in hosts.split(',').filter(|h| !h.is_empty()) {
@@ -291,6 +314,7 @@ impl FromStr for ConnectionString {
                     OtlpProtocol::HttpProtobuf
                 };
                 let (authority, path, query) = split_url(rest);
+                userinfo_in_authority(rest, authority).map_err(invalid)?;
                 no_userinfo(authority).map_err(invalid)?;
                 let default_port = match protocol {
                     OtlpProtocol::HttpProtobuf => 4318,
@@ -335,6 +359,7 @@ impl FromStr for ConnectionString {
             }
             "jaeger" => {
                 let (authority, path, query) = split_url(rest);
+                userinfo_in_authority(rest, authority).map_err(invalid)?;
                 no_userinfo(authority).map_err(invalid)?;
                 if !path.trim_matches('/').is_empty() {
                     return Err(invalid(format!("unexpected path /{path}")));
@@ -386,6 +411,20 @@ fn split_url(rest: &str) -> (&str, &str, &str) {
     match before_query.find('/') {
         Some(i) => (&before_query[..i], &before_query[i + 1..], query),
         None => (before_query, "", query),
+    }
+}
+
+/// Refuses an `@` past the authority. The user info then held a raw `/`, `?` or `#` that
+/// ended the authority early, so a piece of the password would be read as the host, port,
+/// path or query, and quoted in messages (found by fuzzing: `redis://u:pa/ss@h` said
+/// `invalid port "pa"`). Nothing of it is quoted here; the string is named redacted.
+fn userinfo_in_authority(rest: &str, authority: &str) -> Result<(), String> {
+    match rest.get(authority.len()..) {
+        Some(after) if after.contains('@') => Err(
+            "`@` after the host: percent-encode `/`, `?` and `#` in a user name or password (%2F, %3F, %23)"
+                .into(),
+        ),
+        _ => Ok(()),
     }
 }
 
@@ -534,6 +573,18 @@ fn redact_one(s: &str) -> String {
     }
 }
 
+/// A path for messages, hidden up to its last `@` as [`redact`] hides a connection
+/// string's credentials: `sqlite://u:pw@/x.db` holds the (relative) path `u:pw@/x.db`, and
+/// a password written there by mistake must not show either. A real path with an `@`
+/// loses its beginning in messages, nothing else.
+pub(crate) fn shown_path(path: &std::path::Path) -> String {
+    let text = path.display().to_string();
+    match text.rfind('@') {
+        Some(at) => format!("***{}", &text[at..]),
+        None => text,
+    }
+}
+
 impl fmt::Display for ConnectionString {
     /// The connection string, passwords shown as `***`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -551,8 +602,8 @@ impl fmt::Display for ConnectionString {
             (None, None) => String::new(),
         };
         match self {
-            ConnectionString::Sqlite { path } => write!(f, "sqlite://{}", path.display()),
-            ConnectionString::File { path } => write!(f, "file://{}", path.display()),
+            ConnectionString::Sqlite { path } => write!(f, "sqlite://{}", shown_path(path)),
+            ConnectionString::File { path } => write!(f, "file://{}", shown_path(path)),
             ConnectionString::Redis(t) => write!(
                 f,
                 "{}://{}{}:{}/{}",
@@ -659,16 +710,30 @@ impl FromStr for Backends {
 
     fn from_str(s: &str) -> Result<Backends, ConnectionStringError> {
         let parts = split_list(s);
-        let list: Vec<ConnectionString> = match parts.iter().map(|p| p.parse()).collect() {
+        // Each part's error, with where the part starts in `s`.
+        let parsed: Result<Vec<ConnectionString>, (usize, ConnectionStringError)> = parts
+            .iter()
+            .map(|p| {
+                p.parse()
+                    .map_err(|e| ((p.as_ptr() as usize).wrapping_sub(s.as_ptr() as usize), e))
+            })
+            .collect();
+        let list = match parsed {
             Ok(list) => list,
             // What looked like a list may be one string whose password holds `,x://`:
             // then it is parsed (and its error shown, password hidden) as one.
-            Err(e) if parts.len() > 1 && s.contains('@') => match s.parse() {
+            Err((at, e)) if parts.len() > 1 && s.contains('@') => match s.parse() {
                 Ok(one) => vec![one],
-                // Named by the whole text, hidden up to its last `@`.
-                Err(_) => return Err(e.naming(redact_one(s.trim()))),
+                // A part starting before the last `@` may be a piece of that password, which
+                // its own message could quote (found by fuzzing): then the whole string's
+                // message is given. Named by the whole text, hidden up to its last `@`.
+                Err(whole) => {
+                    let after_secrets = s.rfind('@').is_some_and(|last| at > last);
+                    let e = if after_secrets { e } else { whole };
+                    return Err(e.naming(redact_one(s.trim())));
+                }
             },
-            Err(e) => return Err(e),
+            Err((_, e)) => return Err(e),
         };
         if list.is_empty() {
             return Err(ConnectionStringError::NoScheme(redact(s.trim())));

@@ -269,8 +269,14 @@ mod tests {
             ("memory://".into(), Box::new(mem.clone())),
         ]);
         let batch = vec![event(); 10];
-        for _ in 0..(QUEUE_BATCHES + 10) {
+        for i in 1..=(QUEUE_BATCHES + 10) {
             fan.write(&batch).unwrap();
+            // Let the healthy backend keep up (its queue has room for 64 batches only):
+            // what this test is about is the stuck one.
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while mem.events().len() < 10 * i && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_micros(200));
+            }
         }
         // The memory backend got everything; the stuck one dropped what did not fit.
         assert!(fan.flush().is_err(), "the stuck backend cannot flush");

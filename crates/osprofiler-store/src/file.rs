@@ -28,7 +28,8 @@ pub(crate) fn open_store(path: &Path) -> Result<Box<dyn TraceStore>, OpenError> 
 
 fn unavailable(path: &Path, e: std::io::Error) -> OpenError {
     OpenError::Unavailable {
-        store: format!("file://{}", path.display()),
+        // Hidden up to an `@`: see `conn::shown_path`.
+        store: format!("file://{}", crate::conn::shown_path(path)),
         reason: e.to_string(),
     }
 }
@@ -119,6 +120,6 @@ impl TraceStore for FileStore {
     }
 
     fn describe(&self) -> String {
-        format!("file://{}", self.path.display())
+        format!("file://{}", crate::conn::shown_path(&self.path))
     }
 }

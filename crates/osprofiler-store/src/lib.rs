@@ -46,15 +46,22 @@ mod redis;
 #[cfg(any(feature = "otlp", feature = "jaeger"))]
 mod spans;
 mod sqlite;
+mod tls;
 
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// The private parsers the fuzz targets (`fuzz/`) reach: not an API, may change at any time.
+#[doc(hidden)]
+pub use redis::resp_fuzz as __fuzz;
 
 pub use conn::{
     Backends, ConnectionString, ConnectionStringError, JAEGER_MAX_PACKET_SIZE, JaegerTarget,
     OtlpProtocol, OtlpTarget, RedisTarget, redact,
 };
 pub use fanout::{BackendStats, backend_stats};
+#[cfg(feature = "jaeger")]
+pub use jaeger::{JaegerStats, jaeger_stats};
 use osprofiler::config::{InitError, ProfilerConf};
 use osprofiler::notifier::NotifierGuard;
 pub use osprofiler::notifier::Sink;
@@ -253,10 +260,10 @@ pub fn sink_all(backends: &Backends, opts: &Options) -> Result<Box<dyn Sink>, Op
     for cs in backends {
         sinks.push((cs.to_string(), sink(cs, opts)?));
     }
-    if sinks.len() == 1 {
-        if let Some((_, s)) = sinks.pop() {
-            return Ok(s);
-        }
+    if sinks.len() == 1
+        && let Some((_, s)) = sinks.pop()
+    {
+        return Ok(s);
     }
     Ok(fan_out(sinks))
 }

@@ -17,6 +17,8 @@
 mod client;
 mod event_json;
 mod resp;
+#[doc(hidden)]
+pub use resp::fuzz as resp_fuzz;
 mod sink;
 mod store;
 mod tls;

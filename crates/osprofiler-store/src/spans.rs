@@ -131,11 +131,15 @@ impl Assembler {
         }
     }
 
+    // Read by the Jaeger sink's counters (`jaeger_stats`) only.
+    #[cfg_attr(not(feature = "jaeger"), allow(dead_code))]
     pub fn stats(&self) -> AssemblerStats {
         self.stats
     }
 
     /// Points started and not yet stopped.
+    // Read by the Jaeger sink's counters (`jaeger_stats`) only.
+    #[cfg_attr(not(feature = "jaeger"), allow(dead_code))]
     pub fn open_points(&self) -> usize {
         self.open.len()
     }
@@ -214,6 +218,8 @@ impl Assembler {
 
     /// Drops every open point (the process is closing: a half-open span is not
     /// sent); returns how many.
+    // Read by the Jaeger sink's counters (`jaeger_stats`) only.
+    #[cfg_attr(not(feature = "jaeger"), allow(dead_code))]
     pub fn close(&mut self) -> usize {
         let n = self.open.len();
         self.stats.orphans_dropped += n as u64;
@@ -233,10 +239,31 @@ fn obj<'a>(info: &'a Map<String, Value>, key: &str) -> Option<&'a Map<String, Va
         .filter(|m| !m.is_empty())
 }
 
+/// Longest span name sent: names are for grouping and search (a statement's first word,
+/// a path), not for data, which the attributes carry whole.
+const MAX_NAME: usize = 256;
+
+fn capped(mut name: String) -> String {
+    if name.len() > MAX_NAME {
+        let mut i = MAX_NAME;
+        while !name.is_char_boundary(i) {
+            i -= 1;
+        }
+        name.truncate(i);
+    }
+    name
+}
+
+/// The span's name (at most [`MAX_NAME`] bytes) and kind.
+fn name_and_kind(point: &str, info: &Map<String, Value>) -> (String, SpanKind) {
+    let (name, kind) = full_name_and_kind(point, info);
+    (capped(name), kind)
+}
+
 /// The span's name and kind. Names as osprofiler's OTLP driver gives them
 /// (`WSGI_<METHOD>_<path>`, `SQL_<FIRST WORD>`, `REQUESTS_<METHOD>_<hostname>`),
 /// the point's own name otherwise; a gRPC server point is named by its method.
-fn name_and_kind(point: &str, info: &Map<String, Value>) -> (String, SpanKind) {
+fn full_name_and_kind(point: &str, info: &Map<String, Value>) -> (String, SpanKind) {
     let kind = match point {
         "wsgi" => SpanKind::Server,
         "db" | "http" | "https" => SpanKind::Client,
@@ -553,6 +580,31 @@ mod tests {
         assert_eq!(s.origin.service_name(None), "nova-api");
         assert_eq!(s.origin.service_name(Some("cloud")), "cloud-nova-api");
         assert_eq!(s.origin.host.as_deref(), Some("h1"));
+    }
+
+    #[test]
+    fn names_are_capped_on_a_character_boundary() {
+        let mut asm = Assembler::new(16);
+        let mut out = Vec::new();
+        let long = "é".repeat(1000);
+        let db = format!(r#"{{"db": {{"statement": "{long} x", "params": []}}}}"#);
+        asm.push(
+            &event("db-start", B, A, "2026-01-01T00:00:00.000100", &db),
+            &mut out,
+        );
+        asm.push(
+            &event("db-stop", B, A, "2026-01-01T00:00:00.000200", "{}"),
+            &mut out,
+        );
+        assert!(out[0].name.len() <= MAX_NAME, "{}", out[0].name.len());
+        assert!(out[0].name.starts_with("SQL_É"));
+        // The attribute keeps the whole statement.
+        assert!(
+            out[0]
+                .attributes
+                .iter()
+                .any(|(k, v)| k == "db.query.text" && *v == AttrValue::Str(format!("{long} x")))
+        );
     }
 
     #[test]

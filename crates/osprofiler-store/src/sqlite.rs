@@ -116,7 +116,8 @@ fn one_line(s: &str) -> String {
 }
 
 fn describe(path: &Path) -> String {
-    format!("sqlite://{}", path.display())
+    // Hidden up to an `@`: see `conn::shown_path`.
+    format!("sqlite://{}", crate::conn::shown_path(path))
 }
 
 fn unavailable(path: &Path, e: Error) -> OpenError {
@@ -210,8 +211,12 @@ struct SqliteSink {
 impl SqliteSink {
     fn open(path: &Path, opts: &Options) -> Result<SqliteSink, Error> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::Io(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::Io(format!(
+                    "cannot create {}: {e}",
+                    crate::conn::shown_path(dir)
+                ))
+            })?;
         }
         let mut conn = connect(path, true)?;
         // WAL: readers and the writer do not block each other, and a commit appends to

@@ -6,7 +6,13 @@
 //!   tiny blocking RESP client to check what a driver wrote.
 //! - [`Oracle`]: the real Python osprofiler 4.4.0 in a virtualenv (`target/oracle`, made by
 //!   `scripts/test-all`).
+//! - [`JaegerVenv`]: Jaeger's own Thrift code (`jaeger-client`) and osprofiler 4.3.0's
+//!   `jaeger://` driver in a virtualenv (`target/jaeger`, made by `scripts/test-all`).
 //! - [`Chromium`]: headless Debian Chromium to run the HTML report's scripts.
+//! - [`Rotel`]: the real OpenTelemetry collector `rotel-agent` (PyPI `rotel`, virtualenv
+//!   `target/otel`, made by `scripts/test-all`), printing the spans it receives.
+//! - [`TestCerts`]: a throwaway CA and server certificate made with `openssl`.
+//! - [`secrets`]: random secrets, and a search of outputs for any part of them.
 //!
 //! A test that cannot get what it needs goes through [`need`]: it prints why and skips on a
 //! developer machine, and panics (fails) when the environment variable `CI` is `true`.
@@ -19,15 +25,22 @@
 //! assert_eq!(redis.cmd(&["GET", "k"]).unwrap().as_str(), Some("v"));
 //! ```
 
+mod certs;
 mod chromium;
+mod jaeger;
 mod oracle;
 mod process;
 mod redis;
+mod rotel;
+pub mod secrets;
 mod temp;
 
+pub use certs::TestCerts;
 pub use chromium::Chromium;
+pub use jaeger::{JAEGER_OSPROFILER_VERSION, JAEGER_VENV_ENV, JaegerVenv};
 pub use oracle::{ORACLE_VERSION, Oracle, TWO_SERVICE_TRACE};
 pub use redis::{RedisConn, RedisServer, RespValue};
+pub use rotel::{OTEL_VENV_ENV, Rotel, RotelEvent, RotelSpan, parse_spans};
 pub use temp::TempDir;
 
 use std::io::Write;

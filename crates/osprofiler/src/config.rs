@@ -28,7 +28,10 @@ use crate::notifier::{self, JsonLinesSink, NotifierGuard, Sink};
 use crate::switches;
 
 /// The `[profiler]` section, with osprofiler's option names and defaults.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Its `Debug` output shows no key and no password: not `hmac_keys`, not the credentials
+/// of `connection_string`, nor those of any URL among the other options.
+#[derive(Clone, PartialEq)]
 pub struct ProfilerConf {
     /// `enabled` (deprecated name `profiler_enabled`): whether signed
     /// requests are traced. Default false.
@@ -70,6 +73,61 @@ struct Secret(String);
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("<redacted>")
+    }
+}
+
+/// `s` with whatever may be credentials hidden: from the first `scheme://` (or the start)
+/// to the last `@`, whatever characters the password holds (`redis://***@host:6379`). A
+/// list of strings is hidden as one: more is hidden than needed, never less.
+fn hide_credentials(s: &str) -> String {
+    let Some(at) = s.rfind('@') else {
+        return s.to_owned();
+    };
+    let from = s[..at].find("://").map_or(0, |i| i + 3);
+    format!("{}***{}", &s[..from], &s[at..])
+}
+
+/// Whether an option's name says its value is a secret (`password`, `secret`, `token`,
+/// `key`): such values are not shown at all.
+fn secret_option(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["password", "passwd", "secret", "token", "key"]
+        .iter()
+        .any(|w| name.contains(w))
+}
+
+impl std::fmt::Debug for ProfilerConf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let other: BTreeMap<&str, String> = self
+            .other
+            .iter()
+            .map(|(k, v)| {
+                let shown = if secret_option(k) {
+                    "<redacted>".to_owned()
+                } else {
+                    hide_credentials(v)
+                };
+                (k.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("ProfilerConf")
+            .field("enabled", &self.enabled)
+            .field("hmac_keys", &self.hmac_keys_text)
+            .field(
+                "connection_string",
+                &self.connection_string.as_deref().map(hide_credentials),
+            )
+            .field("trace_sql", &self.trace_sql)
+            .field("trace_requests", &self.trace_requests)
+            .field("filter_error_trace", &self.filter_error_trace)
+            .field("socket_timeout", &self.socket_timeout)
+            .field("sentinel_service_name", &self.sentinel_service_name)
+            .field("w3c_traceparent", &self.w3c_traceparent)
+            .field("otlp_service_name_prefix", &self.otlp_service_name_prefix)
+            .field("jaeger_service_name_prefix", &self.jaeger_service_name_prefix)
+            .field("jaeger_process_tags", &self.jaeger_process_tags)
+            .field("other", &other)
+            .finish()
     }
 }
 
@@ -127,9 +185,23 @@ pub enum ConfigError {
 /// A parsed INI file: sections of options (oslo.config's syntax: `key = value`
 /// or `key: value`, `#`/`;` comment lines, indented continuation lines, quotes
 /// around a value removed; the last of repeated options wins).
-#[derive(Debug, Clone, Default, PartialEq)]
+///
+/// Its `Debug` output names the sections and options, never their values (`hmac_keys`
+/// and passwords are among them).
+#[derive(Clone, Default, PartialEq)]
 pub struct Ini {
     sections: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl std::fmt::Debug for Ini {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: BTreeMap<&str, Vec<&str>> = self
+            .sections
+            .iter()
+            .map(|(s, opts)| (s.as_str(), opts.keys().map(String::as_str).collect()))
+            .collect();
+        f.debug_tuple("Ini").field(&names).finish()
+    }
 }
 
 impl Ini {
@@ -368,12 +440,14 @@ pub fn init_from_conf(
 ) -> Result<NotifierGuard, InitError> {
     init_from_conf_with(conf, project, service, host, |cs| {
         let cs = cs.ok_or(InitError::NoBackend)?;
+        // Named with any credentials hidden: `redis://:pw@h` is unsupported here, and its
+        // password must not show in the message.
         let path = cs
             .strip_prefix("file://")
-            .ok_or_else(|| InitError::UnsupportedBackend(cs.to_owned()))?;
+            .ok_or_else(|| InitError::UnsupportedBackend(hide_credentials(cs)))?;
         let sink = JsonLinesSink::open(path).map_err(|e| InitError::Backend {
-            connection_string: cs.to_owned(),
-            message: e.to_string(),
+            connection_string: hide_credentials(cs),
+            message: hide_credentials(&e.to_string()),
         })?;
         Ok(Box::new(sink) as Box<dyn Sink>)
     })

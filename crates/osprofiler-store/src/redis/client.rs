@@ -272,12 +272,46 @@ impl Conn {
             p.cmd(&[b"SELECT", db.to_string().as_bytes()]);
         }
         p.cmd(&[b"PING"]);
-        for r in self.exec(&p)? {
+        let sent_auth = password.is_some();
+        for (i, r) in self.exec(&p)?.into_iter().enumerate() {
             if let Reply::Error(e) = r {
-                return Err(ClientError::Server(e));
+                return Err(ClientError::Server(if i == 0 && sent_auth {
+                    auth_refused(&e, password)
+                } else {
+                    e
+                }));
             }
         }
         Ok(())
+    }
+}
+
+/// The server's refusal of `AUTH`, safe to show. Redis's own answers say nothing of the
+/// password (`WRONGPASS invalid username-password pair…`), but a server where `AUTH` is
+/// renamed or unknown (`rename-command AUTH ""`, a proxy, another product) answers
+/// `ERR unknown command 'AUTH', with args beginning with: '<password>'`. Whatever follows
+/// the first quote is cut, and an answer still holding four characters of the password in
+/// a row is reduced to its error code.
+fn auth_refused(reply: &str, password: Option<&str>) -> String {
+    const CUT: &str =
+        " (the rest of the server's answer to AUTH is not shown: it may quote the password)";
+    let (shown, cut) = match reply.find(['\'', '"']) {
+        Some(q) => (reply[..q].trim_end(), true),
+        None => (reply, false),
+    };
+    let chars: Vec<char> = password.unwrap_or_default().chars().collect();
+    let quotes_password = chars.len() >= 4
+        && chars
+            .windows(4)
+            .any(|w| shown.contains(w.iter().collect::<String>().as_str()));
+    if quotes_password || (password.is_some_and(|p| !p.is_empty() && shown.contains(p))) {
+        let code = shown.split_whitespace().next().unwrap_or("ERR");
+        return format!("{code}{CUT}");
+    }
+    if cut {
+        format!("{shown}{CUT}")
+    } else {
+        shown.to_owned()
     }
 }
 
@@ -371,7 +405,10 @@ impl Settings {
                 let Some(pw) = self.password.as_deref() else {
                     return Err(ClientError::Server(e));
                 };
-                c.query(&[b"AUTH", pw.as_bytes()])?;
+                c.query(&[b"AUTH", pw.as_bytes()]).map_err(|e| match e {
+                    ClientError::Server(m) => ClientError::Server(auth_refused(&m, Some(pw))),
+                    other => other,
+                })?;
                 c.query(&ask)?
             }
             other => other?,
@@ -388,5 +425,28 @@ impl Settings {
             (Some(h), Some(p)) => Ok(Some((h, p))),
             _ => Err(ClientError::Sentinel("unexpected answer".into())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::auth_refused;
+
+    #[test]
+    fn auth_refusals_never_quote_the_password() {
+        let wrong = "WRONGPASS invalid username-password pair or user is disabled.";
+        assert_eq!(auth_refused(wrong, Some("s3cret")), wrong);
+        // redis-server with `rename-command AUTH ""`, as it answers.
+        let echo = "ERR unknown command 'AUTH', with args beginning with: 'my s3cret' ";
+        assert_eq!(
+            auth_refused(echo, Some("my s3cret")),
+            "ERR unknown command (the rest of the server's answer to AUTH is not shown: it may quote the password)"
+        );
+        // Unquoted echoes, whole or in part: only the error code is left.
+        for reply in ["ERR bad password my s3cret", "ERR bad password s3cr..."] {
+            let shown = auth_refused(reply, Some("my s3cret"));
+            assert!(shown.starts_with("ERR (the rest"), "{shown}");
+        }
+        assert_eq!(auth_refused("", Some("pw")), "");
     }
 }

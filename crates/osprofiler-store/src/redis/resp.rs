@@ -287,6 +287,77 @@ impl<R: Read> RespReader<R> {
     }
 }
 
+/// The parser as the fuzz targets reach it (`osprofiler_store::__fuzz`): not an API.
+#[doc(hidden)]
+pub mod fuzz {
+    use std::io::{self, Read};
+
+    /// A reply, as the parser reads it.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Reply {
+        /// `+OK`
+        Status(String),
+        /// `-ERR …`
+        Error(String),
+        /// `:42`
+        Int(i64),
+        /// `$3\r\nabc`
+        Bulk(Vec<u8>),
+        /// `$-1` or `*-1`
+        Nil,
+        /// `*2\r\n…`
+        Array(Vec<Reply>),
+    }
+
+    impl From<super::Reply> for Reply {
+        fn from(r: super::Reply) -> Reply {
+            match r {
+                super::Reply::Status(s) => Reply::Status(s),
+                super::Reply::Error(s) => Reply::Error(s),
+                super::Reply::Int(i) => Reply::Int(i),
+                super::Reply::Bulk(b) => Reply::Bulk(b),
+                super::Reply::Nil => Reply::Nil,
+                super::Reply::Array(a) => Reply::Array(a.into_iter().map(Reply::from).collect()),
+            }
+        }
+    }
+
+    /// A stream handing out at most `chunk` bytes per read.
+    struct Chunked<'a> {
+        data: &'a [u8],
+        chunk: usize,
+    }
+
+    impl Read for Chunked<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = self.chunk.min(out.len()).min(self.data.len());
+            let (now, rest) = self.data.split_at(n);
+            out[..n].copy_from_slice(now);
+            self.data = rest;
+            Ok(n)
+        }
+    }
+
+    /// The replies in `data`, read through a buffer of `buf_len` bytes (0: the default)
+    /// from a stream handing out at most `chunk` bytes per read (0: no limit), and the
+    /// error that stopped the reading (`None`: the data ran out, mid-reply or not).
+    pub fn read_all(data: &[u8], buf_len: usize, chunk: usize) -> (Vec<Reply>, Option<String>) {
+        let chunk = if chunk == 0 { usize::MAX } else { chunk };
+        let mut r = super::RespReader::new(Chunked { data, chunk });
+        if buf_len > 0 {
+            r.buf = vec![0; buf_len];
+        }
+        let mut out = Vec::new();
+        loop {
+            match r.read() {
+                Ok(v) => out.push(v.into()),
+                Err(super::RespError::Closed) => return (out, None),
+                Err(e) => return (out, Some(e.to_string())),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

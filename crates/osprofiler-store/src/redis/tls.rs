@@ -6,9 +6,8 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 
 /// What a TLS connection needs besides the socket.
 #[derive(Clone)]
@@ -26,7 +25,7 @@ pub(crate) fn setup(host: &str, ca_certs: Option<&Path>, verify: bool) -> Result
         .map_err(|e| format!("TLS setup: {e}"))?;
     let config = if verify {
         builder
-            .with_root_certificates(roots(ca_certs)?)
+            .with_root_certificates(crate::tls::root_store(ca_certs, "ssl_ca_certs")?)
             .with_no_client_auth()
     } else {
         builder
@@ -42,38 +41,6 @@ pub(crate) fn setup(host: &str, ca_certs: Option<&Path>, verify: bool) -> Result
         config: Arc::new(config),
         server_name,
     })
-}
-
-fn roots(ca_certs: Option<&Path>) -> Result<RootCertStore, String> {
-    let mut store = RootCertStore::empty();
-    match ca_certs {
-        Some(path) => {
-            let shown = path.display();
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("cannot read CA certificates from {shown}: {e}"))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("cannot read CA certificates from {shown}: {e}"))?;
-            if certs.is_empty() {
-                return Err(format!("no PEM certificate in {shown}"));
-            }
-            for cert in certs {
-                store
-                    .add(cert)
-                    .map_err(|e| format!("bad CA certificate in {shown}: {e}"))?;
-            }
-        }
-        None => {
-            // Unreadable entries are skipped: one bad file must not disable TLS.
-            let found = rustls_native_certs::load_native_certs();
-            store.add_parsable_certificates(found.certs);
-            if store.is_empty() {
-                return Err(
-                    "no system CA certificates found (give ssl_ca_certs=<file.pem>)".into(),
-                );
-            }
-        }
-    }
-    Ok(store)
 }
 
 /// `ssl_cert_reqs=none`: any certificate is accepted, as with redis-py's `CERT_NONE`. The

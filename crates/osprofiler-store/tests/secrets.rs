@@ -1,0 +1,430 @@
+//! A password or a key never shows (issue 9, "Secrets"): random secrets (see
+//! `osprofiler_testkit::secrets`), put in connection strings of every scheme and every
+//! malformation, given to real Redis servers that refuse them or accept them, and used as
+//! HMAC keys; every output (`Display`, `Debug`, `redact`, errors, stored texts, reports) is
+//! searched for the secret and for every piece of it of four characters or more, raw and
+//! percent-encoded.
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+use std::time::Duration;
+
+use osprofiler::config::{Ini, ProfilerConf};
+use osprofiler::notifier::{self, MemorySink};
+use osprofiler::{HmacKey, HmacKeys, Info, TraceContext};
+use osprofiler_report::{Report, render_dot, render_html};
+use osprofiler_store::{ConnectionString, Options, TraceStore, redact};
+use osprofiler_testkit::secrets::{Outputs, Secrets, assert_hidden, percent_encode};
+use osprofiler_testkit::{RedisServer, free_port, need};
+
+/// `sqlite://u:pw@/x.db` is the relative path `u:pw@/x.db`: the sinks made here create
+/// files relative to the working directory, which is a scratch directory under `target/`.
+fn scratch_cwd() -> PathBuf {
+    static ONCE: Once = Once::new();
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("secrets-cwd");
+    ONCE.call_once(|| {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        std::env::set_current_dir(&dir).expect("chdir to the scratch directory");
+    });
+    dir
+}
+
+fn options() -> Options {
+    Options {
+        socket_timeout: Duration::from_millis(300),
+        ..Options::default()
+    }
+}
+
+/// The ways a secret is written as a password: raw (reserved characters unescaped, so the
+/// string is often malformed) and percent-encoded (well-formed), with no user, with a user,
+/// and alone before the `@` (redis-py reads a lone user info as the password).
+fn userinfos(secret: &str) -> Vec<(String, String)> {
+    let enc = percent_encode(secret);
+    vec![
+        ("raw :pw".into(), format!(":{secret}")),
+        ("raw user:pw".into(), format!("admin:{secret}")),
+        ("raw pw".into(), secret.to_owned()),
+        ("encoded :pw".into(), format!(":{enc}")),
+        ("encoded user:pw".into(), format!("admin:{enc}")),
+        ("encoded pw".into(), enc.clone()),
+        // A bad %-escape after the password, and one that is not UTF-8.
+        ("bad escape".into(), format!(":{enc}%zz")),
+        ("not UTF-8".into(), format!(":{enc}%C3")),
+    ]
+}
+
+/// Connection strings for the user info `info`: every scheme, lists, and malformations.
+fn connection_strings(info: &str, dir: &Path, port: u16) -> Vec<(&'static str, String)> {
+    let d = dir.display();
+    vec![
+        ("redis", format!("redis://{info}@127.0.0.1:{port}/0")),
+        (
+            "rediss",
+            format!("rediss://{info}@127.0.0.1:{port}/1?ssl_cert_reqs=none"),
+        ),
+        (
+            "redissentinel",
+            format!("redissentinel://{info}@127.0.0.1:{port},127.0.0.1:{port}/0"),
+        ),
+        ("sqlite absolute", format!("sqlite://{info}@{d}/t.db")),
+        ("sqlite relative", format!("sqlite://{info}@/t.db")),
+        ("file", format!("file://{info}@{d}/e.jsonl")),
+        ("otlp (refused)", format!("otlp://{info}@127.0.0.1:{port}")),
+        (
+            "otlps+grpc (refused)",
+            format!("otlps+grpc://{info}@127.0.0.1"),
+        ),
+        (
+            "jaeger (refused)",
+            format!("jaeger://{info}@127.0.0.1:{port}"),
+        ),
+        (
+            "unknown scheme",
+            format!("mongodb://{info}@127.0.0.1:{port}/db"),
+        ),
+        (
+            "upper-case scheme",
+            format!("REDIS://{info}@127.0.0.1:{port}"),
+        ),
+        ("no scheme", format!("{info}@127.0.0.1:{port}")),
+        ("one slash", format!("redis:/{info}@127.0.0.1:{port}")),
+        (
+            "list, secret first",
+            format!("redis://{info}@127.0.0.1:{port} otlp://127.0.0.1:{port}"),
+        ),
+        (
+            "list, secret last",
+            format!("sqlite://{d}/l.db, redis://{info}@127.0.0.1:{port}/2"),
+        ),
+        (
+            "list of two secrets",
+            format!("redis://{info}@127.0.0.1:{port} redissentinel://{info}@127.0.0.1:{port}"),
+        ),
+        ("bad port", format!("redis://{info}@127.0.0.1:abc")),
+        ("port 0", format!("redis://{info}@127.0.0.1:0")),
+        ("port too big", format!("rediss://{info}@127.0.0.1:99999")),
+        ("bad db", format!("redis://{info}@127.0.0.1:{port}/x")),
+        ("bad db option", format!("redis://{info}@127.0.0.1?db=x")),
+        ("no host", format!("redis://{info}@")),
+        ("no host, port", format!("redis://{info}@:6379/0")),
+        ("no sentinel", format!("redissentinel://{info}@/0")),
+        (
+            "bad ssl_cert_reqs",
+            format!("rediss://{info}@h?ssl_cert_reqs=maybe"),
+        ),
+        (
+            "unknown option",
+            format!("otlp://{info}@h?compression=gzip"),
+        ),
+        ("unclosed [", format!("redis://{info}@[::1:6379")),
+        (
+            "bad sentinel port",
+            format!("redissentinel://{info}@h:1,h:x/0"),
+        ),
+        (
+            "trailing junk",
+            format!("redis://{info}@127.0.0.1:{port}/0#frag ment"),
+        ),
+    ]
+}
+
+/// Everything shown of a connection string: its redaction, what it parses to, the
+/// errors of parsing, opening and writing.
+fn shown(cs: &str) -> Outputs {
+    let mut out: Outputs = vec![("redact".into(), redact(cs))];
+    let mut push = |what: &str, text: String| out.push((what.to_owned(), text));
+    match cs.parse::<ConnectionString>() {
+        Ok(c) => {
+            push("ConnectionString Display", c.to_string());
+            push("ConnectionString Debug", format!("{c:?}"));
+            match &c {
+                ConnectionString::Redis(t) => push("RedisTarget Debug", format!("{t:?}")),
+                ConnectionString::Otlp(t) => push("OtlpTarget Debug", format!("{t:?}")),
+                ConnectionString::Jaeger(t) => push("JaegerTarget Debug", format!("{t:?}")),
+                _ => {}
+            }
+        }
+        Err(e) => {
+            push("ConnectionString error", e.to_string());
+            push("ConnectionString error Debug", format!("{e:?}"));
+        }
+    }
+    match osprofiler_store::resolve(Some(cs), None) {
+        Ok(b) => {
+            push("Backends Display", b.to_string());
+            push("Backends Debug", format!("{b:?}"));
+            match osprofiler_store::open_first_readable(&b, &options()) {
+                Ok(mut store) => {
+                    push("describe", store.describe());
+                    match store.list_traces(Some(5)) {
+                        Ok(list) => push("list", format!("{list:?}")),
+                        Err(e) => {
+                            push("ReadError", e.to_string());
+                            push("ReadError Debug", format!("{e:?}"));
+                        }
+                    }
+                }
+                Err(e) => {
+                    push("OpenError (read)", e.to_string());
+                    push("OpenError (read) Debug", format!("{e:?}"));
+                }
+            }
+            for (i, c) in b.iter().enumerate() {
+                match osprofiler_store::sink(c, &options()) {
+                    Ok(mut sink) => {
+                        if let Err(e) = sink.write(&[]).and_then(|()| sink.flush()) {
+                            push(&format!("SinkError {i}"), e.to_string());
+                            push(&format!("SinkError {i} Debug"), format!("{e:?}"));
+                        }
+                    }
+                    Err(e) => {
+                        push(&format!("OpenError (write) {i}"), e.to_string());
+                        push(&format!("OpenError (write) {i} Debug"), format!("{e:?}"));
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            push("Backends error", e.to_string());
+            push("Backends error Debug", format!("{e:?}"));
+        }
+    }
+    // As a `[profiler] connection_string` (failing ones only: a success would install the
+    // process-wide notifier).
+    let mut conf = ProfilerConf::default();
+    conf.connection_string = Some(cs.to_owned());
+    push("ProfilerConf Debug", format!("{conf:?}"));
+    // (file:// strings are what this one takes: they are left out for that reason.)
+    if !cs.starts_with("file://")
+        && let Err(e) = osprofiler::config::init_from_conf(&conf, "p", "s", "h")
+    {
+        push("osprofiler InitError", e.to_string());
+        push("osprofiler InitError Debug", format!("{e:?}"));
+    }
+    if osprofiler_store::resolve(Some(cs), None).is_err() {
+        match osprofiler_store::init_from_conf(&conf, "p", "s", "h") {
+            Err(e) => {
+                push("store InitError", e.to_string());
+                push("store InitError Debug", format!("{e:?}"));
+            }
+            Ok(_) => panic!("{cs:?} did not parse, yet init_from_conf took it"),
+        }
+    }
+    for (_, text) in &out {
+        assert!(!text.contains('\n'), "not one line: {text:?}");
+    }
+    out
+}
+
+#[test]
+fn connection_strings_of_every_scheme_and_malformation() {
+    let dir = scratch_cwd();
+    let secrets = Secrets::new(6);
+    // Nothing listens there: connecting is refused at once.
+    let port = free_port();
+    assert_hidden(&secrets, "connection strings", |secret| {
+        let mut out = Outputs::new();
+        for (form, info) in userinfos(secret) {
+            for (what, cs) in connection_strings(&info, &dir, port) {
+                for (label, text) in shown(&cs) {
+                    out.push((format!("{what}, {form}: {label}"), text));
+                }
+            }
+        }
+        out
+    });
+}
+
+/// What a Redis store and sink say when the server takes or refuses `password`.
+fn redis_outputs(cs: &str) -> Outputs {
+    let mut out = Outputs::new();
+    let c: ConnectionString = cs.parse().expect("well-formed");
+    match osprofiler_store::open(&c, &options()) {
+        Ok(mut store) => {
+            out.push(("describe".into(), store.describe()));
+            match store.list_traces(None) {
+                Ok(l) => out.push(("list".into(), format!("{l:?}"))),
+                Err(e) => out.push(("ReadError".into(), format!("{e} / {e:?}"))),
+            }
+        }
+        Err(e) => out.push(("OpenError (read)".into(), format!("{e} / {e:?}"))),
+    }
+    match osprofiler_store::sink(&c, &options()) {
+        Ok(mut s) => {
+            if let Err(e) = s.write(&[]) {
+                out.push(("SinkError".into(), format!("{e} / {e:?}")));
+            }
+        }
+        Err(e) => out.push(("OpenError (write)".into(), format!("{e} / {e:?}"))),
+    }
+    out
+}
+
+#[test]
+fn redis_servers_that_refuse_the_password() {
+    let secrets = Secrets::new(5);
+    let other = secrets.other();
+    // Wants another password: WRONGPASS.
+    let Some(wants_other) = need(
+        "redis-server",
+        RedisServer::start_with(&["--requirepass", &other]),
+    ) else {
+        return;
+    };
+    // AUTH renamed away: redis-server answers "unknown command 'AUTH', with args beginning
+    // with: '<password>'", quoting it.
+    let Some(no_auth) = need(
+        "redis-server",
+        RedisServer::start_with(&["--rename-command", "AUTH", ""]),
+    ) else {
+        return;
+    };
+    // Both: a sentinel client gets NOAUTH, then sends AUTH, which is unknown. (The
+    // password is set once up, on the harness's connection, which AUTH could not open.)
+    let Some(both) = need(
+        "redis-server",
+        RedisServer::start_with(&["--rename-command", "AUTH", ""]),
+    ) else {
+        return;
+    };
+    both.cmd(&["CONFIG", "SET", "requirepass", &other])
+        .expect("CONFIG SET requirepass");
+    let mut errors = Vec::new();
+    assert_hidden(&secrets, "refusing redis servers", |secret| {
+        let pw = percent_encode(secret);
+        let mut out = Outputs::new();
+        for (server, name) in [
+            (&wants_other, "requirepass"),
+            (&no_auth, "no AUTH"),
+            (&both, "both"),
+        ] {
+            let p = server.port();
+            for cs in [
+                format!("redis://:{pw}@127.0.0.1:{p}"),
+                format!("redis://default:{pw}@127.0.0.1:{p}/3"),
+                format!("redis://{pw}@127.0.0.1:{p}"),
+                format!("redissentinel://:{pw}@127.0.0.1:{p}/0"),
+            ] {
+                for (label, text) in redis_outputs(&cs) {
+                    errors.push(text.clone());
+                    out.push((format!("{name}, {}: {label}", redact(&cs)), text));
+                }
+            }
+        }
+        out
+    });
+    // They did refuse, and said why.
+    let all = errors.join("\n");
+    assert!(all.contains("WRONGPASS"), "{all}");
+    assert!(all.contains("ERR unknown command"), "{all}");
+    assert!(
+        all.contains("NOAUTH") || all.contains("no sentinel"),
+        "{all}"
+    );
+}
+
+#[test]
+fn hmac_keys_and_passwords_in_traces_stores_and_reports() {
+    let dir = scratch_cwd();
+    let secrets = Secrets::new(5);
+    let memory = MemorySink::new();
+    let _notifier = notifier::set_sink(memory.clone());
+    let redis_with = |pw: &str| {
+        need(
+            "redis-server",
+            RedisServer::start_with(&["--requirepass", pw]),
+        )
+    };
+    let mut run = 0;
+    assert_hidden(&secrets, "keys and passwords in use", |secret| {
+        run += 1;
+        let mut out = Outputs::new();
+        let key = HmacKey::new(secret).expect("not empty");
+        out.push(("HmacKey Debug".into(), format!("{key:?}")));
+        let keys = HmacKeys::parse(&format!("{secret},{secret}"));
+        out.push(("HmacKeys Debug".into(), format!("{keys:?}")));
+        let ini = format!(
+            "[profiler]\nenabled = true\nhmac_keys = {secret}, other\n\
+             connection_string = redis://:{}@127.0.0.1:6379\n\
+             transport_url = rabbit://guest:{}@127.0.0.1:5672/\nes_password = {secret}\n",
+            percent_encode(secret),
+            percent_encode(secret)
+        );
+        match Ini::parse(&ini) {
+            Ok(i) => out.push(("Ini Debug".into(), format!("{i:?}"))),
+            Err(e) => out.push(("Ini error".into(), format!("{e} / {e:?}"))),
+        }
+        match ProfilerConf::from_ini_str(&ini) {
+            Ok(c) => out.push(("ProfilerConf Debug".into(), format!("{c:?}"))),
+            Err(e) => out.push(("ProfilerConf error".into(), format!("{e} / {e:?}"))),
+        }
+
+        // A trace signed with the key: headers, events, stored texts, reports.
+        memory.take();
+        let ctx = TraceContext::new(Some(key.clone()), None, None);
+        let h = ctx.headers().expect("signed");
+        out.push(("X-Trace-Info".into(), h.info.clone()));
+        out.push(("X-Trace-HMAC".into(), h.hmac.clone()));
+        out.push(("TraceContext Debug".into(), format!("{ctx:?}")));
+        ctx.in_scope(|| {
+            let _wsgi = osprofiler::point_with(
+                "wsgi",
+                Info::new().with(
+                    "request",
+                    serde_json::json!({"path": "/v2.1/servers", "query": "", "method": "GET", "scheme": "http"}),
+                ),
+            );
+            let mut db = osprofiler::point("db");
+            db.set_error("ValueError", "boom");
+        });
+        notifier::flush().expect("flush");
+        let events = memory.take();
+        assert_eq!(events.len(), 4);
+        for (i, e) in events.iter().enumerate() {
+            out.push((format!("event {i} JSON"), e.to_json()));
+            out.push((format!("event {i} Debug"), format!("{e:?}")));
+        }
+        let base = ctx.base_id().to_string();
+        // Each store, one with the secret as its password.
+        let Some(redis) = redis_with(secret) else {
+            return out;
+        };
+        let stores = [
+            format!("sqlite://{}/k{run}.db", dir.display()),
+            format!("file://{}/k{run}.jsonl", dir.display()),
+            format!(
+                "redis://:{}@127.0.0.1:{}/0",
+                percent_encode(secret),
+                redis.port()
+            ),
+        ];
+        for cs in &stores {
+            let c: ConnectionString = cs.parse().expect("well-formed");
+            let name = c.to_string();
+            let mut sink = osprofiler_store::sink(&c, &options()).expect("sink");
+            sink.write(&events).expect("write");
+            sink.flush().expect("flush");
+            drop(sink);
+            let mut store: Box<dyn TraceStore> =
+                osprofiler_store::open(&c, &options()).expect("open");
+            out.push((format!("{name}: describe"), store.describe()));
+            let texts = store.event_texts(&base).expect("texts");
+            assert_eq!(texts.len(), 4, "{name}");
+            out.push((format!("{name}: stored texts"), texts.join("\n")));
+            out.push((
+                format!("{name}: list"),
+                format!("{:?}", store.list_traces(None).expect("list")),
+            ));
+            let report: Report = store.report(&base).expect("read").expect("stored");
+            out.push((format!("{name}: report JSON"), report.to_json_string()));
+            out.push((format!("{name}: report HTML"), render_html(&report, &base)));
+            out.push((format!("{name}: report DOT"), render_dot(&report)));
+        }
+        // Everything the server holds.
+        let keys = redis.cmd(&["KEYS", "*"]).expect("KEYS");
+        out.push(("redis KEYS".into(), format!("{keys:?}")));
+        out
+    });
+}
