@@ -222,7 +222,7 @@ enum TagValue<'a> {
     Long(i64),
 }
 
-impl<'a> From<&'a AttrValue> for TagValue<'a> {
+impl<'a> From<&'a AttrValue<'_>> for TagValue<'a> {
     fn from(v: &'a AttrValue) -> TagValue<'a> {
         match v {
             AttrValue::Str(s) => TagValue::Str(s),
@@ -361,15 +361,15 @@ enum Piece {
     Message,
 }
 
-fn piece(s: &mut Span, p: Piece) -> Option<&mut String> {
+fn piece<'s>(s: &'s mut Span<'_>, p: Piece) -> Option<&'s mut String> {
     match p {
         Piece::Attr(i) => match s.attributes.get_mut(i) {
-            Some((_, AttrValue::Str(v))) => Some(v),
+            Some((_, AttrValue::Str(v))) => Some(v.to_mut()),
             _ => None,
         },
-        Piece::Name => Some(&mut s.name),
-        Piece::Etype => s.error.as_mut().map(|e| &mut e.etype),
-        Piece::Message => s.error.as_mut().map(|e| &mut e.message),
+        Piece::Name => Some(s.name.to_mut()),
+        Piece::Etype => s.error.as_mut().map(|e| e.etype.to_mut()),
+        Piece::Message => s.error.as_mut().map(|e| e.message.to_mut()),
     }
 }
 
@@ -435,10 +435,10 @@ fn encode_truncated(out: &mut Vec<u8>, span: &Span, budget: usize) -> bool {
             .max_by_key(|(_, a)| attr_size(a))
             .map(|(i, _)| i);
         let Some(largest) = largest else {
-            cut(&mut s.name, LAST_RESORT);
+            cut(s.name.to_mut(), LAST_RESORT);
             if let Some(e) = s.error.as_mut() {
-                cut(&mut e.etype, LAST_RESORT);
-                cut(&mut e.message, LAST_RESORT);
+                cut(e.etype.to_mut(), LAST_RESORT);
+                cut(e.message.to_mut(), LAST_RESORT);
             }
             return fits(out, &s);
         };
@@ -542,7 +542,6 @@ pub(crate) struct JaegerSink {
     asm: Assembler,
     processes: HashMap<Origin, Arc<[u8]>>,
     seqid: i32,
-    finished: Vec<Span>,
     span_buf: Vec<u8>,
     body: Vec<u8>,
     datagram: Vec<u8>,
@@ -601,7 +600,6 @@ impl JaegerSink {
             asm: Assembler::new(DEFAULT_MAX_OPEN),
             processes: HashMap::new(),
             seqid: 0,
-            finished: Vec::new(),
             span_buf: Vec::new(),
             body: Vec::new(),
             datagram: Vec::new(),
@@ -720,34 +718,34 @@ impl JaegerSink {
 
 impl Sink for JaegerSink {
     fn write(&mut self, events: &[Event]) -> Result<(), SinkError> {
-        let mut spans = std::mem::take(&mut self.finished);
-        spans.clear();
-        for e in events {
-            self.asm.push(e, &mut spans);
-        }
+        let mut spans = Vec::with_capacity(events.len() / 2 + 1);
+        self.asm.push_batch(events, &mut spans);
         // One process per datagram: group the spans by origin, in order of appearance.
-        let mut groups: Vec<Vec<usize>> = Vec::new();
-        let mut index: HashMap<&Origin, usize> = HashMap::new();
+        // Consecutive spans mostly share theirs: the last group is tried first.
+        let mut groups: Vec<(&Origin, Vec<usize>)> = Vec::new();
+        let mut last = 0;
         for (i, s) in spans.iter().enumerate() {
-            let g = *index.entry(&s.origin).or_insert_with(|| {
-                groups.push(Vec::new());
+            let g = if groups.get(last).is_some_and(|(o, _)| **o == s.origin) {
+                last
+            } else if let Some(g) = groups.iter().position(|(o, _)| **o == s.origin) {
+                g
+            } else {
+                groups.push((&s.origin, Vec::new()));
                 groups.len() - 1
-            });
-            if let Some(members) = groups.get_mut(g) {
-                members.push(i);
-            }
+            };
+            groups[g].1.push(i);
+            last = g;
         }
-        drop(index);
         let dropped_before = self.counters.spans_dropped.load(Ordering::Relaxed);
         let mut first_error = None;
-        for members in &groups {
+        for (_, members) in &groups {
             if let Some(e) = self.send_group(&spans, members) {
                 first_error.get_or_insert(e);
             }
         }
         let total = spans.len();
-        spans.clear();
-        self.finished = spans;
+        drop(groups);
+        drop(spans);
         self.publish_assembler_stats();
         match first_error {
             None => Ok(()),
@@ -850,12 +848,12 @@ mod tests {
         assert_eq!(out, [0x18, 1, b'n', 0x15, 6, 0x46, 5, 0]);
     }
 
-    fn span(name: &str, attrs: Vec<(&'static str, AttrValue)>) -> Span {
+    fn span(name: &str, attrs: Vec<(&'static str, AttrValue<'static>)>) -> Span<'static> {
         Span {
             base_id: 0x1111_1111_2222_3333_4444_5555_5555_5555,
             id: 0xaaaa_aaaa_aaaa_4aaa_8aaa_0000_0000_0002,
             parent_id: 0x1111_1111_2222_3333_4444_5555_5555_5555,
-            name: name.into(),
+            name: name.to_owned().into(),
             kind: SpanKind::Client,
             start_ns: 1_767_225_600_000_100_000,
             end_ns: 1_767_225_600_000_900_000,
@@ -892,7 +890,7 @@ mod tests {
         let s = span(
             "SQL_SELECT",
             vec![
-                ("db.query.text", AttrValue::Str(big.clone())),
+                ("db.query.text", AttrValue::Str(big.clone().into())),
                 ("small", AttrValue::Str("x".into())),
                 ("n", AttrValue::Int(7)),
             ],
@@ -902,7 +900,7 @@ mod tests {
         assert!(out.len() <= 4000 && out.len() > 3900, "{}", out.len());
         // Many mid-sized attributes, none above KEEP: dropped, largest first.
         let many = (0..100)
-            .map(|_| ("k", AttrValue::Str("v".repeat(200))))
+            .map(|_| ("k", AttrValue::Str("v".repeat(200).into())))
             .collect();
         assert!(encode_truncated(&mut out, &span("x", many), 1000));
         assert!(out.len() <= 1000);

@@ -18,6 +18,13 @@
 //! - a failed point: status ERROR with the message, attributes `exception.type` and
 //!   `exception.message`, and an `exception` event at its end.
 //!
+//! Requests go out from a thread of the sink's own, one in flight and one waiting: the
+//! next batch is paired and encoded while the collector reads the last, so the
+//! exporter's rate is the slower of the two, not their sum. A request that fails
+//! after its `write` returned is reported to the pipeline's counters then
+//! ([`osprofiler::notifier::report_late_failure`]); [`Sink::flush`] waits for every
+//! request in flight.
+//!
 //! A collector that is down, refusing or hanging costs little and heals by itself:
 //! every export has a deadline (`timeout`, else the socket timeout), and after a
 //! failure batches are failed at once (counted by the notifier) for a while, 50 ms
@@ -29,6 +36,9 @@ mod encode;
 mod grpc;
 mod http;
 
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+// (`channel` for outcomes: see `Sender::start`.)
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
@@ -36,7 +46,7 @@ use osprofiler::Event;
 use osprofiler::notifier::{Sink, SinkError};
 use prost::Message;
 
-use crate::spans::{Assembler, DEFAULT_MAX_OPEN, Span};
+use crate::spans::{Assembler, DEFAULT_MAX_OPEN};
 use crate::{ConnectionString, OpenError, Options, OtlpProtocol, OtlpTarget};
 
 /// Largest request sent: a batch that encodes to more is split. Below the 4 MiB
@@ -78,17 +88,90 @@ pub(crate) fn open_sink(t: &OtlpTarget, opts: &Options) -> Result<Box<dyn Sink>,
         .clone()
         .or_else(|| opts.otlp_service_name_prefix.clone())
         .filter(|p| !p.is_empty());
+    let sender = Sender::start(transport, timeout).map_err(|e| OpenError::Unavailable {
+        store: name.clone(),
+        reason: format!("cannot start the sending thread: {e}"),
+    })?;
     Ok(Box::new(OtlpSink {
         name,
         assembler: Assembler::new(DEFAULT_MAX_OPEN),
-        spans: Vec::new(),
         encoder: encode::Encoder::new(prefix),
         buf: Vec::new(),
-        transport,
+        sender,
         failures: 0,
         retry_at: None,
         last_error: String::new(),
     }))
+}
+
+/// A request for the sending thread: the encoded body and the events it carries.
+struct Job {
+    body: Vec<u8>,
+    events: u64,
+}
+
+/// What became of a [`Job`]; its buffer comes back for the next request.
+struct Outcome {
+    result: Result<Exported, ExportError>,
+    events: u64,
+    body: Vec<u8>,
+}
+
+/// The thread that talks to the collector, one request at a time.
+struct Sender {
+    jobs: Option<SyncSender<Job>>,
+    outcomes: Receiver<Outcome>,
+    in_flight: usize,
+    // The longest one request may take: the deadline of a flush.
+    timeout: Duration,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Sender {
+    fn start(mut transport: Transport, timeout: Duration) -> std::io::Result<Sender> {
+        // One request waits while one is in flight: a collector slower than the
+        // encoder holds the exporter thread back (which then drops and counts), and
+        // memory stays at two requests.
+        let (jobs, rx) = sync_channel::<Job>(1);
+        // Unbounded: never blocks the sending thread while the exporter waits to queue
+        // a job; there are never more outcomes than jobs handed over.
+        let (tx, outcomes) = std::sync::mpsc::channel::<Outcome>();
+        let thread = std::thread::Builder::new()
+            .name("osprofiler-otlp".into())
+            .spawn(move || {
+                for mut job in rx {
+                    let result = transport.export(&mut job.body);
+                    let outcome = Outcome {
+                        result,
+                        events: job.events,
+                        body: job.body,
+                    };
+                    if tx.send(outcome).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok(Sender {
+            jobs: Some(jobs),
+            outcomes,
+            in_flight: 0,
+            timeout,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        self.jobs = None;
+        // A request still in flight ends within its timeout; it is not waited for here
+        // (the notifier flushes before it drops a sink).
+        if let Some(t) = self.thread.take()
+            && t.is_finished()
+        {
+            let _ = t.join();
+        }
+    }
 }
 
 enum Transport {
@@ -175,11 +258,9 @@ struct OtlpSink {
     /// The collector, for messages.
     name: String,
     assembler: Assembler,
-    // Reused from batch to batch.
-    spans: Vec<Span>,
     encoder: encode::Encoder,
     buf: Vec<u8>,
-    transport: Transport,
+    sender: Sender,
     /// Consecutive failures, for the backoff.
     failures: u32,
     retry_at: Option<Instant>,
@@ -199,6 +280,63 @@ impl OtlpSink {
     fn error(&self, e: impl std::fmt::Display) -> SinkError {
         SinkError::msg(format!("{}: {e}", self.name))
     }
+
+    /// Takes in what the sending thread finished: successes end the backoff; failures
+    /// start it and are reported to the pipeline's counters, as are rejected spans.
+    /// With `wait`, until nothing is in flight (at most about the timeout each).
+    /// Returns the last failure's message.
+    fn collect(&mut self, wait: bool) -> Option<String> {
+        let mut last = None;
+        while self.sender.in_flight > 0 {
+            let outcome = if wait {
+                match self.sender.outcomes.recv_timeout(self.sender.timeout * 2) {
+                    Ok(o) => o,
+                    Err(RecvTimeoutError::Timeout) => {
+                        last = Some("the collector did not answer in time".to_owned());
+                        break;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => {
+                        self.sender.in_flight = 0;
+                        break;
+                    }
+                }
+            } else {
+                match self.sender.outcomes.try_recv() {
+                    Ok(o) => o,
+                    Err(_) => break,
+                }
+            };
+            self.sender.in_flight -= 1;
+            if self.buf.capacity() < outcome.body.capacity() {
+                self.buf = outcome.body;
+            }
+            match outcome.result {
+                Ok(answer) => {
+                    self.failures = 0;
+                    self.retry_at = None;
+                    if answer.rejected > 0 {
+                        let message = format!(
+                            "the collector rejected {} spans: {}",
+                            answer.rejected, answer.message
+                        );
+                        osprofiler::notifier::report_late_failure(
+                            2 * answer.rejected,
+                            &self.error(&message),
+                        );
+                        last = Some(message);
+                    }
+                }
+                Err(e) => {
+                    if e.backoff {
+                        self.failed(&e.message);
+                    }
+                    osprofiler::notifier::report_late_failure(outcome.events, &self.error(&e.message));
+                    last = Some(e.message);
+                }
+            }
+        }
+        last
+    }
 }
 
 impl Sink for OtlpSink {
@@ -206,6 +344,7 @@ impl Sink for OtlpSink {
         if events.is_empty() {
             return Ok(());
         }
+        self.collect(false);
         if let Some(at) = self.retry_at {
             let now = Instant::now();
             if now < at {
@@ -218,46 +357,38 @@ impl Sink for OtlpSink {
                 )));
             }
         }
-        self.spans.clear();
-        for e in events {
-            self.assembler.push(e, &mut self.spans);
-        }
-        if self.spans.is_empty() {
+        // Borrowing from `events`: one vector per batch, not one string per attribute.
+        let mut spans = Vec::with_capacity(events.len() / 2 + 1);
+        self.assembler.push_batch(events, &mut spans);
+        if spans.is_empty() {
             return Ok(());
         }
-        let total = self.spans.len();
-        let mut rejected = (0u64, String::new());
-        let transport = &mut self.transport;
+        let Some(jobs) = self.sender.jobs.clone() else {
+            return Err(self.error("the sending thread is gone"));
+        };
+        let mut handed = 0usize;
         let sent = self
             .encoder
-            .encode(&self.spans, MAX_REQUEST_BYTES, &mut self.buf, |body, _| {
-                let answer = transport.export(body)?;
-                if answer.rejected > 0 {
-                    rejected.0 += answer.rejected;
-                    rejected.1 = answer.message;
-                }
-                Ok::<(), ExportError>(())
+            .encode(&spans, MAX_REQUEST_BYTES, &mut self.buf, |body, n| {
+                // Waits while a request is in flight and another queued: the
+                // collector sets the pace.
+                jobs.send(Job {
+                    body: std::mem::take(body),
+                    events: 2 * n as u64,
+                })
+                .map_err(|_| "the sending thread is gone")?;
+                handed += 1;
+                Ok::<(), &str>(())
             });
-        // The spans' strings are freed now, not at the next batch.
-        self.spans.clear();
-        match sent {
-            Ok(()) => {
-                self.failures = 0;
-                self.retry_at = None;
-                if rejected.0 > 0 {
-                    return Err(self.error(format_args!(
-                        "the collector rejected {} of {total} spans: {}",
-                        rejected.0, rejected.1
-                    )));
-                }
-                Ok(())
-            }
-            Err(e) => {
-                if e.backoff {
-                    self.failed(&e.message);
-                }
-                Err(self.error(&e.message))
-            }
+        self.sender.in_flight += handed;
+        drop(spans);
+        sent.map_err(|e| self.error(e))
+    }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        match self.collect(true) {
+            None => Ok(()),
+            Some(message) => Err(self.error(message)),
         }
     }
 }

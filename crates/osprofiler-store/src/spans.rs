@@ -9,6 +9,7 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use osprofiler::{Event, EventKind};
@@ -22,16 +23,31 @@ pub(crate) enum SpanKind {
     Client,
 }
 
-/// An attribute's value.
+/// An attribute's value; strings borrowed from the events where they can be.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum AttrValue {
-    Str(String),
+pub(crate) enum AttrValue<'a> {
+    Str(Cow<'a, str>),
     Int(i64),
     Double(f64),
     Bool(bool),
 }
 
-pub(crate) type Attr = (Cow<'static, str>, AttrValue);
+impl AttrValue<'_> {
+    fn into_owned(self) -> AttrValue<'static> {
+        match self {
+            AttrValue::Str(s) => AttrValue::Str(Cow::Owned(s.into_owned())),
+            AttrValue::Int(i) => AttrValue::Int(i),
+            AttrValue::Double(d) => AttrValue::Double(d),
+            AttrValue::Bool(b) => AttrValue::Bool(b),
+        }
+    }
+}
+
+pub(crate) type Attr<'a> = (Cow<'a, str>, AttrValue<'a>);
+
+fn owned_attr((k, v): Attr<'_>) -> Attr<'static> {
+    (Cow::Owned(k.into_owned()), v.into_owned())
+}
 
 /// Who wrote a span: becomes the OTLP resource or the Jaeger process.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
@@ -55,14 +71,15 @@ impl Origin {
 
 /// Why a failed point failed.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct SpanError {
-    pub etype: String,
-    pub message: String,
+pub(crate) struct SpanError<'a> {
+    pub etype: Cow<'a, str>,
+    pub message: Cow<'a, str>,
 }
 
-/// A finished point, ready to be encoded.
+/// A finished point, ready to be encoded; its strings borrow from the events of the
+/// batch it was finished in (those of a start from an earlier batch are owned).
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Span {
+pub(crate) struct Span<'a> {
     /// The trace (osprofiler's base id): the 128-bit trace id.
     pub base_id: u128,
     /// The point (osprofiler's `trace_id`): its low 64 bits are the span id.
@@ -70,30 +87,31 @@ pub(crate) struct Span {
     /// The parent point, or the base id for a first-level point.
     pub parent_id: u128,
     /// The display name: `WSGI_GET_/path`, `SQL_SELECT`, … or the point's name.
-    pub name: String,
+    pub name: Cow<'a, str>,
     pub kind: SpanKind,
     /// Unix nanoseconds, from the events' own timestamps.
     pub start_ns: i64,
     pub end_ns: i64,
     pub origin: Origin,
-    pub attributes: Vec<Attr>,
-    pub error: Option<SpanError>,
+    pub attributes: Vec<Attr<'a>>,
+    pub error: Option<SpanError<'a>>,
 }
 
-impl Span {
+impl Span<'_> {
     /// The parent's span id, `None` for a first-level point (its parent is the trace).
     pub fn parent_span_id(&self) -> Option<u64> {
         (self.parent_id != self.base_id).then_some(self.parent_id as u64)
     }
 }
 
+/// A start whose stop has not come yet, kept (owned) across batches.
 struct Open {
-    name: String,
+    name: Cow<'static, str>,
     kind: SpanKind,
     start_ns: i64,
     parent_id: u128,
     origin: Origin,
-    attributes: Vec<Attr>,
+    attributes: Vec<Attr<'static>>,
     seq: u64,
 }
 
@@ -106,13 +124,50 @@ pub(crate) struct AssemblerStats {
     pub unmatched_stops: u64,
 }
 
-/// Pairs starts with stops by point id, across batches; holds at most `max_open`
-/// open points, dropping (and counting) the oldest when more arrive.
+/// (base id, point id).
+type Key = (u128, u128);
+
+/// Hashes a [`Key`] by folding and mixing its halves. The default SipHash cost more
+/// than the rest of the pairing; these keys are ids, hashed for a table we own, and a
+/// point id's low bits are a counter, hence the multiply that spreads them.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u128(&mut self, v: u128) {
+        let folded = (v as u64) ^ ((v >> 64) as u64).rotate_left(29);
+        self.0 = (self.0.rotate_left(5) ^ folded).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type KeyMap<V> = HashMap<Key, V, BuildHasherDefault<KeyHasher>>;
+
+fn key(e: &Event) -> Key {
+    (e.base_id.0, e.trace_id.0)
+}
+
+/// Pairs starts with stops by point id, within a batch and across batches; holds at
+/// most `max_open` open points between batches, dropping (and counting) the oldest when
+/// more arrive.
 pub(crate) struct Assembler {
-    open: HashMap<(u128, u128), Open>,
-    order: VecDeque<((u128, u128), u64)>,
+    open: KeyMap<Open>,
+    order: VecDeque<(Key, u64)>,
+    // Starts of the batch being read whose stop has not come yet: their index.
+    pending: KeyMap<usize>,
     max_open: usize,
     seq: u64,
+    // The last host seen: spans of one host share one `Arc`, not one allocation each.
+    host: Option<Arc<str>>,
     stats: AssemblerStats,
 }
 
@@ -123,10 +178,12 @@ pub(crate) const DEFAULT_MAX_OPEN: usize = 16_384;
 impl Assembler {
     pub fn new(max_open: usize) -> Assembler {
         Assembler {
-            open: HashMap::new(),
+            open: KeyMap::default(),
             order: VecDeque::new(),
+            pending: KeyMap::default(),
             max_open: max_open.max(1),
             seq: 0,
+            host: None,
             stats: AssemblerStats::default(),
         }
     }
@@ -144,63 +201,137 @@ impl Assembler {
         self.open.len()
     }
 
-    /// Takes one event; a stop that ends a known start appends the finished span.
-    pub fn push(&mut self, e: &Event, out: &mut Vec<Span>) {
-        let key = (e.base_id.0, e.trace_id.0);
-        let at_ns = e.timestamp.as_micros().saturating_mul(1000);
-        let info = e.info.as_map();
-        match e.kind {
-            EventKind::Start => {
-                let (name, kind) = name_and_kind(&e.name, info);
-                let mut attributes = Vec::with_capacity(8);
-                attributes.push((
-                    Cow::Borrowed("osprofiler.point"),
-                    AttrValue::Str(e.name.to_string()),
-                ));
-                start_attributes(&e.name, info, &mut attributes);
-                self.seq += 1;
-                let open = Open {
-                    name,
-                    kind,
-                    start_ns: at_ns,
-                    parent_id: e.parent_id.0,
-                    origin: Origin {
-                        project: e.project.clone(),
-                        service: e.service.clone(),
-                        host: e.host().map(Arc::from),
-                    },
-                    attributes,
-                    seq: self.seq,
-                };
-                self.open.insert(key, open);
-                self.order.push_back((key, self.seq));
-                self.evict();
-            }
-            EventKind::Stop => {
-                let Some(mut open) = self.open.remove(&key) else {
-                    self.stats.unmatched_stops += 1;
-                    return;
-                };
-                let error = stop_attributes(info, &mut open.attributes);
-                out.push(Span {
-                    base_id: key.0,
-                    id: key.1,
-                    parent_id: open.parent_id,
-                    name: open.name,
-                    kind: open.kind,
-                    start_ns: open.start_ns,
-                    end_ns: at_ns.max(open.start_ns),
-                    origin: open.origin,
-                    attributes: open.attributes,
-                    error,
-                });
-                // Keep the order queue from growing with entries already matched.
-                if self.order.len() > 2 * self.open.len() + 1024 {
-                    let open = &self.open;
-                    self.order
-                        .retain(|(k, seq)| open.get(k).is_some_and(|o| o.seq == *seq));
+    /// Takes one event (a batch of one).
+    #[cfg(test)]
+    pub fn push<'a>(&mut self, e: &'a Event, out: &mut Vec<Span<'a>>) {
+        self.push_batch(std::slice::from_ref(e), out);
+    }
+
+    /// Takes a batch of events, in order; appends the spans they finish. A span whose
+    /// start and stop are both in `events` borrows its strings from them: the common
+    /// case, a short point's two events side by side, builds no map entry at all.
+    pub fn push_batch<'a>(&mut self, events: &'a [Event], out: &mut Vec<Span<'a>>) {
+        self.pending.clear();
+        let mut i = 0;
+        while i < events.len() {
+            let e = &events[i];
+            match e.kind {
+                EventKind::Start => {
+                    if let Some(next) = events.get(i + 1)
+                        && next.kind == EventKind::Stop
+                        && key(next) == key(e)
+                    {
+                        let span = self.span(e, next);
+                        out.push(span);
+                        i += 2;
+                        continue;
+                    }
+                    if self.pending.insert(key(e), i).is_some() {
+                        // The same point started twice: the first start is lost.
+                        self.stats.orphans_dropped += 1;
+                    }
+                }
+                EventKind::Stop => {
+                    if let Some(si) = self.pending.remove(&key(e)) {
+                        let span = self.span(&events[si], e);
+                        out.push(span);
+                    } else if let Some(open) = self.open.remove(&key(e)) {
+                        out.push(self.finish(open, e));
+                    } else {
+                        self.stats.unmatched_stops += 1;
+                    }
                 }
             }
+            i += 1;
+        }
+        // Starts still waiting for their stop: kept, owned, in the order they came.
+        let mut left: Vec<usize> = self.pending.drain().map(|(_, i)| i).collect();
+        left.sort_unstable();
+        for si in left {
+            let e = &events[si];
+            let open = self.open_owned(e);
+            self.open.insert(key(e), open);
+            self.order.push_back((key(e), self.seq));
+        }
+        self.evict();
+        // Keep the order queue from growing with entries already matched.
+        if self.order.len() > 2 * self.open.len() + 1024 {
+            let open = &self.open;
+            self.order
+                .retain(|(k, seq)| open.get(k).is_some_and(|o| o.seq == *seq));
+        }
+    }
+
+    fn origin(&mut self, e: &Event) -> Origin {
+        let host = match (e.host(), &self.host) {
+            (None, _) => None,
+            (Some(h), Some(last)) if **last == *h => Some(last.clone()),
+            (Some(h), _) => {
+                let h: Arc<str> = Arc::from(h);
+                self.host = Some(h.clone());
+                Some(h)
+            }
+        };
+        Origin {
+            project: e.project.clone(),
+            service: e.service.clone(),
+            host,
+        }
+    }
+
+    /// The span of a start and a stop of the same batch.
+    fn span<'a>(&mut self, start: &'a Event, stop: &'a Event) -> Span<'a> {
+        let origin = self.origin(start);
+        let mut attributes = Vec::with_capacity(8);
+        let (name, kind) = start_info(start, &mut attributes);
+        let error = stop_info(stop, &mut attributes);
+        let start_ns = ns(start);
+        Span {
+            base_id: start.base_id.0,
+            id: start.trace_id.0,
+            parent_id: start.parent_id.0,
+            name,
+            kind,
+            start_ns,
+            end_ns: ns(stop).max(start_ns),
+            origin,
+            attributes,
+            error,
+        }
+    }
+
+    /// A start kept for a later batch: its strings owned.
+    fn open_owned(&mut self, e: &Event) -> Open {
+        let origin = self.origin(e);
+        let mut attributes = Vec::with_capacity(8);
+        let (name, kind) = start_info(e, &mut attributes);
+        self.seq += 1;
+        Open {
+            name: Cow::Owned(name.into_owned()),
+            kind,
+            start_ns: ns(e),
+            parent_id: e.parent_id.0,
+            origin,
+            attributes: attributes.into_iter().map(owned_attr).collect(),
+            seq: self.seq,
+        }
+    }
+
+    /// The span of a start from an earlier batch and its stop.
+    fn finish<'a>(&mut self, open: Open, stop: &'a Event) -> Span<'a> {
+        let mut attributes: Vec<Attr<'a>> = open.attributes;
+        let error = stop_info(stop, &mut attributes);
+        Span {
+            base_id: stop.base_id.0,
+            id: stop.trace_id.0,
+            parent_id: open.parent_id,
+            name: open.name,
+            kind: open.kind,
+            start_ns: open.start_ns,
+            end_ns: ns(stop).max(open.start_ns),
+            origin: open.origin,
+            attributes,
+            error,
         }
     }
 
@@ -229,8 +360,47 @@ impl Assembler {
     }
 }
 
-fn str_of<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
-    m.get(key).and_then(Value::as_str)
+fn ns(e: &Event) -> i64 {
+    e.timestamp.as_micros().saturating_mul(1000)
+}
+
+/// A start event's name, kind and attributes (`osprofiler.point` first). Borrowed from
+/// the event's info when it can be; built info (a function's, an error's) is small and
+/// copied.
+fn start_info<'a>(e: &'a Event, out: &mut Vec<Attr<'a>>) -> (Cow<'a, str>, SpanKind) {
+    out.push((
+        Cow::Borrowed("osprofiler.point"),
+        AttrValue::Str(Cow::Borrowed(&*e.name)),
+    ));
+    match e.info.fields() {
+        Cow::Borrowed(info) => {
+            start_attributes(&e.name, info, out);
+            name_and_kind(&e.name, info)
+        }
+        Cow::Owned(info) => {
+            let mut tmp = Vec::new();
+            start_attributes(&e.name, &info, &mut tmp);
+            out.extend(tmp.into_iter().map(|a| -> Attr<'a> { owned_attr(a) }));
+            let (name, kind) = name_and_kind(&e.name, &info);
+            (Cow::Owned(name.into_owned()), kind)
+        }
+    }
+}
+
+/// A stop event's attributes; the error of a failed point.
+fn stop_info<'a>(e: &'a Event, out: &mut Vec<Attr<'a>>) -> Option<SpanError<'a>> {
+    match e.info.fields() {
+        Cow::Borrowed(info) => stop_attributes(info, out),
+        Cow::Owned(info) => {
+            let mut tmp = Vec::new();
+            let error = stop_attributes(&info, &mut tmp);
+            out.extend(tmp.into_iter().map(|a| -> Attr<'a> { owned_attr(a) }));
+            error.map(|e| SpanError {
+                etype: Cow::Owned(e.etype.into_owned()),
+                message: Cow::Owned(e.message.into_owned()),
+            })
+        }
+    }
 }
 
 fn obj<'a>(info: &'a Map<String, Value>, key: &str) -> Option<&'a Map<String, Value>> {
@@ -243,19 +413,25 @@ fn obj<'a>(info: &'a Map<String, Value>, key: &str) -> Option<&'a Map<String, Va
 /// a path), not for data, which the attributes carry whole.
 const MAX_NAME: usize = 256;
 
-fn capped(mut name: String) -> String {
-    if name.len() > MAX_NAME {
-        let mut i = MAX_NAME;
-        while !name.is_char_boundary(i) {
-            i -= 1;
-        }
-        name.truncate(i);
+fn capped(name: Cow<'_, str>) -> Cow<'_, str> {
+    if name.len() <= MAX_NAME {
+        return name;
     }
-    name
+    let mut i = MAX_NAME;
+    while !name.is_char_boundary(i) {
+        i -= 1;
+    }
+    match name {
+        Cow::Borrowed(n) => Cow::Borrowed(&n[..i]),
+        Cow::Owned(mut n) => {
+            n.truncate(i);
+            Cow::Owned(n)
+        }
+    }
 }
 
 /// The span's name (at most [`MAX_NAME`] bytes) and kind.
-fn name_and_kind(point: &str, info: &Map<String, Value>) -> (String, SpanKind) {
+fn name_and_kind<'a>(point: &'a str, info: &'a Map<String, Value>) -> (Cow<'a, str>, SpanKind) {
     let (name, kind) = full_name_and_kind(point, info);
     (capped(name), kind)
 }
@@ -263,41 +439,61 @@ fn name_and_kind(point: &str, info: &Map<String, Value>) -> (String, SpanKind) {
 /// The span's name and kind. Names as osprofiler's OTLP driver gives them
 /// (`WSGI_<METHOD>_<path>`, `SQL_<FIRST WORD>`, `REQUESTS_<METHOD>_<hostname>`),
 /// the point's own name otherwise; a gRPC server point is named by its method.
-fn full_name_and_kind(point: &str, info: &Map<String, Value>) -> (String, SpanKind) {
+fn full_name_and_kind<'a>(
+    point: &'a str,
+    info: &'a Map<String, Value>,
+) -> (Cow<'a, str>, SpanKind) {
+    // One pass over the keys (see `start_attributes`).
+    let (mut request, mut db, mut requests, mut function) = (None, None, None, None);
+    for (k, v) in info {
+        let Some(m) = v.as_object().filter(|m| !m.is_empty()) else {
+            continue;
+        };
+        match k.as_str() {
+            "request" => request = Some(m),
+            "db" => db = Some(m),
+            "requests" => requests = Some(m),
+            "function" => function = Some(m),
+            _ => {}
+        }
+    }
     let kind = match point {
         "wsgi" => SpanKind::Server,
         "db" | "http" | "https" => SpanKind::Client,
         // The gRPC server layer's point carries the request it serves.
-        "rpc" if obj(info, "request").is_some() => SpanKind::Server,
+        "rpc" if request.is_some() => SpanKind::Server,
         _ => SpanKind::Internal,
     };
-    if point == "rpc"
-        && let Some(f) = obj(info, "function").and_then(|f| str_of(f, "name"))
-    {
-        return (f.to_owned(), kind);
-    }
-    if let Some(r) = obj(info, "request") {
-        let method = str_of(r, "method").unwrap_or("");
-        let path = str_of(r, "path").unwrap_or("");
-        return (format!("WSGI_{method}_{path}"), kind);
-    }
-    if let Some(db) = obj(info, "db") {
-        let first = str_of(db, "statement")
+    let field = |m: &'a Map<String, Value>, key: &str| -> &'a str {
+        m.iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| v.as_str())
             .unwrap_or("")
+    };
+    if point == "rpc"
+        && let Some(f) = function.map(|f| field(f, "name")).filter(|n| !n.is_empty())
+    {
+        return (Cow::Borrowed(f), kind);
+    }
+    if let Some(r) = request {
+        let (method, path) = (field(r, "method"), field(r, "path"));
+        return (Cow::Owned(format!("WSGI_{method}_{path}")), kind);
+    }
+    if let Some(db) = db {
+        let first = field(db, "statement")
             .split_whitespace()
             .next()
             .unwrap_or("");
-        return (format!("SQL_{}", first.to_uppercase()), kind);
+        return (Cow::Owned(format!("SQL_{}", first.to_uppercase())), kind);
     }
-    if let Some(r) = obj(info, "requests") {
-        let method = str_of(r, "method").unwrap_or("");
-        let host = str_of(r, "hostname").unwrap_or("");
-        return (format!("REQUESTS_{method}_{host}"), kind);
+    if let Some(r) = requests {
+        let (method, host) = (field(r, "method"), field(r, "hostname"));
+        return (Cow::Owned(format!("REQUESTS_{method}_{host}")), kind);
     }
-    (point.to_owned(), kind)
+    (Cow::Borrowed(point), kind)
 }
 
-fn value_attr(v: &Value) -> Option<AttrValue> {
+fn value_attr(v: &Value) -> Option<AttrValue<'_>> {
     Some(match v {
         Value::Null => return None,
         Value::Bool(b) => AttrValue::Bool(*b),
@@ -305,99 +501,105 @@ fn value_attr(v: &Value) -> Option<AttrValue> {
             Some(i) => AttrValue::Int(i),
             None => AttrValue::Double(n.as_f64()?),
         },
-        Value::String(s) => AttrValue::Str(s.clone()),
-        other => AttrValue::Str(other.to_string()),
+        Value::String(s) => AttrValue::Str(Cow::Borrowed(s)),
+        other => AttrValue::Str(Cow::Owned(other.to_string())),
     })
 }
 
-fn put(out: &mut Vec<Attr>, key: &'static str, v: Option<&Value>) {
+fn put<'a>(out: &mut Vec<Attr<'a>>, key: &'static str, v: Option<&'a Value>) {
     if let Some(a) = v.and_then(value_attr) {
         out.push((Cow::Borrowed(key), a));
     }
 }
 
 /// OpenTelemetry's semantic names where one exists, osprofiler's keys otherwise.
-fn start_attributes(point: &str, info: &Map<String, Value>, out: &mut Vec<Attr>) {
+fn start_attributes<'a>(point: &str, info: &'a Map<String, Value>, out: &mut Vec<Attr<'a>>) {
+    // One pass over each map, matching keys: a lookup per key would hash each one
+    // (serde_json's ordered map), which cost more than the rest of the mapping.
+    let grpc_server = point == "rpc" && obj(info, "request").is_some();
     for (k, v) in info {
         match (k.as_str(), v) {
             // The resource (process) carries the host.
             ("host", _) => {}
-            ("request", Value::Object(r)) => {
-                put(out, "http.request.method", r.get("method"));
-                put(out, "url.path", r.get("path"));
-                if r.get("query")
-                    .and_then(Value::as_str)
-                    .is_some_and(|q| !q.is_empty())
-                {
-                    put(out, "url.query", r.get("query"));
-                }
-                put(out, "url.scheme", r.get("scheme"));
-                put(out, "server.port", r.get("port"));
-                for (rk, rv) in r {
-                    if !matches!(rk.as_str(), "method" | "path" | "query" | "scheme" | "port") {
-                        flatten(&format!("request.{rk}"), rv, out, 0);
-                    }
-                }
-            }
-            ("requests", Value::Object(r)) => {
-                put(out, "http.request.method", r.get("method"));
-                put(out, "url.path", r.get("path"));
-                if r.get("query")
-                    .and_then(Value::as_str)
-                    .is_some_and(|q| !q.is_empty())
-                {
-                    put(out, "url.query", r.get("query"));
-                }
-                put(out, "url.scheme", r.get("scheme"));
-                put(out, "server.address", r.get("hostname"));
-                put(out, "server.port", r.get("port"));
-                for (rk, rv) in r {
-                    if !matches!(
-                        rk.as_str(),
-                        "method" | "path" | "query" | "scheme" | "hostname" | "port"
-                    ) {
-                        flatten(&format!("requests.{rk}"), rv, out, 0);
-                    }
-                }
-            }
+            ("request", Value::Object(r)) => http_attributes("request", r, out),
+            ("requests", Value::Object(r)) => http_attributes("requests", r, out),
             ("db", Value::Object(d)) => {
-                put(out, "db.query.text", d.get("statement"));
-                if let Some(p) = d.get("params").filter(|p| !p.is_null()) {
-                    // As osprofiler's drivers: the parameters as one JSON text.
-                    out.push((Cow::Borrowed("db.params"), AttrValue::Str(p.to_string())));
-                }
                 for (dk, dv) in d {
-                    if !matches!(dk.as_str(), "statement" | "params") {
-                        flatten(&format!("db.{dk}"), dv, out, 0);
+                    match dk.as_str() {
+                        "statement" => put(out, "db.query.text", Some(dv)),
+                        "params" if !dv.is_null() => {
+                            // As osprofiler's drivers: the parameters as one JSON text.
+                            out.push((
+                                Cow::Borrowed("db.params"),
+                                AttrValue::Str(Cow::Owned(dv.to_string())),
+                            ));
+                        }
+                        "params" => {}
+                        _ => flatten(Cow::Owned(format!("db.{dk}")), dv, out, 0),
                     }
                 }
             }
             ("function", Value::Object(f)) => {
-                if point == "rpc" && obj(info, "request").is_some() {
-                    out.push((Cow::Borrowed("rpc.system"), AttrValue::Str("grpc".into())));
-                    if let Some((service, method)) =
-                        str_of(f, "name").and_then(|n| n.rsplit_once('.'))
-                    {
-                        out.push((Cow::Borrowed("rpc.service"), AttrValue::Str(service.into())));
-                        out.push((Cow::Borrowed("rpc.method"), AttrValue::Str(method.into())));
-                    }
-                }
-                put(out, "code.function.name", f.get("name"));
-                put(out, "args", f.get("args"));
-                put(out, "kwargs", f.get("kwargs"));
                 for (fk, fv) in f {
-                    if !matches!(fk.as_str(), "name" | "args" | "kwargs") {
-                        flatten(&format!("function.{fk}"), fv, out, 0);
+                    match fk.as_str() {
+                        "name" => {
+                            if grpc_server {
+                                rpc_attributes(fv.as_str(), out);
+                            }
+                            put(out, "code.function.name", Some(fv));
+                        }
+                        "args" => put(out, "args", Some(fv)),
+                        "kwargs" => put(out, "kwargs", Some(fv)),
+                        _ => flatten(Cow::Owned(format!("function.{fk}")), fv, out, 0),
                     }
                 }
             }
-            (k, v) => flatten(k, v, out, 0),
+            (k, v) => flatten(Cow::Borrowed(k), v, out, 0),
         }
     }
 }
 
+/// `info.request` (a server's) or `info.requests` (a client's): OpenTelemetry's HTTP
+/// names, the other keys under `<what>.`.
+fn http_attributes<'a>(what: &str, r: &'a Map<String, Value>, out: &mut Vec<Attr<'a>>) {
+    let client = what == "requests";
+    for (rk, rv) in r {
+        match rk.as_str() {
+            "method" => put(out, "http.request.method", Some(rv)),
+            "path" => put(out, "url.path", Some(rv)),
+            "query" if rv.as_str().is_some_and(str::is_empty) => {}
+            "query" => put(out, "url.query", Some(rv)),
+            "scheme" => put(out, "url.scheme", Some(rv)),
+            "port" => put(out, "server.port", Some(rv)),
+            "hostname" if client => put(out, "server.address", Some(rv)),
+            _ => flatten(Cow::Owned(format!("{what}.{rk}")), rv, out, 0),
+        }
+    }
+}
+
+/// A gRPC server point's method, `pkg.Service.Method`, as OpenTelemetry's RPC names.
+fn rpc_attributes<'a>(name: Option<&'a str>, out: &mut Vec<Attr<'a>>) {
+    out.push((
+        Cow::Borrowed("rpc.system"),
+        AttrValue::Str(Cow::Borrowed("grpc")),
+    ));
+    if let Some((service, method)) = name.and_then(|n| n.rsplit_once('.')) {
+        out.push((
+            Cow::Borrowed("rpc.service"),
+            AttrValue::Str(Cow::Borrowed(service)),
+        ));
+        out.push((
+            Cow::Borrowed("rpc.method"),
+            AttrValue::Str(Cow::Borrowed(method)),
+        ));
+    }
+}
+
 /// Stop info: results, status codes, errors. Returns the error of a failed point.
-fn stop_attributes(info: &Map<String, Value>, out: &mut Vec<Attr>) -> Option<SpanError> {
+fn stop_attributes<'a>(
+    info: &'a Map<String, Value>,
+    out: &mut Vec<Attr<'a>>,
+) -> Option<SpanError<'a>> {
     let mut etype = None;
     let mut message = None;
     for (k, v) in info {
@@ -406,21 +608,23 @@ fn stop_attributes(info: &Map<String, Value>, out: &mut Vec<Attr>) -> Option<Spa
             ("etype", v) => etype = Some(text(v)),
             ("message", v) => message = Some(text(v)),
             ("function", Value::Object(f)) => {
-                put(out, "result", f.get("result"));
                 for (fk, fv) in f {
-                    if fk != "result" {
-                        flatten(&format!("function.{fk}"), fv, out, 0);
+                    match fk.as_str() {
+                        "result" => put(out, "result", Some(fv)),
+                        _ => flatten(Cow::Owned(format!("function.{fk}")), fv, out, 0),
                     }
                 }
             }
             ("db", Value::Object(d)) => {
-                put(out, "result", d.get("result"));
+                if let Some((_, r)) = d.iter().find(|(k, _)| *k == "result") {
+                    put(out, "result", Some(r));
+                }
             }
             ("requests", Value::Object(r)) => {
-                put(out, "http.response.status_code", r.get("status_code"));
                 for (rk, rv) in r {
-                    if rk != "status_code" {
-                        flatten(&format!("requests.{rk}"), rv, out, 0);
+                    match rk.as_str() {
+                        "status_code" => put(out, "http.response.status_code", Some(rv)),
+                        _ => flatten(Cow::Owned(format!("requests.{rk}")), rv, out, 0),
                     }
                 }
             }
@@ -429,39 +633,39 @@ fn stop_attributes(info: &Map<String, Value>, out: &mut Vec<Attr>) -> Option<Spa
                     match rk.as_str() {
                         "status" | "status_code" => put(out, "http.response.status_code", Some(rv)),
                         "grpc_status" => put(out, "rpc.grpc.status_code", Some(rv)),
-                        _ => flatten(&format!("response.{rk}"), rv, out, 0),
+                        _ => flatten(Cow::Owned(format!("response.{rk}")), rv, out, 0),
                     }
                 }
             }
-            (k, v) => flatten(k, v, out, 0),
+            (k, v) => flatten(Cow::Borrowed(k), v, out, 0),
         }
     }
     etype.map(|etype| SpanError {
         etype,
-        message: message.unwrap_or_default(),
+        message: message.unwrap_or(Cow::Borrowed("")),
     })
 }
 
-fn text(v: &Value) -> String {
+fn text(v: &Value) -> Cow<'_, str> {
     match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(s) => Cow::Borrowed(s),
+        other => Cow::Owned(other.to_string()),
     }
 }
 
 /// A nested object becomes dotted keys (`a.b.c`), up to a small depth; deeper
 /// values and arrays are kept as JSON text.
-fn flatten(key: &str, v: &Value, out: &mut Vec<Attr>, depth: usize) {
+fn flatten<'a>(key: Cow<'a, str>, v: &'a Value, out: &mut Vec<Attr<'a>>, depth: usize) {
     match v {
         Value::Object(m) if depth < 4 && !m.is_empty() => {
             for (k, v) in m {
-                flatten(&format!("{key}.{k}"), v, out, depth + 1);
+                flatten(Cow::Owned(format!("{key}.{k}")), v, out, depth + 1);
             }
         }
         Value::Null => {}
         v => {
             if let Some(a) = value_attr(v) {
-                out.push((Cow::Owned(key.to_owned()), a));
+                out.push((key, a));
             }
         }
     }
@@ -483,6 +687,11 @@ mod tests {
         ))
     }
 
+    /// Events borrowed by spans must outlive them: in tests, for ever.
+    fn leak(e: Event) -> &'static Event {
+        Box::leak(Box::new(e))
+    }
+
     const A: &str = "aaaaaaaa-aaaa-4aaa-8aaa-000000000001";
     const B: &str = "aaaaaaaa-aaaa-4aaa-8aaa-000000000002";
 
@@ -494,27 +703,33 @@ mod tests {
         // a per-process stack (Python's) would end each with the other's stop.
         let wsgi = r#"{"request": {"path": "/v2.1/servers", "query": "", "method": "GET", "scheme": "http"}, "host": "h1"}"#;
         asm.push(
-            &event("wsgi-start", A, BASE, "2026-01-01T00:00:00.000100", wsgi),
+            leak(event(
+                "wsgi-start",
+                A,
+                BASE,
+                "2026-01-01T00:00:00.000100",
+                wsgi,
+            )),
             &mut out,
         );
         asm.push(
-            &event(
+            leak(event(
                 "list_servers-start",
                 B,
                 BASE,
                 "2026-01-01T00:00:00.000200",
                 r#"{"host": "h1"}"#,
-            ),
+            )),
             &mut out,
         );
         asm.push(
-            &event(
+            leak(event(
                 "wsgi-stop",
                 A,
                 BASE,
                 "2026-01-01T00:00:00.000900",
                 r#"{"host": "h1"}"#,
-            ),
+            )),
             &mut out,
         );
         assert_eq!(out.len(), 1);
@@ -525,13 +740,13 @@ mod tests {
             (1767225600000100000, 1767225600000900000)
         );
         asm.push(
-            &event(
+            leak(event(
                 "list_servers-stop",
                 B,
                 BASE,
                 "2026-01-01T00:00:00.000300",
                 r#"{"host": "h1"}"#,
-            ),
+            )),
             &mut out,
         );
         assert_eq!(out[1].name, "list_servers");
@@ -545,17 +760,17 @@ mod tests {
         let mut out = Vec::new();
         let db = r#"{"db": {"statement": "select * from instances where id = ?", "params": [1]}, "host": "h1"}"#;
         asm.push(
-            &event("db-start", B, A, "2026-01-01T00:00:00.000100", db),
+            leak(event("db-start", B, A, "2026-01-01T00:00:00.000100", db)),
             &mut out,
         );
         asm.push(
-            &event(
+            leak(event(
                 "db-stop",
                 B,
                 A,
                 "2026-01-01T00:00:00.000200",
                 r#"{"etype": "OperationalError", "message": "locked", "host": "h1"}"#,
-            ),
+            )),
             &mut out,
         );
         let s = &out[0];
@@ -589,11 +804,11 @@ mod tests {
         let long = "é".repeat(1000);
         let db = format!(r#"{{"db": {{"statement": "{long} x", "params": []}}}}"#);
         asm.push(
-            &event("db-start", B, A, "2026-01-01T00:00:00.000100", &db),
+            leak(event("db-start", B, A, "2026-01-01T00:00:00.000100", &db)),
             &mut out,
         );
         asm.push(
-            &event("db-stop", B, A, "2026-01-01T00:00:00.000200", "{}"),
+            leak(event("db-stop", B, A, "2026-01-01T00:00:00.000200", "{}")),
             &mut out,
         );
         assert!(out[0].name.len() <= MAX_NAME, "{}", out[0].name.len());
@@ -603,7 +818,8 @@ mod tests {
             out[0]
                 .attributes
                 .iter()
-                .any(|(k, v)| k == "db.query.text" && *v == AttrValue::Str(format!("{long} x")))
+                .any(|(k, v)| k == "db.query.text"
+                    && *v == AttrValue::Str(format!("{long} x").into()))
         );
     }
 
@@ -614,7 +830,13 @@ mod tests {
         for i in 1..=3u32 {
             let id = format!("aaaaaaaa-aaaa-4aaa-8aaa-00000000000{i}");
             asm.push(
-                &event("x-start", &id, BASE, "2026-01-01T00:00:00.000100", "{}"),
+                leak(event(
+                    "x-start",
+                    &id,
+                    BASE,
+                    "2026-01-01T00:00:00.000100",
+                    "{}",
+                )),
                 &mut out,
             );
         }
@@ -622,28 +844,92 @@ mod tests {
         assert_eq!(asm.stats().orphans_dropped, 1);
         // The first was dropped: its stop is unmatched; the third still pairs.
         asm.push(
-            &event(
+            leak(event(
                 "x-stop",
                 "aaaaaaaa-aaaa-4aaa-8aaa-000000000001",
                 BASE,
                 "2026-01-01T00:00:00.000200",
                 "{}",
-            ),
+            )),
             &mut out,
         );
         asm.push(
-            &event(
+            leak(event(
                 "x-stop",
                 "aaaaaaaa-aaaa-4aaa-8aaa-000000000003",
                 BASE,
                 "2026-01-01T00:00:00.000200",
                 "{}",
-            ),
+            )),
             &mut out,
         );
         assert_eq!(out.len(), 1);
         assert_eq!(asm.stats().unmatched_stops, 1);
         assert_eq!(asm.close(), 1);
         assert_eq!(asm.stats().orphans_dropped, 2);
+    }
+
+    #[test]
+    fn a_batch_pairs_side_by_side_apart_and_across_batches() {
+        let ev = |name: &str, id: &str, ts: &str, info: &str| event(name, id, BASE, ts, info);
+        let c = "aaaaaaaa-aaaa-4aaa-8aaa-000000000003";
+        let first = vec![
+            // Side by side (the common case).
+            ev(
+                "db-start",
+                A,
+                "2026-01-01T00:00:00.000100",
+                r#"{"db": {"statement": "SELECT 1"}}"#,
+            ),
+            ev("db-stop", A, "2026-01-01T00:00:00.000200", "{}"),
+            // Apart: a child in between.
+            ev(
+                "wsgi-start",
+                B,
+                "2026-01-01T00:00:00.000300",
+                r#"{"request": {"method": "GET", "path": "/x"}}"#,
+            ),
+            ev(
+                "driver-start",
+                c,
+                "2026-01-01T00:00:00.000400",
+                r#"{"vm": "vm-1"}"#,
+            ),
+            ev(
+                "driver-stop",
+                c,
+                "2026-01-01T00:00:00.000500",
+                r#"{"etype": "E", "message": "m"}"#,
+            ),
+        ];
+        let second = vec![ev("wsgi-stop", B, "2026-01-01T00:00:00.000900", "{}")];
+        let mut asm = Assembler::new(16);
+        let mut out = Vec::new();
+        asm.push_batch(&first, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(asm.open_points(), 1, "the wsgi point waits for its stop");
+        assert_eq!(out[0].name, "SQL_SELECT");
+        assert!(matches!(out[0].name, Cow::Owned(_)));
+        assert_eq!(out[1].name, "driver");
+        // Borrowed from the batch's events, not copied.
+        assert!(matches!(out[1].name, Cow::Borrowed(_)));
+        assert!(
+            out[1]
+                .attributes
+                .iter()
+                .any(|(k, v)| k == "vm" && matches!(v, AttrValue::Str(Cow::Borrowed("vm-1"))))
+        );
+        assert_eq!(out[1].error.as_ref().map(|e| &*e.etype), Some("E"));
+        drop(out);
+        let mut out = Vec::new();
+        asm.push_batch(&second, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].name, "WSGI_GET_/x");
+        assert_eq!(
+            (out[0].start_ns, out[0].end_ns),
+            (1767225600000300000, 1767225600000900000)
+        );
+        assert_eq!(asm.open_points(), 0);
+        assert_eq!(asm.stats(), AssemblerStats::default());
     }
 }

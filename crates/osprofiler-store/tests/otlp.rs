@@ -526,13 +526,19 @@ fn backoff_makes_a_dead_collector_cheap() {
     ] {
         let mut s = sink(&cs(&url), &Options::default()).unwrap();
         let base = Id::new_v4();
+        // The request goes out from the sink's thread: the exporter does not wait.
         let t = Instant::now();
-        assert!(s.write(&point_events(base, 1)).is_err());
+        assert!(s.write(&point_events(base, 1)).is_ok());
+        assert!(t.elapsed() < Duration::from_millis(100), "{url}: {:?}", t.elapsed());
+        // A flush waits for it: about the timeout, and says why it failed.
+        let t = Instant::now();
+        let e = s.flush().unwrap_err().to_string();
         let first = t.elapsed();
         assert!(
             first >= Duration::from_millis(250) && first < Duration::from_secs(2),
             "{url}: {first:?}"
         );
+        assert!(e.contains(&format!("127.0.0.1:{hang}")), "{e}");
         // Within the backoff: failed at once, no request made.
         let t = Instant::now();
         let e = s.write(&point_events(base, 2)).unwrap_err().to_string();
@@ -550,8 +556,9 @@ fn backoff_makes_a_dead_collector_cheap() {
         ..Options::default()
     };
     let mut s = sink(&cs(&format!("otlp://127.0.0.1:{hang}")), &opts).unwrap();
+    assert!(s.write(&point_events(Id::new_v4(), 1)).is_ok());
     let t = Instant::now();
-    assert!(s.write(&point_events(Id::new_v4(), 1)).is_err());
+    assert!(s.flush().is_err());
     assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
 }
 
@@ -699,10 +706,9 @@ fn otlps_with_a_ca_file() {
         &Options::default(),
     ) {
         Ok(mut s) => {
-            let e = s
-                .write(&point_events(Id::new_v4(), 1))
-                .unwrap_err()
-                .to_string();
+            // Sent from the sink's thread; the flush says what became of it.
+            assert!(s.write(&point_events(Id::new_v4(), 1)).is_ok());
+            let e = s.flush().unwrap_err().to_string();
             assert!(e.to_lowercase().contains("certificate"), "{e}");
         }
         Err(e) => assert!(e.to_string().contains("no system CA"), "{e}"),

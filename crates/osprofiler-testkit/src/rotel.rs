@@ -49,6 +49,8 @@ pub struct Rotel {
     grpc_port: u16,
     http_port: u16,
     extra: Vec<String>,
+    // No debug log of the spans: for benchmarks, where printing would be the bottleneck.
+    quiet: bool,
     // Dropped last: the agent is killed first (see Drop).
     dir: TempDir,
 }
@@ -84,12 +86,35 @@ impl Rotel {
             grpc_port: 0,
             http_port: 0,
             extra: args.iter().map(|s| s.to_string()).collect(),
+            quiet: false,
             dir: TempDir::try_new()?,
         };
+        rotel.launch_on_free_ports()?;
+        Ok(rotel)
+    }
+
+    /// A collector that receives and discards, printing nothing: for measuring what is
+    /// sent to it ([`spans`](Self::spans) stays empty).
+    pub fn start_quiet() -> Result<Rotel, String> {
+        let mut rotel = Rotel {
+            child: None,
+            agent: Rotel::locate()?,
+            grpc_port: 0,
+            http_port: 0,
+            extra: Vec::new(),
+            quiet: true,
+            dir: TempDir::try_new()?,
+        };
+        rotel.launch_on_free_ports()?;
+        Ok(rotel)
+    }
+
+    fn launch_on_free_ports(&mut self) -> Result<(), String> {
+        let rotel = self;
         let mut last_err = String::new();
         for _ in 0..ATTEMPTS {
             match rotel.launch(crate::free_port(), crate::free_port()) {
-                Ok(()) => return Ok(rotel),
+                Ok(()) => return Ok(()),
                 Err(Launch::PortTaken(e)) => last_err = e,
                 Err(Launch::Failed(e)) => return Err(e),
             }
@@ -199,8 +224,12 @@ impl Rotel {
             .arg(&self.agent)
             .arg("start")
             .args(["--otlp-grpc-endpoint", &grpc, "--otlp-http-endpoint", &http])
-            .args(["--exporter", "blackhole", "--debug-log", "traces"])
-            .args(["--debug-log-verbosity", "detailed"])
+            .args(["--exporter", "blackhole"])
+            .args(if self.quiet {
+                &[][..]
+            } else {
+                &["--debug-log", "traces", "--debug-log-verbosity", "detailed"][..]
+            })
             // Not the shared defaults under /tmp: collectors run side by side.
             .arg("--pid-file")
             .arg(self.dir.join("rotel.pid"))

@@ -237,6 +237,29 @@ impl EventInfo {
         })
     }
 
+    /// The info's keys and values, borrowed where they can be: what a point recorded
+    /// as free-form info is handed out as is, with no map built or cached (exporters
+    /// that read every event once use this rather than [`as_map`](Self::as_map)). Such
+    /// info has no `host` key (see [`host`](Self::host)); parsed info has it.
+    pub fn fields(&self) -> Cow<'_, Map<String, Value>> {
+        match &self.repr {
+            Repr::Map => Cow::Borrowed(self.as_map()),
+            Repr::Recorded { payload: None, .. } => Cow::Owned(Map::new()),
+            Repr::Recorded {
+                payload: Some(Payload::Info(i)),
+                ..
+            } => Cow::Borrowed(i.as_map()),
+            // Small payloads (a function's name and arguments, an error): built.
+            Repr::Recorded { .. } => match self.map.get() {
+                Some(m) => Cow::Borrowed(m),
+                None => match serde_json::to_value(self) {
+                    Ok(Value::Object(m)) => Cow::Owned(m),
+                    _ => Cow::Owned(Map::new()),
+                },
+            },
+        }
+    }
+
     /// One key's value.
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.as_map().get(key)

@@ -228,6 +228,20 @@ pub fn dropped_events() -> u64 {
     COUNTERS.dropped.load(Ordering::Relaxed)
 }
 
+/// For sinks that send in the background: `events` that an earlier
+/// [`Sink::write`] accepted (and the pipeline counted as exported) were lost after
+/// all, for `error`. Moves them from `exported` to `failed` in [`stats`].
+pub fn report_late_failure(events: u64, error: &SinkError) {
+    let c = &COUNTERS;
+    let _ = c
+        .exported
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |e| {
+            Some(e.saturating_sub(events))
+        });
+    c.failed.fetch_add(events, Ordering::Relaxed);
+    note_error(error);
+}
+
 /// The last sink error's message, if any.
 pub fn last_error() -> Option<String> {
     COUNTERS.last_error.lock().ok()?.clone()

@@ -49,7 +49,7 @@ enum Val<'a> {
     Bool(bool),
 }
 
-impl<'a> From<&'a AttrValue> for Val<'a> {
+impl<'a> From<&'a AttrValue<'_>> for Val<'a> {
     fn from(v: &'a AttrValue) -> Val<'a> {
         match v {
             AttrValue::Str(s) => Val::Str(s),
@@ -458,7 +458,7 @@ mod tests {
         }
     }
 
-    fn span(id: u128, parent: u128, name: &str, origin: Origin) -> Span {
+    fn span(id: u128, parent: u128, name: &str, origin: Origin) -> Span<'_> {
         Span {
             base_id: BASE,
             id,
@@ -476,7 +476,7 @@ mod tests {
         }
     }
 
-    fn sample() -> Vec<Span> {
+    fn sample() -> Vec<Span<'static>> {
         let api = origin("api", Some("host-a"));
         let compute = origin("compute", Some("host-b"));
         let wsgi_id = 0xaaaa_aaaa_aaaa_4aaa_8aaa_0000_0000_0001;
@@ -492,7 +492,7 @@ mod tests {
             (Cow::Borrowed("zero"), AttrValue::Int(0)),
             (Cow::Borrowed("ratio"), AttrValue::Double(0.25)),
             (Cow::Borrowed("cached"), AttrValue::Bool(false)),
-            (Cow::Borrowed("empty"), AttrValue::Str(String::new())),
+            (Cow::Borrowed("empty"), AttrValue::Str(String::new().into())),
         ]);
         let mut db = span(0xbbbb_0000_0000_0002, wsgi_id, "SQL_SELECT", api);
         db.kind = SpanKind::Client;
@@ -504,7 +504,7 @@ mod tests {
         let mut quiet = span(0xdddd_0000_0000_0004, wsgi_id, "", origin("x", None));
         quiet.error = Some(SpanError {
             etype: "E".into(),
-            message: String::new(),
+            message: String::new().into(),
         });
         quiet.start_ns = 0;
         quiet.end_ns = 0;
@@ -558,7 +558,7 @@ mod tests {
                     dropped_attributes_count: 0,
                 });
                 status = Some(Status {
-                    message: e.message.clone(),
+                    message: e.message.to_string(),
                     code: 2,
                 });
             }
@@ -570,7 +570,7 @@ mod tests {
                     .map(|p| p.to_be_bytes().to_vec())
                     .unwrap_or_default(),
                 flags: 1,
-                name: sp.name.clone(),
+                name: sp.name.to_string(),
                 kind: kind_value(sp.kind) as i32,
                 start_time_unix_nano: sp.start_ns as u64,
                 end_time_unix_nano: sp.end_ns as u64,
@@ -689,8 +689,10 @@ mod tests {
                         o.clone()
                     },
                 );
-                sp.attributes
-                    .push((Cow::Borrowed("blob"), AttrValue::Str("x".repeat(1000))));
+                sp.attributes.push((
+                    Cow::Borrowed("blob"),
+                    AttrValue::Str("x".repeat(1000).into()),
+                ));
                 sp
             })
             .collect();
