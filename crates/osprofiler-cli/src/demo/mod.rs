@@ -43,8 +43,9 @@ use client::OpenStackClient;
 
 #[derive(Args)]
 pub struct DemoArgs {
-    /// The HMAC key the services accept and the client signs with ([profiler] hmac_keys)
-    #[arg(long, value_name = "KEY", default_value = "SECRET_KEY")]
+    /// The HMAC key the services accept and the client signs with ([profiler] hmac_keys);
+    /// printed only when it is the default
+    #[arg(long, value_name = "KEY", default_value = DEFAULT_KEY)]
     hmac_key: String,
     /// Write the trace's HTML report to FILE
     #[arg(
@@ -66,6 +67,30 @@ pub struct DemoArgs {
     /// [default: $OSPROFILER_CONNECTION_STRING, else the embedded store]
     #[arg(long, value_name = "URI")]
     connection_string: Option<String>,
+}
+
+/// The demo's key when none is given: osprofiler's documented default, no secret.
+const DEFAULT_KEY: &str = "SECRET_KEY";
+
+/// The key as the commands the demo suggests write it: the default as it is, so that they
+/// can be pasted; a key of the user's own as `KEY`. Output is pasted into bug reports and
+/// CI logs, and a key given with --hmac-key is as secret as any in a service's
+/// configuration: it is never printed.
+fn shown_key(key: &str) -> String {
+    if key == DEFAULT_KEY {
+        shell_word(key)
+    } else {
+        "KEY".to_owned()
+    }
+}
+
+/// What follows a command holding [`shown_key`], when it is a placeholder.
+fn key_note(key: &str) -> &'static str {
+    if key == DEFAULT_KEY {
+        ""
+    } else {
+        "  # KEY: the one given with --hmac-key (not printed)"
+    }
 }
 
 /// Who records: project, service, host. Each service has its own host label, as if
@@ -211,11 +236,11 @@ fn where_it_went(backends: &Backends, base: Id) -> Option<String> {
     for cs in backends {
         match cs {
             ConnectionString::Otlp(_) => lines.push(format!(
-                "The trace went to the OTLP collector at {cs}: in Jaeger, open                  http://localhost:16686/trace/{} (its trace id is the base id without hyphens).",
+                "The trace went to the OTLP collector at {cs}: in Jaeger, open http://localhost:16686/trace/{} (its trace id is the base id without hyphens).",
                 base.simple()
             )),
             ConnectionString::Jaeger(_) => lines.push(format!(
-                "The trace went to the Jaeger agent at {cs}: in Jaeger's UI, search for trace                  id {} (service nova-api).",
+                "The trace went to the Jaeger agent at {cs}: in Jaeger's UI, search for trace id {} (service nova-api).",
                 base.simple()
             )),
             _ => {}
@@ -411,11 +436,12 @@ async fn once(
         )));
     }
     say(&format!(
-        "$ openstack --os-profile {} server create demo-vm\n\
+        "$ openstack --os-profile {} server create demo-vm{}\n\
          {}: server {}\n\
          Trace ID: {base}\n\
          {}\n",
-        shell_word(key_text),
+        shown_key(key_text),
+        key_note(key_text),
         a.status,
         a.body["server"]["id"].as_str().unwrap_or("?"),
         show_hint(
@@ -516,12 +542,19 @@ async fn serve(
     cs: &Backends,
     show_flag: Option<&str>,
 ) -> Result<Option<Run>, Failure> {
-    let key = shell_word(key);
+    let note = key_note(key);
+    let key = shown_key(key);
+    // The key line says which key, without printing one of the user's own.
+    let key_line = if note.is_empty() {
+        key.clone()
+    } else {
+        "the one given with --hmac-key (not printed)".to_owned()
+    };
     say(&format!(
-        "osprofiler demo --serve: the services are up (Ctrl-C stops them)\n\n{}  {:<10} {key}\n\n\
+        "osprofiler demo --serve: the services are up (Ctrl-C stops them)\n\n{}  {:<10} {key_line}\n\n\
          api: http://{api}\n\n\
          Boot a server in a trace of your own (`trace headers` prints its Trace ID):\n  \
-         curl -H @<(osprofiler trace headers --hmac-key {key}) -X POST http://{api}/v2.1/servers -d '{{\"server\":{{\"name\":\"vm\"}}}}'\n  \
+         curl -H @<(osprofiler trace headers --hmac-key {key}) -X POST http://{api}/v2.1/servers -d '{{\"server\":{{\"name\":\"vm\"}}}}'{note}\n  \
          {}\n\
          List the servers:\n  \
          curl http://{api}/v2.1/servers",
@@ -533,12 +566,12 @@ async fn serve(
     // Flushed now and then, as a long-running service would: some sinks (file://) buffer
     // their writes until a flush.
     let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+    exit_on_second_ctrl_c();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
             stop = &mut ctrl_c => {
                 stop.map_err(|e| Failure(format!("cannot wait for Ctrl-C: {e}")))?;
-                exit_on_second_ctrl_c();
                 break;
             }
             _ = tick.tick() => {
@@ -550,9 +583,10 @@ async fn serve(
     Ok(None)
 }
 
-/// From now on a second Ctrl-C ends the process at once (exit status 130), whatever the
-/// clean shutdown is still waiting for (a backend that does not answer, say). Its own
-/// thread and runtime: the services' runtime is being shut down.
+/// A second Ctrl-C ends the process at once (exit status 130), whatever the clean
+/// shutdown the first one started is still waiting for (a backend that does not
+/// answer, say). Listening from the start, on a thread and runtime of its own (the
+/// services' runtime is shut down by the first), so that no Ctrl-C falls in between.
 fn exit_on_second_ctrl_c() {
     let _ = std::thread::Builder::new()
         .name("second-ctrl-c".into())
@@ -563,10 +597,17 @@ fn exit_on_second_ctrl_c() {
             else {
                 return;
             };
-            if rt.block_on(tokio::signal::ctrl_c()).is_ok() {
+            rt.block_on(async {
+                let Ok(mut interrupts) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                else {
+                    return;
+                };
+                interrupts.recv().await;
+                interrupts.recv().await;
                 let _ = writeln!(std::io::stderr(), "interrupted");
                 std::process::exit(130);
-            }
+            });
         });
 }
 
@@ -646,7 +687,13 @@ impl Drop for StateDir {
 
 #[cfg(test)]
 mod tests {
-    use super::shell_word;
+    use super::{shell_word, shown_key};
+
+    #[test]
+    fn only_the_default_key_is_printed() {
+        assert_eq!(shown_key("SECRET_KEY"), "SECRET_KEY");
+        assert_eq!(shown_key("my own key"), "KEY");
+    }
 
     #[test]
     fn shell_words() {
