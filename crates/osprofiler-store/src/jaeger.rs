@@ -79,13 +79,23 @@ mod compact {
     const VERSION: u8 = 1;
     pub(super) const ONEWAY: u8 = 4;
 
-    /// Unsigned LEB128.
+    /// Unsigned LEB128. Built on the stack and appended once: a push per byte (each
+    /// with its capacity check) was the encoder's largest cost.
+    #[inline]
     pub(super) fn varint(out: &mut Vec<u8>, mut v: u64) {
-        while v >= 0x80 {
-            out.push((v as u8 & 0x7f) | 0x80);
-            v >>= 7;
+        if v < 0x80 {
+            out.push(v as u8);
+            return;
         }
-        out.push(v as u8);
+        let mut buf = [0u8; 10];
+        let mut n = 0;
+        while v >= 0x80 {
+            buf[n] = (v as u8 & 0x7f) | 0x80;
+            v >>= 7;
+            n += 1;
+        }
+        buf[n] = v as u8;
+        out.extend_from_slice(&buf[..=n]);
     }
 
     pub(super) fn zigzag64(v: i64) -> u64 {
