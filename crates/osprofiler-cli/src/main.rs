@@ -263,21 +263,87 @@ fn show(a: ShowArgs) -> Result<(), Failure> {
 fn report_from_file(path: &Path) -> Result<Option<Report>, Failure> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure(format!("cannot read {}: {e}", path.display())))?;
-    if let Ok(v) = serde_json::from_str::<Value>(&text)
+    let whole = parse_report_file(&text);
+    if let Ok(v) = &whole
         && v.get("children").is_some()
     {
         let mut events = Vec::new();
-        collect_payloads(&v, &mut events);
+        collect_payloads(v, &mut events);
         return Ok(Some(Report::from_events(events)));
     }
+    // Events, one per line; a torn last line (a file still being written) is skipped.
     let report = Report::from_json_lines(&text);
     if report.is_empty() {
+        // Why the text is no report, when it looked like one: truncated, nested too deep.
+        let why = match whole {
+            Err(e) if text.trim_start().starts_with(['{', '[']) => format!(" (as JSON: {e})"),
+            _ => String::new(),
+        };
+        // Only the error is needed; a value nested a thousand levels deep is dropped here.
         return Err(Failure(format!(
-            "{} holds neither an osprofiler report nor osprofiler events",
+            "{} holds neither an osprofiler report nor osprofiler events{why}",
             path.display()
         )));
     }
     Ok(Some(report))
+}
+
+/// Deepest nesting a report file may have: a report of the deepest tree the report keeps
+/// ([`osprofiler_report::MAX_DEPTH`] points) nests two levels per point, plus the events'
+/// own. Far below what the parser's recursion can take on the main thread's stack.
+const MAX_FILE_DEPTH: usize = 2 * osprofiler_report::MAX_DEPTH + 128;
+
+/// `text` as JSON, nested at most [`MAX_FILE_DEPTH`] deep. serde_json alone stops at 128
+/// levels, which a saved report of a trace 60 points deep passes; without its limit, a
+/// file nested 100,000 deep would overflow the stack. So the depth is measured first, by
+/// a scan that does not recurse, and the limit lifted only for text within it.
+fn parse_report_file(text: &str) -> Result<Value, String> {
+    let depth = json_depth(text);
+    if depth > MAX_FILE_DEPTH {
+        return Err(format!(
+            "nested {depth} levels deep, more than the {MAX_FILE_DEPTH} a report can have"
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.disable_recursion_limit();
+    // One value, then nothing but whitespace (as `serde_json::from_str` wants).
+    let mut values = de.into_iter::<Value>();
+    let v = match values.next() {
+        Some(v) => v.map_err(|e| e.to_string())?,
+        None => return Err("no JSON value".into()),
+    };
+    match values.next() {
+        None => Ok(v),
+        Some(Err(e)) => Err(e.to_string()),
+        Some(Ok(_)) => Err("more than one JSON value".into()),
+    }
+}
+
+/// The deepest nesting of `[` and `{` in `text`, strings skipped (an escaped quote does not
+/// end one). Not a validation: unbalanced text only gives some depth.
+fn json_depth(text: &str) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for b in text.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
 }
 
 /// The raw start/stop events kept in a report's nodes (`meta.raw_payload.*`).

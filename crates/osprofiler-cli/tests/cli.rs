@@ -518,3 +518,122 @@ fn the_embedded_default_store() {
         serde_json::from_str(&stdout(&run(&["trace", "show", &base]))).unwrap();
     assert_eq!(json["children"][0]["info"]["name"], "db");
 }
+
+/// Events of a chain of `n` points, each the parent of the next, one JSON object per line.
+fn chain_events(n: usize) -> String {
+    let mut lines = Vec::new();
+    let mut parent = "base".to_owned();
+    for i in 0..n {
+        let id = format!("p{i}");
+        for (kind, us) in [("start", i), ("stop", 2 * n - i)] {
+            lines.push(
+                serde_json::json!({
+                    "name": format!("db-{kind}"), "base_id": "base", "trace_id": id,
+                    "parent_id": parent, "timestamp": format!("2026-11-25T12:00:00.{us:06}"),
+                    "info": {"host": "h"}, "project": "nova", "service": "api"
+                })
+                .to_string(),
+            );
+        }
+        parent = id;
+    }
+    lines.join("\n") + "\n"
+}
+
+#[test]
+fn hostile_report_files_give_one_line_and_non_zero_exit() {
+    let dir = TempDir::new();
+    let write = |name: &str, bytes: &[u8]| {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    let deep = 100_000;
+    let report = common_report();
+    let mut binary: Vec<u8> = (0..=255u8).cycle().take(64 * 1024).collect();
+    binary.extend_from_slice(b"\xff\xfe{\"children\": []}");
+    let cases: Vec<(String, &str)> = vec![
+        // serde_json's recursion limit would say "recursion limit exceeded"; the depth is
+        // measured first, without recursion, and said.
+        (
+            write(
+                "arrays.json",
+                format!("{}{}", "[".repeat(deep), "]".repeat(deep)).as_bytes(),
+            ),
+            "nested 100000 levels deep",
+        ),
+        (
+            write(
+                "objects.json",
+                format!("{}1{}", "{\"a\":".repeat(deep), "}".repeat(deep)).as_bytes(),
+            ),
+            "nested 100000 levels deep",
+        ),
+        (
+            write(
+                "children.json",
+                format!(
+                    "{{\"children\": {}{}}}",
+                    "[{\"children\": ".repeat(deep),
+                    "}]".repeat(deep)
+                )
+                .as_bytes(),
+            ),
+            "levels deep",
+        ),
+        (
+            write("truncated.json", &report.as_bytes()[..report.len() / 2]),
+            "(as JSON: EOF while parsing",
+        ),
+        (
+            write("binary.dat", &binary),
+            "stream did not contain valid UTF-8",
+        ),
+        (
+            write("nul.json", b"\0\0\0{\"children\": []}\0"),
+            "holds neither an osprofiler report nor osprofiler events",
+        ),
+        (
+            write("empty.json", b""),
+            "holds neither an osprofiler report nor osprofiler events",
+        ),
+        (
+            write("two.json", b"{\"children\": []} {\"children\": []}"),
+            "(as JSON: more than one JSON value)",
+        ),
+    ];
+    for (file, needle) in &cases {
+        for format in ["--json", "--html", "--dot"] {
+            let e = one_line_error(&osprofiler(&["trace", "show", file, format]));
+            assert!(e.contains(needle), "{file} {format}: {e}");
+        }
+    }
+
+    // What must still be read: a report saved by `trace show --json` of a trace deeper than
+    // serde_json's 128 levels (two per point), up to the deepest the report keeps.
+    for n in [100, osprofiler_report::MAX_DEPTH + 10] {
+        let events = write(&format!("chain{n}.jsonl"), chain_events(n).as_bytes());
+        let o = osprofiler(&["trace", "show", &events, "--json"]);
+        assert!(o.status.success(), "{o:?}");
+        let saved = write(&format!("chain{n}.json"), &o.stdout);
+        let again = osprofiler(&["trace", "show", &saved, "--json"]);
+        assert!(again.status.success(), "chain of {n}: {}", stderr(&again));
+        assert_eq!(stdout(&again), stdout(&o), "chain of {n}");
+    }
+    // A torn last line (a file still being written): the whole lines are shown.
+    let mut torn = chain_events(3);
+    torn.push_str("{\"name\": \"db-start\", \"trace_i");
+    let torn = write("torn.jsonl", torn.as_bytes());
+    let o = osprofiler(&["trace", "show", &torn, "--dot"]);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(stdout(&o).matches("db - ").count(), 3, "{}", stdout(&o));
+}
+
+/// The reference report (Python's `trace show --json` of the vector trace).
+fn common_report() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../vectors/report.json"
+    ))
+    .unwrap()
+}

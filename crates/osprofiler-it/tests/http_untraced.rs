@@ -142,6 +142,78 @@ fn untraced_requests_are_served_as_without_the_layer() {
             p.push(("x-trace-hmac", good.hmac.clone().into_bytes()));
             p
         }),
+        // Hostile and malformed (issue 9): each served as without the layer.
+        (
+            "info a byte over the limit, signed",
+            signed_text(&"A".repeat(MAX_TRACE_INFO_LEN + 1)),
+        ),
+        (
+            "64 KiB of info, signed",
+            signed_text(&"A".repeat(64 * 1024)),
+        ),
+        ("info 100 times", {
+            let mut p = vec![("X-Trace-HMAC", good.hmac.clone().into_bytes())];
+            for _ in 0..100 {
+                p.push(("X-Trace-Info", good.info.clone().into_bytes()));
+            }
+            p
+        }),
+        (
+            "non-UTF-8 byte in the info",
+            vec![
+                ("X-Trace-Info", {
+                    let mut v = good.info.clone().into_bytes();
+                    v[7] = 0xe9;
+                    v
+                }),
+                ("X-Trace-HMAC", good.hmac.clone().into_bytes()),
+            ],
+        ),
+        (
+            "a NUL byte in the hmac",
+            vec![
+                ("X-Trace-Info", good.info.clone().into_bytes()),
+                ("X-Trace-HMAC", b"\0".to_vec()),
+            ],
+        ),
+        (
+            "info without its padding",
+            vec![
+                (
+                    "X-Trace-Info",
+                    good.info.trim_end_matches('=').as_bytes().to_vec(),
+                ),
+                ("X-Trace-HMAC", good.hmac.clone().into_bytes()),
+            ],
+        ),
+        (
+            "info with more padding",
+            vec![
+                ("X-Trace-Info", format!("{}=", good.info).into_bytes()),
+                ("X-Trace-HMAC", good.hmac.clone().into_bytes()),
+            ],
+        ),
+        (
+            "truncated hmac",
+            vec![
+                ("X-Trace-Info", good.info.clone().into_bytes()),
+                ("X-Trace-HMAC", good.hmac.as_bytes()[..39].to_vec()),
+            ],
+        ),
+        ("replayed with another parent", {
+            let other = TraceHeaders::sign(base, Id::new_v4(), &HmacKey::new(KEY).unwrap());
+            vec![
+                ("X-Trace-Info", other.info.into_bytes()),
+                ("X-Trace-HMAC", good.hmac.clone().into_bytes()),
+            ]
+        }),
+        (
+            "lower-case names, upper-case values",
+            vec![
+                ("x-trace-info", good.info.to_ascii_uppercase().into_bytes()),
+                ("x-trace-hmac", good.hmac.to_ascii_uppercase().into_bytes()),
+            ],
+        ),
     ];
     for path in ["/v1/servers?limit=1", "/v1/fail", "/nowhere"] {
         for (what, headers) in &cases {
@@ -173,6 +245,30 @@ fn untraced_requests_are_served_as_without_the_layer() {
         true
     };
     assert!(traced(KEY));
+    // Header names in any case are the same headers (values are not: see the cases above).
+    for (info_name, hmac_name) in [
+        ("X-TRACE-INFO", "x-trace-hmac"),
+        ("x-TrAcE-iNfO", "X-TRACE-HMAC"),
+    ] {
+        let base = Id::new_v4();
+        let h = TraceHeaders::sign(base, base, &HmacKey::new(KEY).unwrap());
+        let raw = raw_request(
+            layered,
+            &head_with(
+                "/v1/servers",
+                &[
+                    (info_name, h.info.into_bytes()),
+                    (hmac_name, h.hmac.into_bytes()),
+                ],
+            ),
+        );
+        assert!(String::from_utf8_lossy(&raw).ends_with("4 servers"));
+        notifier::flush().unwrap();
+        assert!(
+            !sink.trace(base).is_empty(),
+            "{info_name}/{hmac_name}: not traced"
+        );
+    }
 
     // Key rotation at run time: the next request is checked against the new keys.
     switches::set_hmac_keys(HmacKeys::parse("NEW_KEY"));

@@ -1,12 +1,26 @@
 //! Event timestamps and osprofiler's millisecond arithmetic.
 
-/// Parses osprofiler's naive UTC timestamp, `%Y-%m-%dT%H:%M:%S.%f`, into microseconds
-/// since the Unix epoch.
+/// Parses an event's timestamp into microseconds since the Unix epoch (UTC).
 ///
-/// Follows Python's `strptime` for that format: a four-digit year, one or two digits for
-/// month, day, hour, minute and second, and one to six fraction digits padded on the right
-/// (`.77` is 770 000 µs). The fraction may also be missing, which Python rejects: being
-/// lenient costs nothing here and keeps an odd writer's points in the report.
+/// osprofiler writes naive UTC `%Y-%m-%dT%H:%M:%S.%f`, and that is read as Python's
+/// `strptime` reads it: a four-digit year, one or two digits for month, day, hour, minute and
+/// second, one to six fraction digits padded on the right (`.77` is 770 000 µs). Other
+/// writers' forms are decided one by one (Python's report builder raises on each, losing the
+/// whole report; osprofiler once crashed on the first):
+///
+/// | form | example | here |
+/// |---|---|---|
+/// | no fraction | `2026-11-25T12:00:00` | taken, `.000000` |
+/// | 1 to 6 digits | `…T12:00:00.5`, `….123` | taken, padded on the right |
+/// | 7 to 9 digits (nanosecond clocks) | `…T12:00:00.123456789` | taken, cut to microseconds |
+/// | 10 digits or more, or a `.` and none | `…:00.`, `…:00.1234567890` | skipped |
+/// | a zone: `Z`, `±HH:MM`, `±HHMM`, `±HH` | `…:00.5Z`, `…:00+02:00` | taken, moved to UTC |
+/// | a space for the `T` (`str(datetime)`) | `2026-11-25 12:00:00.5` | taken |
+/// | anything else: no time, a two-digit year, 24:00, a leap second 60, Feb 30, numbers | | skipped |
+///
+/// A skipped event is counted ([`Report::skipped`](crate::Report::skipped)): never a panic,
+/// never the end of the report. A taken event keeps its text as written wherever the report
+/// shows it (raw payloads, the HTML page).
 pub(crate) fn parse_timestamp(s: &str) -> Option<i64> {
     let mut p = Parser {
         b: s.as_bytes(),
@@ -17,7 +31,9 @@ pub(crate) fn parse_timestamp(s: &str) -> Option<i64> {
     let month = p.digits(1, 2)?;
     p.literal(b'-')?;
     let day = p.digits(1, 2)?;
-    p.literal(b'T')?;
+    if p.literal(b'T').is_none() {
+        p.literal(b' ')?;
+    }
     let hour = p.digits(1, 2)?;
     p.literal(b':')?;
     let minute = p.digits(1, 2)?;
@@ -26,10 +42,15 @@ pub(crate) fn parse_timestamp(s: &str) -> Option<i64> {
     let mut micros = 0;
     if p.literal(b'.').is_some() {
         let start = p.i;
-        let frac = p.digits(1, 6)?;
+        let frac = p.digits(1, 9)?;
         let width = p.i - start;
-        micros = frac * 10_i64.pow(6 - width as u32);
+        micros = if width <= 6 {
+            frac * 10_i64.pow(6 - width as u32)
+        } else {
+            frac / 10_i64.pow(width as u32 - 6)
+        };
     }
+    let offset_us = p.zone()?;
     if p.i != p.b.len() {
         return None;
     }
@@ -45,7 +66,7 @@ pub(crate) fn parse_timestamp(s: &str) -> Option<i64> {
         return None;
     }
     let days = days_from_civil(year, month, day);
-    Some(((days * 24 + hour) * 60 + minute) * 60_000_000 + second * 1_000_000 + micros)
+    Some(((days * 24 + hour) * 60 + minute) * 60_000_000 + second * 1_000_000 + micros - offset_us)
 }
 
 /// osprofiler's `msec(timedelta)`: `int((micro + (sec + days * 86400) * 1e6) / 1000.0)`.
@@ -74,6 +95,32 @@ impl Parser<'_> {
         } else {
             None
         }
+    }
+
+    /// An optional zone at the end: `Z`, `±HH:MM`, `±HHMM` or `±HH`, as microseconds east
+    /// of UTC (0 when there is none); `None` when malformed.
+    fn zone(&mut self) -> Option<i64> {
+        if self.literal(b'Z').is_some() || self.literal(b'z').is_some() {
+            return Some(0);
+        }
+        let sign = if self.literal(b'+').is_some() {
+            1
+        } else if self.literal(b'-').is_some() {
+            -1
+        } else {
+            return Some(0);
+        };
+        let hours = self.digits(2, 2)?;
+        // `±HH:MM` and `±HHMM` have minutes; `±HH` ends there.
+        let minutes = if self.literal(b':').is_some() || self.i < self.b.len() {
+            self.digits(2, 2)?
+        } else {
+            0
+        };
+        if hours > 23 || minutes > 59 {
+            return None;
+        }
+        Some(sign * (hours * 60 + minutes) * 60_000_000)
     }
 
     /// Reads `min..=max` ASCII digits, greedily like `strptime`.
@@ -140,19 +187,57 @@ mod tests {
     }
 
     #[test]
-    fn rejects_what_python_rejects() {
+    fn other_writers_forms_as_documented() {
+        let noon = parse_timestamp("2026-11-25T12:00:00.000000");
+        let at = |micros: i64| noon.map(|n| n + micros);
+        for (text, want) in [
+            ("2026-11-25T12:00:00", at(0)),
+            ("2026-11-25T12:00:00.123", at(123_000)),
+            ("2026-11-25T12:00:00.1234567", at(123_456)),
+            ("2026-11-25T12:00:00.123456789", at(123_456)),
+            ("2026-11-25 12:00:00.5", at(500_000)),
+            ("2026-11-25T12:00:00Z", at(0)),
+            ("2026-11-25T12:00:00.000001z", at(1)),
+            ("2026-11-25T12:00:00.5+00:00", at(500_000)),
+            ("2026-11-25T14:30:00+02:30", at(0)),
+            ("2026-11-25T14:30:00.000000+0230", at(0)),
+            ("2026-11-25T10:00:00-02", at(0)),
+            // Across midnight, the year and the epoch.
+            ("2026-11-26T01:00:00+13:00", at(0)),
+            ("1970-01-01T00:00:00+00:01", Some(-60_000_000)),
+        ] {
+            assert_eq!(parse_timestamp(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn skips_what_is_no_timestamp() {
         for bad in [
             "",
-            "2026-11-25 12:00:00.000000",
-            "2026-11-25T12:00:00.0000001",
+            "2026-11-25",
+            "2026-11-25T12:00",
             "2026-11-25T12:00:00.",
+            "2026-11-25T12:00:00.1234567890",
             "2026-11-25T12:00:60.0",
             "2026-11-25T24:00:00.0",
             "2026-02-29T00:00:00.0",
             "0000-01-01T00:00:00.0",
             "2026-13-01T00:00:00.0",
-            "2026-11-25T12:00:00.000000Z",
             "26-11-25T12:00:00.000000",
+            "2026-11-25t12:00:00",
+            "2026-11-25T12:00:00 ",
+            " 2026-11-25T12:00:00",
+            "2026-11-25T12:00:00+",
+            "2026-11-25T12:00:00+2",
+            "2026-11-25T12:00:00+24:00",
+            "2026-11-25T12:00:00+02:60",
+            "2026-11-25T12:00:00+02:3",
+            "2026-11-25T12:00:00+02:",
+            "2026-11-25T12:00:00ZZ",
+            "2026-11-25T12:00:00 UTC",
+            "1795608000.5",
+            "yesterday",
+            "２０２６-11-25T12:00:00",
         ] {
             assert_eq!(parse_timestamp(bad), None, "{bad:?}");
         }

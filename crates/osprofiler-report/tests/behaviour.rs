@@ -367,3 +367,78 @@ fn milliseconds_truncate_each_time_separately() {
     assert_eq!(b.duration_us(), 200);
     assert_eq!(report.to_json()["stats"]["b"]["duration"], 1);
 }
+
+#[test]
+fn timestamps_of_other_writers_and_ids_that_are_not_uuids() {
+    // One point per form, each lasting 1.5 ms from 12:00:00 (UTC), written as other
+    // writers do (see `time::parse_timestamp`); ids are whatever text the writer used.
+    let forms: [(&str, &str, &str); 7] = [
+        ("none", "2026-11-25T12:00:00", "2026-11-25T12:00:00.0015"),
+        ("3", "2026-11-25T12:00:00.000", "2026-11-25T12:00:00.001"),
+        (
+            "9",
+            "2026-11-25T12:00:00.000000000",
+            "2026-11-25T12:00:00.001500999",
+        ),
+        ("Z", "2026-11-25T12:00:00Z", "2026-11-25T12:00:00.0015Z"),
+        (
+            "+02:00",
+            "2026-11-25T14:00:00+02:00",
+            "2026-11-25T14:00:00.0015+02:00",
+        ),
+        ("space", "2026-11-25 12:00:00", "2026-11-25 12:00:00.0015"),
+        (
+            "osprofiler",
+            "2026-11-25T12:00:00.000000",
+            "2026-11-25T12:00:00.001500",
+        ),
+    ];
+    let mut events = Vec::new();
+    for (id, start, stop) in forms {
+        let mut pair = point("db", id, "not-a-uuid: base", 0, 0);
+        pair[0]["timestamp"] = json!(start);
+        pair[1]["timestamp"] = json!(stop);
+        events.extend(pair);
+    }
+    // And what is skipped: counted, the rest kept.
+    for bad in [
+        "1795608000.5",
+        "2026-11-25T12:00:00.1234567890",
+        "2026-11-25",
+        "",
+    ] {
+        let mut e = point("db", "skipped", "base", 0, 0)[0].clone();
+        e["timestamp"] = json!(bad);
+        events.push(e);
+    }
+    let mut e = point("db", "number", "base", 0, 0)[0].clone();
+    e["timestamp"] = json!(1_795_608_000);
+    events.push(e);
+    let report = Report::from_events(events);
+    assert_eq!(report.skipped(), 5);
+    let mut got: Vec<(&str, i64, i64)> = report
+        .roots()
+        .iter()
+        .map(|n| (n.trace_id(), n.started_us(), n.finished_us()))
+        .collect();
+    got.sort();
+    // "3" stops at 1 ms (three digits), the others at 1.5 ms; all start together.
+    assert_eq!(
+        got,
+        [
+            ("+02:00", 0, 1_500),
+            ("3", 0, 1_000),
+            ("9", 0, 1_500),
+            ("Z", 0, 1_500),
+            ("none", 0, 1_500),
+            ("osprofiler", 0, 1_500),
+            ("space", 0, 1_500),
+        ]
+    );
+    // The raw texts are kept as written, and every renderer takes them.
+    let json = report.to_json_string();
+    assert!(json.contains("2026-11-25T14:00:00.0015+02:00"), "{json}");
+    serde_json::from_str::<Value>(&json).expect("JSON output parses");
+    assert!(render_dot(&report).contains("db - 1 ms"));
+    assert!(osprofiler_report::render_html(&report, "t").contains("not-a-uuid: base"));
+}

@@ -182,14 +182,15 @@ pub enum ConnectionStringError {
 /// `s` with its control characters escaped (`\n`, `\r`): a string from a multi-line INI
 /// value, say, must not break a message over lines (found by fuzzing).
 fn on_one_line(s: &str) -> String {
-    s.chars().fold(String::with_capacity(s.len()), |mut out, c| {
-        if c.is_control() {
-            out.extend(c.escape_debug());
-        } else {
-            out.push(c);
-        }
-        out
-    })
+    s.chars()
+        .fold(String::with_capacity(s.len()), |mut out, c| {
+            if c.is_control() {
+                out.extend(c.escape_debug());
+            } else {
+                out.push(c);
+            }
+            out
+        })
 }
 
 impl ConnectionStringError {

@@ -330,7 +330,10 @@ impl OtlpSink {
                     if e.backoff {
                         self.failed(&e.message);
                     }
-                    osprofiler::notifier::report_late_failure(outcome.events, &self.error(&e.message));
+                    osprofiler::notifier::report_late_failure(
+                        outcome.events,
+                        &self.error(&e.message),
+                    );
                     last = Some(e.message);
                 }
             }

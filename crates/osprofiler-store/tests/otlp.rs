@@ -529,7 +529,11 @@ fn backoff_makes_a_dead_collector_cheap() {
         // The request goes out from the sink's thread: the exporter does not wait.
         let t = Instant::now();
         assert!(s.write(&point_events(base, 1)).is_ok());
-        assert!(t.elapsed() < Duration::from_millis(100), "{url}: {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_millis(100),
+            "{url}: {:?}",
+            t.elapsed()
+        );
         // A flush waits for it: about the timeout, and says why it failed.
         let t = Instant::now();
         let e = s.flush().unwrap_err().to_string();

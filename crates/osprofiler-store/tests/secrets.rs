@@ -6,8 +6,9 @@
 //! percent-encoded.
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Once;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use osprofiler::config::{Ini, ProfilerConf};
 use osprofiler::notifier::{self, MemorySink};
@@ -15,7 +16,7 @@ use osprofiler::{HmacKey, HmacKeys, Info, TraceContext};
 use osprofiler_report::{Report, render_dot, render_html};
 use osprofiler_store::{ConnectionString, Options, TraceStore, redact};
 use osprofiler_testkit::secrets::{Outputs, Secrets, assert_hidden, percent_encode};
-use osprofiler_testkit::{RedisServer, free_port, need};
+use osprofiler_testkit::{RedisConn, RedisServer, TempDir, free_port, need};
 
 /// `sqlite://u:pw@/x.db` is the relative path `u:pw@/x.db`: the sinks made here create
 /// files relative to the working directory, which is a scratch directory under `target/`.
@@ -40,12 +41,15 @@ fn options() -> Options {
 /// The ways a secret is written as a password: raw (reserved characters unescaped, so the
 /// string is often malformed) and percent-encoded (well-formed), with no user, with a user,
 /// and alone before the `@` (redis-py reads a lone user info as the password).
+///
+/// A raw lone secret is left to [`lone_secrets`]: in `redis://ab:cd@h`, `ab` is a user
+/// name by URL syntax (redis-py reads it so too), and user names are shown, as
+/// SQLAlchemy's and redis-py's URLs show them: only the password is hidden.
 fn userinfos(secret: &str) -> Vec<(String, String)> {
     let enc = percent_encode(secret);
     vec![
         ("raw :pw".into(), format!(":{secret}")),
         ("raw user:pw".into(), format!("admin:{secret}")),
-        ("raw pw".into(), secret.to_owned()),
         ("encoded :pw".into(), format!(":{enc}")),
         ("encoded user:pw".into(), format!("admin:{enc}")),
         ("encoded pw".into(), enc.clone()),
@@ -237,6 +241,26 @@ fn connection_strings_of_every_scheme_and_malformation() {
     });
 }
 
+#[test]
+fn lone_secrets_are_passwords() {
+    let dir = scratch_cwd();
+    let mut secrets = Secrets::new(6);
+    // Without `:`, a lone user info is all password (see `userinfos`).
+    for s in &mut secrets.list {
+        *s = s.replace(':', "");
+    }
+    let port = free_port();
+    assert_hidden(&secrets, "lone secrets", |secret| {
+        let mut out = Outputs::new();
+        for (what, cs) in connection_strings(secret, &dir, port) {
+            for (label, text) in shown(&cs) {
+                out.push((format!("{what}, lone: {label}"), text));
+            }
+        }
+        out
+    });
+}
+
 /// What a Redis store and sink say when the server takes or refuses `password`.
 fn redis_outputs(cs: &str) -> Outputs {
     let mut out = Outputs::new();
@@ -281,8 +305,8 @@ fn redis_servers_that_refuse_the_password() {
     ) else {
         return;
     };
-    // Both: a sentinel client gets NOAUTH, then sends AUTH, which is unknown. (The
-    // password is set once up, on the harness's connection, which AUTH could not open.)
+    // Both, set up on the harness's connection (AUTH could not open one): unknown commands
+    // are refused before the password is asked for, so AUTH is still quoted back.
     let Some(both) = need(
         "redis-server",
         RedisServer::start_with(&["--rename-command", "AUTH", ""]),
@@ -291,10 +315,34 @@ fn redis_servers_that_refuse_the_password() {
     };
     both.cmd(&["CONFIG", "SET", "requirepass", &other])
         .expect("CONFIG SET requirepass");
+    // Real sentinels: one that wants the other password itself (NOAUTH, then our AUTH is
+    // refused), one that names a master wanting the other password.
+    let Some(guarded) = need(
+        "redis-server --sentinel",
+        Sentinel::start(&wants_other, Some(&other)),
+    ) else {
+        return;
+    };
+    let Some(open_sentinel) = need(
+        "redis-server --sentinel",
+        Sentinel::start(&wants_other, None),
+    ) else {
+        return;
+    };
     let mut errors = Vec::new();
     assert_hidden(&secrets, "refusing redis servers", |secret| {
         let pw = percent_encode(secret);
         let mut out = Outputs::new();
+        for (port, name) in [
+            (guarded.port, "sentinel wants a password"),
+            (open_sentinel.port, "sentinel"),
+        ] {
+            let cs = format!("redissentinel://:{pw}@127.0.0.1:{port}/0");
+            for (label, text) in redis_outputs(&cs) {
+                errors.push(text.clone());
+                out.push((format!("{name}: {label}"), text));
+            }
+        }
         for (server, name) in [
             (&wants_other, "requirepass"),
             (&no_auth, "no AUTH"),
@@ -319,10 +367,74 @@ fn redis_servers_that_refuse_the_password() {
     let all = errors.join("\n");
     assert!(all.contains("WRONGPASS"), "{all}");
     assert!(all.contains("ERR unknown command"), "{all}");
-    assert!(
-        all.contains("NOAUTH") || all.contains("no sentinel"),
-        "{all}"
-    );
+    assert!(all.contains("ERR unknown command (the rest"), "{all}");
+    assert!(all.contains("(from sentinel 127.0.0.1:"), "{all}");
+    assert!(all.contains("no sentinel gave the master"), "{all}");
+}
+
+/// A `redis-server --sentinel` child process monitoring `master` as `mymaster`, wanting
+/// `password` from its clients if given (the harness cannot pass a config file first).
+struct Sentinel {
+    child: Child,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl Sentinel {
+    fn start(master: &RedisServer, password: Option<&str>) -> Result<Sentinel, String> {
+        let dir = TempDir::try_new()?;
+        let conf = dir.join("sentinel.conf");
+        let mut text = format!("sentinel monitor mymaster 127.0.0.1 {} 1\n", master.port());
+        if let Some(auth) = master.password() {
+            text.push_str(&format!("sentinel auth-pass mymaster \"{auth}\"\n"));
+        }
+        if let Some(pw) = password {
+            text.push_str(&format!("requirepass \"{pw}\"\n"));
+        }
+        std::fs::write(&conf, text).map_err(|e| e.to_string())?;
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .args([
+                "--sentinel",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("redis-server --sentinel: {e}"))?;
+        let mut s = Sentinel {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let ok = RedisConn::connect(port, password)
+                .and_then(|mut c| c.cmd(&["SENTINEL", "masters"]))
+                .is_ok();
+            if ok {
+                return Ok(s);
+            }
+            if Instant::now() > deadline || s.child.try_wait().ok().flatten().is_some() {
+                return Err(format!("sentinel on port {port} did not start"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[test]
@@ -400,9 +512,11 @@ fn hmac_keys_and_passwords_in_traces_stores_and_reports() {
                 redis.port()
             ),
         ];
-        for cs in &stores {
+        for (name, cs) in ["sqlite", "file", "redis"].into_iter().zip(&stores) {
+            // Labels are the same in the twin's run (not the file or the port): its outputs
+            // are looked up by them.
             let c: ConnectionString = cs.parse().expect("well-formed");
-            let name = c.to_string();
+            out.push((format!("{name}: Display"), c.to_string()));
             let mut sink = osprofiler_store::sink(&c, &options()).expect("sink");
             sink.write(&events).expect("write");
             sink.flush().expect("flush");

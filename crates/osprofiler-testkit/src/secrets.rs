@@ -13,7 +13,8 @@
 //! kept), so the case takes the same path with it; a substring that also shows in the
 //! twin's output is text that is there anyway (`redis`, `connection string`), not a leak.
 //! Without that, a four-character piece of a random secret would match some fixed word
-//! of some message now and then.
+//! of some message now and then. For the same reason ids, timestamps and long base64 runs
+//! are left out ([`without_ids`]) and digits compared as `0` (timings differ between runs).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -195,13 +196,18 @@ pub fn twin(secret: &str) -> String {
         .collect()
 }
 
-/// What is searched for: the substrings of `secret` of at least four characters, and
-/// the percent-encoded form of each.
+/// What is searched for: the substrings of `secret` of at least four characters that hold
+/// a letter, and the percent-encoded form of each. A piece of digits, spaces and
+/// punctuation alone (`0, 4`, ` 88%`) is ordinary output text (timings, counts); the
+/// pieces around it, and the whole secret, are still searched.
 pub fn needles(secret: &str) -> Vec<String> {
     let chars: Vec<char> = secret.chars().collect();
     let mut out = Vec::new();
     for i in 0..chars.len() {
         for j in i + 4..=chars.len() {
+            if !chars[i..j].iter().any(|c| c.is_alphabetic()) {
+                continue;
+            }
             let piece: String = chars[i..j].iter().collect();
             let encoded = percent_encode(&piece);
             if encoded != piece {
@@ -212,6 +218,91 @@ pub fn needles(secret: &str) -> Vec<String> {
     }
     out.sort();
     out.dedup();
+    out
+}
+
+/// `text` less what differs from run to run whatever the secret: UUIDs, runs of 16 hex
+/// digits or more (HMACs, span ids), of 6 digits or more (microseconds), timestamps, and
+/// base64 runs of 40 characters or more (`X-Trace-Info`). The twin's run has other ids and
+/// times, so without this a four-character piece of a secret would now and then match a
+/// random id in one output and not in the other. (A whole secret is searched for in the
+/// text as it is.)
+pub fn without_ids(text: &str) -> String {
+    let is_b64 = |c: char| c.is_ascii_alphanumeric() || "-_+/=".contains(c);
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if let Some(n) = timestamp_at(&chars[i..]) {
+            out.push_str("<ts>");
+            i += n;
+            continue;
+        }
+        if !is_b64(chars[i]) {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        let end = (i..chars.len())
+            .find(|&j| !is_b64(chars[j]))
+            .unwrap_or(chars.len());
+        let run = &chars[i..end];
+        if run.len() >= 40 {
+            out.push_str("<b64>");
+        } else {
+            out.push_str(&without_hex_and_digits(run));
+        }
+        i = end;
+    }
+    out
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.f…]` (or a space for the `T`) at the start of `c`: its length.
+fn timestamp_at(c: &[char]) -> Option<usize> {
+    let shape = "DDDD-DD-DDTDD:DD:DD";
+    if c.len() < shape.len() {
+        return None;
+    }
+    for (k, want) in shape.chars().enumerate() {
+        let ok = match want {
+            'D' => c[k].is_ascii_digit(),
+            'T' => c[k] == 'T' || c[k] == ' ',
+            w => c[k] == w,
+        };
+        if !ok {
+            return None;
+        }
+    }
+    let mut n = shape.len();
+    if c.get(n) == Some(&'.') {
+        n += 1;
+        while c.get(n).is_some_and(|d| d.is_ascii_digit()) {
+            n += 1;
+        }
+    }
+    Some(n)
+}
+
+fn without_hex_and_digits(run: &[char]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < run.len() {
+        let hex_end = (i..run.len())
+            .find(|&j| !(run[j].is_ascii_hexdigit() || run[j] == '-'))
+            .unwrap_or(run.len());
+        let hex = &run[i..hex_end];
+        let digits = hex.iter().filter(|c| c.is_ascii_hexdigit()).count();
+        if digits >= 16 {
+            out.push_str("<hex>");
+            i = hex_end;
+        } else if hex.len() >= 6 && hex.iter().all(|c| c.is_ascii_digit()) {
+            out.push_str("<n>");
+            i = hex_end;
+        } else {
+            out.push(run[i]);
+            i += 1;
+        }
+    }
     out
 }
 
@@ -229,26 +320,42 @@ pub struct Leak {
     pub text: String,
 }
 
+/// Digits as `0`: texts and pieces are compared so, since timings and ports (`  1%`,
+/// `94.8 ms`) differ between the secret's run and its twin's. Only a piece made of digits
+/// and punctuation alone is then found in the twin's output too (and so not counted): any
+/// letter of the secret still tells its pieces from the output's text.
+fn digits_as_zero(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_digit() { '0' } else { c })
+        .collect()
+}
+
 /// The leaks of `secret` in `outputs`, `baseline` being the same case's outputs for
 /// [`twin`]`(secret)`: a piece counts when it shows in an output and not in the
 /// baseline's output of the same label (missing labels: an empty baseline). The whole
 /// secret counts wherever it shows.
 pub fn leaks(secret: &str, outputs: &Outputs, baseline: &Outputs) -> Vec<Leak> {
-    let pieces = needles(secret);
+    let pieces: Vec<(String, String)> = needles(secret)
+        .into_iter()
+        .map(|p| (digits_as_zero(&p), p))
+        .collect();
     let mut found = Vec::new();
     for (what, text) in outputs {
-        let base = baseline
-            .iter()
-            .find(|(w, _)| w == what)
-            .map_or("", |(_, t)| t.as_str());
+        let base = digits_as_zero(&without_ids(
+            baseline
+                .iter()
+                .find(|(w, _)| w == what)
+                .map_or("", |(_, t)| t.as_str()),
+        ));
         let hit = if text.contains(secret) {
             Some(secret.to_owned())
         } else {
+            let text = digits_as_zero(&without_ids(text));
             pieces
                 .iter()
-                .filter(|p| text.contains(p.as_str()) && !base.contains(p.as_str()))
-                .max_by_key(|p| p.len())
-                .cloned()
+                .filter(|(p, _)| text.contains(p.as_str()) && !base.contains(p.as_str()))
+                .max_by_key(|(p, _)| p.len())
+                .map(|(_, original)| original.clone())
         };
         if let Some(piece) = hit {
             found.push(Leak {
@@ -319,6 +426,19 @@ mod tests {
                 assert_eq!(a, b);
             }
         }
+    }
+
+    #[test]
+    fn ids_and_times_are_left_out_of_the_search() {
+        let text = "id 6f1c2b1e-8a5d-4c1e-9f0b-3d2a1c0b9e8f at 2026-11-25T12:00:00.001375, \
+                    hmac d5c8c499158d92608f09da737823d4272b920cd4, t=1764072000001375 µs, \
+                    info eyJiYXNlX2lkIjogIjExMTExMTExLTExMTEtNDExMS04MTExLTExMTExMTExMTExMSJ9 port 6379";
+        assert_eq!(
+            without_ids(text),
+            "id <hex> at <ts>, hmac <b64>, t=<hex> µs, info <b64> port 6379"
+        );
+        assert_eq!(without_ids("pw abc:DEF-12 é"), "pw abc:DEF-12 é");
+        assert_eq!(without_ids("at 1234567 or 12345"), "at <n> or 12345");
     }
 
     #[test]

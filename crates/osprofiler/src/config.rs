@@ -124,7 +124,10 @@ impl std::fmt::Debug for ProfilerConf {
             .field("sentinel_service_name", &self.sentinel_service_name)
             .field("w3c_traceparent", &self.w3c_traceparent)
             .field("otlp_service_name_prefix", &self.otlp_service_name_prefix)
-            .field("jaeger_service_name_prefix", &self.jaeger_service_name_prefix)
+            .field(
+                "jaeger_service_name_prefix",
+                &self.jaeger_service_name_prefix,
+            )
             .field("jaeger_process_tags", &self.jaeger_process_tags)
             .field("other", &other)
             .finish()
