@@ -15,6 +15,13 @@
 //! `filter_error_trace` says (it costs one column), so [`TraceStore::list_error_traces`]
 //! lists every trace with an error. With [`Options::ttl`], the writers delete traces whose
 //! last write is older than the TTL.
+//!
+//! Faults (tests/sqlite_faults.rs): a failed batch is counted by the notifier and the
+//! connection closed; the next batch opens the file again, and so does a batch that finds
+//! the file at the path gone or replaced (directory removed): writing on would go to the
+//! unlinked file, counted as exported and lost. Not survivable by any library: making
+//! the `-shm` file immutable (`chattr +i`) while it is mapped, as SQLite's WAL index is,
+//! turns the next write to the mapping into SIGBUS.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -195,7 +202,10 @@ pub(crate) fn open_sink(path: &Path, opts: &Options) -> Result<Box<dyn Sink>, Op
 }
 
 struct SqliteSink {
-    conn: Connection,
+    /// `None` after a failure: the next batch opens the database again (see `write_batch`).
+    conn: Option<Connection>,
+    /// The (device, inode) of the file `conn` has open, to see the file replaced or gone.
+    file_id: Option<(u64, u64)>,
     path: PathBuf,
     ttl: Option<Duration>,
     /// When the next expiry pass may run (with a TTL).
@@ -210,29 +220,10 @@ struct SqliteSink {
 
 impl SqliteSink {
     fn open(path: &Path, opts: &Options) -> Result<SqliteSink, Error> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                Error::Io(format!(
-                    "cannot create {}: {e}",
-                    crate::conn::shown_path(dir)
-                ))
-            })?;
-        }
-        let mut conn = connect(path, true)?;
-        // WAL: readers and the writer do not block each other, and a commit appends to
-        // the log instead of rewriting pages in place. The mode is stored in the file,
-        // so readers get it too. (Where WAL is impossible SQLite keeps its rollback
-        // journal, which is still safe for several processes, only slower.)
-        let _mode: String =
-            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
-        // NORMAL in WAL mode: a commit does not fsync, a checkpoint does. A power loss
-        // may lose the last batches, never corrupt the file; traces are not worth an
-        // fsync per batch.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
-        ensure_schema(&mut conn)?;
+        let conn = open_writer(path)?;
         Ok(SqliteSink {
-            conn,
+            conn: Some(conn),
+            file_id: file_id(path),
             path: path.to_path_buf(),
             ttl: opts.ttl,
             next_expiry: Instant::now(),
@@ -243,17 +234,83 @@ impl SqliteSink {
         })
     }
 
+    /// The connection to write with, opened again when the last one failed or when the
+    /// file at `path` is no longer the one it has open (removed with its directory,
+    /// replaced): writing on would go to an unlinked file, "exported" and lost.
+    fn ensure_writer(&mut self) -> Result<(), Error> {
+        let now = file_id(&self.path);
+        if self.conn.is_some() && (now.is_none() || now != self.file_id) {
+            self.conn = None;
+        }
+        if self.conn.is_none() {
+            // A failure here is this batch's error; the next batch tries again.
+            let conn = open_writer(&self.path)?;
+            self.file_id = file_id(&self.path);
+            self.conn = Some(conn);
+        }
+        Ok(())
+    }
+}
+
+/// The (device, inode) of the file at `path`, if there is one.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Opens (creating it and its directory if need be) the database for writing.
+fn open_writer(path: &Path) -> Result<Connection, Error> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::Io(format!(
+                "cannot create {}: {e}",
+                crate::conn::shown_path(dir)
+            ))
+        })?;
+    }
+    let mut conn = connect(path, true)?;
+    // WAL: readers and the writer do not block each other, and a commit appends to
+    // the log instead of rewriting pages in place. The mode is stored in the file,
+    // so readers get it too. (Where WAL is impossible SQLite keeps its rollback
+    // journal, which is still safe for several processes, only slower.)
+    let _mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    // NORMAL in WAL mode: a commit does not fsync, a checkpoint does. A power loss
+    // may lose the last batches, never corrupt the file; traces are not worth an
+    // fsync per batch.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
+    ensure_schema(&mut conn)?;
+    // A file SQLite could only open read-only (no write permission, immutable) would
+    // fail every batch until the process restarts: fail now, and open again later.
+    if conn.is_readonly(c"main")? {
+        return Err(Error::Io("the database file is read-only".into()));
+    }
+    Ok(conn)
+}
+
+impl SqliteSink {
     /// Inserts the batch in one transaction: one lock, one commit, whatever its size.
     fn write_batch(&mut self, events: &[Event]) -> Result<(), Error> {
         if events.is_empty() {
             return Ok(());
         }
         self.traces.clear();
+        let result = self.insert_batch(events);
+        // After any failure (read-only, I/O error, disk full, lock timeout) the
+        // connection is closed and the next batch opens the file again: a connection
+        // SQLite fell back to read-only, or whose file vanished, never recovers by itself.
+        if result.is_err() {
+            self.conn = None;
+        }
+        result
+    }
+
+    fn insert_batch(&mut self, events: &[Event]) -> Result<(), Error> {
+        self.ensure_writer()?;
+        let conn = self.conn.as_mut().ok_or(Error::Missing)?;
         // IMMEDIATE takes the write lock up front, waiting (busy timeout) for other
         // writers; a deferred transaction could instead fail at its first write.
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
             let mut insert = tx.prepare_cached(INSERT_EVENT)?;
             let mut base = [0u8; 36];
@@ -315,9 +372,10 @@ impl SqliteSink {
         self.next_expiry = now + EXPIRE_EVERY;
         let ttl_us = i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX);
         let cutoff = Timestamp::now().as_micros().saturating_sub(ttl_us);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(());
+        };
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let expired: Vec<String> = tx
             .prepare_cached("SELECT base_id FROM traces WHERE last_write_us < ?1 LIMIT ?2")?
             .query_map((cutoff, EXPIRE_MAX_TRACES as i64), |r| r.get(0))?
