@@ -196,13 +196,19 @@ impl<R: Read> RespReader<R> {
             {
                 let nl = searched + i;
                 let start = self.pos;
+                // The same limit as below, whether the line came in one read or in many
+                // (found by fuzzing: a 70 kB line passed only when read at once).
+                if nl - start > MAX_LINE + 1 {
+                    return Err(RespError::Protocol("reply line too long".into()));
+                }
                 if nl == start || self.buf[nl - 1] != b'\r' {
                     return Err(RespError::Protocol("line without CRLF".into()));
                 }
                 self.pos = nl + 1;
                 return Ok((start, nl - 1));
             }
-            if self.end - self.pos > MAX_LINE {
+            // More than a line and its `\r` without a `\n`: too long, however it ends.
+            if self.end - self.pos > MAX_LINE + 1 {
                 return Err(RespError::Protocol("reply line too long".into()));
             }
             searched = self.end;
