@@ -1,8 +1,10 @@
-//! Running a child process to completion with a deadline.
+//! Running a child process to completion with a deadline, and running a server that dies
+//! with the test process.
 
+use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -133,10 +135,42 @@ fn reader<R: Read + Send + 'static>(pipe: Option<R>) -> JoinHandle<Vec<u8>> {
     })
 }
 
+// Runs a server so that it dies with the test process, however that ends (statics never
+// dropped, `process::exit`, SIGKILL): the watcher reads the pipe whose write end only the
+// test process holds, and kills the server (`$$`, which `exec` made the server) at end of
+// file. The server itself gets neither end. The server, the watcher and its `read` share
+// one process group, which `kill_group` kills.
+const WRAPPER: &str = r#"exec 3<&0
+(read -r _ <&3; kill -KILL $$ 2>/dev/null) &
+exec "$@" </dev/null 3<&-"#;
+
+/// A `Command` that runs `program` (then add its arguments, stdout, stderr and environment)
+/// under the watcher: spawn it with [`spawn_tethered`]. Because the wrapper `exec`s the
+/// program, the child's pid is the server's.
+pub(crate) fn tethered(label: &str, program: impl AsRef<OsStr>) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(WRAPPER).arg(label).arg(program);
+    cmd
+}
+
+/// Spawns a command made by [`tethered`] in its own process group. Keep the returned
+/// `ChildStdin` as long as the server should live; kill it with [`kill_group`].
+pub(crate) fn spawn_tethered(cmd: &mut Command) -> std::io::Result<(Child, ChildStdin)> {
+    cmd.stdin(Stdio::piped()).process_group(0);
+    let mut child = cmd.spawn()?;
+    match child.stdin.take() {
+        Some(stdin) => Ok((child, stdin)),
+        None => {
+            kill_group(&mut child);
+            Err(std::io::Error::other("no stdin pipe to the watcher"))
+        }
+    }
+}
+
 /// Kills the child's process group (it leads it: `process_group(0)`) and reaps the child.
 ///
 /// std has no killpg and the workspace forbids `unsafe`, so this runs `kill(1)`.
-fn kill_group(child: &mut Child) {
+pub(crate) fn kill_group(child: &mut Child) {
     let _ = Command::new("kill")
         .args(["-s", "KILL", "--", &format!("-{}", child.id())])
         .stdin(Stdio::null())

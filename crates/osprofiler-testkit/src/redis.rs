@@ -1,10 +1,11 @@
 //! A real redis-server child process and a tiny blocking RESP2 client.
 
 use crate::TempDir;
+use crate::process::{kill_group, spawn_tethered, tethered};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,9 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(250);
 const ATTEMPTS: usize = 5;
 
 /// A `redis-server` on 127.0.0.1 and a free port, run as a child process (not daemonized),
-/// with no persistence and a fresh working directory. Killed, reaped and cleaned up on drop.
+/// with no persistence and a fresh working directory. Killed, reaped and cleaned up on drop,
+/// and also killed when the test process dies without unwinding (a static never dropped,
+/// `process::exit`, SIGKILL): it runs under a watcher that holds a pipe from this process.
 ///
 /// ```no_run
 /// use osprofiler_testkit::{need, RedisServer};
@@ -27,7 +30,8 @@ const ATTEMPTS: usize = 5;
 /// ```
 #[derive(Debug)]
 pub struct RedisServer {
-    child: Option<Child>,
+    // The server and the write end of its watcher's pipe (see `process::tethered`).
+    child: Option<(Child, ChildStdin)>,
     port: u16,
     password: Option<String>,
     args: Vec<String>,
@@ -132,9 +136,9 @@ impl RedisServer {
     /// Kills the server (the port stops answering), to test a backend that goes down.
     pub fn stop(&mut self) {
         *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some((mut child, stdin)) = self.child.take() {
+            kill_group(&mut child);
+            drop(stdin);
         }
     }
 
@@ -158,16 +162,15 @@ impl RedisServer {
         let log = File::create(&log_path)
             .and_then(|f| Ok((f.try_clone()?, f)))
             .map_err(|e| Launch::Failed(format!("redis-server: cannot create log: {e}")))?;
-        let mut cmd = Command::new("redis-server");
+        let mut cmd = tethered("redis-wrapper", "redis-server");
         cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .arg("--dir")
             .arg(self.dir.path())
             .args(&self.args)
-            .stdin(Stdio::null())
             .stdout(log.0)
             .stderr(log.1);
-        let mut child = cmd.spawn().map_err(|e| {
+        let (mut child, stdin) = spawn_tethered(&mut cmd).map_err(|e| {
             let mut msg = crate::process::spawn_error("redis-server", &cmd, &e);
             if e.kind() == std::io::ErrorKind::NotFound {
                 msg.push_str(
@@ -181,7 +184,16 @@ impl RedisServer {
         let mut last = String::from("no answer yet");
         loop {
             if let Ok(Some(status)) = child.try_wait() {
+                kill_group(&mut child);
                 let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                // The wrapper's `exec` failed: the shell's "not found".
+                if status.code() == Some(127) {
+                    return Err(Launch::Failed(
+                        "redis-server: `redis-server` not found on PATH (Debian package \
+                         redis-server; scripts/test-all installs it)"
+                            .into(),
+                    ));
+                }
                 let msg = format!(
                     "redis-server on port {port} exited ({status}){}",
                     crate::process::tail("log", log.as_bytes())
@@ -193,8 +205,7 @@ impl RedisServer {
                 });
             }
             if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill_group(&mut child);
                 let log = std::fs::read_to_string(&log_path).unwrap_or_default();
                 return Err(Launch::Failed(format!(
                     "redis-server on port {port} did not answer PING within {READY_TIMEOUT:?} \
@@ -214,13 +225,12 @@ impl RedisServer {
                         .lines()
                         .any(|l| l.trim_end() == format!("process_id:{pid}")) =>
                 {
-                    self.child = Some(child);
+                    self.child = Some((child, stdin));
                     self.port = port;
                     return Ok(());
                 }
                 Ok(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
+                    kill_group(&mut child);
                     return Err(Launch::PortTaken(format!(
                         "another redis-server answered on port {port}"
                     )));

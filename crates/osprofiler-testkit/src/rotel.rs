@@ -3,10 +3,11 @@
 //! gRPC on free loopback ports and printing every span it decodes.
 
 use crate::TempDir;
+use crate::process::kill_group;
 use std::fs::OpenOptions;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -17,14 +18,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(250);
 const ATTEMPTS: usize = 5;
 
-// Runs the agent so that it dies with the test process, however that ends: the
-// watcher reads the pipe whose write end only the test process holds, and kills the
-// agent (`$$`, which `exec` made the agent) at end of file. The agent itself gets
-// neither end. The agent, the watcher and its `read` share one process group, which
-// `stop` kills.
-const WRAPPER: &str = r#"exec 3<&0
-(read -r _ <&3; kill -KILL $$ 2>/dev/null) &
-exec "$@" </dev/null 3<&-"#;
+// The agent runs under `process::tethered`: it dies with the test process.
 
 /// `rotel-agent start --exporter blackhole --debug-log traces --debug-log-verbosity
 /// detailed`, on 127.0.0.1 and two free ports (gRPC, HTTP). Its output (what it
@@ -217,12 +211,8 @@ impl Rotel {
             .map_err(|e| Launch::Failed(format!("rotel-agent: cannot create its output: {e}")))?;
         let grpc = format!("127.0.0.1:{grpc_port}");
         let http = format!("127.0.0.1:{http_port}");
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(WRAPPER)
-            .arg("rotel-wrapper")
-            .arg(&self.agent)
-            .arg("start")
+        let mut cmd = crate::process::tethered("rotel-wrapper", &self.agent);
+        cmd.arg("start")
             .args(["--otlp-grpc-endpoint", &grpc, "--otlp-http-endpoint", &http])
             .args(["--exporter", "blackhole"])
             .args(if self.quiet {
@@ -238,18 +228,10 @@ impl Rotel {
             .args(&self.extra)
             // No colours in what is parsed.
             .env("NO_COLOR", "1")
-            .stdin(Stdio::piped())
             .stdout(Stdio::from(out.0))
             .stderr(Stdio::from(out.1));
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let mut child = cmd
-            .spawn()
+        let mut child = crate::process::spawn_tethered(&mut cmd)
             .map_err(|e| Launch::Failed(crate::process::spawn_error("rotel-agent", &cmd, &e)))?;
-        let Some(stdin) = child.stdin.take() else {
-            kill_group(&mut child);
-            return Err(Launch::Failed("rotel-agent: no stdin pipe".into()));
-        };
-        let mut child = (child, stdin);
         let deadline = Instant::now() + READY_TIMEOUT;
         let output = |from: u64| {
             let all = std::fs::read(&path).unwrap_or_default();
@@ -311,18 +293,6 @@ fn accepts(port: u16) -> bool {
         PROBE_TIMEOUT,
     )
     .is_ok()
-}
-
-/// Kills the child's process group (the agent and its watcher) and reaps the child.
-fn kill_group(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-s", "KILL", "--", &format!("-{}", child.id())])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// `<venv>/lib/python3.*/site-packages/rotel/rotel-agent`.
