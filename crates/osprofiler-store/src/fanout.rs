@@ -82,6 +82,32 @@ struct Lane {
     tx: Option<SyncSender<Msg>>,
     counters: Arc<Counters>,
     thread: Option<JoinHandle<()>>,
+    // Losses reported through `log` so far, and when: once per interval at most, as the
+    // notifier reports its own (a backend's failures are not the pipeline's).
+    reported: (u64, std::time::Instant),
+}
+
+impl Lane {
+    fn report_losses(&mut self) {
+        if self.reported.1.elapsed() < osprofiler::notifier::LOSS_REPORT_INTERVAL {
+            return;
+        }
+        let c = &self.counters;
+        let lost = c.dropped.load(Ordering::Relaxed) + c.failed.load(Ordering::Relaxed);
+        if lost > self.reported.0 {
+            let last = c.last_error.lock().ok().and_then(|l| l.clone());
+            log::warn!(
+                target: "osprofiler",
+                "osprofiler lost {} events to {} in the last {:.1} s{}{}",
+                lost - self.reported.0,
+                self.backend,
+                self.reported.1.elapsed().as_secs_f64(),
+                if last.is_some() { ": " } else { "" },
+                last.unwrap_or_default()
+            );
+        }
+        self.reported = (lost, std::time::Instant::now());
+    }
 }
 
 /// The sink of a list of backends.
@@ -115,6 +141,7 @@ impl FanOut {
                 tx,
                 counters,
                 thread,
+                reported: (0, std::time::Instant::now()),
             });
         }
         FanOut { lanes }
@@ -168,6 +195,9 @@ impl Sink for FanOut {
                     lane.counters.dropped.fetch_add(n, Ordering::Relaxed);
                 }
             }
+        }
+        for lane in &mut self.lanes {
+            lane.report_losses();
         }
         // Each backend's failures are its own: the pipeline sees success.
         Ok(())

@@ -596,7 +596,8 @@ impl LossReport {
             s.sink_errors - self.seen.2,
         );
         if dropped > 0 || failed > 0 {
-            let secs = self.at.elapsed().as_secs();
+            // One decimal: an interval under a second is not "the last 0 s".
+            let secs = format!("{:.1}", self.at.elapsed().as_secs_f64());
             let last = last_error().unwrap_or_default();
             log::warn!(
                 target: "osprofiler",
