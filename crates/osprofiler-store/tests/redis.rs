@@ -6,7 +6,6 @@
 //! Each test skips (or fails under `CI=true`) when redis-server, openssl or the Python
 //! oracle is missing.
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -423,89 +422,10 @@ fn server_down_fails_fast_and_recovers() {
     assert!(store.report(&uuid(26)).unwrap().is_some());
 }
 
-fn make_certs(dir: &Path) -> Result<(), String> {
-    let run = |args: &[&str]| -> Result<(), String> {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .map_err(|e| format!("openssl: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    };
-    std::fs::write(
-        dir.join("server.ext"),
-        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    )
-    .map_err(|e| e.to_string())?;
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    run(&[
-        &["req", "-x509"][..],
-        &ec[..],
-        &[
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=osprofiler test CA",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-    ]
-    .concat())?;
-    run(&[
-        &["req"][..],
-        &ec[..],
-        &[
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    ]
-    .concat())?;
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "server.ext",
-    ])
-}
-
 #[test]
 fn tls() {
     let dir = TempDir::new();
-    let Some(()) = need("openssl", make_certs(dir.path())) else {
+    let Some(_certs) = need("openssl", osprofiler_testkit::TestCerts::make(dir.path())) else {
         return;
     };
     let tls_port = free_port().to_string();
