@@ -25,7 +25,7 @@ fn write(target: &str, name: &str, data: impl AsRef<[u8]>) {
 fn recorded() -> (Vec<String>, osprofiler::TraceHeaders) {
     let sink = MemorySink::new();
     let _guard = notifier::set_sink(sink.clone());
-    osprofiler::set_identity(Identity::new("nova", "api", "host-a"));
+    osprofiler::set_process_identity(Identity::new("nova", "api", "host-a"));
     let ctx = TraceContext::new(HmacKey::new(osprofiler_fuzz_checks::FIXED_KEY), None, None);
     let headers = ctx.in_scope(|| {
         let request = json!({"path": "/v2.1/servers", "query": "", "method": "GET", "scheme": "http"});

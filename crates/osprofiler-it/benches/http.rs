@@ -15,7 +15,7 @@ use std::task::{Context, Poll, Waker};
 
 use divan::Bencher;
 use http::{Request, Response};
-use osprofiler::integrations::tower::OsprofilerLayer;
+use osprofiler::integrations::tower::HttpServerLayer;
 use osprofiler::notifier::{self, Sink, SinkError};
 use osprofiler::{Event, HmacKey, HmacKeys, TraceContext, switches};
 use tower_layer::Layer;
@@ -87,7 +87,7 @@ fn bare_no_headers(b: Bencher) {
 #[divan::bench]
 fn layer_no_headers(b: Bencher) {
     enabled();
-    let mut svc = OsprofilerLayer::new().layer(bare());
+    let mut svc = HttpServerLayer::new().layer(bare());
     b.with_inputs(plain_request)
         .bench_local_values(|req| call_once(&mut svc, req));
 }
@@ -102,7 +102,7 @@ fn bare_with_headers(b: Bencher) {
 #[divan::bench]
 fn layer_headers_disabled(b: Bencher) {
     switches::disable();
-    let mut svc = OsprofilerLayer::new().layer(bare());
+    let mut svc = HttpServerLayer::new().layer(bare());
     b.with_inputs(signed_request)
         .bench_local_values(|req| call_once(&mut svc, req));
     enabled();
@@ -111,7 +111,7 @@ fn layer_headers_disabled(b: Bencher) {
 #[divan::bench]
 fn layer_headers_wrong_key(b: Bencher) {
     switches::enable(HmacKeys::parse("OTHER_KEY"));
-    let mut svc = OsprofilerLayer::new().layer(bare());
+    let mut svc = HttpServerLayer::new().layer(bare());
     b.with_inputs(signed_request)
         .bench_local_values(|req| call_once(&mut svc, req));
     enabled();
@@ -120,7 +120,7 @@ fn layer_headers_wrong_key(b: Bencher) {
 #[divan::bench]
 fn layer_traced(b: Bencher) {
     enabled();
-    let mut svc = OsprofilerLayer::new().layer(bare());
+    let mut svc = HttpServerLayer::new().layer(bare());
     b.with_inputs(signed_request)
         .bench_local_values(|req| call_once(&mut svc, req));
 }
@@ -128,7 +128,7 @@ fn layer_traced(b: Bencher) {
 #[divan::bench]
 fn layer_traced_until_body_end(b: Bencher) {
     enabled();
-    let mut svc = OsprofilerLayer::new().until_body_end().layer(bare());
+    let mut svc = HttpServerLayer::new().until_body_end().layer(bare());
     // The point stops when the body goes: drop it inside the timed part.
     b.with_inputs(signed_request)
         .bench_local_values(|req| drop(call_once(&mut svc, req)));

@@ -2,8 +2,8 @@
 //! without the layer in the same run. `cargo bench -p osprofiler-it --bench tracing`.
 //!
 //! Subscribers (see `Stack`): the registry alone, with a layer that does
-//! nothing, with `OsprofilerLayer`, with the layer behind its
-//! `OsprofilerFilter`; and the same three on a service-like stack with `fmt`
+//! nothing, with `TracingLayer`, with the layer behind its
+//! `TracingFilter`; and the same three on a service-like stack with `fmt`
 //! at `INFO`. Each is the thread's default while its case runs.
 //!
 //! - `no_trace/*`: no osprofiler trace is active (a service's normal state):
@@ -20,7 +20,7 @@
 //!   on (params span, and the `db` point with its params).
 
 use divan::{Bencher, black_box};
-use osprofiler::integrations::tracing::{OsprofilerFilter, OsprofilerLayer, SqlParamsExt as _};
+use osprofiler::integrations::tracing::{SqlParamsExt as _, TracingFilter, TracingLayer};
 use osprofiler::notifier::{self, Sink, SinkError};
 use osprofiler::{Event, TraceContext, sql_params, switches};
 use tracing::Subscriber;
@@ -82,18 +82,16 @@ fn with_stack(stack: Stack, f: impl FnOnce()) {
             .with_writer(std::io::sink)
             .with_filter(LevelFilter::INFO)
     };
-    let ours = OsprofilerLayer::new;
+    let ours = TracingLayer::new;
     match stack {
         Stack::Registry => run(registry, f),
         Stack::NoopLayer => run(registry.with(Noop), f),
         Stack::Layer => run(registry.with(ours()), f),
-        Stack::Filtered => run(registry.with(ours().with_filter(OsprofilerFilter)), f),
+        Stack::Filtered => run(registry.with(ours().with_filter(TracingFilter)), f),
         Stack::Fmt => run(registry.with(fmt()), f),
         Stack::FmtLayer => run(registry.with(fmt()).with(ours()), f),
         Stack::FmtFiltered => run(
-            registry
-                .with(fmt())
-                .with(ours().with_filter(OsprofilerFilter)),
+            registry.with(fmt()).with(ours().with_filter(TracingFilter)),
             f,
         ),
     }

@@ -1,7 +1,7 @@
 //! Concurrency (issue 9): 10,000 signed requests from 64 concurrent client tasks on a
-//! runtime of 8 worker threads, through an axum service (behind `OsprofilerLayer`) that
-//! spawns subtasks and calls a tonic service (behind `OsprofilerLayer::grpc()`, through
-//! `OsprofilerInterceptor`). Every request is its own trace, and every trace must come out
+//! runtime of 8 worker threads, through an axum service (behind `HttpServerLayer`) that
+//! spawns subtasks and calls a tonic service (behind `GrpcServerLayer::new()`, through
+//! `GrpcClientInterceptor`). Every request is its own trace, and every trace must come out
 //! exactly as the request made it: the same points, each start with its stop, each parent
 //! in the same trace and where the code put it; no point in another trace, none lost.
 //!
@@ -26,9 +26,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use bytes::{Buf, BufMut, Bytes};
-use osprofiler::integrations::reqwest::OsprofilerMiddleware;
-use osprofiler::integrations::tonic::OsprofilerInterceptor;
-use osprofiler::integrations::tower::OsprofilerLayer;
+use osprofiler::integrations::reqwest::HttpClientMiddleware;
+use osprofiler::integrations::tonic::GrpcClientInterceptor;
+use osprofiler::integrations::tonic::GrpcServerLayer;
+use osprofiler::integrations::tower::HttpServerLayer;
 use osprofiler::notifier::{self, MemorySink};
 use osprofiler::{
     Event, EventKind, FutureExt as _, HmacKey, HmacKeys, Id, TraceContext, in_point, switches,
@@ -144,7 +145,7 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for Compute {
     }
 }
 
-type Client = tonic::client::Grpc<InterceptedService<Channel, OsprofilerInterceptor>>;
+type Client = tonic::client::Grpc<InterceptedService<Channel, GrpcClientInterceptor>>;
 
 async fn build(mut client: Client) -> Result<Bytes, Status> {
     client
@@ -180,7 +181,7 @@ fn start(rt: &tokio::runtime::Runtime) -> Result<std::net::SocketAddr, String> {
         let grpc_addr = grpc.local_addr().map_err(|e| e.to_string())?;
         tokio::spawn(
             Server::builder()
-                .layer(OsprofilerLayer::grpc())
+                .layer(GrpcServerLayer::new())
                 .serve_with_incoming(Compute, tonic::transport::server::TcpIncoming::from(grpc)),
         );
         let channel = Endpoint::from_shared(format!("http://{grpc_addr}"))
@@ -189,11 +190,11 @@ fn start(rt: &tokio::runtime::Runtime) -> Result<std::net::SocketAddr, String> {
             .await
             .map_err(|e| format!("connect to the gRPC server: {e}"))?;
         let client: Client =
-            tonic::client::Grpc::new(InterceptedService::new(channel, OsprofilerInterceptor));
+            tonic::client::Grpc::new(InterceptedService::new(channel, GrpcClientInterceptor));
         let app = Router::new()
             .route("/v1/boot", get(boot))
             .with_state(client)
-            .layer(OsprofilerLayer::new());
+            .layer(HttpServerLayer::new());
         let http = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| format!("bind: {e}"))?;
@@ -276,7 +277,7 @@ fn ten_thousand_concurrent_traces_each_exactly_its_tree() {
         .build()
         .expect("reqwest client");
     let client = ClientBuilder::new(http)
-        .with(OsprofilerMiddleware::new())
+        .with(HttpClientMiddleware::new())
         .build();
     let url = Arc::new(format!("http://{addr}/v1/boot"));
 

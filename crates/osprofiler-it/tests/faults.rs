@@ -1,4 +1,4 @@
-//! Faults under load: an axum service behind `OsprofilerLayer` (a `db` point inside the
+//! Faults under load: an axum service behind `HttpServerLayer` (a `db` point inside the
 //! handler) on a multi-threaded runtime, 32 concurrent signed clients, the notifier
 //! writing to a real backend that the test kills and restarts in the middle of the load:
 //! Redis, the OTLP collector (rotel), a Jaeger UDP port nobody reads, a TCP peer that
@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http_support::{KEY, app, runtime, serve};
-use osprofiler::integrations::reqwest::OsprofilerMiddleware;
-use osprofiler::integrations::tower::OsprofilerLayer;
+use osprofiler::integrations::reqwest::HttpClientMiddleware;
+use osprofiler::integrations::tower::HttpServerLayer;
 use osprofiler::notifier::{self, Config};
 use osprofiler::{HmacKey, HmacKeys, Id, Identity, TraceContext, switches};
 use osprofiler_store::{BackendStats, Backends, JaegerStats, Options, backend_stats};
@@ -109,7 +109,7 @@ fn client() -> ClientWithMiddleware {
         .build()
         .expect("reqwest client");
     ClientBuilder::new(plain)
-        .with(OsprofilerMiddleware::new())
+        .with(HttpClientMiddleware::new())
         .build()
 }
 
@@ -288,7 +288,7 @@ fn scenario(name: &str, backends: &str, mut fault: Fault<'_>) -> Outcome {
 
     let rt = runtime();
     let api = Identity::new("demo", "api", "s1");
-    let addr = serve(&rt, app().layer(OsprofilerLayer::new().identity(api))).expect("serve");
+    let addr = serve(&rt, app().layer(HttpServerLayer::new().identity(api))).expect("serve");
     let url = format!("http://{addr}/v1/servers");
     let client = client();
 

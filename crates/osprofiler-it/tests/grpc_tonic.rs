@@ -1,5 +1,5 @@
-//! A real tonic gRPC server (behind `OsprofilerLayer::grpc()`) and client
-//! (with `OsprofilerInterceptor`) over loopback HTTP/2: the server's `rpc`
+//! A real tonic gRPC server (behind `GrpcServerLayer::new()`) and client
+//! (with `GrpcClientInterceptor`) over loopback HTTP/2: the server's `rpc`
 //! point is the child of the client's point, and the metadata carries the
 //! signature, never the key.
 //!
@@ -16,8 +16,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE;
 use bytes::{Buf, BufMut, Bytes};
 use http_support::{KEY, info, point, runtime, wait_events};
-use osprofiler::integrations::tonic::OsprofilerInterceptor;
-use osprofiler::integrations::tower::OsprofilerLayer;
+use osprofiler::integrations::tonic::GrpcClientInterceptor;
+use osprofiler::integrations::tonic::GrpcServerLayer;
 use osprofiler::notifier::{self, MemorySink};
 use osprofiler::{HmacKey, HmacKeys, Identity, TraceContext, in_point, switches, trace};
 use osprofiler_testkit::need;
@@ -126,7 +126,7 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for Compute {
     }
 }
 
-type Client = tonic::client::Grpc<InterceptedService<Channel, OsprofilerInterceptor>>;
+type Client = tonic::client::Grpc<InterceptedService<Channel, GrpcClientInterceptor>>;
 
 async fn call(client: &mut Client, path: &'static str) -> Result<Bytes, Status> {
     client
@@ -157,7 +157,7 @@ fn grpc_calls_continue_the_trace() {
             .map_err(|e| format!("bind 127.0.0.1:0: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let incoming = tonic::transport::server::TcpIncoming::from(listener);
-        let layer = OsprofilerLayer::grpc().identity(Identity::new("demo", "compute", "n1"));
+        let layer = GrpcServerLayer::new().identity(Identity::new("demo", "compute", "n1"));
         tokio::spawn(
             Server::builder()
                 .layer(layer)
@@ -169,7 +169,7 @@ fn grpc_calls_continue_the_trace() {
             .await
             .map_err(|e| format!("connect to the gRPC server: {e}"))?;
         let client: Client =
-            tonic::client::Grpc::new(InterceptedService::new(channel, OsprofilerInterceptor));
+            tonic::client::Grpc::new(InterceptedService::new(channel, GrpcClientInterceptor));
         Ok::<_, String>((addr, client))
     });
     let Some((addr, mut client)) = need("tonic server and client on loopback", bound) else {

@@ -13,7 +13,8 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
-use osprofiler::integrations::tower::OsprofilerLayer;
+use osprofiler::integrations::tonic::GrpcServerLayer;
+use osprofiler::integrations::tower::HttpServerLayer;
 use osprofiler::notifier::{self, MemorySink};
 use osprofiler::{Event, EventKind, HmacKey, HmacKeys, Id, TraceHeaders, switches};
 use serde_json::{Value, json};
@@ -79,7 +80,7 @@ fn the_point_stops_on_every_path_and_nothing_leaks() {
 
     // 1. A handler that yields: traced while polled, and only then; another
     //    task on the same thread, polled in between, sees no trace.
-    let svc = OsprofilerLayer::new().layer(tower::service_fn(|_req: Request<()>| async {
+    let svc = HttpServerLayer::new().layer(tower::service_fn(|_req: Request<()>| async {
         assert!(osprofiler::is_active(), "the handler runs in the trace");
         tokio::task::yield_now().await;
         let here = osprofiler::get().expect("still in the trace after a yield");
@@ -111,7 +112,7 @@ fn the_point_stops_on_every_path_and_nothing_leaks() {
     assert_eq!(stop_info(&sink, base), json!({"response": {"status": 200}}));
 
     // 2. The service fails: its error's type and message.
-    let svc = OsprofilerLayer::new().layer(tower::service_fn(|_req: Request<()>| async {
+    let svc = HttpServerLayer::new().layer(tower::service_fn(|_req: Request<()>| async {
         Err::<Response<()>, _>(std::io::Error::other("backend down"))
     }));
     let (base, req) = signed("/b");
@@ -123,7 +124,7 @@ fn the_point_stops_on_every_path_and_nothing_leaks() {
 
     // 3. The handler panics: the panic goes on to the caller, the point stops
     //    as a panic, the thread is left clean.
-    let mut svc = OsprofilerLayer::new().layer(tower::service_fn(|_req: Request<()>| async {
+    let mut svc = HttpServerLayer::new().layer(tower::service_fn(|_req: Request<()>| async {
         if true {
             panic!("handler bug");
         }
@@ -143,7 +144,7 @@ fn the_point_stops_on_every_path_and_nothing_leaks() {
     );
 
     // 4. The request is dropped before an answer (the client went away).
-    let mut svc = OsprofilerLayer::new().layer(tower::service_fn(|_req: Request<()>| {
+    let mut svc = HttpServerLayer::new().layer(tower::service_fn(|_req: Request<()>| {
         std::future::pending::<Result<Response<()>, Infallible>>()
     }));
     let (base, req) = signed("/d");
@@ -159,7 +160,7 @@ fn the_point_stops_on_every_path_and_nothing_leaks() {
     assert_eq!(stop_info(&sink, base), json!({"cancelled": true}));
 
     // 5. gRPC: the status comes in the trailers; the point stops after them.
-    let svc = OsprofilerLayer::grpc().layer(tower::service_fn(|_req: Request<()>| async {
+    let svc = GrpcServerLayer::new().layer(tower::service_fn(|_req: Request<()>| async {
         Ok::<_, Infallible>(Response::new(grpc_answer()))
     }));
     let (base, req) = signed("/compute.Compute/Boot");
@@ -178,7 +179,7 @@ fn the_point_stops_on_every_path_and_nothing_leaks() {
     );
 
     // 6. A body that fails half way; and one dropped unread.
-    let svc = OsprofilerLayer::new()
+    let svc = HttpServerLayer::new()
         .until_body_end()
         .layer(tower::service_fn(|_req: Request<()>| async {
             Ok::<_, Infallible>(Response::new(Frames(VecDeque::from([

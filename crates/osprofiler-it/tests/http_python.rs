@@ -17,8 +17,8 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use http_support::{KEY, app, runtime, serve};
-use osprofiler::integrations::reqwest::OsprofilerMiddleware;
-use osprofiler::integrations::tower::OsprofilerLayer;
+use osprofiler::integrations::reqwest::HttpClientMiddleware;
+use osprofiler::integrations::tower::HttpServerLayer;
 use osprofiler::notifier;
 use osprofiler::{HmacKey, HmacKeys, Identity, TraceContext, switches};
 use osprofiler_store::{Options, open, sink};
@@ -130,7 +130,7 @@ fn python_and_rust_services_share_one_trace_over_http() {
 
     // (a) Python client → our server.
     let rt = runtime();
-    let layer = OsprofilerLayer::new().identity(Identity::new("demo", "rsapi", "r1"));
+    let layer = HttpServerLayer::new().identity(Identity::new("demo", "rsapi", "r1"));
     let Some(addr) = need("axum server on loopback", serve(&rt, app().layer(layer))) else {
         return;
     };
@@ -182,7 +182,7 @@ fn python_and_rust_services_share_one_trace_over_http() {
             .build()
             .unwrap(),
     )
-    .with(OsprofilerMiddleware::new())
+    .with(HttpClientMiddleware::new())
     .build();
     let ctx = TraceContext::new(HmacKey::new(KEY), None, None)
         .with_identity(&Identity::new("demo", "rsclient", "r2"));

@@ -1,5 +1,5 @@
-//! A real axum server behind `OsprofilerLayer` and the reqwest client with
-//! `OsprofilerMiddleware`, on loopback: a signed request is one trace, client
+//! A real axum server behind `HttpServerLayer` and the reqwest client with
+//! `HttpClientMiddleware`, on loopback: a signed request is one trace, client
 //! `http` point → server `wsgi` point → the handler's `#[trace]` function.
 //!
 //! One test, in phases: the notifier and the switches are process-wide.
@@ -7,8 +7,8 @@
 mod http_support;
 
 use http_support::*;
-use osprofiler::integrations::reqwest::OsprofilerMiddleware;
-use osprofiler::integrations::tower::OsprofilerLayer;
+use osprofiler::integrations::reqwest::HttpClientMiddleware;
+use osprofiler::integrations::tower::HttpServerLayer;
 use osprofiler::notifier::{self, MemorySink};
 use osprofiler::{EventKind, HmacKey, HmacKeys, Identity, TraceContext, in_point, switches};
 use osprofiler_testkit::{free_port, need};
@@ -21,7 +21,7 @@ fn client() -> Result<ClientWithMiddleware, String> {
         .build()
         .map_err(|e| e.to_string())?;
     Ok(ClientBuilder::new(plain)
-        .with(OsprofilerMiddleware::new())
+        .with(HttpClientMiddleware::new())
         .build())
 }
 
@@ -44,7 +44,7 @@ fn signed_requests_are_traced_end_to_end() {
     let api = Identity::new("demo", "api", "s1");
     let Some(addr) = need(
         "axum server on loopback",
-        serve(&rt, app().layer(OsprofilerLayer::new().identity(api))),
+        serve(&rt, app().layer(HttpServerLayer::new().identity(api))),
     ) else {
         return;
     };
@@ -52,7 +52,7 @@ fn signed_requests_are_traced_end_to_end() {
         "axum server on loopback",
         serve(
             &rt,
-            app().layer(OsprofilerLayer::new().until_body_end().name("api")),
+            app().layer(HttpServerLayer::new().until_body_end().name("api")),
         ),
     ) else {
         return;

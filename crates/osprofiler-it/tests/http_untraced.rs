@@ -11,7 +11,7 @@ mod http_support;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE;
 use http_support::*;
-use osprofiler::integrations::tower::OsprofilerLayer;
+use osprofiler::integrations::tower::HttpServerLayer;
 use osprofiler::notifier::{self, MemorySink};
 use osprofiler::propagation::MAX_TRACE_INFO_LEN;
 use osprofiler::{HmacKey, HmacKeys, Id, TraceHeaders, switches};
@@ -69,7 +69,7 @@ fn untraced_requests_are_served_as_without_the_layer() {
     };
     let Some(layered) = need(
         "axum server on loopback",
-        serve(&rt, app().layer(OsprofilerLayer::new())),
+        serve(&rt, app().layer(HttpServerLayer::new())),
     ) else {
         return;
     };

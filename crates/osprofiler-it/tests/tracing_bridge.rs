@@ -272,7 +272,7 @@ fn async_spans_across_await_and_spawned_tasks() {
 
 #[test]
 fn point_names_and_fields_are_configurable() {
-    use osprofiler::integrations::tracing::{OsprofilerLayer, PointName};
+    use osprofiler::integrations::tracing::{PointName, TracingLayer};
     use tracing_subscriber::layer::SubscriberExt as _;
 
     tracing_support::sink();
@@ -283,7 +283,7 @@ fn point_names_and_fields_are_configurable() {
             _ => Some("other"),
         }
     }
-    let run = |layer: OsprofilerLayer| {
+    let run = |layer: TracingLayer| {
         let ctx = TraceContext::new(None, None, None);
         let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, || {
@@ -296,13 +296,13 @@ fn point_names_and_fields_are_configurable() {
         points_of(ctx.base_id())
     };
 
-    let points = run(OsprofilerLayer::new().point_name(PointName::With(by_name)));
+    let points = run(TracingLayer::new().point_name(PointName::With(by_name)));
     let names: Vec<&str> = points.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["db", "other"], "{points:#?}");
     assert_eq!(points[1].parent, points[0].id, "the carrier adds no level");
     assert_eq!(points[0].start.info["n"], 1);
 
-    let points = run(OsprofilerLayer::new()
+    let points = run(TracingLayer::new()
         .point_name(PointName::Crate)
         .record_fields(false));
     assert_eq!(points.len(), 3);
@@ -312,9 +312,9 @@ fn point_names_and_fields_are_configurable() {
     );
     assert!(!points[0].start.info.contains_key("n"));
 
-    let points = run(OsprofilerLayer::new().point_name(PointName::Fixed("tracing")));
+    let points = run(TracingLayer::new().point_name(PointName::Fixed("tracing")));
     assert!(points.iter().all(|p| p.name == "tracing"), "{points:#?}");
-    let points = run(OsprofilerLayer::new().point_name(PointName::Target));
+    let points = run(TracingLayer::new().point_name(PointName::Target));
     assert!(
         points.iter().all(|p| p.name == "tracing_bridge"),
         "{points:#?}"

@@ -8,7 +8,7 @@ mod tracing_support;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use osprofiler::integrations::tracing::{Hidden, OsprofilerFilter, OsprofilerLayer, SqlParamsExt};
+use osprofiler::integrations::tracing::{Hidden, SqlParamsExt, TracingFilter, TracingLayer};
 use osprofiler::{Id, TraceContext, sql_params, switches};
 use tracing::Subscriber;
 use tracing::level_filters::LevelFilter;
@@ -127,12 +127,12 @@ fn fmt_output_is_the_same_with_and_without_the_layer() {
     let after = Buf::default();
     let base_after = run(tracing_subscriber::registry()
         .with(fmt_layer(&after))
-        .with(OsprofilerLayer::new()));
+        .with(TracingLayer::new()));
     assert_eq!(after.text(), expected, "layer after fmt");
 
     let before = Buf::default();
     let base_before = run(tracing_subscriber::registry()
-        .with(OsprofilerLayer::new())
+        .with(TracingLayer::new())
         .with(fmt_layer(&before)));
     assert_eq!(before.text(), expected, "layer before fmt");
 
@@ -143,7 +143,7 @@ fn fmt_output_is_the_same_with_and_without_the_layer() {
     assert!(!expected_info.contains("SELECT 1"), "{expected_info}");
     let filtered = Buf::default();
     let base_filtered = run(tracing_subscriber::registry()
-        .with(OsprofilerLayer::new().with_filter(OsprofilerFilter))
+        .with(TracingLayer::new().with_filter(TracingFilter))
         .with(fmt_layer(&filtered).with_filter(LevelFilter::INFO)));
     assert_eq!(filtered.text(), expected_info, "both filtered per layer");
 

@@ -13,8 +13,8 @@ use axum::http::HeaderMap;
 use axum::routing::get;
 use http_support::{KEY, point, runtime, serve, wait_events};
 use osprofiler::config::ProfilerConf;
-use osprofiler::integrations::reqwest::OsprofilerMiddleware;
-use osprofiler::integrations::tower::OsprofilerLayer;
+use osprofiler::integrations::reqwest::HttpClientMiddleware;
+use osprofiler::integrations::tower::HttpServerLayer;
 use osprofiler::notifier::{self, MemorySink};
 use osprofiler::{HmacKey, HmacKeys, TraceContext, TraceParent, switches};
 use osprofiler_testkit::need;
@@ -58,7 +58,7 @@ fn traceparent_goes_out_only_when_asked_and_never_starts_a_trace() {
         return;
     };
     let client = ClientBuilder::new(reqwest::Client::builder().no_proxy().build().unwrap())
-        .with(OsprofilerMiddleware::new())
+        .with(HttpClientMiddleware::new())
         .build();
     let url = format!("http://{addr}/headers");
 
@@ -117,7 +117,7 @@ fn traceparent_goes_out_only_when_asked_and_never_starts_a_trace() {
     switches::enable(HmacKeys::parse(KEY));
     let Some(traced) = need(
         "axum server on loopback",
-        serve(&rt, echo_app().layer(OsprofilerLayer::new())),
+        serve(&rt, echo_app().layer(HttpServerLayer::new())),
     ) else {
         return;
     };

@@ -309,7 +309,7 @@ fn traced_block(
             let mut __osp_point = if ::osprofiler::__private::is_active() {
                 ::osprofiler::__private::start_fn(#point_name, #func_name, #args, #info)
             } else {
-                ::osprofiler::PointGuard::none()
+                ::osprofiler::LocalPoint::none()
             };
             #[allow(clippy::redundant_closure_call)]
             let __osp_ret #ret_ty = (move || #block)();
@@ -323,7 +323,7 @@ fn traced_block(
             let __osp_point = if ::osprofiler::__private::is_active() {
                 ::osprofiler::__private::start_fn(#point_name, #func_name, #args, #info)
             } else {
-                ::osprofiler::PointGuard::none()
+                ::osprofiler::LocalPoint::none()
             };
             #block
         }

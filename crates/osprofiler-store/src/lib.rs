@@ -62,7 +62,7 @@ pub use conn::{
 pub use fanout::{BackendStats, backend_stats};
 #[cfg(feature = "jaeger")]
 pub use jaeger::{JaegerStats, jaeger_stats};
-use osprofiler::config::{InitError, ProfilerConf};
+use osprofiler::config::ProfilerConf;
 use osprofiler::notifier::NotifierGuard;
 pub use osprofiler::notifier::Sink;
 pub use osprofiler_report::Report;
@@ -332,9 +332,28 @@ pub fn resolve(
     Ok(Backends::one(default_connection_string()))
 }
 
-/// osprofiler's `init_from_conf` with every backend of this crate: stamps events with
+/// Why [`init_from_conf`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// The `connection_string` does not parse.
+    #[error(transparent)]
+    ConnectionString(#[from] ConnectionStringError),
+    /// A backend could not be made.
+    #[error("cannot open backend {connection_string}: {source}")]
+    Backend {
+        /// The backend's connection string, passwords hidden.
+        connection_string: String,
+        /// Why.
+        #[source]
+        source: OpenError,
+    },
+}
+
+/// The one call that wires a service from its `[profiler]` section: osprofiler's
+/// `init_from_conf` with every backend of this crate. Stamps events with
 /// `project`/`service`/`host`, applies the runtime switches, and sends events to the
-/// configured backend (the embedded default when none is). Keep the guard alive.
+/// configured backends (the embedded default when none is). Keep the guard alive:
+/// dropping it flushes and closes the backends.
 pub fn init_from_conf(
     conf: &ProfilerConf,
     project: &str,
@@ -342,18 +361,12 @@ pub fn init_from_conf(
     host: &str,
 ) -> Result<NotifierGuard, InitError> {
     let opts = Options::from_conf(conf);
-    osprofiler::config::init_from_conf_with(conf, project, service, host, |_| {
-        let cs = resolve(None, Some(conf)).map_err(|e| InitError::Backend {
-            connection_string: conf
-                .connection_string
-                .clone()
-                .map(|s| redact(&s))
-                .unwrap_or_default(),
-            message: e.to_string(),
-        })?;
-        sink_all(&cs, &opts).map_err(|e| InitError::Backend {
-            connection_string: cs.to_string(),
-            message: e.to_string(),
-        })
-    })
+    let cs = resolve(None, Some(conf))?;
+    let sink = sink_all(&cs, &opts).map_err(|source| InitError::Backend {
+        connection_string: cs.to_string(),
+        source,
+    })?;
+    Ok(osprofiler::config::init_with_sink(
+        conf, project, service, host, sink,
+    ))
 }

@@ -200,13 +200,6 @@ fn shown(cs: &str) -> Outputs {
     let mut conf = ProfilerConf::default();
     conf.connection_string = Some(cs.to_owned());
     push("ProfilerConf Debug", format!("{conf:?}"));
-    // (file:// strings are what this one takes: they are left out for that reason.)
-    if !cs.starts_with("file://")
-        && let Err(e) = osprofiler::config::init_from_conf(&conf, "p", "s", "h")
-    {
-        push("osprofiler InitError", e.to_string());
-        push("osprofiler InitError Debug", format!("{e:?}"));
-    }
     if osprofiler_store::resolve(Some(cs), None).is_err() {
         match osprofiler_store::init_from_conf(&conf, "p", "s", "h") {
             Err(e) => {

@@ -22,9 +22,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use crate::identity::{Identity, set_identity};
+use crate::identity::{Identity, set_process_identity};
 use crate::keys::HmacKeys;
-use crate::notifier::{self, JsonLinesSink, NotifierGuard, Sink};
+use crate::notifier::{self, NotifierGuard, Sink};
 use crate::switches;
 
 /// The `[profiler]` section, with osprofiler's option names and defaults.
@@ -407,68 +407,33 @@ impl ProfilerConf {
     }
 }
 
-/// Why [`init_from_conf`] failed.
-#[derive(Debug, thiserror::Error)]
-pub enum InitError {
-    /// No backend can be made for the connection string.
-    #[error(
-        "unsupported connection string {0:?}: this crate handles file:///path.jsonl; use osprofiler-store for sqlite://, redis:// and the others"
-    )]
-    UnsupportedBackend(String),
-    /// No connection string is configured.
-    #[error("no connection_string in [profiler]: nowhere to send events")]
-    NoBackend,
-    /// The backend could not be opened.
-    #[error("cannot open backend {connection_string:?}: {message}")]
-    Backend {
-        /// The connection string.
-        connection_string: String,
-        /// Why.
-        message: String,
-    },
-}
-
-/// osprofiler's `init_from_conf(conf, context, project, service, host)`: sets
-/// the identity events are stamped with, applies the switches, and sends
-/// events to the configured backend. Keep the returned guard alive; dropping
-/// it flushes and closes the backend.
+/// Wires a service from its `[profiler]` section and a backend it made: sets the
+/// identity events are stamped with (`project`, `service`, `host`), applies the
+/// runtime switches, and sends events to `sink`. Keep the returned guard alive;
+/// dropping it flushes and closes the backend.
 ///
-/// This crate knows one backend, `file:///path` (osprofiler JSON, one event
-/// per line); `osprofiler-store` provides the others.
-pub fn init_from_conf(
+/// A service usually calls `osprofiler_store::init_from_conf`, which makes the
+/// backend from the section's `connection_string` and then calls this; call it
+/// directly with a [`Sink`] of your own.
+///
+/// ```
+/// use osprofiler::config::{ProfilerConf, init_with_sink};
+/// use osprofiler::notifier::MemorySink;
+/// let conf = ProfilerConf::from_ini_str("[profiler]\nenabled = true\nhmac_keys = K\n").unwrap();
+/// let sink = MemorySink::new();
+/// let _guard = init_with_sink(&conf, "nova", "api", "h1", Box::new(sink.clone()));
+/// assert_eq!(&*osprofiler::process_identity().service, "api");
+/// ```
+pub fn init_with_sink(
     conf: &ProfilerConf,
     project: &str,
     service: &str,
     host: &str,
-) -> Result<NotifierGuard, InitError> {
-    init_from_conf_with(conf, project, service, host, |cs| {
-        let cs = cs.ok_or(InitError::NoBackend)?;
-        // Named with any credentials hidden: `redis://:pw@h` is unsupported here, and its
-        // password must not show in the message.
-        let path = cs
-            .strip_prefix("file://")
-            .ok_or_else(|| InitError::UnsupportedBackend(hide_credentials(cs)))?;
-        let sink = JsonLinesSink::open(path).map_err(|e| InitError::Backend {
-            connection_string: hide_credentials(cs),
-            message: hide_credentials(&e.to_string()),
-        })?;
-        Ok(Box::new(sink) as Box<dyn Sink>)
-    })
-}
-
-/// [`init_from_conf`] with the backend made by `make_sink` from the
-/// connection string (for crates that provide more backends).
-pub fn init_from_conf_with(
-    conf: &ProfilerConf,
-    project: &str,
-    service: &str,
-    host: &str,
-    make_sink: impl FnOnce(Option<&str>) -> Result<Box<dyn Sink>, InitError>,
-) -> Result<NotifierGuard, InitError> {
-    let sink = make_sink(conf.connection_string.as_deref())?;
-    set_identity(Identity::new(project, service, host));
+    sink: Box<dyn Sink>,
+) -> NotifierGuard {
+    set_process_identity(Identity::new(project, service, host));
     conf.apply();
-    Ok(notifier::set_boxed_sink(sink))
+    notifier::set_boxed_sink(sink)
 }
 
 /// Re-reads `path` and applies its runtime options: call it on SIGHUP, or

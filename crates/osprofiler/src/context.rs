@@ -60,7 +60,7 @@ struct Local {
     // Changes whenever the buffer is handed over; unique across threads, so
     // a point stopped on another thread never patches this thread's records.
     generation: u64,
-    // The points of live sync guards (`PointGuard` holds its slot + 1).
+    // The points of live sync guards (`LocalPoint` holds its slot + 1).
     guards: Vec<Option<Running>>,
     // Point id generator state (see `id::next_from`).
     ids: (u64, u64),
@@ -364,7 +364,7 @@ impl TraceContext {
     /// A trace context: `base_id` names the trace (a new uuid4 when `None`),
     /// `parent_id` is the caller's point (first-level points hang from the
     /// base id when `None`), `hmac_key` signs onward calls (none are signed
-    /// without it). Records with the process [`identity`](crate::identity()).
+    /// without it). Records with the process [`process_identity`](crate::process_identity).
     pub fn new(
         hmac_key: Option<HmacKey>,
         base_id: Option<Id>,
@@ -696,20 +696,20 @@ fn info_payload(info: Info) -> Option<Box<Payload>> {
 /// }
 /// ```
 #[inline]
-pub fn point(name: &'static str) -> PointGuard {
+pub fn point(name: &'static str) -> LocalPoint {
     if !is_active() {
-        return PointGuard::none();
+        return LocalPoint::none();
     }
-    PointGuard::start(name, None)
+    LocalPoint::start(name, None)
 }
 
 /// [`point`] with `info` on its start event.
 #[inline]
-pub fn point_with(name: &'static str, info: impl Into<Info>) -> PointGuard {
+pub fn point_with(name: &'static str, info: impl Into<Info>) -> LocalPoint {
     if !is_active() {
-        return PointGuard::none();
+        return LocalPoint::none();
     }
-    PointGuard::start(name, info_start(info.into()))
+    LocalPoint::start(name, info_start(info.into()))
 }
 
 /// Runs `fut` as a point named `name`: started at its first poll, current
@@ -726,12 +726,16 @@ pub async fn in_point<F: Future>(name: impl Into<Cow<'static, str>>, fut: F) -> 
     out
 }
 
-/// A running point; stops it when dropped. Empty (and free) outside a trace.
+/// A running point bound to the thread that started it ([`point`], [`point_with`],
+/// a sync `#[trace]` function); stops it when dropped. Empty (and free) outside a
+/// trace.
 ///
-/// Not `Send`: it belongs to the thread that started it (in async code, use
-/// `#[trace]` on an `async fn` or [`in_point`], which follow the task).
+/// Not `Send`, like fastrace's `LocalSpan`: its state lives in the thread's buffer,
+/// which is what makes it cheap. A point that moves between threads or tasks is a
+/// [`Point`]; in async code, `#[trace]` on an `async fn` or [`in_point`] follow
+/// the task.
 #[must_use = "the point stops as soon as the guard is dropped"]
-pub struct PointGuard {
+pub struct LocalPoint {
     // Register-sized on purpose: the point's state sits in the thread's `guards`
     // stack and this is its slot (+1). Outside a trace the compiler then sees
     // `None` flow straight to the drop, and the whole guard costs one branch.
@@ -745,24 +749,24 @@ struct Running {
     stop: Option<Box<Payload>>,
 }
 
-impl PointGuard {
+impl LocalPoint {
     /// A guard that records nothing.
     #[inline]
-    pub const fn none() -> PointGuard {
-        PointGuard {
+    pub const fn none() -> LocalPoint {
+        LocalPoint {
             slot: None,
             _not_send: std::marker::PhantomData,
         }
     }
 
     #[inline]
-    pub(crate) fn start(name: &'static str, payload: Option<Payload>) -> PointGuard {
+    pub(crate) fn start(name: &'static str, payload: Option<Payload>) -> LocalPoint {
         let slot = with_local(|l| {
             let point = l.open_lean(name, payload)?;
             l.guards.push(Some(Running { point, stop: None }));
             NonZeroU32::new(u32::try_from(l.guards.len()).ok()?)
         });
-        PointGuard {
+        LocalPoint {
             slot,
             _not_send: std::marker::PhantomData,
         }
@@ -819,7 +823,7 @@ impl PointGuard {
     pub fn stop(self) {}
 }
 
-impl Drop for PointGuard {
+impl Drop for LocalPoint {
     #[inline(always)]
     fn drop(&mut self) {
         if let Some(slot) = self.slot {
@@ -855,9 +859,9 @@ fn finish_running(slot: NonZeroU32) {
     // the report shows the point with its start only.
 }
 
-impl fmt::Debug for PointGuard {
+impl fmt::Debug for LocalPoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PointGuard")
+        f.debug_struct("LocalPoint")
             .field("id", &self.id())
             .finish()
     }

@@ -77,12 +77,12 @@ pub(crate) fn intern(identity: &Identity) -> u32 {
 }
 
 /// Sets the identity new traces in this process record with.
-pub fn set_identity(identity: Identity) {
+pub fn set_process_identity(identity: Identity) {
     DEFAULT.store(intern(&identity), Ordering::Release);
 }
 
 /// The identity new traces in this process record with.
-pub fn identity() -> Identity {
+pub fn process_identity() -> Identity {
     lookup(default_index())
         .map(|a| (*a).clone())
         .unwrap_or_else(Identity::process_default)

@@ -39,6 +39,17 @@
 //! `info.etype` (the error's type) and `info.message` (its `Display`).
 //! `#[trace_impl(name = "rpc")]` on an `impl` block traces its public methods.
 //!
+//! Which way to make a point, and osprofiler's own form of it:
+//!
+//! | you have | use | guard | osprofiler (Python) |
+//! |---|---|---|---|
+//! | a function or method | [`#[trace]`](trace) (sync or `async fn`) | none to hold | `@profiler.trace` |
+//! | every public method of an `impl` | [`#[trace_impl]`](trace_impl) | none to hold | `@profiler.trace_cls`, `TracedMeta` |
+//! | a block of sync code | [`point`] / [`point_with`] | [`LocalPoint`]: this thread only, stops when dropped | `with profiler.Trace(..)` |
+//! | a block of async code | [`in_point`] | none to hold: the point follows the task | `with profiler.Trace(..)` |
+//! | a start and a stop in separate callbacks (a request's head and its response, a span's life) | [`Point::start`] | [`Point`]: `Send`, stops when dropped or [`finish`](Point::finish)ed | `profiler.start`/`stop` |
+//! | code written for osprofiler's style | [`start`] / [`stop`] | the thread's stack | `profiler.start`/`stop` |
+//!
 //! ## Traces
 //!
 //! A service continues the traces it receives: [`propagation::verify_trace_headers`]
@@ -73,26 +84,28 @@
 //! Points are recorded into a per-thread buffer and handed in batches to one
 //! background exporter thread that writes them to a [`notifier::Sink`]. The
 //! traced code never waits for it: when the sink cannot keep up, events are
-//! dropped and counted ([`notifier::stats`]). [`config::init_from_conf`]
-//! wires everything from an osprofiler `[profiler]` configuration section.
+//! dropped and counted ([`notifier::stats`]). A service wires everything from
+//! its osprofiler `[profiler]` section with one call, `osprofiler_store::init_from_conf`
+//! (every backend); [`config::init_with_sink`] does the same with a [`notifier::Sink`]
+//! of its own.
 //!
 //! ## HTTP, gRPC and messages
 //!
 //! Each behind a cargo feature, under `integrations`:
 //!
 //! - `http`: `integrations::http::{inject_headers, extract}` for any `http::HeaderMap`;
-//! - `tower`: `integrations::tower::OsprofilerLayer`, a server layer (axum, hyper,
+//! - `tower`: `integrations::tower::HttpServerLayer`, a server layer (axum, hyper,
 //!   tonic) continuing signed traces with a `wsgi` (or `rpc`) point;
-//! - `reqwest`: `integrations::reqwest::OsprofilerMiddleware` signs outgoing calls and,
+//! - `reqwest`: `integrations::reqwest::HttpClientMiddleware` signs outgoing calls and,
 //!   with `trace_requests`, records them as `http`/`https` points;
-//! - `tonic`: `integrations::tonic::OsprofilerInterceptor` signs gRPC calls' metadata.
+//! - `tonic`: `integrations::tonic::GrpcClientInterceptor` signs gRPC calls' metadata.
 //!
 //! Always available: [`carrier`] carries the signed context over any string map
 //! (a message's headers), and reads Python's RPC `trace_info` when opted in.
 //!
 //! ## `tracing`, SQL, DB API and drivers
 //!
-//! With the `tracing` feature, `integrations::tracing::OsprofilerLayer` (a
+//! With the `tracing` feature, `integrations::tracing::TracingLayer` (a
 //! `tracing-subscriber` layer) makes `tracing` spans created inside a trace
 //! into points, and sqlx's statements into `db` points with
 //! `info.db.statement` while [`switches::set_sql_tracing`] is on (off by
@@ -122,12 +135,12 @@ pub mod switches;
 pub mod time;
 
 pub use context::{
-    EnterGuard, FutureExt, Point, PointGuard, TraceContext, clean, current_headers, get, in_point,
+    EnterGuard, FutureExt, LocalPoint, Point, TraceContext, clean, current_headers, get, in_point,
     init, is_active, point, point_with, start, stop,
 };
 pub use event::{Event, EventInfo, EventKind};
 pub use id::Id;
-pub use identity::{Identity, identity, set_identity};
+pub use identity::{Identity, process_identity, set_process_identity};
 pub use info::Info;
 pub use keys::{HmacKey, HmacKeys};
 pub use osprofiler_macros::{trace, trace_impl};

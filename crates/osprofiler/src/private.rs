@@ -6,7 +6,7 @@ use std::fmt::{self, Debug, Display, Write as _};
 use std::future::Future;
 
 pub use crate::context::is_active;
-use crate::context::{AsyncPoint, PointGuard, in_scope_future};
+use crate::context::{AsyncPoint, LocalPoint, in_scope_future};
 pub use crate::info::Info;
 use crate::notifier::Payload;
 
@@ -29,8 +29,8 @@ pub fn start_fn(
     func: &'static str,
     args: Option<String>,
     info: Option<Info>,
-) -> PointGuard {
-    PointGuard::start(name, function_payload(func, args, info))
+) -> LocalPoint {
+    LocalPoint::start(name, function_payload(func, args, info))
 }
 
 /// An `async fn`'s point.
@@ -79,7 +79,7 @@ pub trait Outcome {
     fn set_error(&mut self, etype: &'static str, message: String);
 }
 
-impl Outcome for PointGuard {
+impl Outcome for LocalPoint {
     #[inline]
     fn recording(&self) -> bool {
         self.is_recording()

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use osprofiler::integrations::tower::OsprofilerLayer;
+use osprofiler::integrations::tower::HttpServerLayer;
 use osprofiler::{Id, Identity};
 use serde_json::{Value, json};
 
@@ -25,7 +25,7 @@ pub fn router(identity: Identity, db: Db, conductor: ComputeTaskApi) -> Router {
         .route("/v2.1/servers", get(list).post(create))
         .fallback(|| async { fault(StatusCode::NOT_FOUND, "itemNotFound", "no such resource") })
         .with_state(Api { db, conductor })
-        .layer(OsprofilerLayer::new().identity(identity))
+        .layer(HttpServerLayer::new().identity(identity))
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {

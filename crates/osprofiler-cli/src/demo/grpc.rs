@@ -1,8 +1,8 @@
 //! gRPC between the demo's services with tonic, written by hand: JSON messages through a
 //! codec of our own, so neither protoc nor prost is needed to build the demo.
 //!
-//! Servers sit behind `OsprofilerLayer::grpc()` (an `rpc` point per traced call, child of
-//! the caller's point); clients sign their calls with `OsprofilerInterceptor`.
+//! Servers sit behind `GrpcServerLayer::new()` (an `rpc` point per traced call, child of
+//! the caller's point); clients sign their calls with `GrpcClientInterceptor`.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -12,8 +12,8 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, BufMut};
 use osprofiler::Identity;
-use osprofiler::integrations::tonic::OsprofilerInterceptor;
-use osprofiler::integrations::tower::OsprofilerLayer;
+use osprofiler::integrations::tonic::GrpcClientInterceptor;
+use osprofiler::integrations::tonic::GrpcServerLayer;
 use serde_json::Value;
 use tonic::Status;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -128,7 +128,7 @@ pub fn spawn_server<H: Handler>(
     let router = Router { service, handler };
     tokio::spawn(
         Server::builder()
-            .layer(OsprofilerLayer::grpc().identity(identity))
+            .layer(GrpcServerLayer::new().identity(identity))
             .serve_with_incoming(router, incoming),
     );
 }
@@ -136,7 +136,7 @@ pub fn spawn_server<H: Handler>(
 /// A client of one gRPC service; cheap to clone.
 #[derive(Clone)]
 pub struct Client {
-    grpc: tonic::client::Grpc<InterceptedService<Channel, OsprofilerInterceptor>>,
+    grpc: tonic::client::Grpc<InterceptedService<Channel, GrpcClientInterceptor>>,
     service: &'static str,
 }
 
@@ -147,7 +147,7 @@ impl Client {
             .map_err(|e| e.to_string())?
             .connect_lazy();
         Ok(Client {
-            grpc: tonic::client::Grpc::new(InterceptedService::new(channel, OsprofilerInterceptor)),
+            grpc: tonic::client::Grpc::new(InterceptedService::new(channel, GrpcClientInterceptor)),
             service,
         })
     }

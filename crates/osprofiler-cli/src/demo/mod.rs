@@ -3,14 +3,14 @@
 //! Four services on loopback ports, each recording under its own identity, talk over
 //! real protocols through the library's integrations:
 //!
-//! - `api` (HTTP, axum + `OsprofilerLayer`): `POST /v2.1/servers` stores the instance
-//!   (DB API) and asks the conductor to build it (gRPC, `OsprofilerInterceptor`);
-//! - `conductor` (gRPC, tonic + `OsprofilerLayer::grpc()`): its scheduler picks a host
-//!   with DB API calls and placement's HTTP API (reqwest + `OsprofilerMiddleware`),
+//! - `api` (HTTP, axum + `HttpServerLayer`): `POST /v2.1/servers` stores the instance
+//!   (DB API) and asks the conductor to build it (gRPC, `GrpcClientInterceptor`);
+//! - `conductor` (gRPC, tonic + `GrpcServerLayer::new()`): its scheduler picks a host
+//!   with DB API calls and placement's HTTP API (reqwest + `HttpClientMiddleware`),
 //!   retrying when an attempt finds no valid host; then calls the host's compute;
 //! - `compute` (gRPC): its virt driver spawns the instance (writes and hashes a disk
 //!   image), and the instance is recorded through sqlx with SQL statement tracing on;
-//! - `placement` (HTTP, axum + `OsprofilerLayer`).
+//! - `placement` (HTTP, axum + `HttpServerLayer`).
 //!
 //! A client plays `openstack --os-profile KEY server create`: one signed request is one
 //! trace across all of them; an unsigned and a forged request are served untraced.
@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use axum::serve::ListenerExt as _;
 use clap::Args;
-use osprofiler::integrations::tracing::{OsprofilerFilter, OsprofilerLayer};
+use osprofiler::integrations::tracing::{TracingFilter, TracingLayer};
 use osprofiler::{HmacKey, HmacKeys, Id, Identity, TraceHeaders, notifier, switches};
 use osprofiler_report::render_html;
 use osprofiler_store::{Backends, ConnectionString, Options, ReadError, TraceStore, TraceSummary};
@@ -154,7 +154,7 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
     switches::set_filter_error_trace(true);
     // sqlx's statements reach osprofiler through `tracing`.
     let subscriber =
-        tracing_subscriber::registry().with(OsprofilerLayer::new().with_filter(OsprofilerFilter));
+        tracing_subscriber::registry().with(TracingLayer::new().with_filter(TracingFilter));
     let _ = tracing::subscriber::set_global_default(subscriber);
 
     let state = StateDir::create()?;
@@ -365,13 +365,13 @@ impl Cloud {
                 "api",
                 self.api,
                 api_identity(),
-                "HTTP: axum + OsprofilerLayer",
+                "HTTP: axum + HttpServerLayer",
             ),
             (
                 "conductor",
                 self.conductor,
                 conductor_identity(),
-                "gRPC: tonic + OsprofilerLayer::grpc()",
+                "gRPC: tonic + GrpcServerLayer::new()",
             ),
             (
                 "compute",

@@ -13,8 +13,8 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use osprofiler::Identity;
-use osprofiler::integrations::reqwest::OsprofilerMiddleware;
-use osprofiler::integrations::tower::OsprofilerLayer;
+use osprofiler::integrations::reqwest::HttpClientMiddleware;
+use osprofiler::integrations::tower::HttpServerLayer;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use serde_json::{Value, json};
 
@@ -32,7 +32,7 @@ pub fn router(identity: Identity) -> Router {
         .route("/allocation_candidates", get(allocation_candidates))
         .route("/allocations/{consumer}", put(claim))
         .with_state(Placement::default())
-        .layer(OsprofilerLayer::new().identity(identity))
+        .layer(HttpServerLayer::new().identity(identity))
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
@@ -88,7 +88,7 @@ impl Client {
             .build()
             .map_err(|e| format!("HTTP client: {e}"))?;
         let http = ClientBuilder::new(plain)
-            .with(OsprofilerMiddleware::new())
+            .with(HttpClientMiddleware::new())
             .build();
         Ok(Client {
             http,

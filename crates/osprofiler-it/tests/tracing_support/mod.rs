@@ -7,7 +7,7 @@ pub mod postgres;
 
 use std::sync::OnceLock;
 
-use osprofiler::integrations::tracing::{OsprofilerFilter, OsprofilerLayer};
+use osprofiler::integrations::tracing::{TracingFilter, TracingLayer};
 use osprofiler::notifier::{self, MemorySink};
 use osprofiler::{Event, EventKind, Id};
 use tracing_subscriber::Layer as _;
@@ -29,8 +29,8 @@ pub fn install_layer() {
     sink();
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
-        let subscriber = tracing_subscriber::registry()
-            .with(OsprofilerLayer::new().with_filter(OsprofilerFilter));
+        let subscriber =
+            tracing_subscriber::registry().with(TracingLayer::new().with_filter(TracingFilter));
         tracing::subscriber::set_global_default(subscriber).expect("first global subscriber");
     });
 }

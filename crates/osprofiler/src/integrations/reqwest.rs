@@ -1,11 +1,11 @@
 //! The client side: a [`reqwest_middleware::Middleware`] that carries the
 //! trace to the services a traced request calls.
 //!
-//! Inside a trace, [`OsprofilerMiddleware`] always signs the outgoing request
+//! Inside a trace, [`HttpClientMiddleware`] always signs the outgoing request
 //! (`X-Trace-Info`/`X-Trace-HMAC`): that is what joins the called service to
 //! the trace. Whether the call also becomes a point follows osprofiler's
 //! `trace_requests` option ([`switches::trace_requests`](crate::switches::trace_requests),
-//! off by default) unless [`record_points`](OsprofilerMiddleware::record_points)
+//! off by default) unless [`record_points`](HttpClientMiddleware::record_points)
 //! says otherwise:
 //!
 //! - on: an `http` or `https` point (the URL's scheme) with
@@ -22,9 +22,9 @@
 //! Outside a trace the request passes through untouched.
 //!
 //! ```
-//! use osprofiler::integrations::reqwest::OsprofilerMiddleware;
+//! use osprofiler::integrations::reqwest::HttpClientMiddleware;
 //! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-//!     .with(OsprofilerMiddleware::new())
+//!     .with(HttpClientMiddleware::new())
 //!     .build();
 //! # drop(client);
 //! ```
@@ -43,37 +43,37 @@ use crate::{Info, Point};
 /// with `trace_requests`, records them as `http`/`https` points.
 ///
 /// ```
-/// use osprofiler::integrations::reqwest::OsprofilerMiddleware;
+/// use osprofiler::integrations::reqwest::HttpClientMiddleware;
 /// // Points for every call, whatever the `trace_requests` switch says:
-/// let mw = OsprofilerMiddleware::new().record_points(true);
+/// let mw = HttpClientMiddleware::new().record_points(true);
 /// # drop(mw);
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
-pub struct OsprofilerMiddleware {
+pub struct HttpClientMiddleware {
     points: Option<bool>,
 }
 
-impl OsprofilerMiddleware {
+impl HttpClientMiddleware {
     /// Records points when [`switches::trace_requests`](crate::switches::trace_requests)
     /// is on (checked on each request).
     ///
     /// ```
-    /// let mw = osprofiler::integrations::reqwest::OsprofilerMiddleware::new();
+    /// let mw = osprofiler::integrations::reqwest::HttpClientMiddleware::new();
     /// # drop(mw);
     /// ```
     pub fn new() -> Self {
-        OsprofilerMiddleware { points: None }
+        HttpClientMiddleware { points: None }
     }
 
     /// Records points (`true`) or never (`false`), ignoring the switch.
     /// Headers are sent either way.
     ///
     /// ```
-    /// let mw = osprofiler::integrations::reqwest::OsprofilerMiddleware::new().record_points(false);
+    /// let mw = osprofiler::integrations::reqwest::HttpClientMiddleware::new().record_points(false);
     /// # drop(mw);
     /// ```
     pub fn record_points(self, on: bool) -> Self {
-        OsprofilerMiddleware { points: Some(on) }
+        HttpClientMiddleware { points: Some(on) }
     }
 
     fn records_points(&self) -> bool {
@@ -86,7 +86,7 @@ type BoxFuture<'a> =
 
 // The signature `#[async_trait]` gives the trait's method, written out so the
 // untraced path can hand on `next`'s future without boxing another one.
-impl Middleware for OsprofilerMiddleware {
+impl Middleware for HttpClientMiddleware {
     fn handle<'life0, 'life1, 'life2, 'async_trait>(
         &'life0 self,
         req: Request,

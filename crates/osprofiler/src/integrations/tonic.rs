@@ -1,26 +1,27 @@
 //! gRPC with tonic.
 //!
-//! - Client: [`OsprofilerInterceptor`] puts the signed context of the current
+//! - Client: [`GrpcClientInterceptor`] puts the signed context of the current
 //!   point into the call's metadata (`x-trace-info`, `x-trace-hmac`), exactly
 //!   as HTTP headers. Only the signature travels: the key never does (Python
 //!   services put `hmac_key` in clear into their RPC context; see
 //!   [`carrier::extract_python_trace_info`](crate::carrier::extract_python_trace_info)
 //!   to read that form).
-//! - Server: [`OsprofilerLayer::grpc`](crate::integrations::tower::OsprofilerLayer::grpc)
-//!   on `tonic::transport::Server::builder().layer(..)`: an `rpc` point, child
-//!   of the caller's point, with the method and the gRPC status.
+//! - Server: [`GrpcServerLayer`] on `tonic::transport::Server::builder().layer(..)`:
+//!   an `rpc` point, child of the caller's point, with the method and the gRPC
+//!   status (the tower layer of [`integrations::tower`](crate::integrations::tower),
+//!   stopping at the end of the response, where gRPC's status travels).
 //!
 //! The client's point is whatever point is current when the call is made
 //! (a `#[trace]` function, [`in_point`](crate::in_point)); the interceptor
 //! records none itself, since it does not see the response.
 //!
 //! ```
-//! use osprofiler::integrations::tonic::OsprofilerInterceptor;
+//! use osprofiler::integrations::tonic::GrpcClientInterceptor;
 //! use tonic::service::Interceptor;
 //!
 //! let ctx = osprofiler::TraceContext::new(osprofiler::HmacKey::new("SECRET_KEY"), None, None);
 //! let req = ctx
-//!     .in_scope(|| OsprofilerInterceptor.call(tonic::Request::new(())))
+//!     .in_scope(|| GrpcClientInterceptor.call(tonic::Request::new(())))
 //!     .unwrap();
 //! assert_eq!(req.metadata().get("x-trace-hmac").unwrap().len(), 40);
 //! ```
@@ -29,23 +30,73 @@ use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
+use crate::Identity;
+use crate::integrations::tower::{HttpServerLayer, HttpServerService, StopOnBodyEnd};
 use crate::propagation::TraceHeaders;
+
+/// The gRPC server layer: for each call signed by a configured key, an `rpc`
+/// point (child of the caller's point) with the method as
+/// `info.function.name`, stopped when the response ends, with
+/// `info.response.grpc_status`; a status meaning the server failed is
+/// recorded as `info.etype = "GrpcError"`.
+///
+/// ```
+/// use osprofiler::integrations::tonic::GrpcServerLayer;
+/// let layer = GrpcServerLayer::new().identity(osprofiler::Identity::new("nova", "conductor", "h1"));
+/// // tonic::transport::Server::builder().layer(layer).add_service(..)
+/// # drop(layer);
+/// ```
+#[derive(Debug, Clone)]
+pub struct GrpcServerLayer(HttpServerLayer<StopOnBodyEnd>);
+
+impl GrpcServerLayer {
+    /// `rpc` points, under the process identity.
+    pub fn new() -> GrpcServerLayer {
+        GrpcServerLayer(HttpServerLayer::grpc())
+    }
+
+    /// Names the point (`rpc` by default); the name is also its category in
+    /// the report's stats.
+    pub fn name(self, name: &'static str) -> GrpcServerLayer {
+        GrpcServerLayer(self.0.name(name))
+    }
+
+    /// Records this service's points under `identity` instead of the process
+    /// one: for several services served by one process.
+    pub fn identity(self, identity: Identity) -> GrpcServerLayer {
+        GrpcServerLayer(self.0.identity(identity))
+    }
+}
+
+impl Default for GrpcServerLayer {
+    fn default() -> GrpcServerLayer {
+        GrpcServerLayer::new()
+    }
+}
+
+impl<S> tower_layer::Layer<S> for GrpcServerLayer {
+    type Service = HttpServerService<S, StopOnBodyEnd>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        self.0.layer(inner)
+    }
+}
 
 /// A tonic client [`Interceptor`] signing each call made inside a trace; a
 /// call made outside one passes untouched. Use it with a generated client's
-/// `with_interceptor`, or `tonic::service::interceptor(OsprofilerInterceptor)`
+/// `with_interceptor`, or `tonic::service::interceptor(GrpcClientInterceptor)`
 /// as a tower layer.
 ///
 /// ```
-/// use osprofiler::integrations::tonic::OsprofilerInterceptor;
+/// use osprofiler::integrations::tonic::GrpcClientInterceptor;
 /// use tonic::service::Interceptor;
-/// let req = OsprofilerInterceptor.call(tonic::Request::new(())).unwrap();
+/// let req = GrpcClientInterceptor.call(tonic::Request::new(())).unwrap();
 /// assert!(req.metadata().is_empty()); // no trace here
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
-pub struct OsprofilerInterceptor;
+pub struct GrpcClientInterceptor;
 
-impl Interceptor for OsprofilerInterceptor {
+impl Interceptor for GrpcClientInterceptor {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         inject_metadata(request.metadata_mut());
         Ok(request)

@@ -1,7 +1,7 @@
 //! The server side: a tower [`Layer`] that continues signed traces, as
 //! osprofiler's WSGI middleware does, for axum, hyper and tonic servers.
 //!
-//! For each request, [`OsprofilerLayer`] looks at `X-Trace-Info` and
+//! For each request, [`HttpServerLayer`] looks at `X-Trace-Info` and
 //! `X-Trace-HMAC`. When tracing is [enabled](crate::switches::is_enabled) and
 //! the pair is signed by one of the [current keys](crate::switches::hmac_keys),
 //! it continues the caller's trace: a `wsgi` point (a child of the caller's
@@ -16,20 +16,21 @@
 //! is served exactly as without the layer, at the cost of one atomic load and
 //! at most one header lookup, with no allocation.
 //!
-//! With axum: `Router::new().route("/", get(handler)).layer(OsprofilerLayer::new())`;
-//! with tonic: `Server::builder().layer(OsprofilerLayer::grpc())`.
+//! With axum: `Router::new().route("/", get(handler)).layer(HttpServerLayer::new())`;
+//! for tonic, see [`GrpcServerLayer`](crate::integrations::tonic::GrpcServerLayer).
 //!
 //! ## When the point stops
 //!
-//! [`OsprofilerLayer::new`] stops the point when the inner service returns the
+//! [`HttpServerLayer::new`] stops the point when the inner service returns the
 //! response head, as osprofiler's WSGI middleware does (it stops when the
 //! application returns, before the body iterator is consumed). The response
 //! is passed on untouched: no body wrapper, so no cost and no change of type.
 //!
-//! [`until_body_end`](OsprofilerLayer::until_body_end) instead wraps the body
+//! [`until_body_end`](HttpServerLayer::until_body_end) instead wraps the body
 //! in a [`TracedBody`] and stops the point when the body ends (or fails, or is
 //! dropped), for streaming responses whose time is spent producing the body.
-//! [`OsprofilerLayer::grpc`] works that way, because a gRPC status usually
+//! The gRPC server layer, [`GrpcServerLayer`](crate::integrations::tonic::GrpcServerLayer)
+//! (feature `tonic`), is this layer working that way, because a gRPC status usually
 //! travels in the trailers: it records an `rpc` point with the gRPC method as
 //! `info.function.name` and `info.response.grpc_status` at stop.
 //!
@@ -66,8 +67,8 @@ use crate::{Identity, Info, Point, TraceContext};
 /// Marker: the point stops when the response head is ready (the default).
 ///
 /// ```
-/// use osprofiler::integrations::tower::{OsprofilerLayer, StopOnHead};
-/// let layer: OsprofilerLayer<StopOnHead> = OsprofilerLayer::new();
+/// use osprofiler::integrations::tower::{HttpServerLayer, StopOnHead};
+/// let layer: HttpServerLayer<StopOnHead> = HttpServerLayer::new();
 /// # drop(layer);
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
@@ -76,8 +77,8 @@ pub struct StopOnHead;
 /// Marker: the point stops when the response body ends.
 ///
 /// ```
-/// use osprofiler::integrations::tower::{OsprofilerLayer, StopOnBodyEnd};
-/// let layer: OsprofilerLayer<StopOnBodyEnd> = OsprofilerLayer::grpc();
+/// use osprofiler::integrations::tower::{HttpServerLayer, StopOnBodyEnd};
+/// let layer: HttpServerLayer<StopOnBodyEnd> = HttpServerLayer::new().until_body_end();
 /// # drop(layer);
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
@@ -97,7 +98,7 @@ struct Config {
 /// use std::future::{Ready, ready};
 /// use std::task::{Context, Poll, Waker};
 /// use http::{Request, Response};
-/// use osprofiler::integrations::tower::OsprofilerLayer;
+/// use osprofiler::integrations::tower::HttpServerLayer;
 /// use tower_layer::Layer;
 /// use tower_service::Service;
 ///
@@ -115,27 +116,27 @@ struct Config {
 ///     }
 /// }
 ///
-/// let mut svc = OsprofilerLayer::new().layer(Hello);
+/// let mut svc = HttpServerLayer::new().layer(Hello);
 /// let mut fut = std::pin::pin!(svc.call(Request::new(String::new())));
 /// let Poll::Ready(Ok(resp)) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) else {
 ///     unreachable!()
 /// };
 /// assert_eq!(resp.body(), "hello"); // unsigned: served as without the layer
 /// ```
-pub struct OsprofilerLayer<M = StopOnHead> {
+pub struct HttpServerLayer<M = StopOnHead> {
     cfg: Config,
     _stop: PhantomData<fn() -> M>,
 }
 
-impl OsprofilerLayer<StopOnHead> {
+impl HttpServerLayer<StopOnHead> {
     /// An HTTP server layer: `wsgi` points, stopped at the response head.
     ///
     /// ```
-    /// let layer = osprofiler::integrations::tower::OsprofilerLayer::new();
+    /// let layer = osprofiler::integrations::tower::HttpServerLayer::new();
     /// # drop(layer);
     /// ```
     pub fn new() -> Self {
-        OsprofilerLayer {
+        HttpServerLayer {
             cfg: Config {
                 name: "wsgi",
                 identity: None,
@@ -149,35 +150,30 @@ impl OsprofilerLayer<StopOnHead> {
     /// (the body is then wrapped in a [`TracedBody`]).
     ///
     /// ```
-    /// use osprofiler::integrations::tower::OsprofilerLayer;
-    /// let layer = OsprofilerLayer::new().until_body_end();
+    /// use osprofiler::integrations::tower::HttpServerLayer;
+    /// let layer = HttpServerLayer::new().until_body_end();
     /// # drop(layer);
     /// ```
-    pub fn until_body_end(self) -> OsprofilerLayer<StopOnBodyEnd> {
-        OsprofilerLayer {
+    pub fn until_body_end(self) -> HttpServerLayer<StopOnBodyEnd> {
+        HttpServerLayer {
             cfg: self.cfg,
             _stop: PhantomData,
         }
     }
 }
 
-impl Default for OsprofilerLayer<StopOnHead> {
+impl Default for HttpServerLayer<StopOnHead> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl OsprofilerLayer<StopOnBodyEnd> {
-    /// A gRPC server layer (tonic's `Server::builder().layer(..)`): `rpc`
-    /// points with the method as `info.function.name`, stopped when the
-    /// response ends, with `info.response.grpc_status`.
-    ///
-    /// ```
-    /// let layer = osprofiler::integrations::tower::OsprofilerLayer::grpc();
-    /// # drop(layer);
-    /// ```
-    pub fn grpc() -> Self {
-        OsprofilerLayer {
+impl HttpServerLayer<StopOnBodyEnd> {
+    /// The layer of [`GrpcServerLayer`](crate::integrations::tonic::GrpcServerLayer):
+    /// `rpc` points stopped at the end of the response, reading gRPC's status.
+    #[cfg(feature = "tonic")]
+    pub(crate) fn grpc() -> Self {
+        HttpServerLayer {
             cfg: Config {
                 name: "rpc",
                 identity: None,
@@ -188,12 +184,12 @@ impl OsprofilerLayer<StopOnBodyEnd> {
     }
 }
 
-impl<M> OsprofilerLayer<M> {
+impl<M> HttpServerLayer<M> {
     /// Names the point (`wsgi` for HTTP, `rpc` for gRPC by default); the name
     /// is also its category in the report's stats.
     ///
     /// ```
-    /// let layer = osprofiler::integrations::tower::OsprofilerLayer::new().name("api");
+    /// let layer = osprofiler::integrations::tower::HttpServerLayer::new().name("api");
     /// # drop(layer);
     /// ```
     pub fn name(mut self, name: &'static str) -> Self {
@@ -205,8 +201,8 @@ impl<M> OsprofilerLayer<M> {
     /// one: for several services served by one process.
     ///
     /// ```
-    /// use osprofiler::{Identity, integrations::tower::OsprofilerLayer};
-    /// let layer = OsprofilerLayer::new().identity(Identity::new("nova", "api", "h1"));
+    /// use osprofiler::{Identity, integrations::tower::HttpServerLayer};
+    /// let layer = HttpServerLayer::new().identity(Identity::new("nova", "api", "h1"));
     /// # drop(layer);
     /// ```
     pub fn identity(mut self, identity: Identity) -> Self {
@@ -215,29 +211,29 @@ impl<M> OsprofilerLayer<M> {
     }
 }
 
-impl<M> Clone for OsprofilerLayer<M> {
+impl<M> Clone for HttpServerLayer<M> {
     fn clone(&self) -> Self {
-        OsprofilerLayer {
+        HttpServerLayer {
             cfg: self.cfg.clone(),
             _stop: PhantomData,
         }
     }
 }
 
-impl<M> fmt::Debug for OsprofilerLayer<M> {
+impl<M> fmt::Debug for HttpServerLayer<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OsprofilerLayer")
+        f.debug_struct("HttpServerLayer")
             .field("name", &self.cfg.name)
             .field("grpc", &self.cfg.grpc)
             .finish_non_exhaustive()
     }
 }
 
-impl<S, M> Layer<S> for OsprofilerLayer<M> {
-    type Service = OsprofilerService<S, M>;
+impl<S, M> Layer<S> for HttpServerLayer<M> {
+    type Service = HttpServerService<S, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        OsprofilerService {
+        HttpServerService {
             inner,
             cfg: self.cfg.clone(),
             _stop: PhantomData,
@@ -245,7 +241,7 @@ impl<S, M> Layer<S> for OsprofilerLayer<M> {
     }
 }
 
-/// The service made by [`OsprofilerLayer`] around `S`.
+/// The service made by [`HttpServerLayer`] around `S`.
 ///
 /// ```
 /// # use std::{convert::Infallible, future::{Ready, ready}, task::{Context, Poll}};
@@ -257,20 +253,20 @@ impl<S, M> Layer<S> for OsprofilerLayer<M> {
 /// #     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> { Poll::Ready(Ok(())) }
 /// #     fn call(&mut self, _: Request<()>) -> Self::Future { ready(Ok(Response::new(()))) }
 /// # }
-/// use osprofiler::integrations::tower::{OsprofilerLayer, OsprofilerService};
+/// use osprofiler::integrations::tower::{HttpServerLayer, HttpServerService};
 /// use tower_layer::Layer;
-/// let mut svc: OsprofilerService<Hello> = OsprofilerLayer::new().layer(Hello);
+/// let mut svc: HttpServerService<Hello> = HttpServerLayer::new().layer(Hello);
 /// let _inner: &Hello = svc.get_ref();
 /// # use tower_service::Service;
 /// # drop(svc.call(Request::new(())));
 /// ```
-pub struct OsprofilerService<S, M = StopOnHead> {
+pub struct HttpServerService<S, M = StopOnHead> {
     inner: S,
     cfg: Config,
     _stop: PhantomData<fn() -> M>,
 }
 
-impl<S, M> OsprofilerService<S, M> {
+impl<S, M> HttpServerService<S, M> {
     /// The wrapped service (see the example above).
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -279,9 +275,9 @@ impl<S, M> OsprofilerService<S, M> {
     /// The wrapped service, mutably.
     ///
     /// ```
-    /// use osprofiler::integrations::tower::OsprofilerLayer;
+    /// use osprofiler::integrations::tower::HttpServerLayer;
     /// use tower_layer::Layer;
-    /// let mut svc = OsprofilerLayer::new().layer(vec![1]);
+    /// let mut svc = HttpServerLayer::new().layer(vec![1]);
     /// svc.get_mut().push(2);
     /// assert_eq!(svc.into_inner(), [1, 2]);
     /// ```
@@ -295,9 +291,9 @@ impl<S, M> OsprofilerService<S, M> {
     }
 }
 
-impl<S: Clone, M> Clone for OsprofilerService<S, M> {
+impl<S: Clone, M> Clone for HttpServerService<S, M> {
     fn clone(&self) -> Self {
-        OsprofilerService {
+        HttpServerService {
             inner: self.inner.clone(),
             cfg: self.cfg.clone(),
             _stop: PhantomData,
@@ -305,9 +301,9 @@ impl<S: Clone, M> Clone for OsprofilerService<S, M> {
     }
 }
 
-impl<S: fmt::Debug, M> fmt::Debug for OsprofilerService<S, M> {
+impl<S: fmt::Debug, M> fmt::Debug for HttpServerService<S, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OsprofilerService")
+        f.debug_struct("HttpServerService")
             .field("inner", &self.inner)
             .field("name", &self.cfg.name)
             .finish_non_exhaustive()
@@ -355,7 +351,7 @@ where
     (fut, Some(tracking))
 }
 
-impl<S, ReqB, ResB> Service<Request<ReqB>> for OsprofilerService<S, StopOnHead>
+impl<S, ReqB, ResB> Service<Request<ReqB>> for HttpServerService<S, StopOnHead>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
     S::Error: fmt::Display,
@@ -382,7 +378,7 @@ where
     }
 }
 
-impl<S, ReqB, ResB> Service<Request<ReqB>> for OsprofilerService<S, StopOnBodyEnd>
+impl<S, ReqB, ResB> Service<Request<ReqB>> for HttpServerService<S, StopOnBodyEnd>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
     S::Error: fmt::Display,
@@ -412,13 +408,13 @@ where
 }
 
 pin_project! {
-    /// The response future of [`OsprofilerService`] (stopping at the head):
+    /// The response future of [`HttpServerService`] (stopping at the head):
     /// the inner future, polled inside the trace when the request is traced.
     ///
     /// ```
-    /// use osprofiler::integrations::tower::{OsprofilerService, ResponseFuture};
+    /// use osprofiler::integrations::tower::{HttpServerService, ResponseFuture};
     /// fn named<S: tower_service::Service<http::Request<()>, Response = http::Response<()>>>(
-    ///     svc: &mut OsprofilerService<S>,
+    ///     svc: &mut HttpServerService<S>,
     /// ) -> ResponseFuture<S::Future>
     /// where S::Error: std::fmt::Display {
     ///     tower_service::Service::call(svc, http::Request::new(()))
@@ -488,13 +484,13 @@ impl<F> fmt::Debug for ResponseFuture<F> {
 }
 
 pin_project! {
-    /// The response future of [`OsprofilerService`] stopping at the body's
+    /// The response future of [`HttpServerService`] stopping at the body's
     /// end: hands the running point over to the response's [`TracedBody`].
     ///
     /// ```
-    /// use osprofiler::integrations::tower::{BodyResponseFuture, OsprofilerService, StopOnBodyEnd};
+    /// use osprofiler::integrations::tower::{BodyResponseFuture, HttpServerService, StopOnBodyEnd};
     /// fn named<S: tower_service::Service<http::Request<()>, Response = http::Response<String>>>(
-    ///     svc: &mut OsprofilerService<S, StopOnBodyEnd>,
+    ///     svc: &mut HttpServerService<S, StopOnBodyEnd>,
     /// ) -> BodyResponseFuture<S::Future>
     /// where S::Error: std::fmt::Display {
     ///     tower_service::Service::call(svc, http::Request::new(()))

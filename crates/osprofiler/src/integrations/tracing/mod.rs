@@ -1,17 +1,17 @@
 //! `tracing` spans and sqlx statements as osprofiler points.
 //!
-//! [`OsprofilerLayer`] is a [`tracing_subscriber::Layer`]: code and crates
+//! [`TracingLayer`] is a [`tracing_subscriber::Layer`]: code and crates
 //! instrumented with [`tracing`](https://docs.rs/tracing) show up in
 //! osprofiler traces, and with SQL tracing switched on
 //! ([`switches::set_sql_tracing`], the `trace_sqlalchemy` option), every
 //! sqlx statement becomes a `db` point.
 //!
 //! ```
-//! use osprofiler::integrations::tracing::OsprofilerLayer;
+//! use osprofiler::integrations::tracing::TracingLayer;
 //! use osprofiler::notifier::{self, MemorySink};
 //! use tracing_subscriber::layer::SubscriberExt as _;
 //!
-//! let subscriber = tracing_subscriber::registry().with(OsprofilerLayer::new());
+//! let subscriber = tracing_subscriber::registry().with(TracingLayer::new());
 //! tracing::subscriber::set_global_default(subscriber).unwrap();
 //!
 //! let sink = MemorySink::new();
@@ -75,7 +75,7 @@
 //!
 //! The layer wants every event, though, which enables the `DEBUG` and
 //! `TRACE` events other layers drop: about 16 ns each instead of nothing.
-//! When a process has many of those, give the layer [`OsprofilerFilter`] as
+//! When a process has many of those, give the layer [`TracingFilter`] as
 //! a per-layer filter: it takes only spans, sqlx's statement events (only
 //! while SQL tracing is on and a trace is active, so sqlx does not even
 //! build them otherwise) and `ERROR` events with an `error` field.
@@ -281,7 +281,7 @@ impl PointName {
 /// points, and sqlx statements into `db` points when SQL tracing is on. See
 /// the [module docs](self).
 #[derive(Debug)]
-pub struct OsprofilerLayer {
+pub struct TracingLayer {
     // Tells this layer's entries in the per-thread stack from another's.
     id: u64,
     names: PointName,
@@ -339,10 +339,10 @@ impl SpanPoint {
     }
 }
 
-impl OsprofilerLayer {
+impl TracingLayer {
     /// A layer naming points after their spans and recording span fields.
-    pub fn new() -> OsprofilerLayer {
-        OsprofilerLayer {
+    pub fn new() -> TracingLayer {
+        TracingLayer {
             id: LAYER_IDS.fetch_add(1, Ordering::Relaxed),
             names: PointName::SpanName,
             fields: true,
@@ -350,13 +350,13 @@ impl OsprofilerLayer {
     }
 
     /// How points are named (default: the span's name).
-    pub fn point_name(mut self, names: PointName) -> OsprofilerLayer {
+    pub fn point_name(mut self, names: PointName) -> TracingLayer {
         self.names = names;
         self
     }
 
     /// Whether span fields go into the points' `info` (default: yes).
-    pub fn record_fields(mut self, on: bool) -> OsprofilerLayer {
+    pub fn record_fields(mut self, on: bool) -> TracingLayer {
         self.fields = on;
         self
     }
@@ -399,9 +399,9 @@ impl OsprofilerLayer {
     }
 }
 
-impl Default for OsprofilerLayer {
-    fn default() -> OsprofilerLayer {
-        OsprofilerLayer::new()
+impl Default for TracingLayer {
+    fn default() -> TracingLayer {
+        TracingLayer::new()
     }
 }
 
@@ -409,7 +409,7 @@ fn live() -> bool {
     LIVE.load(Ordering::Relaxed) != 0
 }
 
-impl<S> Layer<S> for OsprofilerLayer
+impl<S> Layer<S> for TracingLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
@@ -556,42 +556,42 @@ where
     })
 }
 
-/// A per-layer filter for [`OsprofilerLayer`]: every span, sqlx's statement
+/// A per-layer filter for [`TracingLayer`]: every span, sqlx's statement
 /// events while SQL tracing is on and a trace is active, and `ERROR` events
 /// with an `error` field. Other events are dropped once per call site, and
 /// cost the layer nothing (see the [module docs](self) for when it pays).
 ///
 /// ```
-/// use osprofiler::integrations::tracing::{OsprofilerFilter, OsprofilerLayer};
+/// use osprofiler::integrations::tracing::{TracingFilter, TracingLayer};
 /// use tracing_subscriber::{Layer as _, layer::SubscriberExt};
 ///
 /// let subscriber = tracing_subscriber::registry()
-///     .with(OsprofilerLayer::new().with_filter(OsprofilerFilter));
+///     .with(TracingLayer::new().with_filter(TracingFilter));
 /// # drop(subscriber);
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
-pub struct OsprofilerFilter;
+pub struct TracingFilter;
 
-impl OsprofilerFilter {
+impl TracingFilter {
     fn always(meta: &Metadata<'_>) -> bool {
         meta.is_span()
             || (*meta.level() == Level::ERROR && meta.fields().field(ERROR_FIELD).is_some())
     }
 }
 
-impl<S> Filter<S> for OsprofilerFilter {
+impl<S> Filter<S> for TracingFilter {
     fn enabled(&self, meta: &Metadata<'_>, _cx: &Context<'_, S>) -> bool {
         if meta.target() == sql::TARGET {
             // Asked per statement (sqlx checks before it builds the event).
             return is_active() && switches::sql_tracing();
         }
-        OsprofilerFilter::always(meta)
+        TracingFilter::always(meta)
     }
 
     fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
         if meta.target() == sql::TARGET {
             Interest::sometimes()
-        } else if OsprofilerFilter::always(meta) {
+        } else if TracingFilter::always(meta) {
             Interest::always()
         } else {
             Interest::never()
