@@ -8,6 +8,8 @@
 //! way (keys with escapes or repeated, whose `Value` would merge them) goes through a
 //! `Value` after all.
 
+use std::io;
+
 use serde_json::Value;
 
 /// `"\n"` and then two spaces per level; written in pieces of this.
@@ -135,14 +137,66 @@ pub(crate) fn event(out: &mut String, text: &str, value: Option<&Value>, level: 
 /// A `Value` as Python prints it: serde_json's pretty text made ASCII, indented from
 /// `level` (its line breaks are only ever between tokens: strings escape theirs).
 pub(crate) fn pretty_value(out: &mut String, value: &Value, level: usize) {
+    use serde::Serialize as _;
+    let mut buf = Vec::with_capacity(256);
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, PythonPretty::default());
     // Serialising a Value with string keys cannot fail.
-    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    let _ = value.serialize(&mut ser);
+    let text = String::from_utf8(buf).unwrap_or_default();
     for c in text.chars() {
         match c {
             '\n' => newline(out, level),
             ' '..='~' => out.push(c),
             c => escaped_char(out, c),
         }
+    }
+}
+
+/// serde_json's pretty printer (Python's `indent=2` layout) with Python's floats.
+#[derive(Default)]
+struct PythonPretty(serde_json::ser::PrettyFormatter<'static>);
+
+impl serde_json::ser::Formatter for PythonPretty {
+    fn begin_array<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.begin_array(w)
+    }
+    fn end_array<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.end_array(w)
+    }
+    fn begin_array_value<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
+        self.0.begin_array_value(w, first)
+    }
+    fn end_array_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.end_array_value(w)
+    }
+    fn begin_object<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.begin_object(w)
+    }
+    fn end_object<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.end_object(w)
+    }
+    fn begin_object_key<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> io::Result<()> {
+        self.0.begin_object_key(w, first)
+    }
+    fn begin_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.begin_object_value(w)
+    }
+    fn end_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.0.end_object_value(w)
+    }
+    fn write_f64<W: ?Sized + io::Write>(&mut self, w: &mut W, value: f64) -> io::Result<()> {
+        w.write_all(osprofiler::json::python_float_repr(value).as_bytes())
+    }
+    fn write_f32<W: ?Sized + io::Write>(&mut self, w: &mut W, value: f32) -> io::Result<()> {
+        self.write_f64(w, f64::from(value))
     }
 }
 
@@ -334,8 +388,8 @@ fn hex4(chars: &mut std::str::Chars<'_>) -> Option<u32> {
     Some(v)
 }
 
-/// A number as serde_json writes it back from a `Value`: integers that fit as they are,
-/// anything else through serde_json's own number.
+/// A number as Python's `json.dumps` writes it back: integers as they are, floats as
+/// `repr(float)` (`1e+16`, where serde_json writes `1e16`).
 fn number(out: &mut String, token: &str) -> Option<()> {
     let digits = token.strip_prefix('-').unwrap_or(token);
     let canonical_integer = !digits.is_empty()
@@ -346,7 +400,10 @@ fn number(out: &mut String, token: &str) -> Option<()> {
         out.push_str(token);
     } else {
         let n: serde_json::Number = serde_json::from_str(token).ok()?;
-        out.push_str(&n.to_string());
+        match n.as_f64().filter(|_| n.is_f64()) {
+            Some(f) => out.push_str(&osprofiler::json::python_float_repr(f)),
+            None => out.push_str(&n.to_string()),
+        }
     }
     Some(())
 }

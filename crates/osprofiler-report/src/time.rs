@@ -22,51 +22,8 @@
 /// never the end of the report. A taken event keeps its text as written wherever the report
 /// shows it (raw payloads, the HTML page).
 pub(crate) fn parse_timestamp(s: &str) -> Option<i64> {
-    let mut p = Parser {
-        b: s.as_bytes(),
-        i: 0,
-    };
-    let year = p.digits(4, 4)?;
-    p.literal(b'-')?;
-    let month = p.digits(1, 2)?;
-    p.literal(b'-')?;
-    let day = p.digits(1, 2)?;
-    if p.literal(b'T').is_none() {
-        p.literal(b' ')?;
-    }
-    let hour = p.digits(1, 2)?;
-    p.literal(b':')?;
-    let minute = p.digits(1, 2)?;
-    p.literal(b':')?;
-    let second = p.digits(1, 2)?;
-    let mut micros = 0;
-    if p.literal(b'.').is_some() {
-        let start = p.i;
-        let frac = p.digits(1, 9)?;
-        let width = p.i - start;
-        micros = if width <= 6 {
-            frac * 10_i64.pow(6 - width as u32)
-        } else {
-            frac / 10_i64.pow(width as u32 - 6)
-        };
-    }
-    let offset_us = p.zone()?;
-    if p.i != p.b.len() {
-        return None;
-    }
-    // Python's datetime refuses year 0, leap seconds and impossible dates; so do we.
-    if !(1..=9999).contains(&year)
-        || !(1..=12).contains(&month)
-        || day < 1
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 59
-    {
-        return None;
-    }
-    let days = days_from_civil(year, month, day);
-    Some(((days * 24 + hour) * 60 + minute) * 60_000_000 + second * 1_000_000 + micros - offset_us)
+    // One parser for every crate: the core's, which accepts the forms above.
+    s.parse::<osprofiler::Timestamp>().ok().map(|t| t.0)
 }
 
 /// osprofiler's `msec(timedelta)`: `int((micro + (sec + days * 86400) * 1e6) / 1000.0)`.
@@ -80,89 +37,6 @@ pub(crate) fn python_msec(delta_us: i64) -> i64 {
     let microsec = micro as f64 + seconds as f64 * 1e6;
     // `as` truncates toward zero like Python's int() and saturates instead of failing.
     (microsec / 1000.0) as i64
-}
-
-struct Parser<'a> {
-    b: &'a [u8],
-    i: usize,
-}
-
-impl Parser<'_> {
-    fn literal(&mut self, c: u8) -> Option<()> {
-        if self.b.get(self.i) == Some(&c) {
-            self.i += 1;
-            Some(())
-        } else {
-            None
-        }
-    }
-
-    /// An optional zone at the end: `Z`, `±HH:MM`, `±HHMM` or `±HH`, as microseconds east
-    /// of UTC (0 when there is none); `None` when malformed.
-    fn zone(&mut self) -> Option<i64> {
-        if self.literal(b'Z').is_some() || self.literal(b'z').is_some() {
-            return Some(0);
-        }
-        let sign = if self.literal(b'+').is_some() {
-            1
-        } else if self.literal(b'-').is_some() {
-            -1
-        } else {
-            return Some(0);
-        };
-        let hours = self.digits(2, 2)?;
-        // `±HH:MM` and `±HHMM` have minutes; `±HH` ends there.
-        let minutes = if self.literal(b':').is_some() || self.i < self.b.len() {
-            self.digits(2, 2)?
-        } else {
-            0
-        };
-        if hours > 23 || minutes > 59 {
-            return None;
-        }
-        Some(sign * (hours * 60 + minutes) * 60_000_000)
-    }
-
-    /// Reads `min..=max` ASCII digits, greedily like `strptime`.
-    fn digits(&mut self, min: usize, max: usize) -> Option<i64> {
-        let mut v = 0_i64;
-        let mut n = 0;
-        while n < max {
-            match self.b.get(self.i) {
-                Some(c) if c.is_ascii_digit() => {
-                    v = v * 10 + i64::from(c - b'0');
-                    self.i += 1;
-                    n += 1;
-                }
-                _ => break,
-            }
-        }
-        (n >= min).then_some(v)
-    }
-}
-
-fn is_leap(year: i64) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

@@ -82,6 +82,51 @@ fn generated_trace_matches_python_oracle() {
     }
 }
 
+/// Floats in every range, in the payloads: the report's JSON text is Python's to the
+/// byte (`1e+16`, `1e-07`, `100000.0`), from values and from stored texts.
+#[test]
+fn floats_print_as_python_does() {
+    let Some(oracle) = need("python osprofiler oracle", Oracle::locate()) else {
+        return;
+    };
+    let floats = [
+        "1e16",
+        "1E-7",
+        "1.5",
+        "100000.0",
+        "1e3",
+        "0.0001",
+        "0.00001",
+        "123456789012345678.0",
+        "2.5e+300",
+        "-3.25e-5",
+        "9007199254740993.0",
+        "0.1",
+        "1e22",
+    ];
+    let list = floats.join(", ");
+    let base = "bbbbbbbb-0000-4000-8000-000000000001";
+    let lines = [
+        format!(
+            r#"{{"name": "db-start", "trace_id": "cccccccc-0000-4000-8000-000000000001", "parent_id": "{base}", "project": "p", "service": "s", "timestamp": "2026-11-25T12:00:00.000000", "info": {{"host": "h", "n": [{list}], "one": 1e16}}}}"#
+        ),
+        format!(
+            r#"{{"name": "db-stop", "trace_id": "cccccccc-0000-4000-8000-000000000001", "parent_id": "{base}", "project": "p", "service": "s", "timestamp": "2026-11-25T12:00:00.250000", "info": {{"host": "h", "rows": 2.0}}}}"#
+        ),
+    ];
+    let stdin: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let output = run_python(&oracle, &stdin);
+    let python_text = output["json"].as_str().expect("oracle prints json text");
+    assert!(python_text.contains("1e+16"), "{python_text}");
+    let from_texts = Report::from_json_texts(lines.iter().map(String::as_str));
+    assert_eq!(from_texts.to_json_string(), python_text);
+    let values: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(Report::from_events(values).to_json_string(), python_text);
+}
+
 /// A trace of nested and concurrent points across three services, with errors, non-ASCII
 /// text, a point lacking its stop and one lacking its start, crossing midnight of a new
 /// year. Returned in time order with distinct timestamps, as a real trace is emitted.

@@ -55,9 +55,17 @@ impl Formatter for PythonFormatter {
     }
 }
 
-/// Python's `repr(float)`: shortest round-trip digits, exponent form when the
-/// decimal exponent is below -4 or above 15, `.0` on integral values.
-pub(crate) fn python_float_repr(v: f64) -> String {
+/// Python's `repr(float)`, which `json.dumps` writes: shortest round-trip digits,
+/// exponent form when the decimal exponent is below -4 or above 15, `.0` on
+/// integral values. The one float writer of the workspace (the report uses it too).
+///
+/// ```
+/// use osprofiler::json::python_float_repr;
+/// assert_eq!(python_float_repr(1e16), "1e+16");
+/// assert_eq!(python_float_repr(0.0001), "0.0001");
+/// assert_eq!(python_float_repr(2.0), "2.0");
+/// ```
+pub fn python_float_repr(v: f64) -> String {
     if v.is_nan() {
         return "NaN".into();
     }

@@ -72,49 +72,131 @@ impl fmt::Display for Timestamp {
 impl FromStr for Timestamp {
     type Err = ParseTimestampError;
 
-    /// Parses `YYYY-MM-DDTHH:MM:SS[.f{1,6}]` (Python's `%f` takes one to six digits).
+    /// Parses an event's timestamp, as Python's `strptime` reads osprofiler's naive UTC
+    /// `%Y-%m-%dT%H:%M:%S.%f`: a four-digit year, one or two digits for month, day,
+    /// hour, minute and second, one to six fraction digits padded on the right (`.77` is
+    /// 770 000 µs). Other writers' forms are decided one by one:
+    ///
+    /// | form | example | here |
+    /// |---|---|---|
+    /// | no fraction | `2026-11-25T12:00:00` | taken, `.000000` |
+    /// | 1 to 6 digits | `…T12:00:00.5`, `….123` | taken, padded on the right |
+    /// | 7 to 9 digits (nanosecond clocks) | `…T12:00:00.123456789` | taken, cut to microseconds |
+    /// | 10 digits or more, or a `.` and none | `…:00.`, `…:00.1234567890` | refused |
+    /// | a zone: `Z`, `±HH:MM`, `±HHMM`, `±HH` | `…:00.5Z`, `…:00+02:00` | taken, moved to UTC |
+    /// | a space for the `T` (`str(datetime)`) | `2026-11-25 12:00:00.5` | taken |
+    /// | anything else: no time, a two-digit year, 24:00, a leap second 60, Feb 30, numbers | | refused |
     fn from_str(s: &str) -> Result<Timestamp, ParseTimestampError> {
-        let err = || ParseTimestampError(s.to_owned());
-        let b = s.as_bytes();
-        if b.len() < 19 {
-            return Err(err());
-        }
-        let num = |r: std::ops::Range<usize>| -> Result<i64, ParseTimestampError> {
-            let mut v = 0i64;
-            for &c in &b[r] {
-                if !c.is_ascii_digit() {
-                    return Err(err());
-                }
-                v = v * 10 + (c - b'0') as i64;
-            }
-            Ok(v)
+        parse_micros(s)
+            .map(Timestamp)
+            .ok_or_else(|| ParseTimestampError(s.to_owned()))
+    }
+}
+
+fn parse_micros(s: &str) -> Option<i64> {
+    let mut p = Parser {
+        b: s.as_bytes(),
+        i: 0,
+    };
+    let year = p.digits(4, 4)?;
+    p.literal(b'-')?;
+    let month = p.digits(1, 2)?;
+    p.literal(b'-')?;
+    let day = p.digits(1, 2)?;
+    if p.literal(b'T').is_none() {
+        p.literal(b' ')?;
+    }
+    let hour = p.digits(1, 2)?;
+    p.literal(b':')?;
+    let minute = p.digits(1, 2)?;
+    p.literal(b':')?;
+    let second = p.digits(1, 2)?;
+    let mut micros = 0;
+    if p.literal(b'.').is_some() {
+        let start = p.i;
+        let frac = p.digits(1, 9)?;
+        let width = p.i - start;
+        micros = if width <= 6 {
+            frac * 10_i64.pow(6 - width as u32)
+        } else {
+            frac / 10_i64.pow(width as u32 - 6)
         };
-        if b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
-            return Err(err());
+    }
+    let offset_us = p.zone()?;
+    if p.i != p.b.len() {
+        return None;
+    }
+    // Python's datetime refuses year 0, leap seconds and impossible dates; so do we.
+    if !(1..=9999).contains(&year)
+        || !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    let days = days_from_civil(year, month as u32, day as u32);
+    Some(((days * 24 + hour) * 60 + minute) * 60_000_000 + second * 1_000_000 + micros - offset_us)
+}
+
+struct Parser<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Parser<'_> {
+    fn literal(&mut self, c: u8) -> Option<()> {
+        if self.b.get(self.i) == Some(&c) {
+            self.i += 1;
+            Some(())
+        } else {
+            None
         }
-        let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-        let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-        if !(1..=12).contains(&mo)
-            || d < 1
-            || d > days_in_month(y, mo)
-            || h > 23
-            || mi > 59
-            || sec > 59
-        {
-            return Err(err());
+    }
+
+    /// An optional zone at the end: `Z`, `±HH:MM`, `±HHMM` or `±HH`, as microseconds east
+    /// of UTC (0 when there is none); `None` when malformed.
+    fn zone(&mut self) -> Option<i64> {
+        if self.literal(b'Z').is_some() || self.literal(b'z').is_some() {
+            return Some(0);
         }
-        let mut micros = 0;
-        if b.len() > 19 {
-            let frac = &b[20..];
-            if b[19] != b'.' || frac.is_empty() || frac.len() > 6 {
-                return Err(err());
+        let sign = if self.literal(b'+').is_some() {
+            1
+        } else if self.literal(b'-').is_some() {
+            -1
+        } else {
+            return Some(0);
+        };
+        let hours = self.digits(2, 2)?;
+        // `±HH:MM` and `±HHMM` have minutes; `±HH` ends there.
+        let minutes = if self.literal(b':').is_some() || self.i < self.b.len() {
+            self.digits(2, 2)?
+        } else {
+            0
+        };
+        if hours > 23 || minutes > 59 {
+            return None;
+        }
+        Some(sign * (hours * 60 + minutes) * 60_000_000)
+    }
+
+    /// Reads `min..=max` ASCII digits, greedily like `strptime`.
+    fn digits(&mut self, min: usize, max: usize) -> Option<i64> {
+        let mut v = 0_i64;
+        let mut n = 0;
+        while n < max {
+            match self.b.get(self.i) {
+                Some(c) if c.is_ascii_digit() => {
+                    v = v * 10 + i64::from(c - b'0');
+                    self.i += 1;
+                    n += 1;
+                }
+                _ => break,
             }
-            micros = num(20..b.len())? * 10i64.pow(6 - frac.len() as u32);
         }
-        let days = days_from_civil(y, mo as u32, d as u32);
-        Ok(Timestamp(
-            ((days * 86_400) + h * 3600 + mi * 60 + sec) * 1_000_000 + micros,
-        ))
+        (n >= min).then_some(v)
     }
 }
 
@@ -174,11 +256,27 @@ mod tests {
             "2024-02-29T23:59:59.5".parse::<Timestamp>().unwrap().0 % 1_000_000,
             500_000
         );
+        // Other writers' forms, as the table of `from_str` says.
+        assert_eq!(
+            "2026-11-25 12:00:00.5+01:00"
+                .parse::<Timestamp>()
+                .unwrap()
+                .to_string(),
+            "2026-11-25T11:00:00.500000"
+        );
+        assert_eq!(
+            "2026-11-25T12:00:00.1234567Z"
+                .parse::<Timestamp>()
+                .unwrap()
+                .to_string(),
+            "2026-11-25T12:00:00.123456"
+        );
         for bad in [
             "2023-02-29T00:00:00.0",
-            "2026-11-25 12:00:00.0",
             "2026-11-25T12:00:00.",
-            "2026-11-25T12:00:00.1234567",
+            "2026-11-25T12:00:00.1234567890",
+            "2026-11-25T24:00:00",
+            "0000-01-01T00:00:00",
             "x",
         ] {
             assert!(bad.parse::<Timestamp>().is_err(), "{bad}");
