@@ -53,6 +53,22 @@ enum Command {
         the services stay up for your own requests."
     )]
     Demo(demo::DemoArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "Examples:\n  \
+        osprofiler completions bash > /etc/bash_completion.d/osprofiler\n  \
+        osprofiler completions zsh > \"${fpath[1]}/_osprofiler\"\n  \
+        osprofiler completions fish > ~/.config/fish/completions/osprofiler.fish")]
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `osprofiler man > osprofiler.1`.
+    Man {
+        /// Write one page per command into this directory instead (osprofiler.1,
+        /// osprofiler-trace-show.1, …).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -140,6 +156,39 @@ impl<E: std::fmt::Display> From<E> for Failure {
     }
 }
 
+/// `osprofiler man`: the main page on stdout, or with `--dir` one page per command
+/// (`osprofiler.1`, `osprofiler-trace-show.1`, …), as packagers install them.
+fn man(dir: Option<PathBuf>) -> Result<(), Failure> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    cmd.build();
+    let Some(dir) = dir else {
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd).render(&mut out)?;
+        std::io::stdout().write_all(&out)?;
+        return Ok(());
+    };
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Failure(format!("cannot create {}: {e}", dir.display())))?;
+    let mut pages = vec![("osprofiler".to_owned(), cmd)];
+    while let Some((name, cmd)) = pages.pop() {
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            let sub_name = format!("{name}-{}", sub.get_name());
+            let page = sub
+                .clone()
+                .name(sub_name.clone())
+                .version(env!("CARGO_PKG_VERSION"));
+            pages.push((sub_name, page));
+        }
+        let path = dir.join(format!("{name}.1"));
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd).render(&mut out)?;
+        std::fs::write(&path, out)
+            .map_err(|e| Failure(format!("cannot write {}: {e}", path.display())))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -147,6 +196,12 @@ fn main() -> ExitCode {
         Command::Trace(TraceCommand::List(a)) => list(a),
         Command::Trace(TraceCommand::Headers(a)) => headers(a),
         Command::Demo(a) => demo::run(a),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "osprofiler", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { dir } => man(dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -637,3 +637,84 @@ fn common_report() -> String {
     ))
     .unwrap()
 }
+
+#[test]
+fn completions_complete_in_a_real_bash() {
+    let o = osprofiler(&["completions", "bash"]);
+    assert!(o.status.success(), "{o:?}");
+    let dir = TempDir::new();
+    let script = dir.path().join("osprofiler.bash");
+    std::fs::write(&script, &o.stdout).unwrap();
+    // bash itself loads the script and completes `osprofiler trace s` and an option
+    // (a completion function gets the command, the word and the one before it).
+    let probe = format!(
+        "source {}; COMP_WORDS=(osprofiler trace s); COMP_CWORD=2; _osprofiler osprofiler s trace; echo \"${{COMPREPLY[@]}}\"; \
+         COMP_WORDS=(osprofiler trace list --conn); COMP_CWORD=3; _osprofiler osprofiler --conn list; echo \"${{COMPREPLY[@]}}\"",
+        script.display()
+    );
+    let Some(out) = need(
+        "bash",
+        Command::new("bash")
+            .args(["--norc", "-c", &probe])
+            .output()
+            .map_err(|e| e.to_string()),
+    ) else {
+        return;
+    };
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.first().copied(), Some("show"), "{text}");
+    assert_eq!(lines.get(1).copied(), Some("--connection-string"), "{text}");
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let o = osprofiler(&["completions", shell]);
+        assert!(o.status.success(), "{shell}: {o:?}");
+        assert!(stdout(&o).contains("connection-string"), "{shell}");
+    }
+    // A usage error, as clap reports them (status 2, the possible values listed).
+    let o = osprofiler(&["completions", "tcsh"]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(stderr(&o).contains("invalid value 'tcsh'"), "{o:?}");
+}
+
+#[test]
+fn man_pages_for_every_command() {
+    let o = osprofiler(&["man"]);
+    assert!(o.status.success(), "{o:?}");
+    let page = stdout(&o);
+    assert!(page.contains(".TH osprofiler 1"), "{page}");
+    assert!(
+        page.contains("osprofiler\\-trace(1)") || page.contains("trace"),
+        "{page}"
+    );
+    let dir = TempDir::new();
+    let o = osprofiler(&["man", "--dir", dir.path().to_str().unwrap()]);
+    assert!(o.status.success(), "{o:?}");
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "osprofiler-completions.1",
+            "osprofiler-demo.1",
+            "osprofiler-man.1",
+            "osprofiler-trace-headers.1",
+            "osprofiler-trace-list.1",
+            "osprofiler-trace-show.1",
+            "osprofiler-trace.1",
+            "osprofiler.1",
+        ]
+    );
+    let show = std::fs::read_to_string(dir.path().join("osprofiler-trace-show.1")).unwrap();
+    assert!(
+        show.contains(concat!(
+            ".TH osprofiler-trace-show 1  \"osprofiler-trace-show ",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{show}"
+    );
+    assert!(show.contains("connection\\-string"), "{show}");
+}
