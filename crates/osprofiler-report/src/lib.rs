@@ -129,3 +129,8 @@ pub use builder::{EventError, MAX_DEPTH, ReportBuilder};
 pub use dot::render_dot;
 pub use html::render_html;
 pub use report::{Node, Preorder, Report, Usage};
+
+/// This crate's README (crates.io's page), its examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -1,4 +1,6 @@
 #![warn(missing_docs)]
+// On docs.rs, each feature-gated item says which feature it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 //! Where osprofiler traces are stored, and how they are read back.
 //!
 //! A connection string picks the backend ([`ConnectionString`]):
@@ -370,3 +372,8 @@ pub fn init_from_conf(
         conf, project, service, host, sink,
     ))
 }
+
+/// This crate's README (crates.io's page), its examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

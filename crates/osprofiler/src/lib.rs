@@ -1,4 +1,6 @@
 #![warn(missing_docs)]
+// On docs.rs, each feature-gated item says which feature it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 //! # osprofiler for Rust
 //!
 //! Distributed tracing for systems made of many services, wire-compatible with
@@ -149,3 +151,8 @@ pub use time::Timestamp;
 
 #[doc(hidden)]
 pub use private as __private;
+
+/// This crate's README (crates.io's page), its examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
