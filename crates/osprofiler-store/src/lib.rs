@@ -45,6 +45,7 @@ mod otlp;
 mod redis;
 #[cfg(any(feature = "otlp", feature = "jaeger"))]
 mod spans;
+mod sql;
 mod sqlite;
 mod tls;
 
@@ -57,7 +58,7 @@ pub use redis::resp_fuzz as __fuzz;
 
 pub use conn::{
     Backends, ConnectionString, ConnectionStringError, JAEGER_MAX_PACKET_SIZE, JaegerTarget,
-    OtlpProtocol, OtlpTarget, RedisTarget, redact,
+    OtlpProtocol, OtlpTarget, RedisTarget, SqlDialect, SqlTarget, redact,
 };
 pub use fanout::{BackendStats, backend_stats};
 #[cfg(feature = "jaeger")]
@@ -234,6 +235,7 @@ pub fn open(cs: &ConnectionString, opts: &Options) -> Result<Box<dyn TraceStore>
             redis::open_store(cs, opts)
         }
         ConnectionString::File { path } => file::open_store(path),
+        ConnectionString::Sql(t) => sql::open_store_for(t, opts),
         ConnectionString::Otlp(_) | ConnectionString::Jaeger(_) => Err(OpenError::WriteOnly {
             store: cs.to_string(),
         }),
@@ -282,6 +284,7 @@ pub fn sink(cs: &ConnectionString, opts: &Options) -> Result<Box<dyn Sink>, Open
             redis::open_sink(cs, opts)
         }
         ConnectionString::File { path } => file::open_sink(path),
+        ConnectionString::Sql(t) => sql::open_sink_for(t, opts),
         #[cfg(feature = "otlp")]
         ConnectionString::Otlp(t) => otlp::open_sink(t, opts),
         #[cfg(feature = "jaeger")]
