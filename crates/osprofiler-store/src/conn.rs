@@ -8,7 +8,7 @@ use std::str::FromStr;
 ///
 /// | form | backend |
 /// |---|---|
-/// | `sqlite:///path/to/traces.db` | embedded SQLite file (`sqlite://relative.db` is relative) |
+/// | `sqlite:///path/to/traces.db` | embedded SQLite file (`sqlite://relative.db` is relative; SQLAlchemy's `sqlite:////abs/traces.db` is the same file as `sqlite:///abs/traces.db`, but its `sqlite:///rel.db` is `/rel.db` here) |
 /// | `redis://[[user]:password@]host[:port][/db]` | Redis (port 6379, db 0 by default) |
 /// | `rediss://…[?ssl_ca_certs=/ca.pem&ssl_cert_reqs=required]` | Redis over TLS |
 /// | `redissentinel://[:password@]host:port[,host:port…][/db]` | Redis through Sentinel (master name from `sentinel_service_name`) |
@@ -84,8 +84,8 @@ pub struct SqlTarget {
     pub user: Option<String>,
     /// Password, if any.
     pub password: Option<String>,
-    /// The database (PostgreSQL: the user's name when none is given).
-    pub database: String,
+    /// The database; `None` (PostgreSQL only): named after the user, as libpq does.
+    pub database: Option<String>,
 }
 
 /// How OTLP is carried.
@@ -280,9 +280,10 @@ impl FromStr for ConnectionString {
                 let (host, port) = parse_hostport(hostport, default_port).map_err(invalid)?;
                 let database = percent_decode(path.trim_matches('/')).map_err(invalid)?;
                 let database = match dialect {
-                    _ if !database.is_empty() => database,
-                    // libpq's rule: the database named after the user.
-                    SqlDialect::Postgres => user.clone().unwrap_or_else(|| "postgres".into()),
+                    _ if !database.is_empty() => Some(database),
+                    // libpq's rule: the database named after the user (not repeated in
+                    // messages: a lone user info may be a password, see `Display`).
+                    SqlDialect::Postgres => None,
                     SqlDialect::MySql => return Err(invalid("no database name".into())),
                 };
                 for (k, v) in query_pairs(query).map_err(invalid)? {
@@ -733,7 +734,7 @@ impl fmt::Display for ConnectionString {
             // reads it as a password), so that the two always agree.
             ConnectionString::Sql(t) => write!(
                 f,
-                "{}://{}{}:{}/{}",
+                "{}://{}{}:{}{}",
                 t.scheme,
                 match (&t.user, &t.password) {
                     (Some(u), Some(_)) if !u.contains(['/', '?', '#', ' ']) => format!("{u}:***@"),
@@ -743,6 +744,9 @@ impl fmt::Display for ConnectionString {
                 host(&t.host),
                 t.port,
                 t.database
+                    .as_deref()
+                    .map(|d| format!("/{d}"))
+                    .unwrap_or_default()
             ),
             ConnectionString::RedisSentinel {
                 sentinels,
@@ -1025,6 +1029,68 @@ mod tests {
     }
 
     #[test]
+    fn sql_forms() {
+        let sql = |s: &str| match s.parse::<ConnectionString>().unwrap() {
+            ConnectionString::Sql(t) => t,
+            other => panic!("{other:?}"),
+        };
+        let t = sql("postgresql://nova:p%40ss@db.example:6543/osprofiler");
+        assert_eq!(t.dialect, SqlDialect::Postgres);
+        assert_eq!(
+            (t.host.as_str(), t.port, t.database.as_deref()),
+            ("db.example", 6543, Some("osprofiler"))
+        );
+        assert_eq!(
+            (t.user.as_deref(), t.password.as_deref()),
+            (Some("nova"), Some("p@ss"))
+        );
+        let t = sql("postgresql+psycopg2://nova@[::1]");
+        assert_eq!((t.host.as_str(), t.port), ("::1", 5432));
+        // libpq's default database: the user's name; a lone user info is the user.
+        assert_eq!((t.user.as_deref(), t.password), (Some("nova"), None));
+        assert_eq!(t.database, None);
+        assert_eq!(sql("postgres://h/x").database.as_deref(), Some("x"));
+        let t = sql("mysql+pymysql://root:pw@127.0.0.1/osprofiler?charset=utf8mb4");
+        assert_eq!(
+            (t.dialect, t.port, t.database.as_deref()),
+            (SqlDialect::MySql, 3306, Some("osprofiler"))
+        );
+        assert_eq!(sql("MariaDB://u@h:3307/x").scheme, "mariadb");
+        // Shown as given, password hidden; a lone user hidden as `redact` hides it.
+        assert_eq!(
+            "postgresql+psycopg2://nova:secret@h/db"
+                .parse::<ConnectionString>()
+                .unwrap()
+                .to_string(),
+            "postgresql+psycopg2://nova:***@h:5432/db"
+        );
+        assert_eq!(
+            "mysql://nova@h/db"
+                .parse::<ConnectionString>()
+                .unwrap()
+                .to_string(),
+            "mysql://***@h:3306/db"
+        );
+        assert!(!format!("{:?}", sql("mysql://u:secret@h/db")).contains("secret"));
+        assert!(
+            "postgresql://h"
+                .parse::<ConnectionString>()
+                .unwrap()
+                .is_readable()
+        );
+        // SQLAlchemy's absolute SQLite path, `sqlite:////abs/x.db`, is the same file.
+        match "sqlite:////var/lib/x.db"
+            .parse::<ConnectionString>()
+            .unwrap()
+        {
+            ConnectionString::Sqlite { path } => {
+                assert_eq!(path, PathBuf::from("/var/lib/x.db"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn otlp_and_jaeger_forms() {
         let otlp = |s: &str| match s.parse::<ConnectionString>().unwrap() {
             ConnectionString::Otlp(t) => t,
@@ -1200,6 +1266,18 @@ mod tests {
             (
                 "jaeger://h?sampler=const",
                 "unknown option \"sampler\" (jaeger takes service_name_prefix, max_packet_size) in connection string jaeger://h?sampler=const",
+            ),
+            (
+                "mysql://u:pw@h",
+                "no database name in connection string mysql://u:***@h",
+            ),
+            (
+                "postgresql://u:pw@h/db?sslmode=require",
+                "option \"sslmode\": TLS to SQL servers is not supported yet in connection string postgresql://u:***@h/db?sslmode=require",
+            ),
+            (
+                "postgresql://u:pw@h:x/db",
+                "invalid port \"x\" in connection string postgresql://u:***@h:x/db",
             ),
             (
                 "redis://[::1:6379",

@@ -460,6 +460,32 @@ pub(crate) fn one_line(text: &str) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    #[cfg(not(all(feature = "postgres", feature = "mysql")))]
+    fn without_the_feature_the_string_parses_and_says_which_feature() {
+        for (s, want) in [("postgresql://h/db", "postgres"), ("mysql://h/db", "mysql")] {
+            let Ok(crate::ConnectionString::Sql(t)) = s.parse() else {
+                panic!("{s}")
+            };
+            let enabled = match t.dialect {
+                SqlDialect::Postgres => cfg!(feature = "postgres"),
+                SqlDialect::MySql => cfg!(feature = "mysql"),
+            };
+            if enabled {
+                continue;
+            }
+            match open_sink_for(&t, &Options::default()) {
+                Err(OpenError::FeatureMissing { feature, .. }) => assert_eq!(feature, want),
+                Err(e) => panic!("{e}"),
+                Ok(_) => panic!("{s}: a sink"),
+            }
+            assert!(matches!(
+                open_store_for(&t, &Options::default()),
+                Err(OpenError::FeatureMissing { .. })
+            ));
+        }
+    }
+
     fn read_row(data: Option<&str>) -> ReadRow {
         ReadRow {
             timestamp: Some("2026-11-25T12:00:00.001375".into()),
@@ -486,7 +512,7 @@ mod tests {
         assert!(data.starts_with(r#""{\"info\": {\"db\": "#), "{data}");
         assert!(data.contains(r#"\\\"x\\\" \\u2014 \\u00fc"#), "{data}");
         let back = event_text(&read_row(Some(&data))).unwrap();
-        assert_eq!(back, text);
+        assert_eq!(back, e.to_json());
         assert!(!has_error(&data));
     }
 

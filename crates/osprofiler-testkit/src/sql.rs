@@ -376,12 +376,12 @@ impl MariaDbServer {
             }
             // The socket is in our directory, so whoever answers there is ours; it also
             // listens on the port once it answers (networking starts first).
-            if let Ok(p) = self.sql("SELECT @@port") {
-                if p.trim() == port.to_string() {
-                    self.port = port;
-                    self.child = Some((child, stdin));
-                    return Ok(());
-                }
+            if let Ok(p) = self.sql("SELECT @@port")
+                && p.trim() == port.to_string()
+            {
+                self.port = port;
+                self.child = Some((child, stdin));
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
         }

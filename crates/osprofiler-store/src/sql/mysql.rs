@@ -55,7 +55,7 @@ impl super::Client for MySql {
             .tcp_port(t.port)
             .user(t.user.clone())
             .pass(t.password.clone())
-            .db_name(Some(t.database.clone()))
+            .db_name(t.database.clone())
             // Not the server's Unix socket behind our back: the address given is used.
             .prefer_socket(false)
             .tcp_connect_timeout(Some(timeout))

@@ -136,11 +136,12 @@ fn pairs(rows: &[tokio_postgres::Row]) -> Result<Vec<(String, String)>, String> 
 impl super::Client for Postgres {
     fn connect(t: &SqlTarget, timeout: Duration) -> Result<Self, String> {
         let mut config = tokio_postgres::Config::new();
+        let user = t.user.as_deref().unwrap_or("postgres");
         config
             .host(&t.host)
             .port(t.port)
-            .user(t.user.as_deref().unwrap_or("postgres"))
-            .dbname(&t.database)
+            .user(user)
+            .dbname(t.database.as_deref().unwrap_or(user))
             .application_name("osprofiler-rs")
             .connect_timeout(timeout);
         if let Some(p) = &t.password {
