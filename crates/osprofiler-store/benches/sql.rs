@@ -3,8 +3,8 @@
 //!
 //! `write_*`: batches of 4096 events (one transaction of multi-row INSERTs each) through
 //! the sink, as the exporter thread hands them over; the throughput column is events/s.
-//! `fetch_10k_*`: a 10,000-point trace (20,000 events) fetched by base id and built into
-//! a report. Python osprofiler 4.4.0's sqlalchemy driver (SQLAlchemy 1.4, one INSERT and
+//! `fetch_*`: a 10,000-point and a 100,000-point trace (20,000 and 200,000 events)
+//! fetched by base id and built into a report. Python osprofiler 4.4.0's sqlalchemy driver (SQLAlchemy 1.4, one INSERT and
 //! commit per event) is measured in the same run when its virtualenv is there, and printed
 //! first.
 
@@ -17,8 +17,11 @@ use osprofiler_testkit::{MariaDbServer, Oracle, PostgresServer};
 
 const BATCH: usize = 4096;
 const BATCHES: usize = 8;
-const FETCH_POINTS: usize = 10_000;
-const FETCH_BASE: &str = "ffffffff-0000-4000-8000-000000000001";
+/// The traces fetched: (points, base id).
+const FETCHED: [(usize, &str); 2] = [
+    (10_000, "ffffffff-0000-4000-8000-000000000001"),
+    (100_000, "ffffffff-0000-4000-8000-000000000002"),
+];
 
 static PG: OnceLock<String> = OnceLock::new();
 static MARIA: OnceLock<String> = OnceLock::new();
@@ -65,15 +68,17 @@ fn point_events(base: &str, n: usize, t0: i64) -> [Event; 2] {
 
 fn fill_fetch_trace(url: &str) {
     let mut sink = osprofiler_store::sink(&cs(url), &Options::default()).expect("sink");
-    let mut batch = Vec::with_capacity(BATCH);
-    for p in 0..FETCH_POINTS {
-        batch.extend(point_events(FETCH_BASE, p, 1_764_072_000_000_000));
-        if batch.len() >= BATCH {
-            sink.write(&batch).expect("write");
-            batch.clear();
+    for (points, base) in FETCHED {
+        let mut batch = Vec::with_capacity(BATCH);
+        for p in 0..points {
+            batch.extend(point_events(base, p, 1_764_072_000_000_000));
+            if batch.len() >= BATCH {
+                sink.write(&batch).expect("write");
+                batch.clear();
+            }
         }
+        sink.write(&batch).expect("write");
     }
-    sink.write(&batch).expect("write");
 }
 
 /// Python osprofiler's sqlalchemy driver writing 2,000 events, one `notify` each.
@@ -138,13 +143,16 @@ fn write(b: Bencher, url: Option<&String>) {
         });
 }
 
-fn fetch(b: Bencher, url: Option<&String>) {
+fn fetch(b: Bencher, url: Option<&String>, points: usize) {
     let Some(url) = url else { return };
+    let Some((_, base)) = FETCHED.iter().find(|(p, _)| *p == points) else {
+        return;
+    };
     let mut store: Box<dyn TraceStore> =
         osprofiler_store::open(&cs(url), &Options::default()).expect("store");
     b.bench_local(|| {
-        let report = store.report(FETCH_BASE).expect("read").expect("trace");
-        assert_eq!(report.len(), FETCH_POINTS);
+        let report = store.report(base).expect("read").expect("trace");
+        assert_eq!(report.len(), points);
         report
     });
 }
@@ -159,12 +167,12 @@ fn write_mariadb(b: Bencher) {
     write(b, MARIA.get());
 }
 
-#[divan::bench(sample_count = 10, sample_size = 1)]
-fn fetch_10k_postgres(b: Bencher) {
-    fetch(b, PG.get());
+#[divan::bench(args = [10_000, 100_000], sample_count = 10, sample_size = 1)]
+fn fetch_postgres(b: Bencher, points: usize) {
+    fetch(b, PG.get(), points);
 }
 
-#[divan::bench(sample_count = 10, sample_size = 1)]
-fn fetch_10k_mariadb(b: Bencher) {
-    fetch(b, MARIA.get());
+#[divan::bench(args = [10_000, 100_000], sample_count = 10, sample_size = 1)]
+fn fetch_mariadb(b: Bencher, points: usize) {
+    fetch(b, MARIA.get(), points);
 }

@@ -109,7 +109,10 @@ impl super::Client for MySql {
 
     fn trace_rows(&mut self, base_id: &str) -> Result<Vec<ReadRow>, String> {
         let sql = format!(
-            "SELECT {} FROM {TABLE} WHERE base_id = ? ORDER BY id",
+            // The base_id index holds the primary key, so it gives a trace's rows in `id`
+            // order; MariaDB's planner would rather scan the whole table once a trace is a
+            // few percent of it (measured: 343 ms instead of 50 for a 10,000-point trace).
+            "SELECT {} FROM {TABLE} FORCE INDEX (ix_{TABLE}_base_id) WHERE base_id = ? ORDER BY id",
             READ_COLUMNS.replace("timestamp", "`timestamp`")
         );
         let got: Vec<mysql::Row> = self.conn.exec(sql, (base_id,)).map_err(my_error)?;
