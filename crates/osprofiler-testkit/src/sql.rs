@@ -332,7 +332,7 @@ impl MariaDbServer {
             .args([
                 "--skip-log-bin",
                 "--skip-name-resolve",
-                "--innodb-buffer-pool-size=32M",
+                "--innodb-buffer-pool-size=256M",
             ])
             .args([
                 "--innodb-flush-log-at-trx-commit=0",
