@@ -396,6 +396,11 @@ impl MariaDbServer {
         self.port
     }
 
+    /// Its directory: the data in `data/`, the log `mariadb.log`, the socket.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// `mysql://root@127.0.0.1:PORT/osprofiler`.
     pub fn url(&self) -> String {
         format!("mysql://root@127.0.0.1:{}/osprofiler", self.port)
