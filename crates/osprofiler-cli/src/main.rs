@@ -90,8 +90,8 @@ enum TraceCommand {
 #[derive(Args)]
 struct StoreArgs {
     /// Store to read: sqlite:///path, redis://[:password@]host[:port][/db], rediss://…,
-    /// redissentinel://host:port, file:///path.jsonl [default: $OSPROFILER_CONNECTION_STRING,
-    /// else the embedded store]
+    /// redissentinel://host:port, postgresql://user@host/db, mysql://user@host/db,
+    /// file:///path.jsonl [default: $OSPROFILER_CONNECTION_STRING, else the embedded store]
     #[arg(long, value_name = "URI")]
     connection_string: Option<String>,
 }

@@ -8,7 +8,7 @@ use std::str::FromStr;
 ///
 /// | form | backend |
 /// |---|---|
-/// | `sqlite:///path/to/traces.db` | embedded SQLite file (`sqlite://relative.db` is relative) |
+/// | `sqlite:///path/to/traces.db` | embedded SQLite file (`sqlite://relative.db` is relative; SQLAlchemy's `sqlite:////abs/traces.db` is the same file as `sqlite:///abs/traces.db`, but its `sqlite:///rel.db` is `/rel.db` here) |
 /// | `redis://[[user]:password@]host[:port][/db]` | Redis (port 6379, db 0 by default) |
 /// | `rediss://…[?ssl_ca_certs=/ca.pem&ssl_cert_reqs=required]` | Redis over TLS |
 /// | `redissentinel://[:password@]host:port[,host:port…][/db]` | Redis through Sentinel (master name from `sentinel_service_name`) |
@@ -17,6 +17,8 @@ use std::str::FromStr;
 /// | `otlps://host[:4318][?ca_certs=/ca.pem]` | the same over HTTPS |
 /// | `otlp+grpc://host[:4317]`, `otlps+grpc://…` | OTLP over gRPC (feature `otlp-grpc`) |
 /// | `jaeger://host[:6831][?max_packet_size=N]` | Jaeger agent, UDP Thrift compact (write only) |
+/// | `postgresql://[user[:password]@]host[:5432][/db]`, `postgresql+psycopg2://…`, `postgres://…` | PostgreSQL, osprofiler's SQLAlchemy table `data` (feature `postgres`; db defaults to the user) |
+/// | `mysql://[user[:password]@]host[:3306]/db`, `mysql+pymysql://…`, `mysql+mysqldb://…`, `mariadb://…` | MySQL or MariaDB, the same table (feature `mysql`) |
 ///
 /// Several backends are a [`Backends`] list.
 ///
@@ -54,6 +56,36 @@ pub enum ConnectionString {
     Otlp(OtlpTarget),
     /// A Jaeger agent (UDP, Thrift compact); write only.
     Jaeger(JaegerTarget),
+    /// A PostgreSQL or MySQL/MariaDB database in osprofiler's SQLAlchemy layout.
+    Sql(SqlTarget),
+}
+
+/// Which SQL server a [`SqlTarget`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlDialect {
+    /// PostgreSQL (`postgresql://`, port 5432).
+    Postgres,
+    /// MySQL or MariaDB (`mysql://`, port 3306).
+    MySql,
+}
+
+/// Where an SQL database is (`postgresql://`, `mysql://` and SQLAlchemy's spellings of them).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SqlTarget {
+    /// PostgreSQL or MySQL.
+    pub dialect: SqlDialect,
+    /// The scheme as written, lower case (`postgresql+psycopg2`), shown again in messages.
+    pub scheme: String,
+    /// Host name or address (IPv6 without brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// User name, if any (PostgreSQL: `postgres` when none).
+    pub user: Option<String>,
+    /// Password, if any.
+    pub password: Option<String>,
+    /// The database; `None` (PostgreSQL only): named after the user, as libpq does.
+    pub database: Option<String>,
 }
 
 /// How OTLP is carried.
@@ -160,7 +192,7 @@ pub enum ConnectionStringError {
     NoScheme(String),
     /// A scheme no backend handles.
     #[error(
-        "unsupported backend {scheme:?} in connection string {}: supported are sqlite, redis, rediss, redissentinel, file, otlp, otlps, otlp+grpc, jaeger",
+        "unsupported backend {scheme:?} in connection string {}: supported are sqlite, redis, rediss, redissentinel, file, otlp, otlps, otlp+grpc, jaeger, postgresql, mysql",
         on_one_line(.string)
     )]
     UnknownScheme {
@@ -221,6 +253,65 @@ impl FromStr for ConnectionString {
             string: redact(s),
         };
         match scheme.to_ascii_lowercase().as_str() {
+            lower @ ("postgresql"
+            | "postgres"
+            | "postgresql+psycopg2"
+            | "postgresql+psycopg"
+            | "postgresql+pg8000"
+            | "mysql"
+            | "mysql+pymysql"
+            | "mysql+mysqldb"
+            | "mysql+mysqlconnector"
+            | "mariadb"
+            | "mariadb+pymysql"
+            | "mariadb+mysqldb") => {
+                let dialect = if lower.starts_with("postgres") {
+                    SqlDialect::Postgres
+                } else {
+                    SqlDialect::MySql
+                };
+                let (authority, path, query) = split_url(rest);
+                userinfo_in_authority(rest, authority).map_err(invalid)?;
+                let (user, password, hostport) = split_sql_userinfo(authority).map_err(invalid)?;
+                let default_port = match dialect {
+                    SqlDialect::Postgres => 5432,
+                    SqlDialect::MySql => 3306,
+                };
+                let (host, port) = parse_hostport(hostport, default_port).map_err(invalid)?;
+                let database = percent_decode(path.trim_matches('/')).map_err(invalid)?;
+                let database = match dialect {
+                    _ if !database.is_empty() => Some(database),
+                    // libpq's rule: the database named after the user (not repeated in
+                    // messages: a lone user info may be a password, see `Display`).
+                    SqlDialect::Postgres => None,
+                    SqlDialect::MySql => return Err(invalid("no database name".into())),
+                };
+                for (k, v) in query_pairs(query).map_err(invalid)? {
+                    // No TLS in this build: refuse rather than send a password in clear.
+                    let tls_wanted = match k.as_str() {
+                        "sslmode" => !matches!(v.as_str(), "disable" | "allow" | "prefer"),
+                        "ssl" | "ssl_ca" | "ssl_cert" | "ssl_key" | "ssl_mode" | "sslrootcert"
+                        | "sslcert" | "sslkey" => true,
+                        // The rest (charset, connect_timeout, application_name, …): SQLAlchemy's
+                        // driver options we have no use for.
+                        _ => false,
+                    };
+                    if tls_wanted {
+                        return Err(invalid(format!(
+                            "option {k:?}: TLS to SQL servers is not supported yet"
+                        )));
+                    }
+                }
+                Ok(ConnectionString::Sql(SqlTarget {
+                    dialect,
+                    scheme: lower.to_owned(),
+                    host,
+                    port,
+                    user,
+                    password,
+                    database,
+                }))
+            }
             "sqlite" => {
                 let path = rest.split(['?', '#']).next().unwrap_or("");
                 if path.is_empty() {
@@ -431,6 +522,21 @@ fn userinfo_in_authority(rest: &str, authority: &str) -> Result<(), String> {
 
 type UserInfo<'a> = (Option<String>, Option<String>, &'a str);
 
+/// `user[:password]@host`: unlike redis-py, a lone user info is the user (libpq's and
+/// SQLAlchemy's reading).
+fn split_sql_userinfo(authority: &str) -> Result<UserInfo<'_>, String> {
+    let Some(at) = authority.rfind('@') else {
+        return Ok((None, None, authority));
+    };
+    let (info, hostport) = (&authority[..at], &authority[at + 1..]);
+    let (user, password) = match info.split_once(':') {
+        Some((u, p)) => (u, Some(percent_decode(p)?)),
+        None => (info, None),
+    };
+    let user = Some(percent_decode(user)?).filter(|u| !u.is_empty());
+    Ok((user, password, hostport))
+}
+
 fn split_userinfo(authority: &str) -> Result<UserInfo<'_>, String> {
     let Some(at) = authority.rfind('@') else {
         return Ok((None, None, authority));
@@ -624,6 +730,24 @@ impl fmt::Display for ConnectionString {
                 write!(f, "{scheme}://{}:{}", host(&t.host), t.port)
             }
             ConnectionString::Jaeger(t) => write!(f, "jaeger://{}:{}", host(&t.host), t.port),
+            // A lone user name is hidden too, as `redact` hides a lone user info (redis-py
+            // reads it as a password), so that the two always agree.
+            ConnectionString::Sql(t) => write!(
+                f,
+                "{}://{}{}:{}{}",
+                t.scheme,
+                match (&t.user, &t.password) {
+                    (Some(u), Some(_)) if !u.contains(['/', '?', '#', ' ']) => format!("{u}:***@"),
+                    (None, None) => String::new(),
+                    _ => "***@".to_owned(),
+                },
+                host(&t.host),
+                t.port,
+                t.database
+                    .as_deref()
+                    .map(|d| format!("/{d}"))
+                    .unwrap_or_default()
+            ),
             ConnectionString::RedisSentinel {
                 sentinels,
                 password,
@@ -808,6 +932,17 @@ impl fmt::Debug for ConnectionString {
     }
 }
 
+impl fmt::Debug for SqlTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlTarget")
+            .field("dialect", &self.dialect)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("database", &self.database)
+            .finish_non_exhaustive()
+    }
+}
+
 impl fmt::Debug for RedisTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisTarget")
@@ -891,6 +1026,68 @@ mod tests {
             }
         );
         assert_eq!(s.to_string(), "redissentinel://:***@s1:26379,s2:26380/1");
+    }
+
+    #[test]
+    fn sql_forms() {
+        let sql = |s: &str| match s.parse::<ConnectionString>().unwrap() {
+            ConnectionString::Sql(t) => t,
+            other => panic!("{other:?}"),
+        };
+        let t = sql("postgresql://nova:p%40ss@db.example:6543/osprofiler");
+        assert_eq!(t.dialect, SqlDialect::Postgres);
+        assert_eq!(
+            (t.host.as_str(), t.port, t.database.as_deref()),
+            ("db.example", 6543, Some("osprofiler"))
+        );
+        assert_eq!(
+            (t.user.as_deref(), t.password.as_deref()),
+            (Some("nova"), Some("p@ss"))
+        );
+        let t = sql("postgresql+psycopg2://nova@[::1]");
+        assert_eq!((t.host.as_str(), t.port), ("::1", 5432));
+        // libpq's default database: the user's name; a lone user info is the user.
+        assert_eq!((t.user.as_deref(), t.password), (Some("nova"), None));
+        assert_eq!(t.database, None);
+        assert_eq!(sql("postgres://h/x").database.as_deref(), Some("x"));
+        let t = sql("mysql+pymysql://root:pw@127.0.0.1/osprofiler?charset=utf8mb4");
+        assert_eq!(
+            (t.dialect, t.port, t.database.as_deref()),
+            (SqlDialect::MySql, 3306, Some("osprofiler"))
+        );
+        assert_eq!(sql("MariaDB://u@h:3307/x").scheme, "mariadb");
+        // Shown as given, password hidden; a lone user hidden as `redact` hides it.
+        assert_eq!(
+            "postgresql+psycopg2://nova:secret@h/db"
+                .parse::<ConnectionString>()
+                .unwrap()
+                .to_string(),
+            "postgresql+psycopg2://nova:***@h:5432/db"
+        );
+        assert_eq!(
+            "mysql://nova@h/db"
+                .parse::<ConnectionString>()
+                .unwrap()
+                .to_string(),
+            "mysql://***@h:3306/db"
+        );
+        assert!(!format!("{:?}", sql("mysql://u:secret@h/db")).contains("secret"));
+        assert!(
+            "postgresql://h"
+                .parse::<ConnectionString>()
+                .unwrap()
+                .is_readable()
+        );
+        // SQLAlchemy's absolute SQLite path, `sqlite:////abs/x.db`, is the same file.
+        match "sqlite:////var/lib/x.db"
+            .parse::<ConnectionString>()
+            .unwrap()
+        {
+            ConnectionString::Sqlite { path } => {
+                assert_eq!(path, PathBuf::from("/var/lib/x.db"))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -1014,7 +1211,7 @@ mod tests {
             ),
             (
                 "mongodb://u:pw@h",
-                "unsupported backend \"mongodb\" in connection string mongodb://u:***@h: supported are sqlite, redis, rediss, redissentinel, file, otlp, otlps, otlp+grpc, jaeger",
+                "unsupported backend \"mongodb\" in connection string mongodb://u:***@h: supported are sqlite, redis, rediss, redissentinel, file, otlp, otlps, otlp+grpc, jaeger, postgresql, mysql",
             ),
             (
                 "redis://:pw@h:0",
@@ -1069,6 +1266,18 @@ mod tests {
             (
                 "jaeger://h?sampler=const",
                 "unknown option \"sampler\" (jaeger takes service_name_prefix, max_packet_size) in connection string jaeger://h?sampler=const",
+            ),
+            (
+                "mysql://u:pw@h",
+                "no database name in connection string mysql://u:***@h",
+            ),
+            (
+                "postgresql://u:pw@h/db?sslmode=require",
+                "option \"sslmode\": TLS to SQL servers is not supported yet in connection string postgresql://u:***@h/db?sslmode=require",
+            ),
+            (
+                "postgresql://u:pw@h:x/db",
+                "invalid port \"x\" in connection string postgresql://u:***@h:x/db",
             ),
             (
                 "redis://[::1:6379",

@@ -12,7 +12,32 @@
 //! - `file:///path/events.jsonl`: osprofiler JSON, one event per line;
 //! - `otlp://`, `otlps://`, `otlp+grpc://` (features `otlp`, `otlp-grpc`): spans to an
 //!   OpenTelemetry collector, hence Jaeger, Grafana Tempo and the like (write only);
-//! - `jaeger://` (feature `jaeger`): spans to a Jaeger agent over UDP (write only).
+//! - `jaeger://` (feature `jaeger`): spans to a Jaeger agent over UDP (write only);
+//! - `postgresql://`, `postgresql+psycopg2://` (feature `postgres`) and `mysql://`,
+//!   `mysql+pymysql://`, `mariadb://` (feature `mysql`): PostgreSQL, MySQL or MariaDB in
+//!   osprofiler's SQLAlchemy layout (table `data`), shared with Python services that use
+//!   osprofiler's `sqlalchemy` driver, both ways.
+//!
+//! ## One SQL layout for every SQL backend? No: SQLite keeps its own
+//!
+//! The PostgreSQL and MySQL drivers use Python's table because Python services write and
+//! read it. The embedded SQLite store keeps its own layout (an `events` table of exact
+//! event texts and a `traces` table of one row per trace), because:
+//!
+//! - nothing Python reads it: osprofiler 4.4.0 maps only `mysql…` and `postgresql…` strings
+//!   to its SQLAlchemy driver, never `sqlite://`, so the shared layout would buy no sharing;
+//! - its `traces` rows make `trace list` and the error list index range scans (newest
+//!   first, `has_error`) and the TTL a per-trace delete; Python's layout has no per-trace
+//!   row, so the SQL drivers group every event by `base_id` to list traces and scan the
+//!   stop events' `data` for errors;
+//! - Python's table costs more per event: eight single-column indexes (nine B-trees per
+//!   row against SQLite's two) and `data` encoded as JSON twice, with the columns split out
+//!   of the event and put back on reading, where SQLite stores osprofiler's exact text;
+//! - files already written (schema version 1) would need a migration for no gain.
+//!
+//! Should one layout be wanted later, the way there is the other direction: Python's
+//! table plus a `traces` side table of our own (Python ignores unknown tables), which
+//! would give the SQL drivers SQLite's listing cost.
 //!
 //! Several backends at once are a [`Backends`] list (`"redis://… otlp://…"`): every event
 //! goes to each ([`sink_all`]), each with its own queue, so a slow one holds up no other.
@@ -47,6 +72,7 @@ mod otlp;
 mod redis;
 #[cfg(any(feature = "otlp", feature = "jaeger"))]
 mod spans;
+mod sql;
 mod sqlite;
 mod tls;
 
@@ -59,7 +85,7 @@ pub use redis::resp_fuzz as __fuzz;
 
 pub use conn::{
     Backends, ConnectionString, ConnectionStringError, JAEGER_MAX_PACKET_SIZE, JaegerTarget,
-    OtlpProtocol, OtlpTarget, RedisTarget, redact,
+    OtlpProtocol, OtlpTarget, RedisTarget, SqlDialect, SqlTarget, redact,
 };
 pub use fanout::{BackendStats, backend_stats};
 #[cfg(feature = "jaeger")]
@@ -236,6 +262,7 @@ pub fn open(cs: &ConnectionString, opts: &Options) -> Result<Box<dyn TraceStore>
             redis::open_store(cs, opts)
         }
         ConnectionString::File { path } => file::open_store(path),
+        ConnectionString::Sql(t) => sql::open_store_for(t, opts),
         ConnectionString::Otlp(_) | ConnectionString::Jaeger(_) => Err(OpenError::WriteOnly {
             store: cs.to_string(),
         }),
@@ -284,6 +311,7 @@ pub fn sink(cs: &ConnectionString, opts: &Options) -> Result<Box<dyn Sink>, Open
             redis::open_sink(cs, opts)
         }
         ConnectionString::File { path } => file::open_sink(path),
+        ConnectionString::Sql(t) => sql::open_sink_for(t, opts),
         #[cfg(feature = "otlp")]
         ConnectionString::Otlp(t) => otlp::open_sink(t, opts),
         #[cfg(feature = "jaeger")]

@@ -75,6 +75,31 @@ fn connection_strings(info: &str, dir: &Path, port: u16) -> Vec<(&'static str, S
         ("sqlite absolute", format!("sqlite://{info}@{d}/t.db")),
         ("sqlite relative", format!("sqlite://{info}@/t.db")),
         ("file", format!("file://{info}@{d}/e.jsonl")),
+        (
+            "postgresql",
+            format!("postgresql://{info}@127.0.0.1:{port}/db"),
+        ),
+        (
+            "postgresql+psycopg2",
+            format!("postgresql+psycopg2://{info}@127.0.0.1:{port}"),
+        ),
+        ("mysql", format!("mysql://{info}@127.0.0.1:{port}/db")),
+        (
+            "mysql+pymysql",
+            format!("mysql+pymysql://{info}@127.0.0.1:{port}/db?charset=utf8mb4"),
+        ),
+        (
+            "mysql, no database",
+            format!("mysql://{info}@127.0.0.1:{port}"),
+        ),
+        (
+            "postgresql, TLS asked",
+            format!("postgresql://{info}@127.0.0.1:{port}/db?sslmode=require"),
+        ),
+        (
+            "postgresql, bad port",
+            format!("postgresql://{info}@h:x/db"),
+        ),
         ("otlp (refused)", format!("otlp://{info}@127.0.0.1:{port}")),
         (
             "otlps+grpc (refused)",
@@ -147,6 +172,7 @@ fn shown(cs: &str) -> Outputs {
                 ConnectionString::Redis(t) => push("RedisTarget Debug", format!("{t:?}")),
                 ConnectionString::Otlp(t) => push("OtlpTarget Debug", format!("{t:?}")),
                 ConnectionString::Jaeger(t) => push("JaegerTarget Debug", format!("{t:?}")),
+                ConnectionString::Sql(t) => push("SqlTarget Debug", format!("{t:?}")),
                 _ => {}
             }
         }

@@ -11,6 +11,8 @@
 //! - [`Chromium`]: headless Debian Chromium to run the HTML report's scripts.
 //! - [`Rotel`]: the real OpenTelemetry collector `rotel-agent` (PyPI `rotel`, virtualenv
 //!   `target/otel`, made by `scripts/test-all`), printing the spans it receives.
+//! - [`PostgresServer`], [`MariaDbServer`]: real PostgreSQL and MariaDB servers (Debian
+//!   packages) on free loopback ports with fresh data directories.
 //! - [`TestCerts`]: a throwaway CA and server certificate made with `openssl`.
 //! - [`secrets`]: random secrets, and a search of outputs for any part of them.
 //!
@@ -33,6 +35,7 @@ mod process;
 mod redis;
 mod rotel;
 pub mod secrets;
+mod sql;
 mod temp;
 
 pub use certs::TestCerts;
@@ -41,6 +44,7 @@ pub use jaeger::{JAEGER_OSPROFILER_VERSION, JAEGER_VENV_ENV, JaegerVenv};
 pub use oracle::{ORACLE_VERSION, Oracle, TWO_SERVICE_TRACE};
 pub use redis::{RedisConn, RedisServer, RespValue};
 pub use rotel::{OTEL_VENV_ENV, Rotel, RotelEvent, RotelSpan, parse_spans};
+pub use sql::{MariaDbServer, PostgresServer};
 pub use temp::TempDir;
 
 use std::io::Write;

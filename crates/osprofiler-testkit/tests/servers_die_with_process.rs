@@ -7,7 +7,7 @@
 //! processes whose command line names those directories (each server gets a fresh one,
 //! so other tests' servers are not counted): some while the child lives, none after.
 
-use osprofiler_testkit::{RedisServer, Rotel, need};
+use osprofiler_testkit::{MariaDbServer, PostgresServer, RedisServer, Rotel, need};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -39,9 +39,17 @@ fn servers_in(dir: &str) -> usize {
             };
             let cmd = String::from_utf8_lossy(&cmd);
             let argv0 = cmd.split(['\0', ' ']).next().unwrap_or("");
-            let is_server = argv0.ends_with("redis-server") || argv0.ends_with("rotel-agent");
+            // PostgreSQL's children rename themselves `postgres: checkpointer` and so on,
+            // and work in the data directory, under `dir`.
+            let is_server = argv0.ends_with("redis-server")
+                || argv0.ends_with("rotel-agent")
+                || argv0.ends_with("postgres")
+                || argv0.starts_with("postgres:")
+                || argv0.ends_with("mariadbd");
             let cwd = std::fs::read_link(e.path().join("cwd")).ok();
-            is_server && (cmd.contains(dir) || cwd.is_some_and(|c| c.as_os_str() == dir))
+            is_server
+                && (cmd.contains(dir)
+                    || cwd.is_some_and(|c| c.starts_with(std::path::Path::new(dir))))
         })
         .count()
 }
@@ -60,10 +68,26 @@ fn child_main(how: &str) {
         // Not a failure here: the rotel tests `need()` it; this one still checks redis.
         Err(e) => println!("NOTE no rotel-agent: {}", e.lines().next().unwrap_or("")),
     }
+    // Likewise: the SQL tests `need()` these.
+    match PostgresServer::start() {
+        Ok(pg) => {
+            dirs.push(pg.dir().display().to_string());
+            std::mem::forget(pg);
+        }
+        Err(e) => println!("NOTE no PostgreSQL: {}", e.lines().next().unwrap_or("")),
+    }
+    match MariaDbServer::start() {
+        Ok(db) => {
+            dirs.push(db.dir().display().to_string());
+            std::mem::forget(db);
+        }
+        Err(e) => println!("NOTE no MariaDB: {}", e.lines().next().unwrap_or("")),
+    }
+    // Directories with a live server (PostgreSQL runs several processes).
     let mut alive = 0;
     for d in &dirs {
         println!("DIR {d}");
-        alive += servers_in(d.trim_start_matches("rotel:"));
+        alive += usize::from(servers_in(d.trim_start_matches("rotel:")) > 0);
     }
     println!("ALIVE {alive}");
     println!("READY");
@@ -129,7 +153,7 @@ fn run_child(how: &str) {
     );
     if how == "kill" {
         assert_eq!(
-            dirs.iter().map(|d| servers_in(d)).sum::<usize>(),
+            dirs.iter().filter(|d| servers_in(d) > 0).count(),
             dirs.len()
         );
         child.kill().unwrap(); // SIGKILL

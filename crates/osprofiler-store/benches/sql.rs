@@ -1,0 +1,178 @@
+//! The SQL sinks and readers against a real PostgreSQL and a real MariaDB, each started
+//! here: `cargo bench -p osprofiler-store --features postgres,mysql --bench sql`.
+//!
+//! `write_*`: batches of 4096 events (one transaction of multi-row INSERTs each) through
+//! the sink, as the exporter thread hands them over; the throughput column is events/s.
+//! `fetch_*`: a 10,000-point and a 100,000-point trace (20,000 and 200,000 events)
+//! fetched by base id and built into a report. Python osprofiler 4.4.0's sqlalchemy driver (SQLAlchemy 1.4, one INSERT and
+//! commit per event) is measured in the same run when its virtualenv is there, and printed
+//! first.
+
+use std::sync::{Mutex, OnceLock};
+
+use divan::{Bencher, counter::ItemsCount};
+use osprofiler::{Event, Timestamp};
+use osprofiler_store::{ConnectionString, Options, Sink, TraceStore};
+use osprofiler_testkit::{MariaDbServer, Oracle, PostgresServer};
+
+const BATCH: usize = 4096;
+const BATCHES: usize = 8;
+/// The traces fetched: (points, base id).
+const FETCHED: [(usize, &str); 2] = [
+    (10_000, "ffffffff-0000-4000-8000-000000000001"),
+    (100_000, "ffffffff-0000-4000-8000-000000000002"),
+];
+
+static PG: OnceLock<String> = OnceLock::new();
+static MARIA: OnceLock<String> = OnceLock::new();
+
+fn main() {
+    let pg = PostgresServer::start()
+        .map_err(|e| eprintln!("PostgreSQL benchmarks skipped: {e}"))
+        .ok();
+    let maria = MariaDbServer::start()
+        .map_err(|e| eprintln!("MariaDB benchmarks skipped: {e}"))
+        .ok();
+    for (name, url, cell) in [
+        ("PostgreSQL", pg.as_ref().map(|s| s.url()), &PG),
+        ("MariaDB", maria.as_ref().map(|s| s.url()), &MARIA),
+    ] {
+        let Some(url) = url else { continue };
+        python_rate(name, &url);
+        fill_fetch_trace(&url);
+        let _ = cell.set(url);
+    }
+    divan::main();
+    drop(pg);
+    drop(maria);
+}
+
+fn cs(url: &str) -> ConnectionString {
+    url.parse().expect("connection string")
+}
+
+fn point_events(base: &str, n: usize, t0: i64) -> [Event; 2] {
+    let id = format!("eeeeeeee-0000-4000-8000-{n:012}");
+    let make = |name: &str, us: i64| {
+        let text = format!(
+            r#"{{"name": "{name}", "base_id": "{base}", "trace_id": "{id}", "parent_id": "{base}", "timestamp": "{}", "info": {{"db": {{"statement": "SELECT * FROM instances WHERE id = %s", "params": {{"id": {n}}}}}, "host": "h1"}}, "project": "nova", "service": "api"}}"#,
+            Timestamp(us)
+        );
+        Event::from_json(&text).expect("event")
+    };
+    [
+        make("db-start", t0 + n as i64 * 10),
+        make("db-stop", t0 + n as i64 * 10 + 5),
+    ]
+}
+
+fn fill_fetch_trace(url: &str) {
+    let mut sink = osprofiler_store::sink(&cs(url), &Options::default()).expect("sink");
+    for (points, base) in FETCHED {
+        let mut batch = Vec::with_capacity(BATCH);
+        for p in 0..points {
+            batch.extend(point_events(base, p, 1_764_072_000_000_000));
+            if batch.len() >= BATCH {
+                sink.write(&batch).expect("write");
+                batch.clear();
+            }
+        }
+        sink.write(&batch).expect("write");
+    }
+}
+
+/// Python osprofiler's sqlalchemy driver writing 2,000 events, one `notify` each.
+fn python_rate(name: &str, url: &str) {
+    const SCRIPT: &str = r#"
+import sys, time, uuid
+from oslo_config import cfg
+from osprofiler import opts
+from osprofiler.drivers import base
+opts.set_defaults(cfg.CONF); cfg.CONF([])
+drv = base.get_driver(sys.argv[1], project="nova", service="api", host="h1", conf=cfg.CONF)
+b = str(uuid.uuid4())
+n = 2000
+t = time.perf_counter()
+for i in range(n):
+    drv.notify({"name": "db-start" if i % 2 == 0 else "db-stop", "base_id": b,
+                "trace_id": str(uuid.uuid4()), "parent_id": b,
+                "timestamp": "2026-11-25T12:00:00.000000", "info": {"host": "h1"}})
+print(f"{n / (time.perf_counter() - t):.0f}")
+"#;
+    let py = match Oracle::locate() {
+        Ok(py) => py,
+        Err(e) => {
+            eprintln!("Python osprofiler rate not measured: {e}");
+            return;
+        }
+    };
+    let py_url = url
+        .replace("postgresql://", "postgresql+psycopg2://")
+        .replace("mysql://", "mysql+pymysql://");
+    match py.python(SCRIPT, &[&py_url]) {
+        Ok(rate) => eprintln!(
+            "Python osprofiler 4.4.0 sqlalchemy driver, {name}: {} events/s (2,000 events, one INSERT and commit each)",
+            rate.trim()
+        ),
+        Err(e) => eprintln!("Python osprofiler rate not measured: {e}"),
+    }
+}
+
+fn write(b: Bencher, url: Option<&String>) {
+    let Some(url) = url else { return };
+    let sink: Mutex<Box<dyn Sink>> =
+        Mutex::new(osprofiler_store::sink(&cs(url), &Options::default()).expect("sink"));
+    let mut n = 0usize;
+    b.counter(ItemsCount::new(BATCH * BATCHES))
+        .with_inputs(|| {
+            n += 1;
+            let base = format!("aaaaaaaa-0000-4000-8000-{n:012}");
+            (0..BATCHES)
+                .map(|k| {
+                    (0..BATCH / 2)
+                        .flat_map(|p| point_events(&base, k * BATCH + p, 1_764_072_000_000_000))
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+        })
+        .bench_local_values(|batches| {
+            let mut s = sink.lock().unwrap_or_else(|e| e.into_inner());
+            for batch in &batches {
+                s.write(batch).expect("write");
+            }
+        });
+}
+
+fn fetch(b: Bencher, url: Option<&String>, points: usize) {
+    let Some(url) = url else { return };
+    let Some((_, base)) = FETCHED.iter().find(|(p, _)| *p == points) else {
+        return;
+    };
+    let mut store: Box<dyn TraceStore> =
+        osprofiler_store::open(&cs(url), &Options::default()).expect("store");
+    b.bench_local(|| {
+        let report = store.report(base).expect("read").expect("trace");
+        assert_eq!(report.len(), points);
+        report
+    });
+}
+
+#[divan::bench(sample_count = 10, sample_size = 1)]
+fn write_postgres(b: Bencher) {
+    write(b, PG.get());
+}
+
+#[divan::bench(sample_count = 10, sample_size = 1)]
+fn write_mariadb(b: Bencher) {
+    write(b, MARIA.get());
+}
+
+#[divan::bench(args = [10_000, 100_000], sample_count = 10, sample_size = 1)]
+fn fetch_postgres(b: Bencher, points: usize) {
+    fetch(b, PG.get(), points);
+}
+
+#[divan::bench(args = [10_000, 100_000], sample_count = 10, sample_size = 1)]
+fn fetch_mariadb(b: Bencher, points: usize) {
+    fetch(b, MARIA.get(), points);
+}

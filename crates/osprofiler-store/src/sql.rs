@@ -1,0 +1,577 @@
+//! PostgreSQL (`postgresql://`, feature `postgres`) and MySQL/MariaDB (`mysql://`,
+//! feature `mysql`) in osprofiler 4.4.0's SQLAlchemy layout, so that Python services
+//! writing through `osprofiler.drivers.sqlalchemy_driver` and ours share one table.
+//!
+//! The table, created when missing with the indexes Python creates (`ix_data_<column>`):
+//!
+//! | column | type | holds |
+//! |---|---|---|
+//! | `id` | integer, primary key, auto-increment | insertion order |
+//! | `timestamp` | `VARCHAR(26)` | the event's osprofiler timestamp |
+//! | `base_id`, `parent_id`, `trace_id` | `VARCHAR(255)` | its ids |
+//! | `project`, `host`, `service` | `VARCHAR(255)` | who wrote it (`host` from `info.host`) |
+//! | `name` | `VARCHAR(255)` | `<point>-start` or `<point>-stop` |
+//! | `data` | `JSON` | the rest of the event (`{"info": …}`), as SQLAlchemy writes it: a JSON string holding the JSON text |
+//!
+//! `data` is encoded twice because Python's driver passes `jsonutils.dumps(data)` to a
+//! SQLAlchemy `JSON` column, which encodes it again; its reader decodes twice. We write the
+//! same, and read either form (a JSON object too).
+//!
+//! Reads: a trace's events by `base_id` (index `ix_data_base_id`), in `id` order; the list
+//! of traces groups by `base_id` with the earliest timestamp as the start, newest first (a
+//! scan of the `ix_data_base_id` index and the table: the layout keeps no per-trace row);
+//! the list of traces with errors scans the stop events' `data` for `etype`.
+//!
+//! Writes: each batch as multi-row `INSERT`s (at most [`ROWS_PER_INSERT`] rows each) in
+//! one transaction, on the exporter thread. After a failure the sink drops the connection,
+//! waits (50 ms, doubling up to 5 s; batches fail at once meanwhile, counted by the
+//! notifier) and connects again.
+//!
+//! Why the embedded SQLite store keeps its own layout: see the crate docs.
+//!
+//! # Indexes and query plans
+//!
+//! Python's: the primary key on `id` (`data_pkey` / `PRIMARY`) and `ix_data_timestamp`,
+//! `ix_data_base_id`, `ix_data_parent_id`, `ix_data_trace_id`, `ix_data_project`,
+//! `ix_data_host`, `ix_data_service`, `ix_data_name`; we add none (a table shared with
+//! Python stays as Python's `create_all` makes it, checked by `tests/sql.rs`). Plans on a
+//! table of 300,000 rows: one trace of 100,000 points (200,000 events) and 1,000 traces
+//! of 50 points (PostgreSQL 15, MariaDB 10.11; `EXPLAIN ANALYZE`, `ANALYZE SELECT`):
+//!
+//! ```text
+//! -- a trace's events: SELECT … FROM data WHERE base_id = $1 ORDER BY id
+//! PostgreSQL, a 50-point trace:
+//!  Sort  (actual time=0.139..0.143 rows=100)  Sort Key: id
+//!    ->  Index Scan using ix_data_base_id on data  (actual time=0.064..0.087 rows=100)
+//!          Index Cond: ((base_id)::text = '8f14e45f-…'::text)
+//!  Execution Time: 0.190 ms
+//! PostgreSQL, the 100,000-point trace (2/3 of the table: the planner reads it in id order):
+//!  Index Scan using data_pkey on data  (actual time=0.030..147.263 rows=200000)
+//!    Filter: ((base_id)::text = '11111111-…'::text)  Rows Removed by Filter: 100000
+//!  Execution Time: 157.244 ms
+//! MariaDB, a 50-point trace: type ref, key ix_data_base_id, r_rows 100
+//! MariaDB, the 100,000-point trace: type index, key PRIMARY, r_rows 300000
+//!
+//! -- trace list: SELECT base_id, min(timestamp) AS started FROM data
+//! --   GROUP BY base_id ORDER BY started DESC, base_id DESC LIMIT 20
+//! PostgreSQL: Parallel Seq Scan → Partial HashAggregate → top-N heapsort, 92.5 ms
+//! MariaDB: range on ix_data_timestamp, Using temporary; Using filesort
+//! ```
+//!
+//! Fetching and building the report of the 100,000-point trace (`osprofiler trace show
+//! --json`, the whole command): see BENCHMARKS.md, "SQL". The list is a scan of every
+//! event (Python's layout keeps no per-trace row); the fetch is an index lookup.
+
+// Without either feature only the dispatch below is used (it says which feature is missing).
+#![cfg_attr(not(all(feature = "postgres", feature = "mysql")), allow(dead_code))]
+
+#[cfg(feature = "mysql")]
+mod mysql;
+#[cfg(feature = "postgres")]
+mod postgres;
+
+use std::time::{Duration, Instant};
+
+use osprofiler::Event;
+use osprofiler::json::write_python_json;
+
+use crate::{OpenError, Options, Sink, SqlDialect, SqlTarget, TraceStore, TraceSummary};
+
+/// The table's name, as Python's driver names it.
+pub(crate) const TABLE: &str = "data";
+
+/// The columns written, in this order, besides `id`.
+pub(crate) const COLUMNS: [&str; 9] = [
+    "timestamp",
+    "base_id",
+    "parent_id",
+    "trace_id",
+    "project",
+    "host",
+    "service",
+    "name",
+    "data",
+];
+
+/// The columns Python indexes (`index=True`), each as `ix_data_<column>`.
+pub(crate) const INDEXED: [&str; 8] = [
+    "timestamp",
+    "base_id",
+    "parent_id",
+    "trace_id",
+    "project",
+    "host",
+    "service",
+    "name",
+];
+
+/// Most rows of one `INSERT` (9 parameters each; PostgreSQL and MySQL take at most 65,535).
+pub(crate) const ROWS_PER_INSERT: usize = 1000;
+
+const BACKOFF_FIRST: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// One row of `data`, all text (`None` is NULL).
+pub(crate) struct Row {
+    pub(crate) values: [Option<String>; 9],
+}
+
+/// The row Python's driver would insert for `e`.
+pub(crate) fn row(e: &Event, buf: &mut Vec<u8>) -> Row {
+    // `data`: the event without the columns' keys, i.e. `{"info": …}` (Python's
+    // `jsonutils.dumps`), then that text as a JSON string (SQLAlchemy's `JSON` type).
+    buf.clear();
+    buf.push(b'{');
+    if !e.info.is_empty() {
+        buf.extend_from_slice(b"\"info\": ");
+        // Maps of strings and JSON values always serialize.
+        let _ = write_python_json(buf, &e.info);
+    }
+    buf.push(b'}');
+    let inner = String::from_utf8_lossy(buf).into_owned();
+    buf.clear();
+    let _ = write_python_json(buf, &inner);
+    let data = String::from_utf8_lossy(buf).into_owned();
+    Row {
+        values: [
+            Some(e.timestamp.to_string()),
+            Some(e.base_id.to_string()),
+            Some(e.parent_id.to_string()),
+            Some(e.trace_id.to_string()),
+            e.project.as_deref().map(str::to_owned),
+            e.host().map(str::to_owned),
+            e.service.as_deref().map(str::to_owned),
+            Some(e.full_name()),
+            Some(data),
+        ],
+    }
+}
+
+/// The columns of a row as read: `timestamp, base_id, parent_id, trace_id, project,
+/// service, name, data` (`host` is in `data`'s `info`).
+pub(crate) struct ReadRow {
+    pub(crate) timestamp: Option<String>,
+    pub(crate) base_id: Option<String>,
+    pub(crate) parent_id: Option<String>,
+    pub(crate) trace_id: Option<String>,
+    pub(crate) project: Option<String>,
+    pub(crate) service: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) data: Option<String>,
+}
+
+/// The columns [`ReadRow`] is read from, for `SELECT`.
+pub(crate) const READ_COLUMNS: &str =
+    "timestamp, base_id, parent_id, trace_id, project, service, name, data";
+
+/// The event's osprofiler JSON, rebuilt from its row: the keys in the order our notifier
+/// writes them (`name, base_id, trace_id, parent_id, timestamp, info…, project, service`),
+/// `data`'s keys in place of `info`. `None` when `data` is not a JSON object (or a JSON
+/// string holding one).
+pub(crate) fn event_text(r: &ReadRow) -> Option<String> {
+    let inner = r
+        .data
+        .as_deref()
+        .map(decode_data)
+        .unwrap_or(Some(String::new()))?;
+    let mut out = String::with_capacity(inner.len() + 256);
+    out.push('{');
+    let mut first = true;
+    let mut field = |out: &mut String, key: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            if !first {
+                out.push_str(", ");
+            }
+            first = false;
+            out.push('"');
+            out.push_str(key);
+            out.push_str("\": ");
+            string(out, v);
+        }
+    };
+    field(&mut out, "name", &r.name);
+    field(&mut out, "base_id", &r.base_id);
+    field(&mut out, "trace_id", &r.trace_id);
+    field(&mut out, "parent_id", &r.parent_id);
+    field(&mut out, "timestamp", &r.timestamp);
+    let body = inner.trim();
+    let body = body
+        .strip_prefix('{')
+        .and_then(|b| b.strip_suffix('}'))
+        .unwrap_or("")
+        .trim();
+    if !body.is_empty() {
+        if out.len() > 1 {
+            out.push_str(", ");
+        }
+        out.push_str(body);
+    }
+    let mut first = out.len() == 1;
+    for (key, v) in [("project", &r.project), ("service", &r.service)] {
+        if let Some(v) = v {
+            if !first {
+                out.push_str(", ");
+            }
+            first = false;
+            out.push('"');
+            out.push_str(key);
+            out.push_str("\": ");
+            string(&mut out, v);
+        }
+    }
+    out.push('}');
+    Some(out)
+}
+
+/// `data` as the JSON text of an object: SQLAlchemy's form (a JSON string holding it) or
+/// an object stored directly.
+fn decode_data(text: &str) -> Option<String> {
+    let t = text.trim();
+    if t.starts_with('"') {
+        let inner: String = serde_json::from_str(t).ok()?;
+        inner.trim_start().starts_with('{').then_some(inner)
+    } else if t.starts_with('{') {
+        Some(t.to_owned())
+    } else {
+        None
+    }
+}
+
+fn string(out: &mut String, s: &str) {
+    // Ids, timestamps and most names are printable ASCII without `"` or `\`, which
+    // Python's `json.dumps` writes as they are: no serializer for them (the reader does
+    // this for every column of every row).
+    if s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
+    let mut buf = Vec::with_capacity(s.len() + 2);
+    let _ = write_python_json(&mut buf, s);
+    out.push_str(&String::from_utf8_lossy(&buf));
+}
+
+/// Whether a stop event's `data` records an error (`info.etype`).
+pub(crate) fn has_error(data: &str) -> bool {
+    decode_data(data)
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v.get("info").and_then(|i| i.get("etype")).is_some())
+}
+
+/// Trace summaries from `(base_id, first timestamp)` rows, newest first, at most `limit`.
+pub(crate) fn summaries(
+    mut rows: Vec<(String, String)>,
+    limit: Option<usize>,
+) -> Vec<TraceSummary> {
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+    rows.into_iter()
+        .take(limit.unwrap_or(usize::MAX))
+        .map(|(base_id, timestamp)| TraceSummary { base_id, timestamp })
+        .collect()
+}
+
+/// What a driver does; the sink and the store around it are shared.
+pub(crate) trait Client: Send + Sized + 'static {
+    /// Connects and creates the table and indexes when missing.
+    fn connect(t: &SqlTarget, timeout: Duration) -> Result<Self, String>;
+    /// Inserts the rows in one transaction.
+    fn insert(&mut self, rows: &[Row]) -> Result<(), String>;
+    /// The rows of trace `base_id`, in any order.
+    fn trace_rows(&mut self, base_id: &str) -> Result<Vec<ReadRow>, String>;
+    /// `(base_id, earliest timestamp)` of the newest `limit` traces (`None`: all).
+    fn traces(&mut self, limit: Option<usize>) -> Result<Vec<(String, String)>, String>;
+    /// `(base_id, data)` of stop events whose `data` mentions `etype`.
+    fn error_candidates(&mut self) -> Result<Vec<(String, String)>, String>;
+    /// `(base_id, earliest timestamp)` of the given traces.
+    fn starts(&mut self, base_ids: &[String]) -> Result<Vec<(String, String)>, String>;
+    /// Whether the error says the server could not be reached (the sink then starts
+    /// anyway and connects later), as opposed to being refused (bad password, no database).
+    fn is_transient(error: &str) -> bool;
+}
+
+fn feature_missing(t: &SqlTarget) -> OpenError {
+    OpenError::FeatureMissing {
+        store: crate::ConnectionString::Sql(t.clone()).to_string(),
+        feature: match t.dialect {
+            SqlDialect::Postgres => "postgres",
+            SqlDialect::MySql => "mysql",
+        },
+    }
+}
+
+/// The read side for the target's dialect.
+pub(crate) fn open_store_for(
+    t: &SqlTarget,
+    opts: &Options,
+) -> Result<Box<dyn TraceStore>, OpenError> {
+    match t.dialect {
+        #[cfg(feature = "postgres")]
+        SqlDialect::Postgres => open_store::<postgres::Postgres>(t, opts),
+        #[cfg(feature = "mysql")]
+        SqlDialect::MySql => open_store::<mysql::MySql>(t, opts),
+        #[allow(unreachable_patterns)]
+        _ => {
+            let _ = opts;
+            Err(feature_missing(t))
+        }
+    }
+}
+
+/// The write side for the target's dialect.
+pub(crate) fn open_sink_for(t: &SqlTarget, opts: &Options) -> Result<Box<dyn Sink>, OpenError> {
+    match t.dialect {
+        #[cfg(feature = "postgres")]
+        SqlDialect::Postgres => open_sink::<postgres::Postgres>(t, opts),
+        #[cfg(feature = "mysql")]
+        SqlDialect::MySql => open_sink::<mysql::MySql>(t, opts),
+        #[allow(unreachable_patterns)]
+        _ => {
+            let _ = opts;
+            Err(feature_missing(t))
+        }
+    }
+}
+
+pub(crate) fn open_store<C: Client>(
+    t: &SqlTarget,
+    opts: &Options,
+) -> Result<Box<dyn TraceStore>, OpenError> {
+    let name = crate::ConnectionString::Sql(t.clone()).to_string();
+    let client = C::connect(t, opts.socket_timeout).map_err(|reason| OpenError::Unavailable {
+        store: name.clone(),
+        reason,
+    })?;
+    Ok(Box::new(SqlStore { client, name }))
+}
+
+pub(crate) fn open_sink<C: Client>(
+    t: &SqlTarget,
+    opts: &Options,
+) -> Result<Box<dyn Sink>, OpenError> {
+    let name = crate::ConnectionString::Sql(t.clone()).to_string();
+    let mut sink = SqlSink::<C> {
+        target: t.clone(),
+        timeout: opts.socket_timeout,
+        name: name.clone(),
+        client: None,
+        failures: 0,
+        retry_at: None,
+        last_error: String::new(),
+        rows: Vec::new(),
+        buf: Vec::with_capacity(1024),
+    };
+    match C::connect(t, opts.socket_timeout) {
+        Ok(c) => sink.client = Some(c),
+        // A service must start while its database is down: the sink connects later.
+        Err(e) if C::is_transient(&e) => sink.failed(e),
+        Err(reason) => {
+            return Err(OpenError::Unavailable {
+                store: name,
+                reason,
+            });
+        }
+    }
+    Ok(Box::new(sink))
+}
+
+struct SqlStore<C> {
+    client: C,
+    name: String,
+}
+
+impl<C: Client> SqlStore<C> {
+    fn err(&self, reason: String) -> crate::ReadError {
+        crate::ReadError {
+            store: self.name.clone(),
+            reason,
+        }
+    }
+}
+
+impl<C: Client> TraceStore for SqlStore<C> {
+    fn event_texts(&mut self, base_id: &str) -> Result<Vec<String>, crate::ReadError> {
+        let rows = self.client.trace_rows(base_id).map_err(|e| self.err(e))?;
+        Ok(rows.iter().filter_map(event_text).collect())
+    }
+
+    fn list_traces(&mut self, limit: Option<usize>) -> Result<Vec<TraceSummary>, crate::ReadError> {
+        let rows = self.client.traces(limit).map_err(|e| self.err(e))?;
+        Ok(summaries(rows, limit))
+    }
+
+    fn list_error_traces(
+        &mut self,
+        limit: Option<usize>,
+    ) -> Result<Vec<TraceSummary>, crate::ReadError> {
+        let candidates = self.client.error_candidates().map_err(|e| self.err(e))?;
+        let mut ids: Vec<String> = candidates
+            .into_iter()
+            .filter(|(_, data)| has_error(data))
+            .map(|(id, _)| id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.client.starts(&ids).map_err(|e| self.err(e))?;
+        Ok(summaries(rows, limit))
+    }
+
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+}
+
+struct SqlSink<C> {
+    target: SqlTarget,
+    timeout: Duration,
+    name: String,
+    client: Option<C>,
+    failures: u32,
+    retry_at: Option<Instant>,
+    last_error: String,
+    // Reused from batch to batch.
+    rows: Vec<Row>,
+    buf: Vec<u8>,
+}
+
+impl<C: Client> SqlSink<C> {
+    fn failed(&mut self, e: String) {
+        self.failures = self.failures.saturating_add(1);
+        let delay = BACKOFF_FIRST
+            .saturating_mul(1 << (self.failures - 1).min(10))
+            .min(BACKOFF_MAX);
+        self.retry_at = Some(Instant::now() + delay);
+        self.last_error = e;
+    }
+
+    fn error(&self) -> osprofiler::notifier::SinkError {
+        osprofiler::notifier::SinkError::msg(format!("{}: {}", self.name, self.last_error))
+    }
+}
+
+impl<C: Client> Sink for SqlSink<C> {
+    fn write(&mut self, events: &[Event]) -> Result<(), osprofiler::notifier::SinkError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        if self.client.is_none() {
+            if self.retry_at.is_some_and(|at| Instant::now() < at) {
+                return Err(self.error());
+            }
+            match C::connect(&self.target, self.timeout) {
+                Ok(c) => self.client = Some(c),
+                Err(e) => {
+                    self.failed(e);
+                    return Err(self.error());
+                }
+            }
+        }
+        self.rows.clear();
+        for e in events {
+            let r = row(e, &mut self.buf);
+            self.rows.push(r);
+        }
+        let Some(client) = self.client.as_mut() else {
+            return Err(self.error());
+        };
+        match client.insert(&self.rows) {
+            Ok(()) => {
+                self.failures = 0;
+                self.retry_at = None;
+                Ok(())
+            }
+            Err(e) => {
+                // The connection may be broken or mid-transaction: start afresh.
+                self.client = None;
+                self.failed(e);
+                Err(self.error())
+            }
+        }
+    }
+}
+
+/// `text` on one line, for messages (server errors may span lines).
+pub(crate) fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(not(all(feature = "postgres", feature = "mysql")))]
+    fn without_the_feature_the_string_parses_and_says_which_feature() {
+        for (s, want) in [("postgresql://h/db", "postgres"), ("mysql://h/db", "mysql")] {
+            let Ok(crate::ConnectionString::Sql(t)) = s.parse() else {
+                panic!("{s}")
+            };
+            let enabled = match t.dialect {
+                SqlDialect::Postgres => cfg!(feature = "postgres"),
+                SqlDialect::MySql => cfg!(feature = "mysql"),
+            };
+            if enabled {
+                continue;
+            }
+            match open_sink_for(&t, &Options::default()) {
+                Err(OpenError::FeatureMissing { feature, .. }) => assert_eq!(feature, want),
+                Err(e) => panic!("{e}"),
+                Ok(_) => panic!("{s}: a sink"),
+            }
+            assert!(matches!(
+                open_store_for(&t, &Options::default()),
+                Err(OpenError::FeatureMissing { .. })
+            ));
+        }
+    }
+
+    fn read_row(data: Option<&str>) -> ReadRow {
+        ReadRow {
+            timestamp: Some("2026-11-25T12:00:00.001375".into()),
+            base_id: Some("11111111-1111-4111-8111-111111111111".into()),
+            parent_id: Some("11111111-1111-4111-8111-111111111111".into()),
+            trace_id: Some("aaaaaaaa-aaaa-4aaa-8aaa-000000000002".into()),
+            project: Some("nova".into()),
+            service: Some("api".into()),
+            name: Some("db-start".into()),
+            data: data.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn rows_rebuild_the_events_notifier_bytes() {
+        let text = r#"{"name": "db-start", "base_id": "11111111-1111-4111-8111-111111111111", "trace_id": "aaaaaaaa-aaaa-4aaa-8aaa-000000000002", "parent_id": "11111111-1111-4111-8111-111111111111", "timestamp": "2026-11-25T12:00:00.001375", "info": {"db": {"statement": "SELECT \"x\" — ü", "params": {}}, "host": "h1"}, "project": "nova", "service": "api"}"#;
+        let e = Event::from_json(text).unwrap();
+        let mut buf = Vec::new();
+        let r = row(&e, &mut buf);
+        assert_eq!(r.values[5].as_deref(), Some("h1"));
+        assert_eq!(r.values[7].as_deref(), Some("db-start"));
+        let data = r.values[8].clone().unwrap();
+        // Python: json.dumps(jsonutils.dumps({"info": …})).
+        assert!(data.starts_with(r#""{\"info\": {\"db\": "#), "{data}");
+        assert!(data.contains(r#"\\\"x\\\" \\u2014 \\u00fc"#), "{data}");
+        let back = event_text(&read_row(Some(&data))).unwrap();
+        assert_eq!(back, e.to_json());
+        assert!(!has_error(&data));
+    }
+
+    #[test]
+    fn data_as_an_object_or_empty() {
+        let t = event_text(&read_row(Some(r#"{"info": {"etype": "E"}}"#))).unwrap();
+        assert!(t.contains(r#""timestamp": "2026-11-25T12:00:00.001375", "info": {"etype""#));
+        assert!(has_error(r#"{"info": {"etype": "E"}}"#));
+        assert!(has_error(r#""{\"info\": {\"etype\": \"E\"}}""#));
+        let t = event_text(&read_row(Some(r#""{}""#))).unwrap();
+        assert!(
+            t.ends_with(r#"001375", "project": "nova", "service": "api"}"#),
+            "{t}"
+        );
+        assert_eq!(event_text(&read_row(Some("[1]"))), None);
+        assert!(event_text(&read_row(None)).is_some());
+    }
+}

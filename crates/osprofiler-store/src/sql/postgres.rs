@@ -1,0 +1,250 @@
+//! PostgreSQL through `tokio-postgres`, on a current-thread runtime owned by the client
+//! and driven only while a call is under way (as the OTLP/gRPC exporter does). Every call
+//! is bounded by the socket timeout.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client as PgClient, NoTls, Statement};
+
+use super::{COLUMNS, INDEXED, READ_COLUMNS, ROWS_PER_INSERT, ReadRow, Row, TABLE, one_line};
+use crate::SqlTarget;
+
+/// SQLAlchemy 1.4's DDL for Python's table on PostgreSQL (`Integer` primary key →
+/// `SERIAL`, `String(n)` → `VARCHAR(n)`, `JSON` → `JSON`), and its indexes.
+fn ddl() -> Vec<String> {
+    let mut out = vec![format!(
+        "CREATE TABLE IF NOT EXISTS {TABLE} (\
+         id SERIAL NOT NULL, timestamp VARCHAR(26), base_id VARCHAR(255), \
+         parent_id VARCHAR(255), trace_id VARCHAR(255), project VARCHAR(255), \
+         host VARCHAR(255), service VARCHAR(255), name VARCHAR(255), data JSON, \
+         PRIMARY KEY (id))"
+    )];
+    for c in INDEXED {
+        out.push(format!(
+            "CREATE INDEX IF NOT EXISTS ix_{TABLE}_{c} ON {TABLE} ({c})"
+        ));
+    }
+    out
+}
+
+pub(crate) struct Postgres {
+    client: PgClient,
+    /// Prepared multi-row INSERTs by row count.
+    inserts: HashMap<usize, Statement>,
+    timeout: Duration,
+    // Declared last: dropped after the client, whose connection task lives here.
+    runtime: OwnRuntime,
+}
+
+/// Shut down without waiting: the client may be dropped inside another runtime.
+struct OwnRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn pg_error(e: tokio_postgres::Error) -> String {
+    // The server's message (`DbError`) carries the detail the outer Display leaves out.
+    let text = match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => match std::error::Error::source(&e) {
+            Some(src) => format!("{e}: {src}"),
+            None => e.to_string(),
+        },
+    };
+    one_line(&text)
+}
+
+fn run<T>(
+    rt: &tokio::runtime::Runtime,
+    timeout: Duration,
+    f: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, String> {
+    rt.block_on(async {
+        match tokio::time::timeout(timeout, f).await {
+            Ok(r) => r.map_err(pg_error),
+            Err(_) => Err(format!("no answer within {timeout:?}")),
+        }
+    })
+}
+
+impl Postgres {
+    fn call<T>(
+        &self,
+        f: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, String> {
+        let Some(rt) = self.runtime.0.as_ref() else {
+            return Err("runtime gone".into());
+        };
+        run(rt, self.timeout, f)
+    }
+
+    fn insert_statement(&mut self, n: usize) -> Result<Statement, String> {
+        if let Some(s) = self.inserts.get(&n) {
+            return Ok(s.clone());
+        }
+        let mut sql = format!("INSERT INTO {TABLE} ({}) VALUES ", COLUMNS.join(", "));
+        for r in 0..n {
+            if r > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            for c in 0..COLUMNS.len() {
+                let k = r * COLUMNS.len() + c + 1;
+                if c > 0 {
+                    sql.push_str(", ");
+                }
+                // Text parameters; `data` is cast (text to JSON has no implicit cast).
+                if c == COLUMNS.len() - 1 {
+                    sql.push_str(&format!("${k}::json"));
+                } else {
+                    sql.push_str(&format!("${k}"));
+                }
+            }
+            sql.push(')');
+        }
+        let types = vec![Type::TEXT; n * COLUMNS.len()];
+        let stmt = self.call(self.client.prepare_typed(&sql, &types))?;
+        // A batch's size varies: keep the full chunk's statement and a few others.
+        if self.inserts.len() >= 8 {
+            self.inserts.retain(|k, _| *k == ROWS_PER_INSERT);
+        }
+        self.inserts.insert(n, stmt.clone());
+        Ok(stmt)
+    }
+}
+
+/// `(text, text)` rows.
+fn pairs(rows: &[tokio_postgres::Row]) -> Result<Vec<(String, String)>, String> {
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get(0).map_err(pg_error)?,
+                r.try_get(1).map_err(pg_error)?,
+            ))
+        })
+        .collect()
+}
+
+impl super::Client for Postgres {
+    fn connect(t: &SqlTarget, timeout: Duration) -> Result<Self, String> {
+        let mut config = tokio_postgres::Config::new();
+        let user = t.user.as_deref().unwrap_or("postgres");
+        config
+            .host(&t.host)
+            .port(t.port)
+            .user(user)
+            .dbname(t.database.as_deref().unwrap_or(user))
+            .application_name("osprofiler-rs")
+            .connect_timeout(timeout);
+        if let Some(p) = &t.password {
+            config.password(p);
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|e| format!("cannot start the PostgreSQL runtime: {e}"))?;
+        let (client, connection) = run(&runtime, timeout, config.connect(NoTls))?;
+        // The connection's I/O runs on our runtime while a call blocks on it.
+        runtime.spawn(async move {
+            if let Err(e) = connection.await {
+                log::debug!("osprofiler: PostgreSQL connection closed: {e}");
+            }
+        });
+        let pg = Postgres {
+            client,
+            inserts: HashMap::new(),
+            timeout,
+            runtime: OwnRuntime(Some(runtime)),
+        };
+        // Python's `create_all(checkfirst=True)`. Two processes creating the table at once
+        // may collide on the catalog (unique_violation): the other one made it.
+        for stmt in ddl() {
+            match pg.call(pg.client.batch_execute(&stmt)) {
+                Ok(()) => {}
+                Err(e) if e.contains("duplicate key") || e.contains("already exists") => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(pg)
+    }
+
+    fn insert(&mut self, rows: &[Row]) -> Result<(), String> {
+        self.call(self.client.batch_execute("BEGIN"))?;
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let stmt = self.insert_statement(chunk.len())?;
+            let params: Vec<&(dyn ToSql + Sync)> = chunk
+                .iter()
+                .flat_map(|r| r.values.iter().map(|v| v as &(dyn ToSql + Sync)))
+                .collect();
+            self.call(self.client.execute(&stmt, &params))?;
+        }
+        self.call(self.client.batch_execute("COMMIT"))
+    }
+
+    fn trace_rows(&mut self, base_id: &str) -> Result<Vec<ReadRow>, String> {
+        let sql = format!(
+            // No ORDER BY: events come in any order (the report orders them by time), and
+            // sorting 200,000 rows, or reading them in `id` order, costs more than the read.
+            "SELECT {} FROM {TABLE} WHERE base_id = $1",
+            READ_COLUMNS.replace("data", "data::text")
+        );
+        let rows = self.call(self.client.query(&sql, &[&base_id]))?;
+        rows.iter()
+            .map(|r| {
+                Ok(ReadRow {
+                    timestamp: r.try_get(0).map_err(pg_error)?,
+                    base_id: r.try_get(1).map_err(pg_error)?,
+                    parent_id: r.try_get(2).map_err(pg_error)?,
+                    trace_id: r.try_get(3).map_err(pg_error)?,
+                    project: r.try_get(4).map_err(pg_error)?,
+                    service: r.try_get(5).map_err(pg_error)?,
+                    name: r.try_get(6).map_err(pg_error)?,
+                    data: r.try_get(7).map_err(pg_error)?,
+                })
+            })
+            .collect()
+    }
+
+    fn traces(&mut self, limit: Option<usize>) -> Result<Vec<(String, String)>, String> {
+        let limit = limit.map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let sql = format!(
+            "SELECT base_id, min(timestamp) AS started FROM {TABLE} \
+             WHERE base_id IS NOT NULL AND timestamp IS NOT NULL \
+             GROUP BY base_id ORDER BY started DESC, base_id DESC LIMIT $1"
+        );
+        let rows = self.call(self.client.query(&sql, &[&limit]))?;
+        pairs(&rows)
+    }
+
+    fn error_candidates(&mut self) -> Result<Vec<(String, String)>, String> {
+        let sql = format!(
+            "SELECT base_id, data::text FROM {TABLE} \
+             WHERE name LIKE '%-stop' AND base_id IS NOT NULL AND strpos(data::text, 'etype') > 0"
+        );
+        let rows = self.call(self.client.query(&sql, &[]))?;
+        pairs(&rows)
+    }
+
+    fn starts(&mut self, base_ids: &[String]) -> Result<Vec<(String, String)>, String> {
+        let sql = format!(
+            "SELECT base_id, min(timestamp) FROM {TABLE} \
+             WHERE base_id = ANY($1) AND timestamp IS NOT NULL GROUP BY base_id"
+        );
+        let rows = self.call(self.client.query(&sql, &[&base_ids]))?;
+        pairs(&rows)
+    }
+
+    fn is_transient(error: &str) -> bool {
+        // Refused or timed out connecting; a server's answer (password, database) is not.
+        !(error.starts_with("FATAL") || error.starts_with("ERROR"))
+    }
+}

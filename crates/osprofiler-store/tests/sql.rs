@@ -1,0 +1,525 @@
+//! The SQL backends against real servers (PostgreSQL and MariaDB from Debian packages, each
+//! test starting its own): our writes read by our reader, the table compared with the one
+//! Python's SQLAlchemy driver creates, and traces both ways with the real Python
+//! osprofiler 4.4.0 (its `sqlalchemy` driver on SQLAlchemy 1.4: on 2.x it never commits and
+//! its reads raise). Each test skips (or fails under `CI=true`) when a server or the Python
+//! oracle is missing.
+
+use std::time::{Duration, Instant};
+
+use osprofiler::{Event, Timestamp};
+use osprofiler_store::{ConnectionString, OpenError, Options, open, sink};
+use osprofiler_testkit::{MariaDbServer, Oracle, PostgresServer, free_port, need};
+use serde_json::{Value, json};
+
+fn cs(s: &str) -> ConnectionString {
+    s.parse().expect("valid connection string")
+}
+
+fn opts() -> Options {
+    Options {
+        socket_timeout: Duration::from_secs(5),
+        ..Options::default()
+    }
+}
+
+const T0: i64 = 1_764_072_000_000_000; // 2025-11-25T12:00:00
+
+fn event(base: &str, id: &str, parent: &str, name: &str, at_us: i64, info: Value) -> Event {
+    let mut info = info;
+    info["host"] = json!("host-a");
+    let v = json!({
+        "name": name,
+        "base_id": base,
+        "trace_id": id,
+        "parent_id": parent,
+        "timestamp": Timestamp(T0 + at_us).to_string(),
+        "info": info,
+        "project": "nova",
+        "service": "api",
+    });
+    Event::from_json(&v.to_string()).expect("valid event")
+}
+
+fn uuid(n: u32) -> String {
+    format!("aaaaaaaa-0000-4000-8000-{n:012}")
+}
+
+/// A wsgi point with a db point inside, the db point failing when `fail`.
+fn small_trace(base: &str, at_us: i64, fail: bool) -> Vec<Event> {
+    let (w, d) = (
+        format!("bbbbbbbb{}", &base[8..]),
+        format!("cccccccc{}", &base[8..]),
+    );
+    let stop = if fail {
+        json!({"etype": "OperationalError", "message": "gone — ü \"q\""})
+    } else {
+        json!({})
+    };
+    vec![
+        event(
+            base,
+            &w,
+            base,
+            "wsgi-start",
+            at_us,
+            json!({"request": {"path": "/", "method": "GET"}}),
+        ),
+        event(
+            base,
+            &d,
+            &w,
+            "db-start",
+            at_us + 100,
+            json!({"db": {"statement": "SELECT 1", "params": {}}}),
+        ),
+        event(base, &d, &w, "db-stop", at_us + 500, stop),
+        event(base, &w, base, "wsgi-stop", at_us + 900, json!({})),
+    ]
+}
+
+/// A server of either kind, through one interface.
+enum Server {
+    Pg(PostgresServer),
+    Maria(MariaDbServer),
+}
+
+impl Server {
+    fn url(&self) -> String {
+        match self {
+            Server::Pg(s) => s.url(),
+            Server::Maria(s) => s.url(),
+        }
+    }
+
+    /// Python's spelling of the same database (SQLAlchemy's driver names).
+    fn python_url(&self) -> String {
+        match self {
+            Server::Pg(s) => s.url().replace("postgresql://", "postgresql+psycopg2://"),
+            Server::Maria(s) => s.url().replace("mysql://", "mysql+pymysql://"),
+        }
+    }
+
+    fn sql(&self, sql: &str) -> String {
+        match self {
+            Server::Pg(s) => s.psql(sql),
+            Server::Maria(s) => s.sql(sql),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Another database on the same server, and its URL.
+    fn other_database(&self, name: &str) -> String {
+        self.sql(&format!("CREATE DATABASE {name}"));
+        let url = self.url();
+        let cut = url.rfind('/').unwrap();
+        format!("{}/{name}", &url[..cut])
+    }
+}
+
+fn postgres() -> Option<Server> {
+    need("postgresql", PostgresServer::start()).map(Server::Pg)
+}
+
+fn mariadb() -> Option<Server> {
+    need("mariadb", MariaDbServer::start()).map(Server::Maria)
+}
+
+fn ids(list: &[osprofiler_store::TraceSummary]) -> Vec<&str> {
+    list.iter().map(|s| s.base_id.as_str()).collect()
+}
+
+/// Our sink writes three traces in two batches; our reader gives back every event's exact
+/// text, the reports, the list newest first and the trace with an error.
+fn round_trip(server: &Server) {
+    let cs = cs(&server.url());
+    let mut w = sink(&cs, &opts()).unwrap();
+    let (a, b, c) = (uuid(1), uuid(2), uuid(3));
+    let mut first = small_trace(&a, 0, false);
+    first.extend(small_trace(&b, 2_000_000, true));
+    w.write(&first).unwrap();
+    let second = small_trace(&c, 1_000_000, false);
+    w.write(&second).unwrap();
+    w.flush().unwrap();
+    assert_eq!(server.sql("SELECT count(*) FROM data"), "12");
+
+    let mut store = open(&cs, &opts()).unwrap();
+    for (base, events) in [(&a, &first[..4]), (&b, &first[4..]), (&c, &second[..])] {
+        let mut got = store.event_texts(base).unwrap();
+        let mut want: Vec<String> = events.iter().map(Event::to_json).collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "trace {base}");
+        let report = store.report(base).unwrap().expect("a report");
+        assert_eq!(report.len(), 2);
+    }
+    assert!(store.event_texts(&uuid(99)).unwrap().is_empty());
+    assert!(store.report(&uuid(99)).unwrap().is_none());
+    // Newest first by start: b (2 s), c (1 s), a (0 s).
+    let list = store.list_traces(None).unwrap();
+    assert_eq!(ids(&list), [b.as_str(), c.as_str(), a.as_str()]);
+    assert_eq!(list[0].timestamp, Timestamp(T0 + 2_000_000).to_string());
+    assert_eq!(
+        ids(&store.list_traces(Some(2)).unwrap()),
+        [b.as_str(), c.as_str()]
+    );
+    assert_eq!(ids(&store.list_error_traces(None).unwrap()), [b.as_str()]);
+    assert!(store.describe().contains("127.0.0.1"));
+}
+
+#[test]
+fn postgres_round_trip() {
+    let Some(server) = postgres() else { return };
+    round_trip(&server);
+}
+
+#[test]
+fn mariadb_round_trip() {
+    let Some(server) = mariadb() else { return };
+    round_trip(&server);
+}
+
+/// Python's driver creates its table (SQLAlchemy 1.4's `create_all`) in one database, ours
+/// in another: the same columns (names, types, lengths, nullability, order) and indexes.
+fn same_schema_as_python(server: &Server) {
+    let Some(py) = need("python osprofiler oracle", Oracle::locate()) else {
+        return;
+    };
+    let theirs = server.other_database("py_schema");
+    let py_url = match server {
+        Server::Pg(_) => theirs.replace("postgresql://", "postgresql+psycopg2://"),
+        Server::Maria(_) => theirs.replace("mysql://", "mysql+pymysql://"),
+    };
+    py.python(PY_CREATE, &[&py_url]).unwrap();
+    let ours = server.other_database("rs_schema");
+    drop(sink(&cs(&ours), &opts()).unwrap());
+
+    let (columns, indexes) = match server {
+        Server::Pg(_) => (
+            "SELECT string_agg(concat_ws(':', column_name, data_type, character_maximum_length, \
+             is_nullable, column_default), ',' ORDER BY ordinal_position) \
+             FROM information_schema.columns WHERE table_name = 'data'",
+            "SELECT string_agg(indexdef, ',' ORDER BY indexname) FROM pg_indexes \
+             WHERE tablename = 'data'",
+        ),
+        Server::Maria(_) => (
+            "SELECT group_concat(concat_ws(':', column_name, column_type, is_nullable, \
+             column_default, extra, collation_name) ORDER BY ordinal_position) \
+             FROM information_schema.columns WHERE table_schema = database() AND table_name = 'data'",
+            "SELECT group_concat(concat_ws(':', index_name, column_name, non_unique, seq_in_index) \
+             ORDER BY index_name) FROM information_schema.statistics \
+             WHERE table_schema = database() AND table_name = 'data'",
+        ),
+    };
+    let query = |db: &str, sql: &str| match server {
+        Server::Pg(s) => s.psql_in(db, sql).unwrap(),
+        Server::Maria(s) => s.sql(&format!("USE {db}; {sql}")).unwrap(),
+    };
+    let (pc, oc) = (query("py_schema", columns), query("rs_schema", columns));
+    let (pi, oi) = (query("py_schema", indexes), query("rs_schema", indexes));
+    assert!(pc.contains("timestamp") && pc.contains("data"), "{pc}");
+    assert_eq!(oc, pc, "columns");
+    assert_eq!(oi, pi, "indexes");
+    // Every column Python indexes.
+    for c in [
+        "timestamp",
+        "base_id",
+        "parent_id",
+        "trace_id",
+        "project",
+        "host",
+        "service",
+        "name",
+    ] {
+        assert!(oi.contains(&format!("ix_data_{c}")), "{c}: {oi}");
+    }
+}
+
+/// Python's driver, constructed: SQLAlchemy's `create_all` makes the table.
+const PY_CREATE: &str = r#"
+import sys
+from oslo_config import cfg
+from osprofiler import opts
+from osprofiler.drivers import base
+opts.set_defaults(cfg.CONF); cfg.CONF([])
+drv = base.get_driver(sys.argv[1], project="nova", service="api", host="h1", conf=cfg.CONF)
+assert type(drv).__name__ == "SQLAlchemyDriver", type(drv)
+drv._conn.close()
+"#;
+
+#[test]
+fn postgres_schema_matches_python() {
+    let Some(server) = postgres() else { return };
+    same_schema_as_python(&server);
+}
+
+#[test]
+fn mariadb_schema_matches_python() {
+    let Some(server) = mariadb() else { return };
+    same_schema_as_python(&server);
+}
+
+/// Python services write a trace through osprofiler's sqlalchemy driver; we read it (the
+/// same tree and timings as Python's own report); then we write a trace and Python's
+/// `osprofiler trace show` reads it.
+const PY_WRITE: &str = r#"
+import sys, time
+from oslo_config import cfg
+from osprofiler import opts, profiler, notifier
+from osprofiler.drivers import base
+opts.set_defaults(cfg.CONF); cfg.CONF([])
+drv = base.get_driver(sys.argv[1], project="nova", service="api", host="h1", conf=cfg.CONF)
+notifier.set(drv.notify)
+profiler.init("SECRET_KEY")
+with profiler.Trace("wsgi", info={"request": {"path": "/v2.1/servers", "query": "", "method": "GET", "scheme": "http"}}):
+    time.sleep(0.002)
+    with profiler.Trace("db", info={"db": {"statement": "SELECT * FROM instances — ü", "params": {}}}):
+        time.sleep(0.002)
+    try:
+        with profiler.Trace("rpc", info={}):
+            raise ValueError("no valid host")
+    except ValueError:
+        pass
+print(profiler.get().get_base_id())
+"#;
+
+fn python_both_ways(server: &Server) {
+    let Some(py) = need("python osprofiler oracle", Oracle::locate()) else {
+        return;
+    };
+    let base = py.python(PY_WRITE, &[&server.python_url()]).unwrap();
+    let base = base.trim();
+    assert_eq!(
+        server.sql("SELECT count(*) FROM data"),
+        "6",
+        "Python's rows committed"
+    );
+
+    let mut store = open(&cs(&server.url()), &opts()).unwrap();
+    let report = store.report(base).unwrap().expect("Python's trace read");
+    assert_eq!(report.len(), 3);
+    let ours = report.to_json();
+    let theirs = py.show_json(base, &server.python_url()).unwrap();
+    let names = |v: &Value| -> Vec<String> {
+        v["children"][0]["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["info"]["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names(&ours), ["db", "rpc"]);
+    assert_eq!(names(&theirs), names(&ours));
+    assert_eq!(ours["info"]["finished"], theirs["info"]["finished"]);
+    assert_eq!(ours["stats"], theirs["stats"]);
+    let rpc = &ours["children"][0]["children"][1]["info"];
+    assert_eq!(rpc["exception"], "ValueError", "{rpc}");
+    assert_eq!(ids(&store.list_error_traces(None).unwrap()), [base]);
+
+    // Ours, read by Python.
+    let mine = uuid(7);
+    let mut w = sink(&cs(&server.url()), &opts()).unwrap();
+    w.write(&small_trace(&mine, 5_000_000, true)).unwrap();
+    let theirs = py.show_json(&mine, &server.python_url()).unwrap();
+    let wsgi = &theirs["children"][0];
+    assert_eq!(wsgi["info"]["name"], "wsgi");
+    assert_eq!(wsgi["children"][0]["info"]["name"], "db");
+    let ours = store.report(&mine).unwrap().unwrap().to_json();
+    assert_eq!(theirs["info"]["finished"], ours["info"]["finished"]);
+    assert_eq!(theirs["stats"], ours["stats"]);
+    let raw = &wsgi["children"][0]["info"]["meta.raw_payload.db-stop"];
+    assert_eq!(raw["info"]["message"], "gone — ü \"q\"", "{raw}");
+    // Both listed, newest first: Python's (now), then ours (at T0, in 2025).
+    let list = store.list_traces(None).unwrap();
+    assert_eq!(ids(&list), [base, mine.as_str()]);
+}
+
+#[test]
+fn postgres_python_both_ways() {
+    let Some(server) = postgres() else { return };
+    python_both_ways(&server);
+}
+
+#[test]
+fn mariadb_python_both_ways() {
+    let Some(server) = mariadb() else { return };
+    python_both_ways(&server);
+}
+
+/// A sink made while nothing listens starts anyway, fails its batches fast (counted by
+/// the notifier), and the reader says why; a database that does not exist is an error at
+/// once, one line.
+fn unreachable_and_refused(server: &Server, scheme: &str) {
+    let nowhere = cs(&format!("{scheme}://u:pw@127.0.0.1:{}/x", free_port()));
+    let mut w = sink(&nowhere, &opts()).expect("a sink while the server is down");
+    let t = Instant::now();
+    for _ in 0..50 {
+        assert!(w.write(&small_trace(&uuid(1), 0, false)).is_err());
+    }
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    match open(&nowhere, &opts()) {
+        Err(e @ OpenError::Unavailable { .. }) => {
+            let m = e.to_string();
+            assert!(!m.contains("pw") && !m.contains('\n'), "{m}");
+        }
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("opened"),
+    }
+    let url = server.url();
+    let missing = cs(&format!("{}/no_such_db", &url[..url.rfind('/').unwrap()]));
+    match sink(&missing, &opts()) {
+        Err(OpenError::Unavailable { reason, .. }) => {
+            assert!(reason.contains("no_such_db"), "{reason}")
+        }
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a sink for a missing database"),
+    }
+}
+
+#[test]
+fn postgres_unreachable_and_refused() {
+    let Some(server) = postgres() else { return };
+    unreachable_and_refused(&server, "postgresql");
+}
+
+#[test]
+fn mariadb_unreachable_and_refused() {
+    let Some(server) = mariadb() else { return };
+    unreachable_and_refused(&server, "mysql");
+}
+
+/// The server's connections are killed under a sink: the batch then fails, the next
+/// ones reconnect by themselves and nothing written afterwards is lost.
+fn reconnects(server: &Server) {
+    let cs = cs(&server.url());
+    let mut w = sink(&cs, &opts()).unwrap();
+    w.write(&small_trace(&uuid(1), 0, false)).unwrap();
+    match server {
+        Server::Pg(_) => server.sql(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE application_name = 'osprofiler-rs'",
+        ),
+        Server::Maria(_) => {
+            let ids = server.sql(
+                "SELECT group_concat(id) FROM information_schema.processlist \
+                 WHERE id <> connection_id() AND command <> 'Daemon'",
+            );
+            for id in ids.split(',').filter(|s| !s.is_empty()) {
+                server.sql(&format!("KILL {id}"));
+            }
+            String::new()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut n = 2;
+    loop {
+        if w.write(&small_trace(&uuid(n), 0, false)).is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no reconnection");
+        n += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut store = open(&cs, &opts()).unwrap();
+    assert_eq!(store.event_texts(&uuid(n)).unwrap().len(), 4);
+    assert_eq!(store.event_texts(&uuid(1)).unwrap().len(), 4);
+}
+
+#[test]
+fn postgres_reconnects() {
+    let Some(server) = postgres() else { return };
+    reconnects(&server);
+}
+
+#[test]
+fn mariadb_reconnects() {
+    let Some(server) = mariadb() else { return };
+    reconnects(&server);
+}
+
+/// A password is used (MariaDB user with one) and never shown, the wrong one refused.
+#[test]
+fn mariadb_password() {
+    let Some(server) = mariadb() else { return };
+    let Server::Maria(db) = &server else {
+        unreachable!()
+    };
+    db.sql("CREATE USER 'osp'@'127.0.0.1' IDENTIFIED BY 'S3cr%t:p@ss'; GRANT ALL ON osprofiler.* TO 'osp'@'127.0.0.1'")
+        .unwrap();
+    let good = cs(&format!(
+        "mysql+pymysql://osp:S3cr%25t%3Ap%40ss@127.0.0.1:{}/osprofiler",
+        db.port()
+    ));
+    assert!(!good.to_string().contains("S3cr"), "{good}");
+    let mut w = sink(&good, &opts()).unwrap();
+    w.write(&small_trace(&uuid(1), 0, false)).unwrap();
+    let bad = cs(&format!(
+        "mysql://osp:wrongpass@127.0.0.1:{}/osprofiler",
+        db.port()
+    ));
+    match open(&bad, &opts()) {
+        Err(e) => {
+            let m = e.to_string();
+            assert!(
+                m.contains("Access denied") && !m.contains("wrongpass"),
+                "{m}"
+            );
+        }
+        Ok(_) => panic!("wrong password accepted"),
+    }
+    assert_eq!(
+        open(&good, &opts())
+            .unwrap()
+            .event_texts(&uuid(1))
+            .unwrap()
+            .len(),
+        4
+    );
+}
+
+/// A trace of 20,000 points (40,000 events) written in batches and read back whole.
+fn big_trace(server: &Server) {
+    let cs = cs(&server.url());
+    let mut w = sink(&cs, &opts()).unwrap();
+    let base = uuid(42);
+    let mut batch = Vec::new();
+    for p in 0..20_000u32 {
+        let id = format!("dddddddd-0000-4000-8000-{p:012}");
+        batch.push(event(
+            &base,
+            &id,
+            &base,
+            "db-start",
+            i64::from(p) * 10,
+            json!({}),
+        ));
+        batch.push(event(
+            &base,
+            &id,
+            &base,
+            "db-stop",
+            i64::from(p) * 10 + 5,
+            json!({}),
+        ));
+        if batch.len() == 4096 {
+            w.write(&batch).unwrap();
+            batch.clear();
+        }
+    }
+    w.write(&batch).unwrap();
+    let mut store = open(&cs, &opts()).unwrap();
+    let report = store.report(&base).unwrap().unwrap();
+    assert_eq!(report.len(), 20_000);
+}
+
+#[test]
+fn postgres_big_trace() {
+    let Some(server) = postgres() else { return };
+    big_trace(&server);
+}
+
+#[test]
+fn mariadb_big_trace() {
+    let Some(server) = mariadb() else { return };
+    big_trace(&server);
+}
