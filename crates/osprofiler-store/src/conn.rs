@@ -17,6 +17,7 @@ use std::str::FromStr;
 /// | `otlps://host[:4318][?ca_certs=/ca.pem]` | the same over HTTPS |
 /// | `otlp+grpc://host[:4317]`, `otlps+grpc://…` | OTLP over gRPC (feature `otlp-grpc`) |
 /// | `jaeger://host[:6831][?max_packet_size=N]` | Jaeger agent, UDP Thrift compact (write only) |
+/// | `messaging://` | OpenStack notifications on RabbitMQ (feature `messaging`); the broker is the `transport_url` option, [`TransportUrl`](crate::TransportUrl) |
 ///
 /// Several backends are a [`Backends`] list.
 ///
@@ -54,6 +55,9 @@ pub enum ConnectionString {
     Otlp(OtlpTarget),
     /// A Jaeger agent (UDP, Thrift compact); write only.
     Jaeger(JaegerTarget),
+    /// oslo.messaging notifications on the message bus (`messaging://`): the broker is
+    /// given apart, as [`Options::transport_url`](crate::Options::transport_url).
+    Messaging,
 }
 
 /// How OTLP is carried.
@@ -160,7 +164,7 @@ pub enum ConnectionStringError {
     NoScheme(String),
     /// A scheme no backend handles.
     #[error(
-        "unsupported backend {scheme:?} in connection string {}: supported are sqlite, redis, rediss, redissentinel, file, otlp, otlps, otlp+grpc, jaeger",
+        "unsupported backend {scheme:?} in connection string {}: supported are sqlite, redis, rediss, redissentinel, file, otlp, otlps, otlp+grpc, jaeger, messaging",
         on_one_line(.string)
     )]
     UnknownScheme {
@@ -397,6 +401,16 @@ impl FromStr for ConnectionString {
                 }
                 Ok(ConnectionString::Jaeger(target))
             }
+            "messaging" => {
+                // Python's `messaging://` names no broker either: oslo.messaging's
+                // `transport_url` does.
+                if !rest.trim_matches('/').is_empty() {
+                    return Err(invalid(
+                        "messaging:// takes nothing after it: give the broker as the transport URL (--transport-url rabbit://user:password@host:5672/)".into(),
+                    ));
+                }
+                Ok(ConnectionString::Messaging)
+            }
             other => Err(ConnectionStringError::UnknownScheme {
                 scheme: other.to_owned(),
                 string: redact(s),
@@ -450,7 +464,7 @@ fn split_userinfo(authority: &str) -> Result<UserInfo<'_>, String> {
     Ok((user, password, hostport))
 }
 
-fn parse_hostport(s: &str, default_port: u16) -> Result<(String, u16), String> {
+pub(crate) fn parse_hostport(s: &str, default_port: u16) -> Result<(String, u16), String> {
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
         let (h, after) = rest
             .split_once(']')
@@ -511,7 +525,7 @@ fn query_pairs(q: &str) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
-fn percent_decode(s: &str) -> Result<String, String> {
+pub(crate) fn percent_decode(s: &str) -> Result<String, String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -624,6 +638,7 @@ impl fmt::Display for ConnectionString {
                 write!(f, "{scheme}://{}:{}", host(&t.host), t.port)
             }
             ConnectionString::Jaeger(t) => write!(f, "jaeger://{}:{}", host(&t.host), t.port),
+            ConnectionString::Messaging => f.write_str("messaging://"),
             ConnectionString::RedisSentinel {
                 sentinels,
                 password,
@@ -1014,7 +1029,7 @@ mod tests {
             ),
             (
                 "mongodb://u:pw@h",
-                "unsupported backend \"mongodb\" in connection string mongodb://u:***@h: supported are sqlite, redis, rediss, redissentinel, file, otlp, otlps, otlp+grpc, jaeger",
+                "unsupported backend \"mongodb\" in connection string mongodb://u:***@h: supported are sqlite, redis, rediss, redissentinel, file, otlp, otlps, otlp+grpc, jaeger, messaging",
             ),
             (
                 "redis://:pw@h:0",

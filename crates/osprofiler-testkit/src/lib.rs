@@ -11,6 +11,8 @@
 //! - [`Chromium`]: headless Debian Chromium to run the HTML report's scripts.
 //! - [`Rotel`]: the real OpenTelemetry collector `rotel-agent` (PyPI `rotel`, virtualenv
 //!   `target/otel`, made by `scripts/test-all`), printing the spans it receives.
+//! - [`RabbitMqServer`]: a private RabbitMQ node (Debian `rabbitmq-server`) on free loopback
+//!   ports, for `messaging://`.
 //! - [`TestCerts`]: a throwaway CA and server certificate made with `openssl`.
 //! - [`secrets`]: random secrets, and a search of outputs for any part of them.
 //!
@@ -30,6 +32,7 @@ mod chromium;
 mod jaeger;
 mod oracle;
 mod process;
+mod rabbitmq;
 mod redis;
 mod rotel;
 pub mod secrets;
@@ -39,6 +42,7 @@ pub use certs::TestCerts;
 pub use chromium::Chromium;
 pub use jaeger::{JAEGER_OSPROFILER_VERSION, JAEGER_VENV_ENV, JaegerVenv};
 pub use oracle::{ORACLE_VERSION, Oracle, TWO_SERVICE_TRACE};
+pub use rabbitmq::RabbitMqServer;
 pub use redis::{RedisConn, RedisServer, RespValue};
 pub use rotel::{OTEL_VENV_ENV, Rotel, RotelEvent, RotelSpan, parse_spans};
 pub use temp::TempDir;

@@ -1,0 +1,2 @@
+//! Placeholder until the messaging benchmark lands (see BENCHMARKS.md).
+fn main() {}
