@@ -66,7 +66,14 @@ impl FromStr for TransportUrl {
                 "unsupported transport {scheme:?} (rabbit:// is supported)"
             )));
         }
+        let full = rest;
         let rest = rest.split(['?', '#']).next().unwrap_or("");
+        // A raw `?` or `#` in a password ended the hosts early: refuse, quoting nothing.
+        if full[rest.len()..].contains('@') {
+            return Err(invalid(
+                "`@` after the hosts: percent-encode `?`, `#`, `/` and `,` in a user name or password".into(),
+            ));
+        }
         // The hosts end at the first `/` after the last `@` (a password holds no raw `/`:
         // oslo.messaging's own parser would cut it there too).
         let after_at = rest.rfind('@').map_or(0, |i| i + 1);
@@ -93,7 +100,14 @@ impl FromStr for TransportUrl {
                     .map(|h| (h.username.clone(), h.password.clone()))
                     .unwrap_or_else(|| ("guest".into(), "guest".into())),
             };
-            let (host, port) = crate::conn::parse_hostport(hostport, AMQP_PORT).map_err(invalid)?;
+            // Not quoted: with a raw `,` in a password, a piece of it would be read as a
+            // host or port.
+            let (host, port) = crate::conn::parse_hostport(hostport, AMQP_PORT).map_err(|_| {
+                invalid(
+                    "invalid host or port in the transport URL (percent-encode `,` in a password)"
+                        .into(),
+                )
+            })?;
             hosts.push(BrokerHost {
                 host,
                 port,
@@ -132,14 +146,20 @@ impl fmt::Display for TransportUrl {
 }
 
 impl fmt::Display for BrokerHost {
-    /// `user:***@host:port`.
+    /// `user:***@host:port` (`***@host:port` without a password).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {
             self.host.clone()
         };
-        write!(f, "{}:***@{host}:{}", self.username, self.port)
+        // A lone user info (`rabbit://x@h`) is a user name to oslo.messaging, a password
+        // to redis-py: hidden, as a password would be.
+        if self.password.is_empty() {
+            write!(f, "***@{host}:{}", self.port)
+        } else {
+            write!(f, "{}:***@{host}:{}", self.username, self.port)
+        }
     }
 }
 
@@ -190,8 +210,9 @@ mod tests {
     fn errors_hide_passwords() {
         for (s, what) in [
             ("amqp://u:pw@h", "unsupported transport \"amqp\""),
-            ("rabbit://u:pw@h:99999/", "invalid port \"99999\""),
-            ("rabbit://u:pw@/", "no host"),
+            ("rabbit://u:pw@h:99999/", "invalid host or port"),
+            ("rabbit://u:pw@/", "invalid host or port"),
+            ("rabbit://u:p?w@h/", "`@` after the hosts"),
             ("rabbit://", "no broker host"),
             ("h:5672", "no scheme"),
         ] {
