@@ -285,3 +285,96 @@ fn we_read_what_python_published_and_keep_other_traces() {
     let e = store.list_traces(None).unwrap_err().to_string();
     assert!(e.contains("cannot list"), "{e}");
 }
+
+/// The broker killed under a traced load and started again: traced code never waits on
+/// it, the losses are counted, and the exporter publishes again by itself once the broker
+/// is back. The only test here with the process-wide notifier.
+#[test]
+fn broker_killed_and_restarted_under_load() {
+    use osprofiler::notifier;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let Some(mut mq) = need("rabbitmq-server", RabbitMqServer::start()) else {
+        return;
+    };
+    let o = opts(&mq);
+    let _guard = notifier::set_boxed_sink(sink(&ConnectionString::Messaging, &o).unwrap());
+
+    // One trace of two points every millisecond or so; the slowest traced call is kept.
+    let stop = Arc::new(AtomicBool::new(false));
+    let slowest = Arc::new(Mutex::new(Duration::ZERO));
+    let last_base = Arc::new(Mutex::new(String::new()));
+    let load = {
+        let (stop, slowest, last_base) = (stop.clone(), slowest.clone(), last_base.clone());
+        std::thread::spawn(move || {
+            let mut traces = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let ctx = osprofiler::TraceContext::new(None, None, None);
+                ctx.in_scope(|| {
+                    let _w = osprofiler::point("wsgi");
+                    drop(osprofiler::point("db"));
+                });
+                let took = started.elapsed();
+                let mut s = slowest.lock().unwrap();
+                *s = (*s).max(took);
+                drop(s);
+                *last_base.lock().unwrap() = ctx.base_id().to_string();
+                traces += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            traces
+        })
+    };
+    let wait_exported = |beyond: u64, within: Duration| -> u64 {
+        let deadline = Instant::now() + within;
+        loop {
+            let n = notifier::stats().exported;
+            if n > beyond || Instant::now() >= deadline {
+                return n;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let before = wait_exported(100, Duration::from_secs(10));
+    assert!(before > 100, "nothing exported while the broker was up");
+
+    mq.stop();
+    std::thread::sleep(Duration::from_secs(1));
+    let down = notifier::stats();
+    mq.restart().expect("the broker starts again");
+    let restarted = notifier::stats().exported;
+    // Published again by itself, within the longest backoff (5 s) and a batch.
+    let after = wait_exported(restarted + 100, Duration::from_secs(15));
+    stop.store(true, Ordering::Relaxed);
+    let traces = load.join().unwrap();
+    notifier::flush().ok();
+    let end = notifier::stats();
+
+    assert!(
+        after > restarted + 100,
+        "not publishing after the restart: {restarted} then {after} ({end:?})"
+    );
+    assert!(
+        down.failed + down.dropped > 0,
+        "losses while the broker was down are counted: {down:?}"
+    );
+    assert!(end.exported + end.failed + end.dropped <= traces * 4);
+    let slowest = *slowest.lock().unwrap();
+    eprintln!(
+        "{traces} traces; broker down 1 s: {down:?}; at the end: {end:?}; slowest traced call {slowest:?}"
+    );
+    assert!(
+        slowest < Duration::from_millis(100),
+        "a traced call waited {slowest:?} on the broker"
+    );
+    // What was published after the restart reads back.
+    let base = last_base.lock().unwrap().clone();
+    let mut store = open(&ConnectionString::Messaging, &o).unwrap();
+    let report = store
+        .report(&base)
+        .unwrap()
+        .expect("the last trace is on the bus");
+    assert_eq!(report.len(), 2);
+}

@@ -223,6 +223,15 @@ impl RabbitMqServer {
 impl Drop for RabbitMqServer {
     fn drop(&mut self) {
         self.stop();
+        // The VM may still be writing its files for a moment after the kill: removing
+        // the directory is retried until it goes (the TempDir's own removal then has
+        // nothing left to do).
+        for _ in 0..100 {
+            if std::fs::remove_dir_all(self.dir.path()).is_ok() || !self.dir.path().exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
