@@ -967,6 +967,38 @@ mod tests {
     }
 
     #[test]
+    fn messaging() {
+        let m: ConnectionString = "messaging://".parse().unwrap();
+        assert_eq!(m, ConnectionString::Messaging);
+        assert_eq!(m.to_string(), "messaging://");
+        assert!(m.is_readable());
+        let e = "messaging://u:pw@broker"
+            .parse::<ConnectionString>()
+            .unwrap_err();
+        assert!(e.to_string().contains("--transport-url"), "{e}");
+        assert!(!e.to_string().contains("pw"), "{e}");
+        let b: Backends = "redis://h messaging://".parse().unwrap();
+        assert_eq!(b.to_string(), "redis://h:6379/0 messaging://");
+        // Without the feature the string still parses; opening it says what is missing.
+        #[cfg(not(feature = "messaging"))]
+        for r in [
+            crate::open(&m, &crate::Options::default()).map(|_| ()),
+            crate::sink(&m, &crate::Options::default()).map(|_| ()),
+        ] {
+            assert!(
+                matches!(
+                    r,
+                    Err(crate::OpenError::FeatureMissing {
+                        feature: "messaging",
+                        ..
+                    })
+                ),
+                "{r:?}"
+            );
+        }
+    }
+
+    #[test]
     fn lists_of_backends() {
         let b: Backends = "redissentinel://:pw@s1:26379,s2:26380/1,otlp://c:4318  jaeger://a"
             .parse()
