@@ -122,6 +122,45 @@ struct Link {
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+type Publish<'a> = BoxFuture<'a, lapin::Result<lapin::PublisherConfirm>>;
+
+/// Runs `futs` together and returns their results in order, or the first error. All are
+/// polled once, in order, before any is polled again (so a publish's frames are queued in
+/// batch order); afterwards polling resumes at the first unfinished one and stops at the
+/// first still pending (they finish in order: this keeps a batch linear, not quadratic).
+async fn all_in_order(futs: &mut [Publish<'_>]) -> Result<Vec<lapin::PublisherConfirm>, String> {
+    let mut out: Vec<Option<lapin::PublisherConfirm>> = Vec::with_capacity(futs.len());
+    out.resize_with(futs.len(), || None);
+    let mut first = true;
+    let mut next = 0usize;
+    std::future::poll_fn(|cx| {
+        let mut i = next;
+        while i < futs.len() {
+            if out[i].is_none() {
+                match futs[i].as_mut().poll(cx) {
+                    std::task::Poll::Ready(Ok(c)) => out[i] = Some(c),
+                    std::task::Poll::Ready(Err(e)) => {
+                        return std::task::Poll::Ready(Err(e.to_string()));
+                    }
+                    std::task::Poll::Pending if first => {}
+                    std::task::Poll::Pending => break,
+                }
+            }
+            if out[i].is_some() && i == next {
+                next += 1;
+            }
+            i += 1;
+        }
+        first = false;
+        if next == futs.len() {
+            std::task::Poll::Ready(Ok(()))
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await?;
+    Ok(out.into_iter().flatten().collect())
+}
 
 impl Bus {
     fn new(opts: &Options) -> Result<Bus, OpenError> {
@@ -412,20 +451,22 @@ impl MessagingSink {
         self.bus.run(
             timeout,
             Box::pin(async move {
-                let mut confirms = Vec::with_capacity(bodies.len());
-                for body in bodies {
-                    let c = ch
-                        .basic_publish(
+                // Every publish handed to lapin at once, in order (each waits for its frames
+                // to be written by lapin's I/O thread: one after the other, that thread
+                // hand-off per message was most of the time).
+                let mut pending: Vec<Publish<'_>> = bodies
+                    .iter()
+                    .map(|body| {
+                        Box::pin(ch.basic_publish(
                             exchange.as_str().into(),
                             ROUTING_KEY.into(),
                             BasicPublishOptions::default(),
                             body,
                             properties(),
-                        )
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    confirms.push(c);
-                }
+                        )) as Publish<'_>
+                    })
+                    .collect();
+                let confirms = all_in_order(&mut pending).await?;
                 let mut nacked = 0usize;
                 for c in confirms {
                     match c.await.map_err(|e| e.to_string())? {
