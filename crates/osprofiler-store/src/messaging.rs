@@ -5,7 +5,7 @@
 //! The broker is oslo.messaging's transport URL, given apart from the connection string
 //! ([`Options::transport_url`]: the CLI's `--transport-url`, a service's
 //! `[oslo_messaging_notifications]` or `[DEFAULT]` `transport_url`, see
-//! [`Options::with_oslo_messaging`]).
+//! [`Options::with_oslo_messaging`]; else `$OSPROFILER_TRANSPORT_URL`).
 //!
 //! # What is published
 //!
@@ -100,6 +100,11 @@ use serde_json::Value;
 
 use crate::{OpenError, Options, ReadError, TraceStore, TraceSummary, TransportUrl};
 
+/// Environment variable naming the transport URL when [`Options::transport_url`] is
+/// `None` (e.g. a service set up by [`crate::init_from_conf`], whose `[profiler]` section
+/// has no transport URL).
+pub const TRANSPORT_URL_ENV: &str = "OSPROFILER_TRANSPORT_URL";
+
 /// The notifier's topic and priority: oslo.messaging's queue and routing key.
 pub const ROUTING_KEY: &str = "profiler.info";
 
@@ -164,10 +169,25 @@ async fn all_in_order(futs: &mut [Publish<'_>]) -> Result<Vec<lapin::PublisherCo
 
 impl Bus {
     fn new(opts: &Options) -> Result<Bus, OpenError> {
-        let url = opts.transport_url.clone().ok_or_else(|| OpenError::Unavailable {
-            store: "messaging://".into(),
-            reason: "no transport URL: give the broker with --transport-url rabbit://user:password@host:5672/ (a service's [oslo_messaging_notifications] or [DEFAULT] transport_url)".into(),
-        })?;
+        let from_env = || {
+            std::env::var(TRANSPORT_URL_ENV)
+                .ok()
+                .filter(|u| !u.trim().is_empty())
+                .map(|u| {
+                    u.parse::<TransportUrl>()
+                        .map_err(|e| OpenError::Unavailable {
+                            store: "messaging://".into(),
+                            reason: format!("${TRANSPORT_URL_ENV}: {e}"),
+                        })
+                })
+        };
+        let url = match opts.transport_url.clone() {
+            Some(u) => u,
+            None => from_env().transpose()?.ok_or_else(|| OpenError::Unavailable {
+                store: "messaging://".into(),
+                reason: format!("no transport URL: give the broker with --transport-url rabbit://user:password@host:5672/ (a service's [oslo_messaging_notifications] or [DEFAULT] transport_url, or ${TRANSPORT_URL_ENV})"),
+            })?,
+        };
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("osprofiler-amqp")
