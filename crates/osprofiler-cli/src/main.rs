@@ -91,9 +91,45 @@ enum TraceCommand {
 struct StoreArgs {
     /// Store to read: sqlite:///path, redis://[:password@]host[:port][/db], rediss://…,
     /// redissentinel://host:port, postgresql://user@host/db, mysql://user@host/db,
-    /// file:///path.jsonl [default: $OSPROFILER_CONNECTION_STRING, else the embedded store]
+    /// file:///path.jsonl, messaging:// [default: $OSPROFILER_CONNECTION_STRING, else the
+    /// embedded store]
     #[arg(long, value_name = "URI")]
     connection_string: Option<String>,
+    /// oslo.messaging transport URL, for messaging:// only, e.g.
+    /// rabbit://user:password@host:5672/ [default: $OSPROFILER_TRANSPORT_URL]
+    #[arg(long, value_name = "URL")]
+    transport_url: Option<String>,
+    /// How long to wait for more of the trace, in seconds (messaging:// only; reading
+    /// takes the trace's events off the bus)
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    idle_timeout: f64,
+    /// oslo.messaging's control exchange, for messaging:// only
+    #[arg(long, value_name = "NAME", default_value = "openstack")]
+    control_exchange: String,
+}
+
+impl StoreArgs {
+    fn options(&self) -> Result<Options, Failure> {
+        let mut o = Options::default();
+        let env = std::env::var("OSPROFILER_TRANSPORT_URL").ok();
+        if let Some(url) = self
+            .transport_url
+            .as_deref()
+            .or(env.as_deref())
+            .filter(|u| !u.trim().is_empty())
+        {
+            o.transport_url = Some(url.parse()?);
+        }
+        if !(self.idle_timeout.is_finite() && (0.0..=3600.0).contains(&self.idle_timeout)) {
+            return Err(Failure(format!(
+                "--idle-timeout {}: seconds from 0 to 3600",
+                self.idle_timeout
+            )));
+        }
+        o.messaging_idle_timeout = std::time::Duration::from_secs_f64(self.idle_timeout);
+        o.control_exchange = self.control_exchange.clone();
+        Ok(o)
+    }
 }
 
 #[derive(Args)]
@@ -255,7 +291,7 @@ fn open_store(args: &StoreArgs) -> Result<Option<Box<dyn TraceStore>>, Failure> 
     }
     Ok(Some(osprofiler_store::open_first_readable(
         &backends,
-        &Options::default(),
+        &args.options()?,
     )?))
 }
 

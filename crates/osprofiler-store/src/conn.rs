@@ -19,6 +19,7 @@ use std::str::FromStr;
 /// | `jaeger://host[:6831][?max_packet_size=N]` | Jaeger agent, UDP Thrift compact (write only) |
 /// | `postgresql://[user[:password]@]host[:5432][/db]`, `postgresql+psycopg2://…`, `postgres://…` | PostgreSQL, osprofiler's SQLAlchemy table `data` (feature `postgres`; db defaults to the user) |
 /// | `mysql://[user[:password]@]host[:3306]/db`, `mysql+pymysql://…`, `mysql+mysqldb://…`, `mariadb://…` | MySQL or MariaDB, the same table (feature `mysql`) |
+/// | `messaging://` | OpenStack notifications on RabbitMQ (feature `messaging`); the broker is the `transport_url` option, [`TransportUrl`](crate::TransportUrl) |
 ///
 /// Several backends are a [`Backends`] list.
 ///
@@ -58,6 +59,9 @@ pub enum ConnectionString {
     Jaeger(JaegerTarget),
     /// A PostgreSQL or MySQL/MariaDB database in osprofiler's SQLAlchemy layout.
     Sql(SqlTarget),
+    /// oslo.messaging notifications on the message bus (`messaging://`): the broker is
+    /// given apart, as [`Options::transport_url`](crate::Options::transport_url).
+    Messaging,
 }
 
 /// Which SQL server a [`SqlTarget`] names.
@@ -192,7 +196,7 @@ pub enum ConnectionStringError {
     NoScheme(String),
     /// A scheme no backend handles.
     #[error(
-        "unsupported backend {scheme:?} in connection string {}: supported are sqlite, redis, rediss, redissentinel, file, otlp, otlps, otlp+grpc, jaeger, postgresql, mysql",
+        "unsupported backend {scheme:?} in connection string {}: supported are sqlite, redis, rediss, redissentinel, file, otlp, otlps, otlp+grpc, jaeger, postgresql, mysql, messaging",
         on_one_line(.string)
     )]
     UnknownScheme {
@@ -488,6 +492,16 @@ impl FromStr for ConnectionString {
                 }
                 Ok(ConnectionString::Jaeger(target))
             }
+            "messaging" => {
+                // Python's `messaging://` names no broker either: oslo.messaging's
+                // `transport_url` does.
+                if !rest.trim_matches('/').is_empty() {
+                    return Err(invalid(
+                        "messaging:// takes nothing after it: give the broker as the transport URL (--transport-url rabbit://user:password@host:5672/)".into(),
+                    ));
+                }
+                Ok(ConnectionString::Messaging)
+            }
             other => Err(ConnectionStringError::UnknownScheme {
                 scheme: other.to_owned(),
                 string: redact(s),
@@ -556,7 +570,7 @@ fn split_userinfo(authority: &str) -> Result<UserInfo<'_>, String> {
     Ok((user, password, hostport))
 }
 
-fn parse_hostport(s: &str, default_port: u16) -> Result<(String, u16), String> {
+pub(crate) fn parse_hostport(s: &str, default_port: u16) -> Result<(String, u16), String> {
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
         let (h, after) = rest
             .split_once(']')
@@ -617,7 +631,7 @@ fn query_pairs(q: &str) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
-fn percent_decode(s: &str) -> Result<String, String> {
+pub(crate) fn percent_decode(s: &str) -> Result<String, String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -748,6 +762,7 @@ impl fmt::Display for ConnectionString {
                     .map(|d| format!("/{d}"))
                     .unwrap_or_default()
             ),
+            ConnectionString::Messaging => f.write_str("messaging://"),
             ConnectionString::RedisSentinel {
                 sentinels,
                 password,
@@ -1149,6 +1164,38 @@ mod tests {
     }
 
     #[test]
+    fn messaging() {
+        let m: ConnectionString = "messaging://".parse().unwrap();
+        assert_eq!(m, ConnectionString::Messaging);
+        assert_eq!(m.to_string(), "messaging://");
+        assert!(m.is_readable());
+        let e = "messaging://u:pw@broker"
+            .parse::<ConnectionString>()
+            .unwrap_err();
+        assert!(e.to_string().contains("--transport-url"), "{e}");
+        assert!(!e.to_string().contains("pw"), "{e}");
+        let b: Backends = "redis://h messaging://".parse().unwrap();
+        assert_eq!(b.to_string(), "redis://h:6379/0 messaging://");
+        // Without the feature the string still parses; opening it says what is missing.
+        #[cfg(not(feature = "messaging"))]
+        for r in [
+            crate::open(&m, &crate::Options::default()).map(|_| ()),
+            crate::sink(&m, &crate::Options::default()).map(|_| ()),
+        ] {
+            assert!(
+                matches!(
+                    r,
+                    Err(crate::OpenError::FeatureMissing {
+                        feature: "messaging",
+                        ..
+                    })
+                ),
+                "{r:?}"
+            );
+        }
+    }
+
+    #[test]
     fn lists_of_backends() {
         let b: Backends = "redissentinel://:pw@s1:26379,s2:26380/1,otlp://c:4318  jaeger://a"
             .parse()
@@ -1211,7 +1258,7 @@ mod tests {
             ),
             (
                 "mongodb://u:pw@h",
-                "unsupported backend \"mongodb\" in connection string mongodb://u:***@h: supported are sqlite, redis, rediss, redissentinel, file, otlp, otlps, otlp+grpc, jaeger, postgresql, mysql",
+                "unsupported backend \"mongodb\" in connection string mongodb://u:***@h: supported are sqlite, redis, rediss, redissentinel, file, otlp, otlps, otlp+grpc, jaeger, postgresql, mysql, messaging",
             ),
             (
                 "redis://:pw@h:0",

@@ -13,6 +13,10 @@
 //! - `otlp://`, `otlps://`, `otlp+grpc://` (features `otlp`, `otlp-grpc`): spans to an
 //!   OpenTelemetry collector, hence Jaeger, Grafana Tempo and the like (write only);
 //! - `jaeger://` (feature `jaeger`): spans to a Jaeger agent over UDP (write only);
+//! - `messaging://` (feature `messaging`): OpenStack notifications on RabbitMQ, as Python's
+//!   messaging driver sends them, the broker given as [`Options::transport_url`]. The bus
+//!   only carries events: it keeps a trace until someone reads it and cannot list traces,
+//!   see the [`messaging`] module for what it can and cannot keep.
 //! - `postgresql://`, `postgresql+psycopg2://` (feature `postgres`) and `mysql://`,
 //!   `mysql+pymysql://`, `mariadb://` (feature `mysql`): PostgreSQL, MySQL or MariaDB in
 //!   osprofiler's SQLAlchemy layout (table `data`), shared with Python services that use
@@ -67,6 +71,8 @@ mod fanout;
 mod file;
 #[cfg(feature = "jaeger")]
 mod jaeger;
+#[cfg(feature = "messaging")]
+pub mod messaging;
 #[cfg(feature = "otlp")]
 mod otlp;
 mod redis;
@@ -75,6 +81,7 @@ mod spans;
 mod sql;
 mod sqlite;
 mod tls;
+mod transport_url;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -95,6 +102,7 @@ use osprofiler::notifier::NotifierGuard;
 pub use osprofiler::notifier::Sink;
 pub use osprofiler_report::Report;
 use serde_json::Value;
+pub use transport_url::{AMQP_PORT, BrokerHost, TransportUrl};
 
 /// Environment variable naming the connection string when none is given.
 pub const CONNECTION_STRING_ENV: &str = "OSPROFILER_CONNECTION_STRING";
@@ -118,6 +126,21 @@ pub struct Options {
     pub jaeger_service_name_prefix: Option<String>,
     /// `[profiler_jaeger] process_tags`: extra tags of the Jaeger process.
     pub jaeger_process_tags: Vec<(String, String)>,
+    /// oslo.messaging's `transport_url`, the broker of `messaging://` (the CLI's
+    /// `--transport-url`; in a service's configuration `[oslo_messaging_notifications]`
+    /// or `[DEFAULT]` `transport_url`, see [`Options::with_oslo_messaging`]).
+    pub transport_url: Option<TransportUrl>,
+    /// oslo.messaging's `control_exchange`: the topic exchange notifications go to
+    /// (`openstack` by default).
+    pub control_exchange: String,
+    /// `messaging://`'s reader stops once this long has passed without a new event of the
+    /// trace (Python's `idle_timeout`, 1 s).
+    pub messaging_idle_timeout: Duration,
+    /// `messaging://` publishes oslo.messaging's 2.0 envelope (`oslo.version`,
+    /// `oslo.message`), as oslo's `messagingv2` notification driver does. Off by default:
+    /// Python osprofiler's notifier uses the `messaging` driver, whose messages are the
+    /// notification itself. Readers (ours, Python's) take both.
+    pub messaging_v2: bool,
 }
 
 impl Default for Options {
@@ -130,6 +153,10 @@ impl Default for Options {
             otlp_service_name_prefix: None,
             jaeger_service_name_prefix: None,
             jaeger_process_tags: Vec::new(),
+            transport_url: None,
+            control_exchange: "openstack".into(),
+            messaging_idle_timeout: Duration::from_secs(1),
+            messaging_v2: false,
         }
     }
 }
@@ -151,7 +178,41 @@ impl Options {
             otlp_service_name_prefix: conf.otlp_service_name_prefix.clone(),
             jaeger_service_name_prefix: conf.jaeger_service_name_prefix.clone(),
             jaeger_process_tags: conf.jaeger_process_tags.clone(),
+            ..Options::default()
         }
+    }
+
+    /// These options with oslo.messaging's, from a service's configuration file:
+    /// `transport_url` of `[oslo_messaging_notifications]`, else of `[DEFAULT]` (where
+    /// OpenStack services put it), and `[DEFAULT] control_exchange`. A malformed
+    /// `transport_url` is an error (password hidden).
+    ///
+    /// ```
+    /// use osprofiler::config::Ini;
+    /// use osprofiler_store::Options;
+    /// let ini = Ini::parse("[DEFAULT]\ntransport_url = rabbit://nova:pw@mq:5672/\ncontrol_exchange = nova\n").unwrap();
+    /// let o = Options::default().with_oslo_messaging(&ini).unwrap();
+    /// assert_eq!(o.transport_url.unwrap().to_string(), "rabbit://nova:***@mq:5672/");
+    /// assert_eq!(o.control_exchange, "nova");
+    /// ```
+    pub fn with_oslo_messaging(
+        mut self,
+        ini: &osprofiler::config::Ini,
+    ) -> Result<Options, ConnectionStringError> {
+        let url = ini
+            .get("oslo_messaging_notifications", "transport_url")
+            .or_else(|| ini.get("DEFAULT", "transport_url"))
+            .filter(|u| !u.trim().is_empty());
+        if let Some(url) = url {
+            self.transport_url = Some(url.parse()?);
+        }
+        if let Some(x) = ini
+            .get("DEFAULT", "control_exchange")
+            .filter(|x| !x.trim().is_empty())
+        {
+            self.control_exchange = x.trim().to_owned();
+        }
+        Ok(self)
     }
 }
 
@@ -263,6 +324,13 @@ pub fn open(cs: &ConnectionString, opts: &Options) -> Result<Box<dyn TraceStore>
         }
         ConnectionString::File { path } => file::open_store(path),
         ConnectionString::Sql(t) => sql::open_store_for(t, opts),
+        #[cfg(feature = "messaging")]
+        ConnectionString::Messaging => messaging::open_store(opts),
+        #[cfg(not(feature = "messaging"))]
+        ConnectionString::Messaging => Err(OpenError::FeatureMissing {
+            store: cs.to_string(),
+            feature: "messaging",
+        }),
         ConnectionString::Otlp(_) | ConnectionString::Jaeger(_) => Err(OpenError::WriteOnly {
             store: cs.to_string(),
         }),
@@ -316,6 +384,13 @@ pub fn sink(cs: &ConnectionString, opts: &Options) -> Result<Box<dyn Sink>, Open
         ConnectionString::Otlp(t) => otlp::open_sink(t, opts),
         #[cfg(feature = "jaeger")]
         ConnectionString::Jaeger(t) => jaeger::open_sink(t, opts),
+        #[cfg(feature = "messaging")]
+        ConnectionString::Messaging => messaging::open_sink(opts),
+        #[cfg(not(feature = "messaging"))]
+        ConnectionString::Messaging => Err(OpenError::FeatureMissing {
+            store: cs.to_string(),
+            feature: "messaging",
+        }),
         #[allow(unreachable_patterns)]
         ConnectionString::Otlp(_) | ConnectionString::Jaeger(_) => Err(OpenError::FeatureMissing {
             store: cs.to_string(),

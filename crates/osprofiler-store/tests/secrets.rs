@@ -561,3 +561,116 @@ fn hmac_keys_and_passwords_in_traces_stores_and_reports() {
         out
     });
 }
+
+/// `messaging://`'s transport URL (`--transport-url`, `transport_url`): every form of a
+/// secret as its password, well-formed or not, one host or several; parsed, shown, in
+/// `Options`' `Debug`, and in the errors of a store and a sink whose broker is not there.
+#[cfg(feature = "messaging")]
+#[test]
+fn transport_urls_of_every_form() {
+    use osprofiler_store::TransportUrl;
+    let secrets = Secrets::new(4);
+    let port = free_port();
+    assert_hidden(&secrets, "transport URLs", |secret| {
+        let mut out = Outputs::new();
+        for (form, info) in userinfos(secret) {
+            for (what, url) in [
+                ("one host", format!("rabbit://{info}@127.0.0.1:{port}/")),
+                ("vhost", format!("rabbit://{info}@127.0.0.1:{port}/cloud")),
+                (
+                    "two hosts",
+                    format!("rabbit://{info}@127.0.0.1:{port},{info}@localhost:{port}/"),
+                ),
+                ("bad port", format!("rabbit://{info}@h:99999/")),
+                ("amqp", format!("amqp://{info}@h/")),
+                ("no scheme", format!("{info}@h:5672")),
+            ] {
+                let mut push = |label: &str, text: String| {
+                    out.push((format!("{what}, {form}: {label}"), text))
+                };
+                match url.parse::<TransportUrl>() {
+                    Ok(t) => {
+                        push("Display", t.to_string());
+                        push("Debug", format!("{t:?}"));
+                        let o = Options {
+                            transport_url: Some(t),
+                            ..options()
+                        };
+                        push("Options Debug", format!("{o:?}"));
+                        match osprofiler_store::open(&ConnectionString::Messaging, &o) {
+                            Ok(s) => push("describe", s.describe()),
+                            Err(e) => {
+                                push("OpenError", e.to_string());
+                                push("OpenError Debug", format!("{e:?}"));
+                            }
+                        }
+                        match osprofiler_store::sink(&ConnectionString::Messaging, &o) {
+                            Ok(mut s) => {
+                                let e = s
+                                    .write(&[sample_event()])
+                                    .expect_err("nothing listens there");
+                                push("SinkError", e.to_string());
+                                push("SinkError Debug", format!("{e:?}"));
+                            }
+                            Err(e) => push("OpenError (write)", e.to_string()),
+                        }
+                    }
+                    Err(e) => {
+                        push("error", e.to_string());
+                        push("error Debug", format!("{e:?}"));
+                    }
+                }
+            }
+        }
+        for (_, text) in &out {
+            assert!(!text.contains('\n'), "not one line: {text:?}");
+        }
+        out
+    });
+}
+
+#[cfg(feature = "messaging")]
+fn sample_event() -> osprofiler::Event {
+    osprofiler::Event::from_json(
+        r#"{"name": "db-start", "base_id": "11111111-1111-4111-8111-111111111111", "trace_id": "aaaaaaaa-aaaa-4aaa-8aaa-000000000002", "parent_id": "11111111-1111-4111-8111-111111111111", "timestamp": "2026-11-25T12:00:00.001375", "info": {"host": "h"}, "project": "nova", "service": "api"}"#,
+    )
+    .unwrap()
+}
+
+/// A real RabbitMQ node refusing the password: the store's and the sink's errors name the
+/// broker, never the password.
+#[cfg(feature = "messaging")]
+#[test]
+fn a_broker_that_refuses_the_password() {
+    use osprofiler_store::TransportUrl;
+    use osprofiler_testkit::RabbitMqServer;
+    let Some(mq) = need("rabbitmq-server", RabbitMqServer::start()) else {
+        return;
+    };
+    let secrets = Secrets::new(3);
+    assert_hidden(&secrets, "refused by RabbitMQ", |secret| {
+        let mut out = Outputs::new();
+        let url = format!(
+            "rabbit://guest:{}@127.0.0.1:{}/",
+            percent_encode(secret),
+            mq.port()
+        );
+        let o = Options {
+            transport_url: Some(url.parse::<TransportUrl>().unwrap()),
+            ..Options::default()
+        };
+        match osprofiler_store::open(&ConnectionString::Messaging, &o) {
+            Ok(_) => panic!("the broker took a wrong password"),
+            Err(e) => {
+                assert!(e.to_string().contains("ACCESS_REFUSED"), "{e}");
+                out.push(("OpenError".into(), e.to_string()));
+                out.push(("OpenError Debug".into(), format!("{e:?}")));
+            }
+        }
+        match osprofiler_store::sink(&ConnectionString::Messaging, &o) {
+            Ok(_) => panic!("a refused login is a configuration error"),
+            Err(e) => out.push(("OpenError (write)".into(), e.to_string())),
+        }
+        out
+    });
+}

@@ -13,6 +13,8 @@
 //!   `target/otel`, made by `scripts/test-all`), printing the spans it receives.
 //! - [`PostgresServer`], [`MariaDbServer`]: real PostgreSQL and MariaDB servers (Debian
 //!   packages) on free loopback ports with fresh data directories.
+//! - [`RabbitMqServer`]: a private RabbitMQ node (Debian `rabbitmq-server`) on free loopback
+//!   ports, for `messaging://`.
 //! - [`TestCerts`]: a throwaway CA and server certificate made with `openssl`.
 //! - [`secrets`]: random secrets, and a search of outputs for any part of them.
 //!
@@ -32,6 +34,7 @@ mod chromium;
 mod jaeger;
 mod oracle;
 mod process;
+mod rabbitmq;
 mod redis;
 mod rotel;
 pub mod secrets;
@@ -42,6 +45,7 @@ pub use certs::TestCerts;
 pub use chromium::Chromium;
 pub use jaeger::{JAEGER_OSPROFILER_VERSION, JAEGER_VENV_ENV, JaegerVenv};
 pub use oracle::{ORACLE_VERSION, Oracle, TWO_SERVICE_TRACE};
+pub use rabbitmq::RabbitMqServer;
 pub use redis::{RedisConn, RedisServer, RespValue};
 pub use rotel::{OTEL_VENV_ENV, Rotel, RotelEvent, RotelSpan, parse_spans};
 pub use sql::{MariaDbServer, PostgresServer};

@@ -153,6 +153,20 @@ pub(crate) fn tethered(label: &str, program: impl AsRef<OsStr>) -> Command {
     cmd
 }
 
+// The same, for a server made of several processes (a start script, the VM it runs, the
+// VM's helpers): the watcher kills the whole process group, which the server leads.
+const GROUP_WRAPPER: &str = r#"exec 3<&0
+(read -r _ <&3; kill -KILL -- -$$ 2>/dev/null) &
+exec "$@" </dev/null 3<&-"#;
+
+/// Like [`tethered`], but the watcher kills the server's whole process group when the test
+/// process dies (the server's children too, e.g. RabbitMQ's Erlang VM under its script).
+pub(crate) fn tethered_group(label: &str, program: impl AsRef<OsStr>) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(GROUP_WRAPPER).arg(label).arg(program);
+    cmd
+}
+
 /// Spawns a command made by [`tethered`] in its own process group. Keep the returned
 /// `ChildStdin` as long as the server should live; kill it with [`kill_group`].
 pub(crate) fn spawn_tethered(cmd: &mut Command) -> std::io::Result<(Child, ChildStdin)> {

@@ -1,0 +1,224 @@
+//! oslo.messaging transport URLs (`rabbit://user:password@host:5672/vhost`), the broker
+//! of `messaging://`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::conn::ConnectionStringError;
+
+/// AMQP's port when the URL gives none.
+pub const AMQP_PORT: u16 = 5672;
+
+/// Where the message bus is: oslo.messaging's `transport_url`,
+/// `rabbit://[user[:password]@]host[:port][,[user[:password]@]host[:port]…]/[vhost]`.
+///
+/// Several hosts are the nodes of one cluster, tried in order. A host without credentials
+/// takes those of the host before it, else `guest`/`guest` (kombu's default). The virtual
+/// host is the path, percent-decoded; an empty path (`…:5672/`) is RabbitMQ's default
+/// virtual host `/`, as kombu takes it. Query options (`?heartbeat=…`) are accepted and
+/// ignored. Passwords never show: [`Display`](fmt::Display) and [`Debug`] print `***`.
+///
+/// ```
+/// use osprofiler_store::TransportUrl;
+/// let t: TransportUrl = "rabbit://nova:s3cret@10.0.0.1:5673,10.0.0.2/cloud".parse().unwrap();
+/// assert_eq!(t.hosts.len(), 2);
+/// assert_eq!(t.hosts[1].password, "s3cret"); // taken from the host before it
+/// assert_eq!(t.virtual_host, "cloud");
+/// assert_eq!(t.to_string(), "rabbit://nova:***@10.0.0.1:5673,nova:***@10.0.0.2:5672/cloud");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct TransportUrl {
+    /// The broker's nodes, tried in order.
+    pub hosts: Vec<BrokerHost>,
+    /// The virtual host (`/` by default).
+    pub virtual_host: String,
+}
+
+/// One node of a [`TransportUrl`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct BrokerHost {
+    /// Host name or address (IPv6 without brackets).
+    pub host: String,
+    /// TCP port (5672 by default).
+    pub port: u16,
+    /// User name (`guest` by default).
+    pub username: String,
+    /// Password (`guest` by default).
+    pub password: String,
+}
+
+impl FromStr for TransportUrl {
+    type Err = ConnectionStringError;
+
+    fn from_str(s: &str) -> Result<TransportUrl, ConnectionStringError> {
+        let s = s.trim();
+        let invalid = |what: String| ConnectionStringError::Invalid {
+            what,
+            string: crate::redact(s),
+        };
+        let (scheme, rest) = s
+            .split_once("://")
+            .ok_or_else(|| invalid("transport URL has no scheme (rabbit://…)".into()))?;
+        // oslo.messaging's RabbitMQ driver ("kombu" is its old name); "amqp" is its
+        // AMQP 1.0 driver, which this one does not speak.
+        if !matches!(scheme.to_ascii_lowercase().as_str(), "rabbit" | "kombu") {
+            return Err(invalid(format!(
+                "unsupported transport {scheme:?} (rabbit:// is supported)"
+            )));
+        }
+        let full = rest;
+        let rest = rest.split(['?', '#']).next().unwrap_or("");
+        // A raw `?` or `#` in a password ended the hosts early: refuse, quoting nothing.
+        if full[rest.len()..].contains('@') {
+            return Err(invalid(
+                "`@` after the hosts: percent-encode `?`, `#`, `/` and `,` in a user name or password".into(),
+            ));
+        }
+        // The hosts end at the first `/` after the last `@` (a password holds no raw `/`:
+        // oslo.messaging's own parser would cut it there too).
+        let after_at = rest.rfind('@').map_or(0, |i| i + 1);
+        let (netloc, vhost) = match rest[after_at..].find('/') {
+            Some(i) => (&rest[..after_at + i], &rest[after_at + i + 1..]),
+            None => (rest, ""),
+        };
+        let mut hosts: Vec<BrokerHost> = Vec::new();
+        for part in netloc.split(',').filter(|p| !p.trim().is_empty()) {
+            let (creds, hostport) = match part.rsplit_once('@') {
+                Some((c, h)) => (Some(c), h),
+                None => (None, part),
+            };
+            let (username, password) = match creds {
+                Some(c) => {
+                    let (u, p) = c.split_once(':').unwrap_or((c, ""));
+                    (
+                        crate::conn::percent_decode(u).map_err(invalid)?,
+                        crate::conn::percent_decode(p).map_err(invalid)?,
+                    )
+                }
+                None => hosts
+                    .last()
+                    .map(|h| (h.username.clone(), h.password.clone()))
+                    .unwrap_or_else(|| ("guest".into(), "guest".into())),
+            };
+            // Not quoted: with a raw `,` in a password, a piece of it would be read as a
+            // host or port.
+            let (host, port) = crate::conn::parse_hostport(hostport, AMQP_PORT).map_err(|_| {
+                invalid(
+                    "invalid host or port in the transport URL (percent-encode `,` in a password)"
+                        .into(),
+                )
+            })?;
+            hosts.push(BrokerHost {
+                host,
+                port,
+                username,
+                password,
+            });
+        }
+        if hosts.is_empty() {
+            return Err(invalid("no broker host in the transport URL".into()));
+        }
+        let vhost = crate::conn::percent_decode(vhost).map_err(invalid)?;
+        Ok(TransportUrl {
+            hosts,
+            virtual_host: if vhost.is_empty() { "/".into() } else { vhost },
+        })
+    }
+}
+
+impl fmt::Display for TransportUrl {
+    /// The URL with every password shown as `***`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("rabbit://")?;
+        for (i, h) in self.hosts.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{h}")?;
+        }
+        let vhost = if self.virtual_host == "/" {
+            ""
+        } else {
+            &self.virtual_host
+        };
+        write!(f, "/{vhost}")
+    }
+}
+
+impl fmt::Display for BrokerHost {
+    /// `user:***@host:port` (`***@host:port` without a password).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        // A lone user info (`rabbit://x@h`) is a user name to oslo.messaging, a password
+        // to redis-py: hidden, as a password would be.
+        if self.password.is_empty() {
+            write!(f, "***@{host}:{}", self.port)
+        } else {
+            write!(f, "{}:***@{host}:{}", self.username, self.port)
+        }
+    }
+}
+
+impl fmt::Debug for TransportUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TransportUrl({self})")
+    }
+}
+
+impl fmt::Debug for BrokerHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BrokerHost({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms() {
+        let t: TransportUrl = "rabbit://guest:guest@127.0.0.1:5999/".parse().unwrap();
+        assert_eq!(t.virtual_host, "/");
+        assert_eq!(
+            (t.hosts[0].host.as_str(), t.hosts[0].port),
+            ("127.0.0.1", 5999)
+        );
+        let t: TransportUrl = "rabbit://h".parse().unwrap();
+        assert_eq!(
+            (
+                t.hosts[0].username.as_str(),
+                t.hosts[0].password.as_str(),
+                t.hosts[0].port
+            ),
+            ("guest", "guest", 5672)
+        );
+        let t: TransportUrl = "rabbit://u:p%2Fw@[::1]:5673,v:q@h2/%2F?heartbeat=10"
+            .parse()
+            .unwrap();
+        assert_eq!(t.hosts[0].password, "p/w");
+        assert_eq!(t.hosts[0].host, "::1");
+        assert_eq!(t.hosts[1].username, "v");
+        assert_eq!(t.virtual_host, "/");
+        assert_eq!(t.to_string(), "rabbit://u:***@[::1]:5673,v:***@h2:5672/");
+    }
+
+    #[test]
+    fn errors_hide_passwords() {
+        for (s, what) in [
+            ("amqp://u:pw@h", "unsupported transport \"amqp\""),
+            ("rabbit://u:pw@h:99999/", "invalid host or port"),
+            ("rabbit://u:pw@/", "invalid host or port"),
+            ("rabbit://u:p?w@h/", "`@` after the hosts"),
+            ("rabbit://", "no broker host"),
+            ("h:5672", "no scheme"),
+        ] {
+            let e = s.parse::<TransportUrl>().unwrap_err().to_string();
+            assert!(e.contains(what), "{s}: {e}");
+            assert!(!e.contains("pw"), "{s}: {e}");
+        }
+    }
+}
