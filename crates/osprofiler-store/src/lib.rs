@@ -54,6 +54,10 @@ use std::time::Duration;
 /// The private parsers the fuzz targets (`fuzz/`) reach: not an API, may change at any time.
 #[doc(hidden)]
 pub use redis::resp_fuzz as __fuzz;
+/// The Redis sink's event JSON writer, for benches/redis_client.rs (the `redis` crate side
+/// serializes with it too, so that only the clients differ): not an API.
+#[doc(hidden)]
+pub use redis::write_event_json as __redis_event_json;
 
 pub use conn::{
     Backends, ConnectionString, ConnectionStringError, JAEGER_MAX_PACKET_SIZE, JaegerTarget,

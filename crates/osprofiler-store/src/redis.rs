@@ -16,6 +16,8 @@
 
 mod client;
 mod event_json;
+#[doc(hidden)]
+pub use event_json::write_event as write_event_json;
 mod resp;
 #[doc(hidden)]
 pub use resp::fuzz as resp_fuzz;
