@@ -7,6 +7,8 @@
 //!   configured ([`default_connection_string`]), so everything works without a server;
 //! - `redis://`, `rediss://`, `redissentinel://`: Redis, in osprofiler 4.4.0's layout, so
 //!   Python services and tools share the traces;
+//! - `rediscluster://host:port[,host:port…]`: a Redis Cluster, the same key names (one
+//!   trace in one slot) with the listing index sharded over the masters;
 //! - `file:///path/events.jsonl`: osprofiler JSON, one event per line;
 //! - `otlp://`, `otlps://`, `otlp+grpc://` (features `otlp`, `otlp-grpc`): spans to an
 //!   OpenTelemetry collector, hence Jaeger, Grafana Tempo and the like (write only);
@@ -237,6 +239,7 @@ pub fn open(cs: &ConnectionString, opts: &Options) -> Result<Box<dyn TraceStore>
         ConnectionString::Redis(_) | ConnectionString::RedisSentinel { .. } => {
             redis::open_store(cs, opts)
         }
+        ConnectionString::RedisCluster { .. } => redis::open_store(cs, opts),
         ConnectionString::File { path } => file::open_store(path),
         ConnectionString::Otlp(_) | ConnectionString::Jaeger(_) => Err(OpenError::WriteOnly {
             store: cs.to_string(),
@@ -285,6 +288,7 @@ pub fn sink(cs: &ConnectionString, opts: &Options) -> Result<Box<dyn Sink>, Open
         ConnectionString::Redis(_) | ConnectionString::RedisSentinel { .. } => {
             redis::open_sink(cs, opts)
         }
+        ConnectionString::RedisCluster { .. } => redis::open_sink(cs, opts),
         ConnectionString::File { path } => file::open_sink(path),
         #[cfg(feature = "otlp")]
         ConnectionString::Otlp(t) => otlp::open_sink(t, opts),

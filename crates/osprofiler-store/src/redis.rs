@@ -1,4 +1,4 @@
-//! Redis (`redis://`, `rediss://`, `redissentinel://`) in osprofiler 4.4.0's layout, so
+//! Redis (`redis://`, `rediss://`, `redissentinel://`, `rediscluster://`) in osprofiler 4.4.0's layout, so
 //! Python services and tools read what we write and we read what they write:
 //!
 //! - `osprofiler_opt:<base_id>`: a list of the trace's events (osprofiler JSON), newest
@@ -15,6 +15,8 @@
 //! The write side sends each batch of events in one pipelined round trip; see [`sink`].
 
 mod client;
+mod cluster;
+mod cluster_store;
 mod event_json;
 #[doc(hidden)]
 pub use event_json::write_event as write_event_json;
@@ -46,6 +48,14 @@ pub(crate) fn open_store(
     opts: &Options,
 ) -> Result<Box<dyn TraceStore>, OpenError> {
     let settings = settings(cs, opts)?;
+    if let ConnectionString::RedisCluster { nodes, .. } = cs {
+        let mut c = cluster::Cluster::new(settings, nodes.clone());
+        c.refresh().map_err(|e| unavailable(cs, &e))?;
+        return Ok(Box::new(cluster_store::ClusterStore::new(
+            c,
+            cs.to_string(),
+        )));
+    }
     let conn = settings.connect().map_err(|e| unavailable(cs, &e))?;
     Ok(Box::new(store::RedisStore::new(
         settings,
@@ -59,6 +69,22 @@ pub(crate) fn open_store(
 /// later from the exporter thread (a service must start while its Redis is down).
 pub(crate) fn open_sink(cs: &ConnectionString, opts: &Options) -> Result<Box<dyn Sink>, OpenError> {
     let settings = settings(cs, opts)?;
+    if let ConnectionString::RedisCluster { nodes, .. } = cs {
+        let mut c = cluster::Cluster::new(settings.clone(), nodes.clone());
+        // As for one server: a wrong password is an error now, an unreachable cluster
+        // is tried again from the exporter thread.
+        if let Err(e) = c.refresh()
+            && !e.is_transient()
+        {
+            return Err(unavailable(cs, &e));
+        }
+        return Ok(Box::new(sink::RedisSink::new_cluster(
+            settings,
+            opts,
+            cs.to_string(),
+            c,
+        )));
+    }
     let conn = match settings.connect() {
         Ok(c) => Ok(c),
         Err(e) if e.is_transient() => Err(e),
@@ -119,6 +145,22 @@ fn settings(cs: &ConnectionString, opts: &Options) -> Result<Settings, OpenError
             username: None,
             password: password.clone(),
             db: *db,
+            timeout,
+        }),
+        ConnectionString::RedisCluster {
+            nodes,
+            username,
+            password,
+        } => Ok(Settings {
+            // Replaced by each node's address.
+            target: Target::Direct {
+                host: nodes.first().map(|n| n.0.clone()).unwrap_or_default(),
+                port: nodes.first().map_or(6379, |n| n.1),
+                tls: None,
+            },
+            username: username.clone(),
+            password: password.clone(),
+            db: 0,
             timeout,
         }),
         other => Err(OpenError::Unavailable {

@@ -31,6 +31,7 @@ mod jaeger;
 mod oracle;
 mod process;
 mod redis;
+mod redis_cluster;
 mod rotel;
 pub mod secrets;
 mod temp;
@@ -40,6 +41,7 @@ pub use chromium::Chromium;
 pub use jaeger::{JAEGER_OSPROFILER_VERSION, JAEGER_VENV_ENV, JaegerVenv};
 pub use oracle::{ORACLE_VERSION, Oracle, TWO_SERVICE_TRACE};
 pub use redis::{RedisConn, RedisServer, RespValue};
+pub use redis_cluster::{CLUSTER_NODE_TIMEOUT_MS, ClusterNode, RedisCluster};
 pub use rotel::{OTEL_VENV_ENV, Rotel, RotelEvent, RotelSpan, parse_spans};
 pub use temp::TempDir;
 
