@@ -10,7 +10,13 @@
 //! other is `redis::Pipeline` (reused from batch to batch) over a sync `redis::Connection`.
 //!
 //! A counting global allocator gives the allocations per event of one batch, printed
-//! before the timings; the throughput column of the timings is events/s.
+//! before the timings, with the client's own CPU time per event (this thread's time on
+//! the CPU over 100 batches, from /proc/thread-self/schedstat: unlike the wall time, it
+//! does not depend on what else the machine runs); the throughput column of the timings
+//! is events/s.
+//!
+//! `cluster`: the same batch through our sink into a Redis Cluster of 3 masters + 3
+//! replicas (`rediscluster://`, started here too), beside `ours` into the single server.
 
 // The counting allocator must implement the (unsafe) GlobalAlloc trait.
 #![allow(unsafe_code)]
@@ -22,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use divan::{Bencher, counter::ItemsCount};
 use osprofiler::{Event, EventInfo, EventKind, Id, Timestamp};
 use osprofiler_store::{ConnectionString, Options, Sink};
-use osprofiler_testkit::RedisServer;
+use osprofiler_testkit::{RedisCluster, RedisServer};
 use serde_json::{Map, Value};
 
 /// Counts allocations (and reallocations), forwarding everything to the system allocator.
@@ -62,6 +68,8 @@ struct Clients {
     ours: Box<dyn Sink>,
     theirs: Theirs,
     flush: redis::Connection,
+    /// The cluster and our sink writing to it, when redis-cli is there.
+    cluster: Option<(RedisCluster, Box<dyn Sink>)>,
 }
 
 static CLIENTS: Mutex<Option<Clients>> = Mutex::new(None);
@@ -171,25 +179,38 @@ fn main() {
         groups: Vec::new(),
     };
     let flush = client.get_connection().expect("redis crate connection");
+    let cluster = match RedisCluster::start() {
+        Ok(cl) => {
+            let cs: ConnectionString = cl.url().parse().expect("cluster url");
+            let sink = osprofiler_store::sink(&cs, &Options::default()).expect("cluster sink");
+            Some((cl, sink))
+        }
+        Err(e) => {
+            eprintln!("no cluster benchmark: {e}");
+            None
+        }
+    };
     let mut c = Clients {
         _server: server,
         ours,
         theirs,
         flush,
+        cluster,
     };
 
     // Allocations per event, one batch after a warm-up batch (buffers reused as in the
     // exporter), for each client and trace size.
     for points in [10, 1_000] {
         let events = batch(points);
-        for (name, ours) in [("ours", true), ("redis crate", false)] {
-            let write = |c: &mut Clients| {
-                if ours {
-                    c.ours.write(&events).expect("ours");
-                } else {
-                    c.theirs.write(&events).expect("redis crate");
-                }
-            };
+        for (name, to) in [
+            ("ours", To::Ours),
+            ("redis crate", To::Theirs),
+            ("cluster", To::Cluster),
+        ] {
+            if to == To::Cluster && c.cluster.is_none() {
+                continue;
+            }
+            let write = |c: &mut Clients| write(c, to, &events);
             write(&mut c);
             let (a0, b0) = (
                 ALLOCS.load(Ordering::Relaxed),
@@ -200,10 +221,22 @@ fn main() {
                 ALLOCS.load(Ordering::Relaxed) - a0,
                 BYTES.load(Ordering::Relaxed) - b0,
             );
+            const ROUNDS: usize = 100;
+            let cpu = thread_cpu_ns().map(|t0| {
+                for _ in 0..ROUNDS {
+                    write(&mut c);
+                }
+                thread_cpu_ns().unwrap_or(t0) - t0
+            });
+            let _: redis::RedisResult<()> = redis::cmd("FLUSHALL").query(&mut c.flush);
             eprintln!(
-                "{name:>11}, traces of {points:>5} points: {:.2} allocations/event, {:.0} bytes allocated/event",
+                "{name:>11}, traces of {points:>5} points: {:.2} allocations/event, {:.0} bytes allocated/event, {} ns of client CPU/event",
                 a as f64 / BATCH as f64,
-                b as f64 / BATCH as f64
+                b as f64 / BATCH as f64,
+                cpu.map_or("?".into(), |ns| format!(
+                    "{:.0}",
+                    ns as f64 / (ROUNDS * BATCH) as f64
+                ))
             );
         }
     }
@@ -218,10 +251,38 @@ fn main() {
     drop(CLIENTS.lock().unwrap_or_else(|e| e.into_inner()).take());
 }
 
-fn run(b: Bencher, points_per_trace: usize, ours: bool) {
+/// This thread's time on the CPU so far (ns), if the kernel tells it.
+fn thread_cpu_ns() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum To {
+    Ours,
+    Theirs,
+    Cluster,
+}
+
+fn write(c: &mut Clients, to: To, events: &[Event]) {
+    match to {
+        To::Ours => c.ours.write(events).expect("ours"),
+        To::Theirs => c.theirs.write(events).expect("redis crate"),
+        To::Cluster => {
+            if let Some((_, s)) = c.cluster.as_mut() {
+                s.write(events).expect("cluster");
+            }
+        }
+    }
+}
+
+fn run(b: Bencher, points_per_trace: usize, to: To) {
     let events = batch(points_per_trace);
     let mut guard = CLIENTS.lock().unwrap_or_else(|e| e.into_inner());
     let Some(c) = guard.as_mut() else { return };
+    if to == To::Cluster && c.cluster.is_none() {
+        return;
+    }
     let mut n = 0_u32;
     b.counter(ItemsCount::new(BATCH)).bench_local(|| {
         // Keep the server's memory small: empty it now and then (timed, the same for
@@ -229,23 +290,30 @@ fn run(b: Bencher, points_per_trace: usize, ours: bool) {
         n += 1;
         if n.is_multiple_of(64) {
             let _: redis::RedisResult<()> = redis::cmd("FLUSHALL").query(&mut c.flush);
+            if let Some((cl, _)) = &c.cluster {
+                for m in cl.master_ports().unwrap_or_default() {
+                    let _ = cl.cmd_on(m, &["FLUSHALL"]);
+                }
+            }
         }
-        if ours {
-            c.ours.write(&events).expect("ours");
-        } else {
-            c.theirs.write(&events).expect("redis crate");
-        }
+        write(c, to, &events);
     });
 }
 
 /// Our client: the Redis sink writing one batch.
 #[divan::bench(args = [10, 1_000], sample_count = 50)]
 fn ours(b: Bencher, points_per_trace: usize) {
-    run(b, points_per_trace, true);
+    run(b, points_per_trace, To::Ours);
 }
 
 /// The `redis` crate: the same commands in one `redis::Pipeline`.
 #[divan::bench(args = [10, 1_000], sample_count = 50)]
 fn redis_crate(b: Bencher, points_per_trace: usize) {
-    run(b, points_per_trace, false);
+    run(b, points_per_trace, To::Theirs);
+}
+
+/// Our sink into the 3-master cluster (`rediscluster://`).
+#[divan::bench(args = [10, 1_000], sample_count = 50)]
+fn cluster(b: Bencher, points_per_trace: usize) {
+    run(b, points_per_trace, To::Cluster);
 }

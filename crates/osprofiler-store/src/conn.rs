@@ -25,6 +25,8 @@ use std::str::FromStr;
 /// use osprofiler_store::ConnectionString;
 /// let c: ConnectionString = "redis://:s3cret@10.0.0.5:6380/2".parse().unwrap();
 /// assert_eq!(c.to_string(), "redis://:***@10.0.0.5:6380/2"); // passwords never printed
+/// let c: ConnectionString = "rediscluster://:s3cret@10.0.0.5:7000,10.0.0.6:7000".parse().unwrap();
+/// assert_eq!(c.to_string(), "rediscluster://:***@10.0.0.5:7000,10.0.0.6:7000");
 /// let e = "redis://localhost:abc".parse::<ConnectionString>().unwrap_err();
 /// assert_eq!(e.to_string(), "invalid port \"abc\" in connection string redis://localhost:abc");
 /// ```

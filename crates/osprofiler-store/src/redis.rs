@@ -13,6 +13,18 @@
 //! Python) are still listed, found by `SCAN`.
 //!
 //! The write side sends each batch of events in one pipelined round trip; see [`sink`].
+//!
+//! `rediscluster://` keeps these key names: a trace's events are one list, hence in one
+//! slot, with no hash tag needed. Only the two indexes differ: each is 16 sorted sets,
+//! `osprofiler_index:<k>` and `osprofiler_error_index:<k>`, so that the index writes
+//! spread over the masters; see `cluster.rs`. Python osprofiler has no cluster driver.
+//!
+//! One Redis client: this crate's own (RESP2, pipelines, TLS through rustls, Sentinel,
+//! Cluster), not the `redis` crate. `benches/redis_client.rs` writes the same batch with
+//! the same commands through both into one redis-server in one run: ours was about 1.4 to
+//! 1.8 times as fast and allocated about nothing per event (0.05 allocations, 1 byte,
+//! against 1.4 allocations and 1.8 KB for `redis::Pipeline`), and it brings no
+//! dependency beyond rustls, which `rediss://` and `otlps://` need anyway (BENCHMARKS.md).
 
 mod client;
 mod cluster;

@@ -118,7 +118,9 @@ pub(crate) struct Cluster {
     /// Slot → index in `nodes` ([`UNKNOWN`] when no master serves it).
     slots: Vec<u16>,
     stale: bool,
-    /// Redirections followed, map refreshes (for tests and logs).
+    /// One node's share of a batch, reused from batch to batch.
+    out_buf: Vec<u8>,
+    /// Redirections followed and map refreshes, for the debug log.
     pub(crate) moved: u64,
     pub(crate) asked: u64,
     pub(crate) refreshes: u64,
@@ -132,6 +134,7 @@ impl Cluster {
             nodes: Vec::new(),
             slots: vec![UNKNOWN; SLOTS],
             stale: true,
+            out_buf: Vec::new(),
             moved: 0,
             asked: 0,
             refreshes: 0,
@@ -192,7 +195,15 @@ impl Cluster {
             };
             match reply {
                 Ok(r) => match self.apply_slots(r, &host) {
-                    Ok(()) => return Ok(()),
+                    Ok(()) => {
+                        log::debug!(
+                            "cluster slot map read from {host}:{port} (refresh {}, {} MOVED and {} ASK followed so far)",
+                            self.refreshes,
+                            self.moved,
+                            self.asked
+                        );
+                        return Ok(());
+                    }
                     Err(e) => why.push(format!("{host}:{port}: {e}")),
                 },
                 Err(e) => {
@@ -264,7 +275,7 @@ impl Cluster {
         let mut out: Vec<Option<Result<Reply, ClientError>>> = Vec::with_capacity(cmds.len());
         out.resize_with(cmds.len(), || None);
         let mut pending: Vec<(usize, Route)> = (0..cmds.len()).map(|i| (i, Route::Slot)).collect();
-        let mut out_buf = Vec::new();
+        let mut out_buf = std::mem::take(&mut self.out_buf);
         for round in 0..ROUNDS {
             if pending.is_empty() {
                 break;
@@ -409,6 +420,7 @@ impl Cluster {
             }
             pending = next;
         }
+        self.out_buf = out_buf;
         out.into_iter()
             .map(|r| {
                 r.unwrap_or_else(|| {
