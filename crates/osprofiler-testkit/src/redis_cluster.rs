@@ -191,6 +191,41 @@ impl RedisCluster {
         self.wait(masters, false)
     }
 
+    /// After [`kill`](Self::kill)ing the master on `port`: waits until every running node
+    /// flags it failed, `masters` other masters serve every slot (its replica promoted)
+    /// and the cluster is ok again. Returns how long that took.
+    pub fn wait_replaced(&self, port: u16, masters: usize) -> Result<Duration, String> {
+        let start = Instant::now();
+        let deadline = start + FORM_TIMEOUT;
+        loop {
+            let replaced = self.nodes.iter().flatten().all(|n| {
+                n.cmd(&["CLUSTER", "NODES"])
+                    .and_then(|r| r.into_string())
+                    .map(|t| {
+                        let nodes = parse_nodes(&t);
+                        let gone = nodes.iter().any(|c| c.port == port && c.failed);
+                        let covered: usize = nodes
+                            .iter()
+                            .filter(|c| c.master && !c.failed && c.port != port)
+                            .flat_map(|c| c.slots.iter())
+                            .map(|&(a, b)| usize::from(b - a) + 1)
+                            .sum();
+                        gone && covered == 16384
+                    })
+                    .unwrap_or(false)
+            });
+            if replaced && self.check(masters, false).is_ok() {
+                return Ok(start.elapsed());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "the master on port {port} was not replaced within {FORM_TIMEOUT:?}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// [`wait_ok`](Self::wait_ok), and with `replicas`, until every master has a replica
     /// online.
     fn wait(&self, masters: usize, replicas: bool) -> Result<(), String> {
