@@ -386,6 +386,9 @@ fn a_master_killed_under_load_is_replaced_and_writes_resume() {
     for _ in 0..20 {
         assert!(write(&mut w, &mut ok, &mut lost));
     }
+    // A reader opened before the failover, its map naming the master about to die.
+    let mut r = open(&cs, &opts()).unwrap();
+    assert_eq!(r.list_traces(None).unwrap().len(), 200);
     let victim = cluster.master_ports().unwrap()[0];
     // Replication is asynchronous: what the victim acknowledged is on its replica first
     // (else Redis Cluster itself may lose it, whatever the client).
@@ -424,7 +427,6 @@ fn a_master_killed_under_load_is_replaced_and_writes_resume() {
 
     // The reader: every trace of a batch that succeeded is whole, the lost ones are
     // counted (each failed batch is an error of the sink), and the listing works.
-    let mut r = open(&cs, &opts()).unwrap();
     for &id in &ok {
         assert_eq!(r.events(&uuid(id)).unwrap().len(), 4, "trace {id}");
     }

@@ -9,7 +9,7 @@
 //! the command goes again to `<addr>`; `ASK <slot> <addr>` sends it once to `<addr>`
 //! after `ASKING`, the map unchanged. A connection error, `CLUSTERDOWN`, `TRYAGAIN` (and
 //! the other transient refusals) refresh the map and retry after a short backoff, at
-//! most [`ROUNDS`] rounds a call. A write whose reply was lost with its connection is
+//! most [`ROUNDS`] rounds and [`RETRY_BUDGET`] a call. A write whose reply was lost with its connection is
 //! not sent again (it may have run: an event would be stored twice), unless the
 //! connection was closed before it answered anything of the round (a dead node's
 //! socket); reads are always retried.
@@ -22,7 +22,7 @@
 //! every index write, and the read side merges them.
 
 use std::ops::Range;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::client::{ClientError, Conn, Settings, Target};
 use super::resp::Reply;
@@ -35,6 +35,9 @@ pub(crate) const INDEX_SHARDS: usize = 16;
 const ROUNDS: u32 = 6;
 /// Backoff before the second round, doubled each round (20 + 40 + … + 320 ms).
 const BACKOFF: Duration = Duration::from_millis(20);
+/// No retry round starts this long after the first (slow connects to unreachable nodes
+/// count): the exporter is held up by one batch for about this, plus one round.
+const RETRY_BUDGET: Duration = Duration::from_secs(1);
 const UNKNOWN: u16 = u16::MAX;
 
 /// CRC16/XMODEM, Redis Cluster's key hash, over the concatenation of `parts`.
@@ -172,11 +175,11 @@ impl Cluster {
     /// Reads the slot map from the first node that gives one (known nodes, then seeds).
     pub(crate) fn refresh(&mut self) -> Result<(), ClientError> {
         self.refreshes += 1;
-        let mut candidates: Vec<(String, u16)> = self
-            .nodes
-            .iter()
-            .map(|n| (n.host.clone(), n.port))
-            .collect();
+        // Nodes with a working connection first: a dead one would cost a connect.
+        let mut known: Vec<&Node> = self.nodes.iter().collect();
+        known.sort_by_key(|n| n.conn.is_none());
+        let mut candidates: Vec<(String, u16)> =
+            known.iter().map(|n| (n.host.clone(), n.port)).collect();
         for s in &self.seeds {
             if !candidates.contains(s) {
                 candidates.push(s.clone());
@@ -276,8 +279,9 @@ impl Cluster {
         out.resize_with(cmds.len(), || None);
         let mut pending: Vec<(usize, Route)> = (0..cmds.len()).map(|i| (i, Route::Slot)).collect();
         let mut out_buf = std::mem::take(&mut self.out_buf);
+        let started = Instant::now();
         for round in 0..ROUNDS {
-            if pending.is_empty() {
+            if pending.is_empty() || (round > 0 && started.elapsed() >= RETRY_BUDGET) {
                 break;
             }
             if round > 0 {
