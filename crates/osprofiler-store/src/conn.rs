@@ -12,6 +12,7 @@ use std::str::FromStr;
 /// | `redis://[[user]:password@]host[:port][/db]` | Redis (port 6379, db 0 by default) |
 /// | `rediss://…[?ssl_ca_certs=/ca.pem&ssl_cert_reqs=required]` | Redis over TLS |
 /// | `redissentinel://[:password@]host:port[,host:port…][/db]` | Redis through Sentinel (master name from `sentinel_service_name`) |
+/// | `rediscluster://[[user]:password@]host:port[,host:port…]` | a Redis Cluster (the nodes are seeds: the others are found from them) |
 /// | `file:///path/to/events.jsonl` | osprofiler JSON, one event per line |
 /// | `otlp://host[:4318][?service_name_prefix=P&timeout=S]` | OpenTelemetry collector, OTLP over HTTP/protobuf (write only) |
 /// | `otlps://host[:4318][?ca_certs=/ca.pem]` | the same over HTTPS |
@@ -27,6 +28,8 @@ use std::str::FromStr;
 /// use osprofiler_store::ConnectionString;
 /// let c: ConnectionString = "redis://:s3cret@10.0.0.5:6380/2".parse().unwrap();
 /// assert_eq!(c.to_string(), "redis://:***@10.0.0.5:6380/2"); // passwords never printed
+/// let c: ConnectionString = "rediscluster://:s3cret@10.0.0.5:7000,10.0.0.6:7000".parse().unwrap();
+/// assert_eq!(c.to_string(), "rediscluster://:***@10.0.0.5:7000,10.0.0.6:7000");
 /// let e = "redis://localhost:abc".parse::<ConnectionString>().unwrap_err();
 /// assert_eq!(e.to_string(), "invalid port \"abc\" in connection string redis://localhost:abc");
 /// ```
@@ -47,6 +50,15 @@ pub enum ConnectionString {
         password: Option<String>,
         /// Database number.
         db: u32,
+    },
+    /// A Redis Cluster, reached through any of its nodes.
+    RedisCluster {
+        /// Seed nodes, tried in order to learn the slot map.
+        nodes: Vec<(String, u16)>,
+        /// ACL user name, if any.
+        username: Option<String>,
+        /// Password of every node.
+        password: Option<String>,
     },
     /// A file of osprofiler JSON events, one per line.
     File {
@@ -196,7 +208,7 @@ pub enum ConnectionStringError {
     NoScheme(String),
     /// A scheme no backend handles.
     #[error(
-        "unsupported backend {scheme:?} in connection string {}: supported are sqlite, redis, rediss, redissentinel, file, otlp, otlps, otlp+grpc, jaeger, postgresql, mysql, messaging",
+        "unsupported backend {scheme:?} in connection string {}: supported are sqlite, redis, rediss, redissentinel, rediscluster, file, otlp, otlps, otlp+grpc, jaeger, postgresql, mysql, messaging",
         on_one_line(.string)
     )]
     UnknownScheme {
@@ -397,6 +409,27 @@ impl FromStr for ConnectionString {
                     sentinels,
                     password,
                     db: parse_db(path).map_err(invalid)?,
+                })
+            }
+            "rediscluster" => {
+                let (authority, path, _query) = split_url(rest);
+                userinfo_in_authority(rest, authority).map_err(invalid)?;
+                let (username, password, hosts) = split_userinfo(authority).map_err(invalid)?;
+                let mut nodes = Vec::new();
+                for h in hosts.split(',').filter(|h| !h.is_empty()) {
+                    nodes.push(parse_hostport(h, 6379).map_err(invalid)?);
+                }
+                if nodes.is_empty() {
+                    return Err(invalid("no cluster node".into()));
+                }
+                // A cluster has database 0 only.
+                if parse_db(path).map_err(invalid)? != 0 {
+                    return Err(invalid("a Redis Cluster has database 0 only".into()));
+                }
+                Ok(ConnectionString::RedisCluster {
+                    nodes,
+                    username,
+                    password,
                 })
             }
             "otlp" | "otlps" | "otlp+http" | "otlps+http" | "otlp+https" | "otlp+grpc"
@@ -763,6 +796,22 @@ impl fmt::Display for ConnectionString {
                     .unwrap_or_default()
             ),
             ConnectionString::Messaging => f.write_str("messaging://"),
+            ConnectionString::RedisCluster {
+                nodes,
+                username,
+                password,
+            } => {
+                let hosts: Vec<String> = nodes
+                    .iter()
+                    .map(|(h, p)| format!("{}:{p}", host(h)))
+                    .collect();
+                write!(
+                    f,
+                    "rediscluster://{}{}",
+                    auth(username, password),
+                    hosts.join(",")
+                )
+            }
             ConnectionString::RedisSentinel {
                 sentinels,
                 password,
@@ -1106,6 +1155,48 @@ mod tests {
     }
 
     #[test]
+    fn rediscluster_forms() {
+        let c: ConnectionString = "rediscluster://:p%40w@n1:7000,[::1]:7001,n3"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            c,
+            ConnectionString::RedisCluster {
+                nodes: vec![
+                    ("n1".into(), 7000),
+                    ("::1".into(), 7001),
+                    ("n3".into(), 6379)
+                ],
+                username: None,
+                password: Some("p@w".into()),
+            }
+        );
+        assert_eq!(
+            c.to_string(),
+            "rediscluster://:***@n1:7000,[::1]:7001,n3:6379"
+        );
+        let c: ConnectionString = "rediscluster://u:pw@n1:7000/0".parse().unwrap();
+        assert_eq!(c.to_string(), "rediscluster://u:***@n1:7000");
+        for (bad, why) in [
+            ("rediscluster://", "no cluster node"),
+            ("rediscluster://n1:7000/2", "database 0 only"),
+            ("rediscluster://:pw@n1:0", "invalid port"),
+        ] {
+            let e = bad.parse::<ConnectionString>().unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+            assert!(!e.contains("pw@"), "{e}");
+        }
+        // A list: the commas of the node list stay inside it.
+        let b: Backends = "rediscluster://:pw@n1:7000,n2:7001 otlp://c"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            b.to_string(),
+            "rediscluster://:***@n1:7000,n2:7001 otlp://c:4318"
+        );
+    }
+
+    #[test]
     fn otlp_and_jaeger_forms() {
         let otlp = |s: &str| match s.parse::<ConnectionString>().unwrap() {
             ConnectionString::Otlp(t) => t,
@@ -1258,7 +1349,7 @@ mod tests {
             ),
             (
                 "mongodb://u:pw@h",
-                "unsupported backend \"mongodb\" in connection string mongodb://u:***@h: supported are sqlite, redis, rediss, redissentinel, file, otlp, otlps, otlp+grpc, jaeger, postgresql, mysql, messaging",
+                "unsupported backend \"mongodb\" in connection string mongodb://u:***@h: supported are sqlite, redis, rediss, redissentinel, rediscluster, file, otlp, otlps, otlp+grpc, jaeger, postgresql, mysql, messaging",
             ),
             (
                 "redis://:pw@h:0",

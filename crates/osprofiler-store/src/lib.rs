@@ -9,6 +9,8 @@
 //!   configured ([`default_connection_string`]), so everything works without a server;
 //! - `redis://`, `rediss://`, `redissentinel://`: Redis, in osprofiler 4.4.0's layout, so
 //!   Python services and tools share the traces;
+//! - `rediscluster://host:port[,host:port…]`: a Redis Cluster, the same key names (one
+//!   trace in one slot) with the listing index sharded over the masters;
 //! - `file:///path/events.jsonl`: osprofiler JSON, one event per line;
 //! - `otlp://`, `otlps://`, `otlp+grpc://` (features `otlp`, `otlp-grpc`): spans to an
 //!   OpenTelemetry collector, hence Jaeger, Grafana Tempo and the like (write only);
@@ -89,6 +91,10 @@ use std::time::Duration;
 /// The private parsers the fuzz targets (`fuzz/`) reach: not an API, may change at any time.
 #[doc(hidden)]
 pub use redis::resp_fuzz as __fuzz;
+/// The Redis sink's event JSON writer, for benches/redis_client.rs (the `redis` crate side
+/// serializes with it too, so that only the clients differ): not an API.
+#[doc(hidden)]
+pub use redis::write_event_json as __redis_event_json;
 
 pub use conn::{
     Backends, ConnectionString, ConnectionStringError, JAEGER_MAX_PACKET_SIZE, JaegerTarget,
@@ -322,6 +328,7 @@ pub fn open(cs: &ConnectionString, opts: &Options) -> Result<Box<dyn TraceStore>
         ConnectionString::Redis(_) | ConnectionString::RedisSentinel { .. } => {
             redis::open_store(cs, opts)
         }
+        ConnectionString::RedisCluster { .. } => redis::open_store(cs, opts),
         ConnectionString::File { path } => file::open_store(path),
         ConnectionString::Sql(t) => sql::open_store_for(t, opts),
         #[cfg(feature = "messaging")]
@@ -378,6 +385,7 @@ pub fn sink(cs: &ConnectionString, opts: &Options) -> Result<Box<dyn Sink>, Open
         ConnectionString::Redis(_) | ConnectionString::RedisSentinel { .. } => {
             redis::open_sink(cs, opts)
         }
+        ConnectionString::RedisCluster { .. } => redis::open_sink(cs, opts),
         ConnectionString::File { path } => file::open_sink(path),
         ConnectionString::Sql(t) => sql::open_sink_for(t, opts),
         #[cfg(feature = "otlp")]

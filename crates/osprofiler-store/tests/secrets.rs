@@ -72,6 +72,13 @@ fn connection_strings(info: &str, dir: &Path, port: u16) -> Vec<(&'static str, S
             "redissentinel",
             format!("redissentinel://{info}@127.0.0.1:{port},127.0.0.1:{port}/0"),
         ),
+        (
+            "rediscluster",
+            format!("rediscluster://{info}@127.0.0.1:{port},127.0.0.1:{port}"),
+        ),
+        ("no cluster node", format!("rediscluster://{info}@")),
+        ("bad cluster port", format!("rediscluster://{info}@h:1,h:x")),
+        ("cluster database", format!("rediscluster://{info}@h:1/3")),
         ("sqlite absolute", format!("sqlite://{info}@{d}/t.db")),
         ("sqlite relative", format!("sqlite://{info}@/t.db")),
         ("file", format!("file://{info}@{d}/e.jsonl")),
@@ -373,6 +380,8 @@ fn redis_servers_that_refuse_the_password() {
                 format!("redis://default:{pw}@127.0.0.1:{p}/3"),
                 format!("redis://{pw}@127.0.0.1:{p}"),
                 format!("redissentinel://:{pw}@127.0.0.1:{p}/0"),
+                format!("rediscluster://:{pw}@127.0.0.1:{p}"),
+                format!("rediscluster://default:{pw}@127.0.0.1:{p},127.0.0.1:{p}"),
             ] {
                 for (label, text) in redis_outputs(&cs) {
                     errors.push(text.clone());

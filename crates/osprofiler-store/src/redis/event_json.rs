@@ -8,7 +8,7 @@ use osprofiler::Event;
 use osprofiler::json::write_python_json;
 
 /// Appends the event's JSON to `out`.
-pub(crate) fn write_event(out: &mut Vec<u8>, e: &Event) {
+pub fn write_event(out: &mut Vec<u8>, e: &Event) {
     out.extend_from_slice(b"{\"name\": ");
     let suffix = e.kind.suffix();
     if plain(&e.name) {

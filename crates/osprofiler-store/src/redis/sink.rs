@@ -22,6 +22,7 @@ use osprofiler::notifier::{Sink, SinkError};
 use serde_json::Value;
 
 use super::client::{ClientError, Conn, Settings};
+use super::cluster::{self, Cluster};
 use super::resp::{self, Reply};
 use super::{ERROR_INDEX, ERROR_PREFIX, INDEX, OPT_PREFIX, push_score};
 use crate::Options;
@@ -52,6 +53,8 @@ struct Trace {
     first: i64,
     /// The last event with `info.etype` (an index into the batch).
     error: Option<u32>,
+    /// Its index shard (cluster).
+    shard: u8,
 }
 
 pub(crate) struct RedisSink {
@@ -77,6 +80,20 @@ pub(crate) struct RedisSink {
     group: Vec<u32>,
     order: Vec<u32>,
     json: Vec<u8>,
+    /// `rediscluster://`: the cluster client, the index shards' names (events, errors),
+    /// and each command's bytes and slot.
+    cluster: Option<ClusterSide>,
+    shard_names: Option<ShardNames>,
+}
+
+/// The names of the index shards and of the error index shards.
+type ShardNames = (Vec<Vec<u8>>, Vec<Vec<u8>>);
+
+struct ClusterSide {
+    client: Cluster,
+    commands: Vec<cluster::Command>,
+    /// Where the command being encoded starts in `buf`.
+    start: usize,
 }
 
 impl RedisSink {
@@ -107,12 +124,99 @@ impl RedisSink {
             group: Vec::new(),
             order: Vec::new(),
             json: Vec::with_capacity(1024),
+            cluster: None,
+            shard_names: None,
         };
         match conn {
             Ok(c) => sink.conn = Some(c),
             Err(e) => sink.failed(&e),
         }
         sink
+    }
+
+    /// A sink writing to a Redis Cluster (no connection made yet: the slot map is read
+    /// with the first batch).
+    pub(crate) fn new_cluster(
+        settings: Settings,
+        opts: &Options,
+        name: String,
+        client: Cluster,
+    ) -> RedisSink {
+        let mut sink = RedisSink::new(
+            settings,
+            opts,
+            name,
+            Err(ClientError::Io {
+                message: "not connected yet".into(),
+                closed: false,
+            }),
+        );
+        sink.failures = 0;
+        sink.retry_at = None;
+        sink.cluster = Some(ClusterSide {
+            client,
+            commands: Vec::new(),
+            start: 0,
+        });
+        sink.shard_names = Some((cluster::shard_keys(INDEX), cluster::shard_keys(ERROR_INDEX)));
+        sink
+    }
+
+    /// A batch to a cluster: encoded whole, then every command on the master of its
+    /// slot (see [`cluster`]); the commands that could not be written are counted in the
+    /// error.
+    fn write_cluster(&mut self, events: &[Event]) -> Result<(), SinkError> {
+        if let Some(at) = self.retry_at {
+            let now = Instant::now();
+            if now < at {
+                return Err(self.error(format_args!(
+                    "{} (next attempt in {} ms)",
+                    self.last_error,
+                    (at - now).as_millis()
+                )));
+            }
+        }
+        self.encode(events, None);
+        let Some(side) = self.cluster.as_mut() else {
+            return Err(self.error("not a cluster"));
+        };
+        let results = side.client.exec(&self.buf, &side.commands, false);
+        let (mut failed, mut first, mut broken) = (0_usize, None, false);
+        for (r, &cmd) in results.into_iter().zip(&self.cmds) {
+            match r {
+                Ok(Reply::Error(e)) => {
+                    if cmd == Cmd::Index && self.index_flag == b"LT" && e.starts_with("ERR") {
+                        // Before 6.2: no ZADD LT (see the single-server path).
+                        self.index_flag = b"NX";
+                        continue;
+                    }
+                    failed += 1;
+                    first.get_or_insert(ClientError::Server(e));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    failed += 1;
+                    broken = true;
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        match first {
+            None => {
+                self.failures = 0;
+                self.retry_at = None;
+                Ok(())
+            }
+            Some(e) => {
+                if broken {
+                    self.failed(&e);
+                }
+                Err(self.error(format_args!(
+                    "{failed} of {} commands not written: {e}",
+                    self.cmds.len()
+                )))
+            }
+        }
     }
 
     fn failed(&mut self, e: &ClientError) {
@@ -139,6 +243,10 @@ impl RedisSink {
         self.traces.clear();
         self.trace_of.clear();
         self.group.clear();
+        if let Some(c) = &mut self.cluster {
+            c.commands.clear();
+            c.start = 0;
+        }
 
         // Group by trace, in order of first appearance (consecutive events mostly share
         // one: skip the hash lookup then).
@@ -159,6 +267,7 @@ impl RedisSink {
                             offset: 0,
                             first: i64::MAX,
                             error: None,
+                            shard: cluster::shard_of(base) as u8,
                         });
                     }
                     last = Some((base, g));
@@ -196,10 +305,11 @@ impl RedisSink {
         }
 
         for g in 0..self.traces.len() {
-            let (id, count, offset) = {
+            let (id, count, offset, shard) = {
                 let t = &self.traces[g];
-                (t.id, t.count as usize, t.offset as usize)
+                (t.id, t.count as usize, t.offset as usize, t.shard as usize)
             };
+            let list_slot = || cluster::slot_of(OPT_PREFIX, &id);
             // Several LPUSH of at most PUSH_CHUNK values (the list is the same as with
             // one): Redis runs each as soon as it has it, while we serialize the next.
             for chunk in (offset..offset + count).step_by(PUSH_CHUNK) {
@@ -219,27 +329,38 @@ impl RedisSink {
                     }
                 }
                 self.cmds.push(Cmd::Push);
+                mark(&mut self.cluster, self.buf.len(), list_slot);
                 self.stream(&mut conn);
             }
 
             // After the push: an index entry always has its list (the read side relies
             // on it to tell expired entries).
+            // The cluster's shard of each index, else the one index.
+            let (index, error_index) = match &self.shard_names {
+                Some((i, e)) => (&i[shard][..], &e[shard][..]),
+                None => (INDEX, ERROR_INDEX),
+            };
             let t = &self.traces[g];
             resp::array_header(&mut self.buf, 5);
             resp::bulk(&mut self.buf, b"ZADD");
-            resp::bulk(&mut self.buf, INDEX);
+            resp::bulk(&mut self.buf, index);
             resp::bulk(&mut self.buf, self.index_flag);
             push_score_bulk(&mut self.buf, t.first);
             resp::bulk(&mut self.buf, &id);
             self.cmds.push(Cmd::Index);
+            let error = t.error;
+            let first = t.first;
+            let index_slot = cluster::slot(index);
+            mark(&mut self.cluster, self.buf.len(), || index_slot);
             if let Some(ttl) = self.ttl_ms {
                 resp::array_header(&mut self.buf, 3);
                 resp::bulk(&mut self.buf, b"PEXPIRE");
                 push_key(&mut self.buf, OPT_PREFIX, &id);
                 push_ttl_bulk(&mut self.buf, ttl);
                 self.cmds.push(Cmd::Other);
+                mark(&mut self.cluster, self.buf.len(), list_slot);
             }
-            let Some(e) = t.error.and_then(|i| events.get(i as usize)) else {
+            let Some(e) = error.and_then(|i| events.get(i as usize)) else {
                 continue;
             };
             // Python's value: {"base_id": …, "timestamp": …} with json.dumps separators.
@@ -256,13 +377,18 @@ impl RedisSink {
                 push_ttl_bulk(&mut self.buf, ttl);
             }
             self.cmds.push(Cmd::Other);
+            mark(&mut self.cluster, self.buf.len(), || {
+                cluster::slot_of(ERROR_PREFIX, &id)
+            });
             resp::array_header(&mut self.buf, 5);
             resp::bulk(&mut self.buf, b"ZADD");
-            resp::bulk(&mut self.buf, ERROR_INDEX);
+            resp::bulk(&mut self.buf, error_index);
             resp::bulk(&mut self.buf, self.index_flag);
-            push_score_bulk(&mut self.buf, t.first);
+            push_score_bulk(&mut self.buf, first);
             resp::bulk(&mut self.buf, &id);
             self.cmds.push(Cmd::Index);
+            let error_slot = cluster::slot(error_index);
+            mark(&mut self.cluster, self.buf.len(), || error_slot);
         }
         match conn {
             Some(c) => c.send(&self.buf[self.sent..]).err(),
@@ -313,6 +439,17 @@ fn has_etype(json: &[u8], e: &Event) -> bool {
         && !matches!(e.info.get("etype"), None | Some(Value::Null))
 }
 
+/// The command just encoded (since the last call) goes to `slot` (cluster only).
+fn mark(side: &mut Option<ClusterSide>, end: usize, slot: impl FnOnce() -> u16) {
+    if let Some(c) = side {
+        c.commands.push(cluster::Command {
+            range: c.start..end,
+            slot: slot(),
+        });
+        c.start = end;
+    }
+}
+
 fn push_key(out: &mut Vec<u8>, prefix: &[u8], id: &[u8; 36]) {
     resp::bulk_header(out, prefix.len() + id.len());
     out.extend_from_slice(prefix);
@@ -336,6 +473,9 @@ impl Sink for RedisSink {
     fn write(&mut self, events: &[Event]) -> Result<(), SinkError> {
         if events.is_empty() {
             return Ok(());
+        }
+        if self.cluster.is_some() {
+            return self.write_cluster(events);
         }
         let mut fresh = false;
         if self.conn.is_none() {

@@ -162,7 +162,7 @@ fn text(id: &[u8]) -> Option<String> {
 }
 
 /// Sorted newest first (ties by id), at most `limit`.
-fn summaries(found: HashMap<Vec<u8>, i64>, limit: Option<usize>) -> Vec<TraceSummary> {
+pub(crate) fn summaries(found: HashMap<Vec<u8>, i64>, limit: Option<usize>) -> Vec<TraceSummary> {
     let mut list: Vec<(i64, String)> = found
         .into_iter()
         .filter_map(|(id, ts)| Some((ts, text(&id)?)))
@@ -177,7 +177,7 @@ fn summaries(found: HashMap<Vec<u8>, i64>, limit: Option<usize>) -> Vec<TraceSum
         .collect()
 }
 
-fn keep_min(found: &mut HashMap<Vec<u8>, i64>, id: Vec<u8>, ts: i64) {
+pub(crate) fn keep_min(found: &mut HashMap<Vec<u8>, i64>, id: Vec<u8>, ts: i64) {
     found
         .entry(id)
         .and_modify(|t| *t = (*t).min(ts))
