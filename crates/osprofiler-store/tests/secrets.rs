@@ -22,7 +22,10 @@ use osprofiler_testkit::{RedisConn, RedisServer, TempDir, free_port, need};
 /// files relative to the working directory, which is a scratch directory under `target/`.
 fn scratch_cwd() -> PathBuf {
     static ONCE: Once = Once::new();
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("secrets-cwd");
+    // One per process: nextest runs each test in a process of its own, and a shared
+    // directory was removed by one while another had just made it its working directory.
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("secrets-cwd-{}", std::process::id()));
     ONCE.call_once(|| {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("scratch directory");
