@@ -10,6 +10,9 @@
 //!   the SDK's `SpanData` (the SDK does no pairing of start and stop: ours does, in the
 //!   time measured).
 //!
+//! - `*/otlp_http_discard`: both exporters into a receiver (a thread here) that reads
+//!   each request whole and answers 200 without decoding it: the exporter's own cost,
+//!   with the collector's taken out.
 //! - `collector/otlp_http_post`: the same batch already encoded (by the SDK's transform
 //!   and prost), POSTed with a plain HTTP client: what the collector alone costs per
 //!   batch, the floor under every exporter's time.
@@ -22,7 +25,8 @@
 //! pipeline, so nothing they cache is reused. The counter is events: a span is two
 //! osprofiler events, for the SDK too.
 
-use std::net::UdpSocket;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -50,9 +54,11 @@ struct State {
     events: Vec<Event>,
     spans: Vec<SpanData>,
     http: Box<dyn Sink>,
+    http_discard: Box<dyn Sink>,
     grpc: Box<dyn Sink>,
     jaeger: Box<dyn Sink>,
     sdk_http: opentelemetry_otlp::SpanExporter,
+    sdk_http_discard: opentelemetry_otlp::SpanExporter,
     sdk_grpc: opentelemetry_otlp::SpanExporter,
     rt: tokio::runtime::Runtime,
     body: Vec<u8>,
@@ -206,6 +212,59 @@ fn db_span(i: i64) -> (&'static str, SpanKind, Vec<KeyValue>, Status) {
     )
 }
 
+/// An HTTP/1.1 server that reads each request (headers, `content-length` bytes of
+/// body) and answers 200 with an empty body, on every connection it is given.
+fn discard_receiver() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
+    let port = listener.local_addr().expect("tcp addr").port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || serve_discarding(conn));
+        }
+    });
+    port
+}
+
+fn serve_discarding(conn: TcpStream) {
+    let _ = conn.set_nodelay(true);
+    let Ok(mut out) = conn.try_clone() else {
+        return;
+    };
+    let mut input = BufReader::with_capacity(256 * 1024, conn);
+    let mut body = vec![0u8; 256 * 1024];
+    let mut line = String::new();
+    loop {
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            match input.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        while length > 0 {
+            let n = length.min(body.len());
+            if input.read_exact(&mut body[..n]).is_err() {
+                return;
+            }
+            length -= n;
+        }
+        let answer =
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
+        if out.write_all(answer).is_err() {
+            return;
+        }
+    }
+}
+
 fn main() {
     let rotel = match Rotel::start_quiet() {
         Ok(r) => r,
@@ -240,11 +299,18 @@ fn main() {
             KeyValue::new("host.name", "api-1"),
         ])
         .build();
-    let (sdk_http, sdk_grpc) = rt.block_on(async {
+    let discard_port = discard_receiver();
+    let (sdk_http, sdk_http_discard, sdk_grpc) = rt.block_on(async {
         let mut http = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_protocol(Protocol::HttpBinary)
             .with_endpoint(format!("http://127.0.0.1:{}/v1/traces", rotel.http_port()))
+            .build()
+            .expect("SDK HTTP exporter");
+        let mut discard = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .with_endpoint(format!("http://127.0.0.1:{discard_port}/v1/traces"))
             .build()
             .expect("SDK HTTP exporter");
         let mut grpc = opentelemetry_otlp::SpanExporter::builder()
@@ -253,8 +319,9 @@ fn main() {
             .build()
             .expect("SDK gRPC exporter");
         http.set_resource(&resource);
+        discard.set_resource(&resource);
         grpc.set_resource(&resource);
-        (http, grpc)
+        (http, discard, grpc)
     });
     let spans = sdk_spans();
     let body = {
@@ -280,9 +347,11 @@ fn main() {
         url: format!("http://127.0.0.1:{}/v1/traces", rotel.http_port()),
         agent: ureq::Agent::new_with_defaults(),
         http: open(rotel.http_connection_string()),
+        http_discard: open(format!("otlp://127.0.0.1:{discard_port}")),
         grpc: open(rotel.grpc_connection_string()),
         jaeger: open(format!("jaeger://127.0.0.1:{udp_port}")),
         sdk_http,
+        sdk_http_discard,
         sdk_grpc,
         rt,
     };
@@ -310,15 +379,18 @@ fn ours(b: Bencher, which: fn(&mut State) -> &mut Box<dyn Sink>) {
                 sink.flush()
             })
             .expect("our export failed");
+            // Dropped after the timing: the pipeline frees its events whichever sinks
+            // it has, so that is no exporter's cost.
+            batches
         });
 }
 
-fn sdk(b: Bencher, grpc: bool) {
+fn sdk(b: Bencher, which: fn(&State) -> &opentelemetry_otlp::SpanExporter) {
     b.counter(ItemsCount::new(ROUNDS * EVENTS))
         .with_inputs(|| with_state(|s| vec![s.spans.clone(); ROUNDS]))
         .bench_local_values(|batches| {
             with_state(|s| {
-                let exporter = if grpc { &s.sdk_grpc } else { &s.sdk_http };
+                let exporter = which(s);
                 for spans in batches {
                     s.rt.block_on(exporter.export(spans))?;
                 }
@@ -340,6 +412,11 @@ mod ours {
     #[divan::bench]
     fn otlp_grpc(b: Bencher) {
         ours(b, |s| &mut s.grpc);
+    }
+
+    #[divan::bench]
+    fn otlp_http_discard(b: Bencher) {
+        ours(b, |s| &mut s.http_discard);
     }
 
     #[divan::bench]
@@ -375,11 +452,16 @@ mod sdk {
 
     #[divan::bench]
     fn otlp_http(b: Bencher) {
-        sdk(b, false);
+        sdk(b, |s| &s.sdk_http);
+    }
+
+    #[divan::bench]
+    fn otlp_http_discard(b: Bencher) {
+        sdk(b, |s| &s.sdk_http_discard);
     }
 
     #[divan::bench]
     fn otlp_grpc(b: Bencher) {
-        sdk(b, true);
+        sdk(b, |s| &s.sdk_grpc);
     }
 }

@@ -1,28 +1,22 @@
-//! `ExportTraceServiceRequest` bytes written straight from [`Span`]s.
+//! `ExportTraceServiceRequest`s made of `opentelemetry_proto`'s message types and
+//! encoded by prost.
 //!
-//! Building `opentelemetry_proto`'s message structs would cost a `String` or `Vec`
-//! per id, name, key and value of every span, and prost then walks the tree twice
-//! (lengths, then bytes). Here each span's length is computed once from the span
-//! itself and the bytes are written into one reused buffer: no allocation per span.
-//! The unit tests check that the bytes are exactly what prost writes for the same
-//! `opentelemetry_proto` messages, field order included.
+//! The messages are kept from batch to batch: a span's ids, name, attribute keys and
+//! string values are written into the vectors and strings the spans of the last batch
+//! left behind (cleared, their capacity kept), so once the first batches have been
+//! through, a batch costs no allocation per span or per attribute; building the tree
+//! afresh each time, as the SDK's transform does, is most of what its export costs.
 
-use std::sync::Arc;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{
+    ResourceSpans, ScopeSpans, Span as ProtoSpan, SpanFlags, Status, span, status,
+};
+use prost::Message;
+use prost::encoding::encoded_len_varint;
 
-use prost::encoding::{encode_varint, encoded_len_varint};
-
-use crate::spans::{AttrValue, Span, SpanKind};
-
-/// Protobuf wire types.
-const VARINT: u32 = 0;
-const I64: u32 = 1;
-const LEN: u32 = 2;
-const I32: u32 = 5;
-
-/// OTLP's enum values.
-const STATUS_CODE_ERROR: u64 = 2;
-/// W3C trace flags: sampled.
-const FLAG_SAMPLED: u32 = 1;
+use crate::spans::{AttrValue, Span, SpanError, SpanKind};
 
 /// The instrumentation scope of every span.
 pub(crate) const SCOPE_NAME: &str = "osprofiler";
@@ -32,11 +26,16 @@ const EXCEPTION: &str = "exception";
 const EXCEPTION_TYPE: &str = "exception.type";
 const EXCEPTION_MESSAGE: &str = "exception.message";
 
-fn kind_value(k: SpanKind) -> u64 {
+/// W3C trace flags: sampled (the low byte of `Span.flags`).
+const FLAG_SAMPLED: u32 = 1;
+const _: () = assert!(FLAG_SAMPLED & SpanFlags::TraceFlagsMask as u32 == FLAG_SAMPLED);
+
+fn kind_value(k: SpanKind) -> i32 {
+    use opentelemetry_proto::tonic::trace::v1::span::SpanKind as K;
     match k {
-        SpanKind::Internal => 1,
-        SpanKind::Server => 2,
-        SpanKind::Client => 3,
+        SpanKind::Internal => K::Internal as i32,
+        SpanKind::Server => K::Server as i32,
+        SpanKind::Client => K::Client as i32,
     }
 }
 
@@ -60,194 +59,147 @@ impl<'a> From<&'a AttrValue<'_>> for Val<'a> {
     }
 }
 
-// ---- lengths
+// ---- filling reused messages
 
-fn key_len(field: u32) -> usize {
-    encoded_len_varint(u64::from(field << 3))
+fn set_str(to: &mut String, s: &str) {
+    to.clear();
+    to.push_str(s);
 }
 
-/// A length-delimited field whose body is `n` bytes.
-fn len_field(field: u32, n: usize) -> usize {
-    key_len(field) + encoded_len_varint(n as u64) + n
+fn set_bytes(to: &mut Vec<u8>, b: &[u8]) {
+    to.clear();
+    to.extend_from_slice(b);
 }
 
-/// A proto3 string field: absent when empty.
-fn str_field(field: u32, s: &str) -> usize {
-    if s.is_empty() {
-        0
-    } else {
-        len_field(field, s.len())
+/// Sets `list[*n]` (added if the list is shorter) to `key = v` and counts it; the
+/// caller truncates the list to `*n` at the end.
+fn put_kv(list: &mut Vec<KeyValue>, n: &mut usize, key: &str, v: Val<'_>) {
+    if *n == list.len() {
+        list.push(KeyValue::default());
     }
-}
-
-/// `AnyValue`: the oneof is written even when its value is the default.
-fn any_len(v: Val<'_>) -> usize {
-    match v {
-        Val::Str(s) => len_field(1, s.len()),
-        Val::Bool(_) => 2,
-        Val::Int(i) => 1 + encoded_len_varint(i as u64),
-        Val::Double(_) => 9,
+    let kv = &mut list[*n];
+    *n += 1;
+    set_str(&mut kv.key, key);
+    let slot = &mut kv.value.get_or_insert_with(AnyValue::default).value;
+    use any_value::Value as V;
+    match (v, slot) {
+        (Val::Str(s), Some(V::StringValue(old))) => set_str(old, s),
+        (Val::Str(s), slot) => *slot = Some(V::StringValue(s.to_owned())),
+        (Val::Int(i), slot) => *slot = Some(V::IntValue(i)),
+        (Val::Double(d), slot) => *slot = Some(V::DoubleValue(d)),
+        (Val::Bool(b), slot) => *slot = Some(V::BoolValue(b)),
     }
-}
-
-/// `KeyValue`.
-fn kv_len(key: &str, v: Val<'_>) -> usize {
-    str_field(1, key) + len_field(2, any_len(v))
-}
-
-fn event_len(e: &crate::spans::SpanError, at: u64) -> usize {
-    (if at != 0 { 9 } else { 0 })
-        + str_field(2, EXCEPTION)
-        + len_field(3, kv_len(EXCEPTION_TYPE, Val::Str(&e.etype)))
-        + len_field(3, kv_len(EXCEPTION_MESSAGE, Val::Str(&e.message)))
-}
-
-fn status_len(e: &crate::spans::SpanError) -> usize {
-    str_field(2, &e.message) + 2
 }
 
 fn nanos(t: i64) -> u64 {
     u64::try_from(t).unwrap_or(0)
 }
 
-/// The encoded length of a `Span` message (its body, without key and length).
-fn span_len(s: &Span) -> usize {
-    let mut n = len_field(1, 16) + len_field(2, 8);
-    if s.parent_span_id().is_some() {
-        n += len_field(4, 8);
-    }
-    n += str_field(5, &s.name) + 2;
-    if nanos(s.start_ns) != 0 {
-        n += 9;
-    }
-    let end = nanos(s.end_ns);
-    if end != 0 {
-        n += 9;
-    }
-    for (k, v) in &s.attributes {
-        n += len_field(9, kv_len(k, v.into()));
-    }
-    if let Some(e) = &s.error {
-        n += len_field(9, kv_len(EXCEPTION_TYPE, Val::Str(&e.etype)));
-        n += len_field(9, kv_len(EXCEPTION_MESSAGE, Val::Str(&e.message)));
-        n += len_field(11, event_len(e, end));
-        n += len_field(15, status_len(e));
-    }
-    // flags: field 16 takes a two-byte key.
-    n + key_len(16) + 4
-}
-
-// ---- bytes
-
-fn put_key(out: &mut Vec<u8>, field: u32, wire: u32) {
-    encode_varint(u64::from((field << 3) | wire), out);
-}
-
-fn put_len(out: &mut Vec<u8>, field: u32, n: usize) {
-    put_key(out, field, LEN);
-    encode_varint(n as u64, out);
-}
-
-fn put_bytes(out: &mut Vec<u8>, field: u32, b: &[u8]) {
-    put_len(out, field, b.len());
-    out.extend_from_slice(b);
-}
-
-fn put_str(out: &mut Vec<u8>, field: u32, s: &str) {
-    if !s.is_empty() {
-        put_bytes(out, field, s.as_bytes());
-    }
-}
-
-fn put_fixed64(out: &mut Vec<u8>, field: u32, v: u64) {
-    put_key(out, field, I64);
-    out.extend_from_slice(&v.to_le_bytes());
-}
-
-fn put_varint(out: &mut Vec<u8>, field: u32, v: u64) {
-    put_key(out, field, VARINT);
-    encode_varint(v, out);
-}
-
-/// A `KeyValue` as field `field` of the enclosing message.
-fn put_kv(out: &mut Vec<u8>, field: u32, key: &str, v: Val<'_>) {
-    put_len(out, field, kv_len(key, v));
-    put_str(out, 1, key);
-    put_len(out, 2, any_len(v));
-    match v {
-        Val::Str(s) => put_bytes(out, 1, s.as_bytes()),
-        Val::Bool(b) => put_varint(out, 2, u64::from(b)),
-        Val::Int(i) => put_varint(out, 3, i as u64),
-        Val::Double(d) => put_fixed64(out, 4, d.to_bits()),
-    }
-}
-
-/// A `Span` body of `span_len(s)` bytes, fields in tag order as prost writes them.
-fn put_span(out: &mut Vec<u8>, s: &Span) {
-    put_bytes(out, 1, &s.base_id.to_be_bytes());
-    put_bytes(out, 2, &(s.id as u64).to_be_bytes());
+/// Makes `p` (a message of an earlier batch, or a new one) the span `s`.
+fn fill(p: &mut ProtoSpan, s: &Span) {
+    set_bytes(&mut p.trace_id, &s.base_id.to_be_bytes());
+    set_bytes(&mut p.span_id, &(s.id as u64).to_be_bytes());
+    p.trace_state.clear();
+    p.parent_span_id.clear();
     if let Some(parent) = s.parent_span_id() {
-        put_bytes(out, 4, &parent.to_be_bytes());
+        p.parent_span_id.extend_from_slice(&parent.to_be_bytes());
     }
-    put_str(out, 5, &s.name);
-    put_varint(out, 6, kind_value(s.kind));
-    let (start, end) = (nanos(s.start_ns), nanos(s.end_ns));
-    if start != 0 {
-        put_fixed64(out, 7, start);
-    }
-    if end != 0 {
-        put_fixed64(out, 8, end);
-    }
+    p.flags = FLAG_SAMPLED;
+    set_str(&mut p.name, &s.name);
+    p.kind = kind_value(s.kind);
+    p.start_time_unix_nano = nanos(s.start_ns);
+    p.end_time_unix_nano = nanos(s.end_ns);
+    let mut n = 0;
     for (k, v) in &s.attributes {
-        put_kv(out, 9, k, v.into());
+        put_kv(&mut p.attributes, &mut n, k, v.into());
     }
-    if let Some(e) = &s.error {
-        put_kv(out, 9, EXCEPTION_TYPE, Val::Str(&e.etype));
-        put_kv(out, 9, EXCEPTION_MESSAGE, Val::Str(&e.message));
-        put_len(out, 11, event_len(e, end));
-        if end != 0 {
-            put_fixed64(out, 1, end);
+    p.dropped_attributes_count = 0;
+    p.dropped_events_count = 0;
+    p.links.clear();
+    p.dropped_links_count = 0;
+    match &s.error {
+        Some(e) => {
+            exception(&mut p.attributes, &mut n, e);
+            p.events.truncate(1);
+            if p.events.is_empty() {
+                p.events.push(span::Event::default());
+            }
+            let ev = &mut p.events[0];
+            ev.time_unix_nano = p.end_time_unix_nano;
+            set_str(&mut ev.name, EXCEPTION);
+            ev.dropped_attributes_count = 0;
+            let mut m = 0;
+            exception(&mut ev.attributes, &mut m, e);
+            ev.attributes.truncate(m);
+            let st = p.status.get_or_insert_with(Status::default);
+            set_str(&mut st.message, &e.message);
+            st.code = status::StatusCode::Error as i32;
         }
-        put_str(out, 2, EXCEPTION);
-        put_kv(out, 3, EXCEPTION_TYPE, Val::Str(&e.etype));
-        put_kv(out, 3, EXCEPTION_MESSAGE, Val::Str(&e.message));
-        put_len(out, 15, status_len(e));
-        put_str(out, 2, &e.message);
-        put_varint(out, 3, STATUS_CODE_ERROR);
+        None => {
+            p.events.clear();
+            p.status = None;
+        }
     }
-    put_key(out, 16, I32);
-    out.extend_from_slice(&FLAG_SAMPLED.to_le_bytes());
+    p.attributes.truncate(n);
+}
+
+fn exception(list: &mut Vec<KeyValue>, n: &mut usize, e: &SpanError) {
+    put_kv(list, n, EXCEPTION_TYPE, Val::Str(&e.etype));
+    put_kv(list, n, EXCEPTION_MESSAGE, Val::Str(&e.message));
+}
+
+/// Most span messages kept for the next batch (a batch has at most 2,048 spans, plus
+/// any whose start came in an earlier one).
+const KEEP_SPANS: usize = 4096;
+/// Most string bytes a kept span message may hold.
+const KEEP_SPAN_BYTES: usize = 4096;
+
+/// The string capacity a span message holds.
+fn kept_bytes(p: &ProtoSpan) -> usize {
+    fn list(l: &[KeyValue]) -> usize {
+        l.iter()
+            .map(|kv| {
+                kv.key.capacity()
+                    + match &kv.value {
+                        Some(AnyValue {
+                            value: Some(any_value::Value::StringValue(s)),
+                        }) => s.capacity(),
+                        _ => 0,
+                    }
+            })
+            .sum()
+    }
+    p.name.capacity()
+        + list(&p.attributes)
+        + p.events.iter().map(|e| list(&e.attributes)).sum::<usize>()
+        + p.status.as_ref().map_or(0, |s| s.message.capacity())
+}
+
+/// A length-delimited field of `n` bytes (tags here are below 16: one-byte keys).
+fn field_len(n: usize) -> usize {
+    1 + encoded_len_varint(n as u64) + n
 }
 
 /// The spans of one origin: one `ResourceSpans`.
 struct Group {
-    service_name: String,
-    host: Option<Arc<str>>,
+    resource: Resource,
     /// A span of this origin (to compare origins with).
     first: usize,
     /// Its spans, `order[start..start + count]`.
     start: usize,
     count: usize,
-    /// Length of the `Resource` message.
-    resource_len: usize,
 }
 
-/// Where a request's spans come from: `order[from..to]`, all of group `group`.
-#[derive(Clone, Copy)]
-struct Segment {
-    group: usize,
-    from: usize,
-    to: usize,
-}
-
-/// Writes `ExportTraceServiceRequest`s; keeps its scratch space from batch to batch.
+/// Writes `ExportTraceServiceRequest`s; keeps its messages from batch to batch.
 pub(crate) struct Encoder {
     prefix: Option<String>,
-    lens: Vec<usize>,
+    scope: InstrumentationScope,
+    /// Span messages of earlier batches, to be filled again.
+    spare: Vec<ProtoSpan>,
+    request: ExportTraceServiceRequest,
     group_of: Vec<usize>,
     order: Vec<usize>,
     groups: Vec<Group>,
-    segments: Vec<Segment>,
 }
 
 impl Encoder {
@@ -255,11 +207,16 @@ impl Encoder {
     pub(crate) fn new(prefix: Option<String>) -> Encoder {
         Encoder {
             prefix,
-            lens: Vec::new(),
+            scope: InstrumentationScope {
+                name: SCOPE_NAME.into(),
+                version: SCOPE_VERSION.into(),
+                ..Default::default()
+            },
+            spare: Vec::new(),
+            request: ExportTraceServiceRequest::default(),
             group_of: Vec::new(),
             order: Vec::new(),
             groups: Vec::new(),
-            segments: Vec::new(),
         }
     }
 
@@ -275,58 +232,69 @@ impl Encoder {
         mut send: impl FnMut(&mut Vec<u8>, usize) -> Result<(), E>,
     ) -> Result<(), E> {
         self.group(spans);
-        self.segments.clear();
-        // Cut into requests: what a span adds is its field; what a new segment adds
-        // is the resource and scope around it (lengths bounded by 5-byte varints).
-        let scope = self.scope_len();
+        let scope_len = field_len(self.scope.encoded_len());
         let mut total = 0usize;
         let mut in_request = 0usize;
+        let mut result = Ok(());
         for g in 0..self.groups.len() {
-            let (start, count) = (self.groups[g].start, self.groups[g].count);
+            // What a new `ResourceSpans` adds around its spans (lengths bounded by
+            // 5-byte varints).
             let overhead =
-                2 * (1 + 5) + len_field(1, self.groups[g].resource_len) + len_field(1, scope);
-            let mut from = start;
+                2 * (1 + 5) + field_len(self.groups[g].resource.encoded_len()) + scope_len;
             total += overhead;
+            let mut current = self.resource_spans(g);
+            let (start, count) = (self.groups[g].start, self.groups[g].count);
             for at in start..start + count {
-                let cost = len_field(2, self.lens[self.order[at]]);
+                let mut p = self.spare.pop().unwrap_or_default();
+                fill(&mut p, &spans[self.order[at]]);
+                let cost = field_len(p.encoded_len());
                 if in_request > 0 && total + cost > max_bytes {
-                    if at > from {
-                        self.segments.push(Segment {
-                            group: g,
-                            from,
-                            to: at,
-                        });
+                    if !current.scope_spans[0].spans.is_empty() {
+                        self.request.resource_spans.push(current);
+                        current = self.resource_spans(g);
                     }
-                    self.flush(spans, buf, in_request, &mut send)?;
-                    from = at;
+                    result = self.flush(buf, in_request, &mut send);
+                    if result.is_err() {
+                        self.spare.push(p);
+                        break;
+                    }
                     total = overhead;
                     in_request = 0;
                 }
+                current.scope_spans[0].spans.push(p);
                 total += cost;
                 in_request += 1;
             }
-            if start + count > from {
-                self.segments.push(Segment {
-                    group: g,
-                    from,
-                    to: start + count,
-                });
+            self.request.resource_spans.push(current);
+            if result.is_err() {
+                break;
             }
         }
-        if in_request > 0 {
-            self.flush(spans, buf, in_request, &mut send)?;
+        if result.is_ok() && in_request > 0 {
+            result = self.flush(buf, in_request, &mut send);
         }
-        Ok(())
+        self.reclaim();
+        result
     }
 
-    /// Sorts the spans by origin (`order`, `groups`) and measures each (`lens`).
+    /// An empty `ResourceSpans` for the spans of group `g`.
+    fn resource_spans(&self, g: usize) -> ResourceSpans {
+        ResourceSpans {
+            resource: Some(self.groups[g].resource.clone()),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(self.scope.clone()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    /// Sorts the spans by origin (`order`, `groups`), keeping their order within each.
     fn group(&mut self, spans: &[Span]) {
         self.groups.clear();
         self.group_of.clear();
-        self.lens.clear();
         let mut last = usize::MAX;
         for (i, s) in spans.iter().enumerate() {
-            self.lens.push(span_len(s));
             // Consecutive spans mostly share their origin: try the last one first.
             let g = if last < self.groups.len() && spans[self.groups[last].first].origin == s.origin
             {
@@ -338,16 +306,26 @@ impl Encoder {
             {
                 g
             } else {
+                let mut attributes = Vec::new();
+                let mut n = 0;
                 let service_name = s.origin.service_name(self.prefix.as_deref());
-                let host = s.origin.host.clone();
-                let resource_len = resource_len(&service_name, host.as_deref());
+                put_kv(
+                    &mut attributes,
+                    &mut n,
+                    "service.name",
+                    Val::Str(&service_name),
+                );
+                if let Some(h) = &s.origin.host {
+                    put_kv(&mut attributes, &mut n, "host.name", Val::Str(h));
+                }
                 self.groups.push(Group {
-                    service_name,
-                    host,
+                    resource: Resource {
+                        attributes,
+                        ..Default::default()
+                    },
                     first: i,
                     start: 0,
                     count: 0,
-                    resource_len,
                 });
                 self.groups.len() - 1
             };
@@ -370,69 +348,35 @@ impl Encoder {
         }
     }
 
-    fn scope_len(&self) -> usize {
-        str_field(1, SCOPE_NAME) + str_field(2, SCOPE_VERSION)
-    }
-
-    /// Writes the request of the pending segments into `buf` and sends it.
+    /// Encodes the pending request into `buf` and sends it; its spans go back to the
+    /// spare ones.
     fn flush<E>(
         &mut self,
-        spans: &[Span],
         buf: &mut Vec<u8>,
         count: usize,
         send: &mut impl FnMut(&mut Vec<u8>, usize) -> Result<(), E>,
     ) -> Result<(), E> {
-        let scope = self.scope_len();
-        let mut total = 0;
-        for seg in &self.segments {
-            total += len_field(1, self.resource_spans_len(*seg, scope));
-        }
         buf.clear();
-        buf.reserve(total);
-        for seg in &self.segments {
-            let group = &self.groups[seg.group];
-            put_len(buf, 1, self.resource_spans_len(*seg, scope));
-            // ResourceSpans.resource
-            put_len(buf, 1, group.resource_len);
-            put_kv(buf, 1, "service.name", Val::Str(&group.service_name));
-            if let Some(h) = &group.host {
-                put_kv(buf, 1, "host.name", Val::Str(h));
-            }
-            // ResourceSpans.scope_spans
-            put_len(buf, 2, self.scope_spans_len(*seg, scope));
-            put_len(buf, 1, scope);
-            put_str(buf, 1, SCOPE_NAME);
-            put_str(buf, 2, SCOPE_VERSION);
-            for &i in &self.order[seg.from..seg.to] {
-                put_len(buf, 2, self.lens[i]);
-                let before = buf.len();
-                put_span(buf, &spans[i]);
-                debug_assert_eq!(buf.len() - before, self.lens[i]);
-            }
-        }
-        debug_assert_eq!(buf.len(), total);
-        self.segments.clear();
+        // A `Vec` grows as needed: encoding into one cannot fail.
+        let _ = self.request.encode(buf);
+        self.reclaim();
         send(buf, count)
     }
 
-    fn scope_spans_len(&self, seg: Segment, scope: usize) -> usize {
-        len_field(1, scope)
-            + self.order[seg.from..seg.to]
-                .iter()
-                .map(|&i| len_field(2, self.lens[i]))
-                .sum::<usize>()
+    /// Takes the span messages of the pending request back, for the next batch; but
+    /// not more than a batch needs, and not a span whose strings grew large (a long
+    /// statement would otherwise stay in memory for good).
+    fn reclaim(&mut self) {
+        for rs in self.request.resource_spans.drain(..) {
+            for ss in rs.scope_spans {
+                for p in ss.spans {
+                    if self.spare.len() < KEEP_SPANS && kept_bytes(&p) <= KEEP_SPAN_BYTES {
+                        self.spare.push(p);
+                    }
+                }
+            }
+        }
     }
-
-    fn resource_spans_len(&self, seg: Segment, scope: usize) -> usize {
-        len_field(1, self.groups[seg.group].resource_len)
-            + len_field(2, self.scope_spans_len(seg, scope))
-    }
-}
-
-/// Length of the `Resource` message: `service.name` and `host.name`.
-fn resource_len(service_name: &str, host: Option<&str>) -> usize {
-    len_field(1, kv_len("service.name", Val::Str(service_name)))
-        + host.map_or(0, |h| len_field(1, kv_len("host.name", Val::Str(h))))
 }
 
 #[cfg(test)]
@@ -447,6 +391,7 @@ mod tests {
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Status, span};
     use prost::Message;
     use std::borrow::Cow;
+    use std::sync::Arc;
 
     const BASE: u128 = 0x1111_1111_2222_3333_4444_5555_5555_5555;
 
@@ -571,7 +516,7 @@ mod tests {
                     .unwrap_or_default(),
                 flags: 1,
                 name: sp.name.to_string(),
-                kind: kind_value(sp.kind) as i32,
+                kind: kind_value(sp.kind),
                 start_time_unix_nano: sp.start_ns as u64,
                 end_time_unix_nano: sp.end_ns as u64,
                 attributes,
@@ -623,6 +568,60 @@ mod tests {
         })
         .unwrap();
         sent
+    }
+
+    /// The request is the obvious one, also when the messages are refilled from a
+    /// batch of other shapes (more attributes, errors, strings where ints are now).
+    #[test]
+    fn reused_messages_carry_nothing_over() {
+        let mut first = sample();
+        for sp in &mut first {
+            sp.attributes
+                .push((Cow::Borrowed("extra"), AttrValue::Str("x".into())));
+            sp.error.get_or_insert(SpanError {
+                etype: "E".into(),
+                message: "m".into(),
+            });
+        }
+        let mut second = sample();
+        for sp in &mut second {
+            sp.error = None;
+            for (_, v) in &mut sp.attributes {
+                *v = AttrValue::Int(7);
+            }
+        }
+        second.truncate(3);
+        let mut enc = Encoder::new(None);
+        let mut buf = Vec::new();
+        for batch in [&first, &second, &first] {
+            let mut sent = Vec::new();
+            enc.encode(batch, 4 << 20, &mut buf, |b, n| {
+                sent.push((b.clone(), n));
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+            assert_eq!(sent.len(), 1);
+            assert_eq!(sent[0].0, reference(batch, None).encode_to_vec());
+        }
+        assert_eq!(enc.spare.len(), first.len(), "the messages are kept");
+    }
+
+    #[test]
+    fn large_messages_are_not_kept() {
+        let mut spans = sample();
+        spans[0].attributes.push((
+            Cow::Borrowed("db.query.text"),
+            AttrValue::Str("x".repeat(KEEP_SPAN_BYTES).into()),
+        ));
+        let sent = {
+            let mut enc = Encoder::new(None);
+            let mut buf = Vec::new();
+            enc.encode(&spans, 4 << 20, &mut buf, |_, _| Ok::<(), ()>(()))
+                .unwrap();
+            enc.spare
+        };
+        assert_eq!(sent.len(), spans.len() - 1);
+        assert!(sent.iter().all(|p| kept_bytes(p) <= KEEP_SPAN_BYTES));
     }
 
     #[test]
