@@ -2,11 +2,22 @@
 //! owned by the sink and driven only while an export is under way (the service
 //! needs no runtime of its own).
 //!
+//! The connection is ours ([`QuickAckConnector`]): a collector that leaves Nagle's
+//! algorithm on would otherwise stall every request larger than HTTP/2's first window.
+//!
 //! The request is sent as the bytes the encoder wrote (a codec of raw bytes), so
 //! gRPC and HTTP share one encoder; the answer is decoded as
 //! `ExportTraceServiceResponse`.
 
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
@@ -16,6 +27,7 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 // tonic's paths are the `http` crate's, which ureq re-exports (the same crate).
+use ureq::http::Uri;
 use ureq::http::uri::PathAndQuery;
 
 use super::{ExportError, Exported};
@@ -49,7 +61,6 @@ impl GrpcExporter {
             .map_err(|e| format!("invalid collector address: {e}"))?
             .connect_timeout(timeout)
             .timeout(timeout)
-            .tcp_nodelay(true)
             .user_agent(format!("osprofiler-rs/{}", env!("CARGO_PKG_VERSION")))
             .map_err(|e| e.to_string())?;
         if t.tls {
@@ -72,7 +83,7 @@ impl GrpcExporter {
         // channel's tasks are spawned on our runtime.
         let channel = {
             let _in_runtime = runtime.enter();
-            endpoint.connect_lazy()
+            endpoint.connect_with_connector_lazy(QuickAckConnector)
         };
         Ok(GrpcExporter {
             client: Grpc::new(channel),
@@ -112,6 +123,102 @@ impl GrpcExporter {
                 backoff: true,
             }),
         }
+    }
+}
+
+/// Opens the channel's TCP connections (tonic puts TLS on top when it is asked for):
+/// streams with Nagle's algorithm off that acknowledge at once what they read.
+///
+/// Why: a request larger than the collector's first HTTP/2 window (64 KiB) waits for
+/// its `WINDOW_UPDATE` frames. A collector whose socket keeps Nagle's algorithm on
+/// (rotel does) holds the second of those small frames back until the first is
+/// acknowledged, and Linux delays that acknowledgement by up to 40 ms when the
+/// reader has nothing to send: 40 ms per request, measured (BENCHMARKS.md,
+/// "Exporters"). Setting `TCP_QUICKACK` after a read sends a pending acknowledgement
+/// now; it costs one system call per read.
+#[derive(Clone, Copy)]
+struct QuickAckConnector;
+
+impl tower_service::Service<Uri> for QuickAckConnector {
+    type Response = TokioIo<QuickAckStream>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        Box::pin(async move {
+            let host = uri
+                .host()
+                .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no host"))?;
+            let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
+                Some("https") => 443,
+                _ => 80,
+            });
+            let stream = TcpStream::connect((host.as_str(), port)).await?;
+            stream.set_nodelay(true)?;
+            Ok(TokioIo::new(QuickAckStream(stream)))
+        })
+    }
+}
+
+/// A TCP stream that acknowledges what it has read at once (see [`QuickAckConnector`]).
+struct QuickAckStream(TcpStream);
+
+impl AsyncRead for QuickAckStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.0).poll_read(cx, buf);
+        if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            quick_ack(&self.0);
+        }
+        read
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn quick_ack(s: &TcpStream) {
+    // Best effort: a failure only leaves the kernel's delayed acknowledgement.
+    let _ = socket2::SockRef::from(s).set_tcp_quickack(true);
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn quick_ack(_: &TcpStream) {}
+
+impl AsyncWrite for QuickAckStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
 
