@@ -97,6 +97,7 @@ pub(crate) fn open_sink(t: &OtlpTarget, opts: &Options) -> Result<Box<dyn Sink>,
         assembler: Assembler::new(DEFAULT_MAX_OPEN),
         encoder: encode::Encoder::new(prefix),
         buf: Vec::new(),
+        spare_bodies: Vec::new(),
         sender,
         failures: 0,
         retry_at: None,
@@ -260,6 +261,9 @@ struct OtlpSink {
     assembler: Assembler,
     encoder: encode::Encoder,
     buf: Vec<u8>,
+    /// Request buffers back from the sending thread, written into again: a fresh one
+    /// of a megabyte or more costs its page faults each time.
+    spare_bodies: Vec<Vec<u8>>,
     sender: Sender,
     /// Consecutive failures, for the backoff.
     failures: u32,
@@ -307,8 +311,9 @@ impl OtlpSink {
                 }
             };
             self.sender.in_flight -= 1;
-            if self.buf.capacity() < outcome.body.capacity() {
-                self.buf = outcome.body;
+            // At most as many as can be out at once: one sent, one waiting, one written.
+            if self.spare_bodies.len() < 3 {
+                self.spare_bodies.push(outcome.body);
             }
             match outcome.result {
                 Ok(answer) => {
@@ -370,13 +375,20 @@ impl Sink for OtlpSink {
             return Err(self.error("the sending thread is gone"));
         };
         let mut handed = 0usize;
+        let spare_bodies = &mut self.spare_bodies;
+        if self.buf.capacity() == 0
+            && let Some(b) = spare_bodies.pop()
+        {
+            self.buf = b;
+        }
         let sent = self
             .encoder
             .encode(&spans, MAX_REQUEST_BYTES, &mut self.buf, |body, n| {
                 // Waits while a request is in flight and another queued: the
                 // collector sets the pace.
+                let next = spare_bodies.pop().unwrap_or_default();
                 jobs.send(Job {
-                    body: std::mem::take(body),
+                    body: std::mem::replace(body, next),
                     events: 2 * n as u64,
                 })
                 .map_err(|_| "the sending thread is gone")?;

@@ -253,7 +253,7 @@ impl Encoder {
                         self.request.resource_spans.push(current);
                         current = self.resource_spans(g);
                     }
-                    result = self.flush(buf, in_request, &mut send);
+                    result = self.flush(buf, total, in_request, &mut send);
                     if result.is_err() {
                         self.spare.push(p);
                         break;
@@ -271,7 +271,7 @@ impl Encoder {
             }
         }
         if result.is_ok() && in_request > 0 {
-            result = self.flush(buf, in_request, &mut send);
+            result = self.flush(buf, total, in_request, &mut send);
         }
         self.reclaim();
         result
@@ -350,13 +350,16 @@ impl Encoder {
 
     /// Encodes the pending request into `buf` and sends it; its spans go back to the
     /// spare ones.
+    /// `bytes`: about the request's size, at least.
     fn flush<E>(
         &mut self,
         buf: &mut Vec<u8>,
+        bytes: usize,
         count: usize,
         send: &mut impl FnMut(&mut Vec<u8>, usize) -> Result<(), E>,
     ) -> Result<(), E> {
         buf.clear();
+        buf.reserve(bytes);
         // A `Vec` grows as needed: encoding into one cannot fail.
         let _ = self.request.encode(buf);
         self.reclaim();
