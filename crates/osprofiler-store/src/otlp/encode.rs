@@ -14,7 +14,7 @@ use opentelemetry_proto::tonic::trace::v1::{
     ResourceSpans, ScopeSpans, Span as ProtoSpan, SpanFlags, Status, span, status,
 };
 use prost::Message;
-use prost::encoding::encoded_len_varint;
+use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, message};
 
 use crate::spans::{AttrValue, Span, SpanError, SpanKind};
 
@@ -175,6 +175,12 @@ fn kept_bytes(p: &ProtoSpan) -> usize {
         + p.status.as_ref().map_or(0, |s| s.message.capacity())
 }
 
+/// The key and length of length-delimited field `field` (below 16) of `n` bytes.
+fn put_len(buf: &mut Vec<u8>, field: u32, n: usize) {
+    encode_key(field, WireType::LengthDelimited, buf);
+    encode_varint(n as u64, buf);
+}
+
 /// A length-delimited field of `n` bytes (tags here are below 16: one-byte keys).
 fn field_len(n: usize) -> usize {
     1 + encoded_len_varint(n as u64) + n
@@ -197,6 +203,8 @@ pub(crate) struct Encoder {
     /// Span messages of earlier batches, to be filled again.
     spare: Vec<ProtoSpan>,
     request: ExportTraceServiceRequest,
+    /// The encoded length of each span of `request`, in order.
+    lens: Vec<usize>,
     group_of: Vec<usize>,
     order: Vec<usize>,
     groups: Vec<Group>,
@@ -214,6 +222,7 @@ impl Encoder {
             },
             spare: Vec::new(),
             request: ExportTraceServiceRequest::default(),
+            lens: Vec::new(),
             group_of: Vec::new(),
             order: Vec::new(),
             groups: Vec::new(),
@@ -247,7 +256,8 @@ impl Encoder {
             for at in start..start + count {
                 let mut p = self.spare.pop().unwrap_or_default();
                 fill(&mut p, &spans[self.order[at]]);
-                let cost = field_len(p.encoded_len());
+                let len = p.encoded_len();
+                let cost = field_len(len);
                 if in_request > 0 && total + cost > max_bytes {
                     if !current.scope_spans[0].spans.is_empty() {
                         self.request.resource_spans.push(current);
@@ -262,6 +272,7 @@ impl Encoder {
                     in_request = 0;
                 }
                 current.scope_spans[0].spans.push(p);
+                self.lens.push(len);
                 total += cost;
                 in_request += 1;
             }
@@ -360,8 +371,34 @@ impl Encoder {
     ) -> Result<(), E> {
         buf.clear();
         buf.reserve(bytes);
-        // A `Vec` grows as needed: encoding into one cannot fail.
-        let _ = self.request.encode(buf);
+        // What `self.request.encode(buf)` writes, but the three levels above the spans
+        // are framed here from the spans' lengths, already known: prost would measure
+        // every span again at each level (the unit tests compare the bytes).
+        let scope_len = self.scope.encoded_len();
+        let mut lens = self.lens.iter();
+        for rs in &self.request.resource_spans {
+            let (Some(resource), [ss]) = (&rs.resource, &rs.scope_spans[..]) else {
+                continue;
+            };
+            let spans_len: usize = lens
+                .clone()
+                .take(ss.spans.len())
+                .map(|&l| field_len(l))
+                .sum();
+            let scope_spans_len = field_len(scope_len) + spans_len;
+            let resource_len = resource.encoded_len();
+            // ExportTraceServiceRequest.resource_spans = 1
+            put_len(buf, 1, field_len(resource_len) + field_len(scope_spans_len));
+            // ResourceSpans.resource = 1, ResourceSpans.scope_spans = 2
+            message::encode(1, resource, buf);
+            put_len(buf, 2, scope_spans_len);
+            // ScopeSpans.scope = 1, ScopeSpans.spans = 2
+            message::encode(1, &self.scope, buf);
+            // (Past these spans' lengths, for the next `ResourceSpans`.)
+            for (span, _) in ss.spans.iter().zip(lens.by_ref()) {
+                message::encode(2, span, buf);
+            }
+        }
         self.reclaim();
         send(buf, count)
     }
@@ -370,6 +407,7 @@ impl Encoder {
     /// not more than a batch needs, and not a span whose strings grew large (a long
     /// statement would otherwise stay in memory for good).
     fn reclaim(&mut self) {
+        self.lens.clear();
         for rs in self.request.resource_spans.drain(..) {
             for ss in rs.scope_spans {
                 for p in ss.spans {
