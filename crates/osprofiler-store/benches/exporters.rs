@@ -63,6 +63,7 @@ struct State {
     rt: tokio::runtime::Runtime,
     body: Vec<u8>,
     url: String,
+    discard_url: String,
     agent: ureq::Agent,
 }
 
@@ -345,6 +346,7 @@ fn main() {
         spans,
         body,
         url: format!("http://127.0.0.1:{}/v1/traces", rotel.http_port()),
+        discard_url: format!("http://127.0.0.1:{discard_port}/v1/traces"),
         agent: ureq::Agent::new_with_defaults(),
         http: open(rotel.http_connection_string()),
         http_discard: open(format!("otlp://127.0.0.1:{discard_port}")),
@@ -431,11 +433,21 @@ mod collector {
 
     #[divan::bench]
     fn otlp_http_post(b: Bencher) {
+        post(b, |s| &s.url);
+    }
+
+    /// The same into the discarding receiver: what the transfer alone costs.
+    #[divan::bench]
+    fn discard_post(b: Bencher) {
+        post(b, |s| &s.discard_url);
+    }
+
+    fn post(b: Bencher, url: fn(&State) -> &String) {
         b.counter(ItemsCount::new(ROUNDS * EVENTS)).bench_local(|| {
             with_state(|s| {
                 for _ in 0..ROUNDS {
                     s.agent
-                        .post(&s.url)
+                        .post(url(s))
                         .header("content-type", "application/x-protobuf")
                         .send(&s.body[..])?;
                 }
