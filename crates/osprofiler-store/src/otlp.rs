@@ -96,7 +96,6 @@ pub(crate) fn open_sink(t: &OtlpTarget, opts: &Options) -> Result<Box<dyn Sink>,
         name,
         assembler: Assembler::new(DEFAULT_MAX_OPEN),
         encoder: encode::Encoder::new(prefix),
-        buf: Vec::new(),
         spare_bodies: Vec::new(),
         sender,
         failures: 0,
@@ -260,7 +259,6 @@ struct OtlpSink {
     name: String,
     assembler: Assembler,
     encoder: encode::Encoder,
-    buf: Vec<u8>,
     /// Request buffers back from the sending thread, written into again: a fresh one
     /// of a megabyte or more costs its page faults each time.
     spare_bodies: Vec<Vec<u8>>,
@@ -279,6 +277,13 @@ impl OtlpSink {
             .min(BACKOFF_MAX);
         self.retry_at = Some(Instant::now() + delay);
         self.last_error = message.to_owned();
+    }
+
+    fn keep_body(&mut self, body: Vec<u8>) {
+        // At most as many as can be out at once: one sent, one waiting, one written.
+        if body.capacity() > 0 && self.spare_bodies.len() < 3 {
+            self.spare_bodies.push(body);
+        }
     }
 
     fn error(&self, e: impl std::fmt::Display) -> SinkError {
@@ -311,10 +316,7 @@ impl OtlpSink {
                 }
             };
             self.sender.in_flight -= 1;
-            // At most as many as can be out at once: one sent, one waiting, one written.
-            if self.spare_bodies.len() < 3 {
-                self.spare_bodies.push(outcome.body);
-            }
+            self.keep_body(outcome.body);
             match outcome.result {
                 Ok(answer) => {
                     self.failures = 0;
@@ -375,15 +377,11 @@ impl Sink for OtlpSink {
             return Err(self.error("the sending thread is gone"));
         };
         let mut handed = 0usize;
+        let mut buf = self.spare_bodies.pop().unwrap_or_default();
         let spare_bodies = &mut self.spare_bodies;
-        if self.buf.capacity() == 0
-            && let Some(b) = spare_bodies.pop()
-        {
-            self.buf = b;
-        }
         let sent = self
             .encoder
-            .encode(&spans, MAX_REQUEST_BYTES, &mut self.buf, |body, n| {
+            .encode(&spans, MAX_REQUEST_BYTES, &mut buf, |body, n| {
                 // Waits while a request is in flight and another queued: the
                 // collector sets the pace.
                 let next = spare_bodies.pop().unwrap_or_default();
@@ -396,6 +394,7 @@ impl Sink for OtlpSink {
                 Ok::<(), &str>(())
             });
         self.sender.in_flight += handed;
+        self.keep_body(buf);
         drop(spans);
         sent.map_err(|e| self.error(e))
     }

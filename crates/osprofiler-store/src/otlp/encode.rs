@@ -4,8 +4,8 @@
 //! The messages are kept from batch to batch: a span's ids, name, attribute keys and
 //! string values are written into the vectors and strings the spans of the last batch
 //! left behind (cleared, their capacity kept), so once the first batches have been
-//! through, a batch costs no allocation per span or per attribute; building the tree
-//! afresh each time, as the SDK's transform does, is most of what its export costs.
+//! through, a batch costs no allocation per span or per attribute (the SDK's transform
+//! builds the tree afresh for every export).
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
@@ -375,16 +375,14 @@ impl Encoder {
         // are framed here from the spans' lengths, already known: prost would measure
         // every span again at each level (the unit tests compare the bytes).
         let scope_len = self.scope.encoded_len();
-        let mut lens = self.lens.iter();
+        let mut lens = &self.lens[..];
         for rs in &self.request.resource_spans {
             let (Some(resource), [ss]) = (&rs.resource, &rs.scope_spans[..]) else {
                 continue;
             };
-            let spans_len: usize = lens
-                .clone()
-                .take(ss.spans.len())
-                .map(|&l| field_len(l))
-                .sum();
+            let (mine, rest) = lens.split_at(ss.spans.len().min(lens.len()));
+            lens = rest;
+            let spans_len: usize = mine.iter().map(|&l| field_len(l)).sum();
             let scope_spans_len = field_len(scope_len) + spans_len;
             let resource_len = resource.encoded_len();
             // ExportTraceServiceRequest.resource_spans = 1
@@ -394,8 +392,7 @@ impl Encoder {
             put_len(buf, 2, scope_spans_len);
             // ScopeSpans.scope = 1, ScopeSpans.spans = 2
             message::encode(1, &self.scope, buf);
-            // (Past these spans' lengths, for the next `ResourceSpans`.)
-            for (span, _) in ss.spans.iter().zip(lens.by_ref()) {
+            for span in &ss.spans {
                 message::encode(2, span, buf);
             }
         }
