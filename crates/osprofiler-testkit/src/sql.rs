@@ -276,10 +276,14 @@ impl MariaDbServer {
     /// mariadb-install-db, then start and wait until it answers.
     pub fn start() -> Result<MariaDbServer, String> {
         let dir = TempDir::try_new()?;
+        // A temporary directory of its own: servers of parallel tests sharing /tmp
+        // have failed the install ("Could not remove temporary table '/tmp/#sql-…'").
+        std::fs::create_dir(dir.join("tmp")).map_err(|e| format!("mariadb tmpdir: {e}"))?;
         let mut install = Command::new("mariadb-install-db");
         install
             .arg("--no-defaults")
             .arg(format!("--datadir={}", dir.join("data").display()))
+            .arg(format!("--tmpdir={}", dir.join("tmp").display()))
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
             .args(["--skip-name-resolve"]);
         if running_as_root() {
@@ -321,6 +325,7 @@ impl MariaDbServer {
         let mut cmd = tethered("mariadb-wrapper", "mariadbd");
         cmd.arg("--no-defaults")
             .arg(format!("--datadir={}", self.dir.join("data").display()))
+            .arg(format!("--tmpdir={}", self.dir.join("tmp").display()))
             .arg(format!("--port={port}"))
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--socket={}", self.socket().display()))
