@@ -504,7 +504,7 @@ pub fn flush() -> Result<(), FlushError> {
 
 /// [`flush`] with a chosen timeout.
 pub fn flush_timeout(timeout: Duration) -> Result<(), FlushError> {
-    crate::context::flush_thread_buffer();
+    crate::local::flush_thread_buffer();
     if !EXPORTER
         .get()
         .and_then(Option::as_ref)
