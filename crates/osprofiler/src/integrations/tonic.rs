@@ -26,6 +26,9 @@
 //! assert_eq!(req.metadata().get("x-trace-hmac").unwrap().len(), 40);
 //! ```
 
+use std::borrow::Cow;
+
+use http::HeaderMap;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
@@ -150,4 +153,95 @@ fn insert_metadata(metadata: &mut MetadataMap, trace: &TraceHeaders) -> bool {
 /// ```
 pub fn extract_metadata(metadata: &MetadataMap) -> Option<crate::IncomingTrace> {
     super::http::extract(metadata.as_ref())
+}
+
+/// The `grpc-status` code and `grpc-message` of a response head or trailers.
+pub(crate) fn grpc_status(headers: &HeaderMap) -> Option<(i32, Option<String>)> {
+    let code = headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let message = headers
+        .get("grpc-message")
+        .map(|m| percent_decode(m.as_bytes()));
+    Some((code, message))
+}
+
+/// gRPC's `grpc-message` is percent-encoded UTF-8.
+fn percent_decode(s: &[u8]) -> String {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%'
+            && i + 2 < s.len()
+            && let (Some(h), Some(l)) = (hex(s[i + 1]), hex(s[i + 2]))
+        {
+            out.push((h << 4) | l);
+            i += 3;
+        } else {
+            out.push(s[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What a point records of a gRPC status that says the server failed:
+/// `GrpcError` and `CODE: message`.
+pub(crate) fn grpc_error(
+    status: Option<(i32, Option<String>)>,
+) -> Option<(Cow<'static, str>, String)> {
+    let (code, message) = status?;
+    if !grpc_server_error(code) {
+        return None;
+    }
+    let name = grpc_code_name(code);
+    let message = match message {
+        Some(m) if !m.is_empty() => format!("{name}: {m}"),
+        _ => name.to_owned(),
+    };
+    Some((Cow::Borrowed("GrpcError"), message))
+}
+
+/// The codes that say the server failed, rather than the caller.
+fn grpc_server_error(code: i32) -> bool {
+    matches!(code, 2 | 4 | 12 | 13 | 14 | 15)
+}
+
+fn grpc_code_name(code: i32) -> &'static str {
+    match code {
+        0 => "OK",
+        1 => "CANCELLED",
+        2 => "UNKNOWN",
+        3 => "INVALID_ARGUMENT",
+        4 => "DEADLINE_EXCEEDED",
+        5 => "NOT_FOUND",
+        6 => "ALREADY_EXISTS",
+        7 => "PERMISSION_DENIED",
+        8 => "RESOURCE_EXHAUSTED",
+        9 => "FAILED_PRECONDITION",
+        10 => "ABORTED",
+        11 => "OUT_OF_RANGE",
+        12 => "UNIMPLEMENTED",
+        13 => "INTERNAL",
+        14 => "UNAVAILABLE",
+        15 => "DATA_LOSS",
+        16 => "UNAUTHENTICATED",
+        _ => "UNKNOWN_CODE",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helpers() {
+        assert_eq!(percent_decode(b"a%20b%zz%4"), "a b%zz%4");
+        assert_eq!(percent_decode(b"caf%C3%A9"), "café");
+    }
 }
