@@ -131,6 +131,7 @@ pub mod json;
 mod keys;
 mod local;
 pub mod notifier;
+mod percent;
 mod point;
 #[doc(hidden)]
 pub mod private;

@@ -9,6 +9,8 @@ use crate::context::in_scope_future;
 pub use crate::info::Info;
 pub use crate::local::is_active;
 use crate::notifier::Payload;
+/// For `osprofiler-store`'s connection strings: one decoder in the workspace.
+pub use crate::percent::percent_decode;
 use crate::point::{AsyncPoint, LocalPoint};
 
 fn function_payload(

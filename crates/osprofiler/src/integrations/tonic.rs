@@ -35,6 +35,7 @@ use tonic::{Request, Status};
 
 use crate::Identity;
 use crate::integrations::tower::{HttpServerLayer, HttpServerService, StopOnBodyEnd};
+use crate::percent::percent_decode;
 use crate::propagation::TraceHeaders;
 
 /// The gRPC server layer: for each call signed by a configured key, an `rpc`
@@ -166,28 +167,12 @@ pub(crate) fn grpc_status(headers: &HeaderMap) -> Option<(i32, Option<String>)> 
         .ok()?;
     let message = headers
         .get("grpc-message")
-        .map(|m| percent_decode(m.as_bytes()));
+        // Percent-encoded UTF-8, decoded leniently as gRPC asks.
+        .map(|m| {
+            let bytes = percent_decode(m.as_bytes(), false).unwrap_or_default();
+            String::from_utf8_lossy(&bytes).into_owned()
+        });
     Some((code, message))
-}
-
-/// gRPC's `grpc-message` is percent-encoded UTF-8.
-fn percent_decode(s: &[u8]) -> String {
-    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        if s[i] == b'%'
-            && i + 2 < s.len()
-            && let (Some(h), Some(l)) = (hex(s[i + 1]), hex(s[i + 2]))
-        {
-            out.push((h << 4) | l);
-            i += 3;
-        } else {
-            out.push(s[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// What a point records of a gRPC status that says the server failed:
@@ -232,16 +217,5 @@ fn grpc_code_name(code: i32) -> &'static str {
         15 => "DATA_LOSS",
         16 => "UNAUTHENTICATED",
         _ => "UNKNOWN_CODE",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn helpers() {
-        assert_eq!(percent_decode(b"a%20b%zz%4"), "a b%zz%4");
-        assert_eq!(percent_decode(b"caf%C3%A9"), "café");
     }
 }
