@@ -664,29 +664,11 @@ fn query_pairs(q: &str) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
+/// A connection string's `%XX` escapes decoded (strictly), as UTF-8.
 pub(crate) fn percent_decode(s: &str) -> Result<String, String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = b
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
-            match hex {
-                Some(v) => {
-                    out.push(v);
-                    i += 3;
-                    continue;
-                }
-                None => return Err("invalid %-escape".into()),
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8(out).map_err(|_| "%-escapes that are not UTF-8".into())
+    let bytes =
+        osprofiler::__private::percent_decode(s.as_bytes(), true).ok_or("invalid %-escape")?;
+    String::from_utf8(bytes).map_err(|_| "%-escapes that are not UTF-8".into())
 }
 
 /// The string with any password replaced by `***`, for messages; each string of a

@@ -33,7 +33,7 @@ pub(crate) fn record_finished(
     // The clock counts from process start: a statement reported in the first
     // moments may claim to have started before it.
     let at = end.checked_sub(elapsed).unwrap_or(fastant::Instant::ZERO);
-    let id = crate::context::next_id()?;
+    let id = crate::local::next_id()?;
     let start = (!start.is_empty()).then_some(Payload::Info(start));
     let (name, mut extra) = Extra::for_start(name.into(), start);
     if let Some(stop) = stop {

@@ -47,7 +47,7 @@
 //! |---|---|---|---|
 //! | a function or method | [`#[trace]`](trace) (sync or `async fn`) | none to hold | `@profiler.trace` |
 //! | every public method of an `impl` | [`#[trace_impl]`](trace_impl) | none to hold | `@profiler.trace_cls`, `TracedMeta` |
-//! | a block of sync code | [`point`] / [`point_with`] | [`LocalPoint`]: this thread only, stops when dropped | `with profiler.Trace(..)` |
+//! | a block of sync code | [`point`](fn@point) / [`point_with`] | [`LocalPoint`]: this thread only, stops when dropped | `with profiler.Trace(..)` |
 //! | a block of async code | [`in_point`] | none to hold: the point follows the task | `with profiler.Trace(..)` |
 //! | a start and a stop in separate callbacks (a request's head and its response, a span's life) | [`Point::start`] | [`Point`]: `Send`, stops when dropped or [`finish`](Point::finish)ed | `profiler.start`/`stop` |
 //! | code written for osprofiler's style | [`start`] / [`stop`] | the thread's stack | `profiler.start`/`stop` |
@@ -129,23 +129,25 @@ pub mod info;
 pub mod integrations;
 pub mod json;
 mod keys;
+mod local;
 pub mod notifier;
+mod percent;
+mod point;
 #[doc(hidden)]
 pub mod private;
 pub mod propagation;
 pub mod switches;
 pub mod time;
 
-pub use context::{
-    EnterGuard, FutureExt, LocalPoint, Point, TraceContext, clean, current_headers, get, in_point,
-    init, is_active, point, point_with, start, stop,
-};
+pub use context::{EnterGuard, FutureExt, TraceContext, clean, current_headers, get, init};
 pub use event::{Event, EventInfo, EventKind};
 pub use id::Id;
 pub use identity::{Identity, process_identity, set_process_identity};
 pub use info::Info;
 pub use keys::{HmacKey, HmacKeys};
+pub use local::is_active;
 pub use osprofiler_macros::{trace, trace_impl};
+pub use point::{LocalPoint, Point, in_point, point, point_with, start, stop};
 pub use propagation::{IncomingTrace, TraceHeaders, TraceParent};
 pub use time::Timestamp;
 

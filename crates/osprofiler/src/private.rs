@@ -5,10 +5,13 @@ use std::borrow::Cow;
 use std::fmt::{self, Debug, Display, Write as _};
 use std::future::Future;
 
-pub use crate::context::is_active;
-use crate::context::{AsyncPoint, LocalPoint, in_scope_future};
+use crate::context::in_scope_future;
 pub use crate::info::Info;
+pub use crate::local::is_active;
 use crate::notifier::Payload;
+/// For `osprofiler-store`'s connection strings: one decoder in the workspace.
+pub use crate::percent::percent_decode;
+use crate::point::{AsyncPoint, LocalPoint};
 
 fn function_payload(
     func: &'static str,

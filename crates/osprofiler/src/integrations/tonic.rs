@@ -26,12 +26,16 @@
 //! assert_eq!(req.metadata().get("x-trace-hmac").unwrap().len(), 40);
 //! ```
 
+use std::borrow::Cow;
+
+use http::HeaderMap;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
 use crate::Identity;
 use crate::integrations::tower::{HttpServerLayer, HttpServerService, StopOnBodyEnd};
+use crate::percent::percent_decode;
 use crate::propagation::TraceHeaders;
 
 /// The gRPC server layer: for each call signed by a configured key, an `rpc`
@@ -150,4 +154,68 @@ fn insert_metadata(metadata: &mut MetadataMap, trace: &TraceHeaders) -> bool {
 /// ```
 pub fn extract_metadata(metadata: &MetadataMap) -> Option<crate::IncomingTrace> {
     super::http::extract(metadata.as_ref())
+}
+
+/// The `grpc-status` code and `grpc-message` of a response head or trailers.
+pub(crate) fn grpc_status(headers: &HeaderMap) -> Option<(i32, Option<String>)> {
+    let code = headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let message = headers
+        .get("grpc-message")
+        // Percent-encoded UTF-8, decoded leniently as gRPC asks.
+        .map(|m| {
+            let bytes = percent_decode(m.as_bytes(), false).unwrap_or_default();
+            String::from_utf8_lossy(&bytes).into_owned()
+        });
+    Some((code, message))
+}
+
+/// What a point records of a gRPC status that says the server failed:
+/// `GrpcError` and `CODE: message`.
+pub(crate) fn grpc_error(
+    status: Option<(i32, Option<String>)>,
+) -> Option<(Cow<'static, str>, String)> {
+    let (code, message) = status?;
+    if !grpc_server_error(code) {
+        return None;
+    }
+    let name = grpc_code_name(code);
+    let message = match message {
+        Some(m) if !m.is_empty() => format!("{name}: {m}"),
+        _ => name.to_owned(),
+    };
+    Some((Cow::Borrowed("GrpcError"), message))
+}
+
+/// The codes that say the server failed, rather than the caller.
+fn grpc_server_error(code: i32) -> bool {
+    matches!(code, 2 | 4 | 12 | 13 | 14 | 15)
+}
+
+fn grpc_code_name(code: i32) -> &'static str {
+    match code {
+        0 => "OK",
+        1 => "CANCELLED",
+        2 => "UNKNOWN",
+        3 => "INVALID_ARGUMENT",
+        4 => "DEADLINE_EXCEEDED",
+        5 => "NOT_FOUND",
+        6 => "ALREADY_EXISTS",
+        7 => "PERMISSION_DENIED",
+        8 => "RESOURCE_EXHAUSTED",
+        9 => "FAILED_PRECONDITION",
+        10 => "ABORTED",
+        11 => "OUT_OF_RANGE",
+        12 => "UNIMPLEMENTED",
+        13 => "INTERNAL",
+        14 => "UNAVAILABLE",
+        15 => "DATA_LOSS",
+        16 => "UNAUTHENTICATED",
+        _ => "UNKNOWN_CODE",
+    }
 }

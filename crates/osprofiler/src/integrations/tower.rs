@@ -61,6 +61,8 @@ use serde_json::{Map, Value};
 use tower_layer::Layer;
 use tower_service::Service;
 
+#[cfg(feature = "tonic")]
+use crate::integrations::tonic::{grpc_error, grpc_status};
 use crate::propagation::IncomingTrace;
 use crate::{Identity, Info, Point, TraceContext};
 
@@ -699,17 +701,11 @@ impl Tracking {
         if !response.is_empty() {
             info.insert("response", Value::Object(response));
         }
+        let grpc_error = grpc_error(self.grpc_status.take());
         let error = if let Some(e) = self.error.take() {
             Some(e)
-        } else if let Some((code, message)) = self.grpc_status.take()
-            && grpc_server_error(code)
-        {
-            let name = grpc_code_name(code);
-            let message = match message {
-                Some(m) if !m.is_empty() => format!("{name}: {m}"),
-                _ => name.to_owned(),
-            };
-            Some((Cow::Borrowed("GrpcError"), message))
+        } else if grpc_error.is_some() {
+            grpc_error
         } else if let Some(status) = self.status
             && status >= 500
         {
@@ -783,66 +779,16 @@ fn host_port(headers: &HeaderMap) -> Option<u16> {
     port.parse().ok()
 }
 
-fn grpc_status(headers: &HeaderMap) -> Option<(i32, Option<String>)> {
-    let code = headers
-        .get("grpc-status")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let message = headers
-        .get("grpc-message")
-        .map(|m| percent_decode(m.as_bytes()));
-    Some((code, message))
+/// Without the `tonic` feature no layer reads gRPC statuses (only
+/// [`HttpServerLayer::grpc`] sets `Config::grpc`).
+#[cfg(not(feature = "tonic"))]
+fn grpc_status(_: &HeaderMap) -> Option<(i32, Option<String>)> {
+    None
 }
 
-/// gRPC's `grpc-message` is percent-encoded UTF-8.
-fn percent_decode(s: &[u8]) -> String {
-    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        if s[i] == b'%'
-            && i + 2 < s.len()
-            && let (Some(h), Some(l)) = (hex(s[i + 1]), hex(s[i + 2]))
-        {
-            out.push((h << 4) | l);
-            i += 3;
-        } else {
-            out.push(s[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The codes that say the server failed, rather than the caller.
-fn grpc_server_error(code: i32) -> bool {
-    matches!(code, 2 | 4 | 12 | 13 | 14 | 15)
-}
-
-fn grpc_code_name(code: i32) -> &'static str {
-    match code {
-        0 => "OK",
-        1 => "CANCELLED",
-        2 => "UNKNOWN",
-        3 => "INVALID_ARGUMENT",
-        4 => "DEADLINE_EXCEEDED",
-        5 => "NOT_FOUND",
-        6 => "ALREADY_EXISTS",
-        7 => "PERMISSION_DENIED",
-        8 => "RESOURCE_EXHAUSTED",
-        9 => "FAILED_PRECONDITION",
-        10 => "ABORTED",
-        11 => "OUT_OF_RANGE",
-        12 => "UNIMPLEMENTED",
-        13 => "INTERNAL",
-        14 => "UNAVAILABLE",
-        15 => "DATA_LOSS",
-        16 => "UNAUTHENTICATED",
-        _ => "UNKNOWN_CODE",
-    }
+#[cfg(not(feature = "tonic"))]
+fn grpc_error(_: Option<(i32, Option<String>)>) -> Option<(Cow<'static, str>, String)> {
+    None
 }
 
 #[cfg(test)]
@@ -851,8 +797,6 @@ mod tests {
 
     #[test]
     fn helpers() {
-        assert_eq!(percent_decode(b"a%20b%zz%4"), "a b%zz%4");
-        assert_eq!(percent_decode(b"caf%C3%A9"), "café");
         let mut h = HeaderMap::new();
         h.insert(http::header::HOST, "example.org:8774".parse().unwrap());
         assert_eq!(host_port(&h), Some(8774));

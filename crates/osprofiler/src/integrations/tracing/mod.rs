@@ -534,7 +534,7 @@ where
             // SQLite worker drops its copy of the caller's span): hand the
             // stop over now, as leaving a trace would.
             if !traced_here {
-                crate::context::flush_thread_buffer();
+                crate::local::flush_thread_buffer();
             }
         }
     }

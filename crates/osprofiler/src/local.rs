@@ -1,0 +1,407 @@
+//! Each thread's recording state, in a thread-local: the buffer of records
+//! handed over to the exporter in batches, the stacks of open points, and the
+//! scope (trace and current point) swapped in and out as a whole. The public
+//! context and point API (`context.rs`, `point.rs`) is built on this.
+
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::id::next_from;
+use crate::keys::HmacKey;
+use crate::notifier::{BATCH, Extra, Payload, Record, RecordKind, new_buffer, submit};
+
+/// Trace-wide facts, shared by every thread and task working for the trace.
+pub(crate) struct TraceShared {
+    pub(crate) base: u128,
+    pub(crate) key: Option<HmacKey>,
+    pub(crate) identity: u32,
+}
+
+/// A point that has started and not yet stopped.
+pub(crate) struct OpenPoint {
+    name: Cow<'static, str>,
+    base: u128,
+    pub(crate) id: u128,
+    parent: u128,
+    identity: u32,
+    // Where its start record sits: (buffer generation, index). While that
+    // buffer has not been handed over, the stop completes the record in place.
+    slot: (u64, usize),
+}
+
+/// What a thread or task holds while it works for a trace. Swapped in and out
+/// of the thread-local as a whole.
+#[derive(Default)]
+pub(crate) struct Scope {
+    pub(crate) trace: Option<Arc<TraceShared>>,
+    pub(crate) current: u128,
+    // Points opened by the osprofiler-style `start()` and closed by `stop()`.
+    pub(crate) stack: Vec<OpenPoint>,
+}
+
+pub(crate) struct Local {
+    pub(crate) scope: Scope,
+    buf: Vec<Record>,
+    // A buffer older than this is handed over at the next record, so a busy
+    // thread's events reach the store within about MAX_AGE.
+    deadline: Option<fastant::Instant>,
+    // Changes whenever the buffer is handed over; unique across threads, so
+    // a point stopped on another thread never patches this thread's records.
+    generation: u64,
+    // The points of live sync guards (`LocalPoint` holds its slot + 1).
+    pub(crate) guards: Vec<Option<Running>>,
+    // Point id generator state (see `id::next_from`).
+    ids: (u64, u64),
+    // Points whose start record was handed over while they were still open:
+    // what their stop record needs (sync guards keep only the id).
+    parked: Vec<OpenPoint>,
+    // Capacity of the next buffer: a full batch after a full one (no regrowth
+    // on busy threads), small after a small one (little memory held in the
+    // queue by per-request hand-overs).
+    next_cap: usize,
+}
+
+const SMALL_BATCH: usize = 16;
+const MAX_PARKED: usize = 4096;
+
+/// What a sync guard keeps of its point.
+pub(crate) struct Lean {
+    pub(crate) id: u128,
+    parent: u128,
+    generation: u64,
+    index: usize,
+}
+const MAX_AGE: Duration = Duration::from_millis(100);
+
+impl Local {
+    #[inline]
+    pub(crate) fn open(
+        &mut self,
+        name: Cow<'static, str>,
+        start: Option<Payload>,
+        make_current: bool,
+    ) -> Option<OpenPoint> {
+        let t = self.scope.trace.as_deref()?;
+        let (base, identity) = (t.base, t.identity);
+        let id = next_from(&mut self.ids);
+        let parent = self.scope.current;
+        if make_current {
+            self.scope.current = id;
+        }
+        let at = fastant::Instant::now();
+        let (static_name, extra) = Extra::for_start(name.clone(), start);
+        let slot = self.push(Record {
+            base,
+            id,
+            parent,
+            at,
+            end: at,
+            name: static_name,
+            extra,
+            identity,
+            kind: RecordKind::Start,
+        });
+        Some(OpenPoint {
+            name,
+            base,
+            id,
+            parent,
+            identity,
+            slot,
+        })
+    }
+
+    /// Opens a point for a sync guard, which keeps only its id, parent and
+    /// slot: the rest stays in the record (or is parked at hand-over).
+    #[inline]
+    pub(crate) fn open_lean(&mut self, name: &'static str, start: Option<Payload>) -> Option<Lean> {
+        let t = self.scope.trace.as_deref()?;
+        let (base, identity) = (t.base, t.identity);
+        let id = next_from(&mut self.ids);
+        let parent = self.scope.current;
+        self.scope.current = id;
+        let at = fastant::Instant::now();
+        let extra = start.map(|start| {
+            Box::new(Extra {
+                name: None,
+                start: Some(start),
+                stop: None,
+            })
+        });
+        let (generation, index) = self.push(Record {
+            base,
+            id,
+            parent,
+            at,
+            end: at,
+            name,
+            extra,
+            identity,
+            kind: RecordKind::Start,
+        });
+        Some(Lean {
+            id,
+            parent,
+            generation,
+            index,
+        })
+    }
+
+    #[inline]
+    fn close_lean(&mut self, p: &Lean, payload: Option<Box<Payload>>) {
+        if self.scope.current == p.id {
+            self.scope.current = p.parent;
+        }
+        if p.generation == self.generation
+            && let Some(r) = self.buf.get_mut(p.index)
+            && r.id == p.id
+            && r.kind == RecordKind::Start
+        {
+            r.kind = RecordKind::Span;
+            r.end = fastant::Instant::now();
+            if let Some(pl) = payload {
+                Extra::set_stop(&mut r.extra, pl);
+            }
+            return;
+        }
+        if let Some(pos) = self.parked.iter().rposition(|o| o.id == p.id) {
+            let open = self.parked.swap_remove(pos);
+            self.push(stop_record(open, payload));
+        }
+    }
+
+    #[inline]
+    pub(crate) fn close(&mut self, p: OpenPoint, payload: Option<Box<Payload>>, restore: bool) {
+        if restore && self.scope.current == p.id {
+            self.scope.current = p.parent;
+        }
+        let (generation, index) = p.slot;
+        if generation == self.generation
+            && let Some(r) = self.buf.get_mut(index)
+            && r.id == p.id
+            && r.kind == RecordKind::Start
+        {
+            r.kind = RecordKind::Span;
+            r.end = fastant::Instant::now();
+            if let Some(pl) = payload {
+                Extra::set_stop(&mut r.extra, pl);
+            }
+            return;
+        }
+        self.push(stop_record(p, payload));
+    }
+
+    /// Appends a record; returns where it sits, for [`Local::close`].
+    #[inline]
+    fn push(&mut self, r: Record) -> (u64, usize) {
+        let stale = match self.deadline {
+            Some(d) => r.at > d,
+            None => {
+                self.start_buffer(r.at);
+                false
+            }
+        };
+        let slot = (self.generation, self.buf.len());
+        self.buf.push(r);
+        if stale || self.buf.len() >= BATCH {
+            self.flush();
+        }
+        slot
+    }
+
+    #[cold]
+    fn start_buffer(&mut self, at: fastant::Instant) {
+        self.deadline = Some(at + MAX_AGE);
+        if self.buf.capacity() == 0 {
+            self.buf = new_buffer(self.next_cap.max(SMALL_BATCH));
+        }
+    }
+
+    fn flush(&mut self) {
+        self.deadline = None;
+        self.generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
+        for r in &self.buf {
+            if r.kind == RecordKind::Start {
+                if self.parked.len() >= MAX_PARKED {
+                    // Guards leaked with mem::forget never stop: forget the oldest.
+                    self.parked.remove(0);
+                }
+                let name = match r.extra.as_ref().and_then(|e| e.name.as_ref()) {
+                    Some(n) => Cow::Owned(n.to_string()),
+                    None => Cow::Borrowed(r.name),
+                };
+                self.parked.push(OpenPoint {
+                    name,
+                    base: r.base,
+                    id: r.id,
+                    parent: r.parent,
+                    identity: r.identity,
+                    slot: (u64::MAX, 0),
+                });
+            }
+        }
+        if !self.buf.is_empty() {
+            let len = self.buf.len();
+            self.next_cap = if len >= BATCH / 8 {
+                BATCH
+            } else {
+                len.next_power_of_two().max(SMALL_BATCH)
+            };
+            submit(std::mem::take(&mut self.buf));
+        }
+    }
+
+    /// Exchanges the thread's scope with `other`, keeps the fast flag in step,
+    /// and hands the buffer over when the thread leaves its last trace.
+    #[inline]
+    pub(crate) fn swap_scope(&mut self, other: &mut Scope) {
+        std::mem::swap(&mut self.scope, other);
+        let active = self.scope.trace.is_some();
+        let _ = ACTIVE.try_with(|a| a.set(active));
+        if !active {
+            self.flush();
+        }
+    }
+}
+
+static GENERATIONS: AtomicU64 = AtomicU64::new(0);
+
+#[inline]
+fn stop_record(p: OpenPoint, payload: Option<Box<Payload>>) -> Record {
+    let at = fastant::Instant::now();
+    let (name, mut extra) = Extra::for_start(p.name, None);
+    if let Some(pl) = payload {
+        Extra::set_stop(&mut extra, pl);
+    }
+    Record {
+        base: p.base,
+        id: p.id,
+        parent: p.parent,
+        at,
+        end: at,
+        name,
+        extra,
+        identity: p.identity,
+        kind: RecordKind::Stop,
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+thread_local! {
+    // The one check made on every trace point: kept apart from LOCAL so it is
+    // a single load with no lazy-init or destructor bookkeeping.
+    static ACTIVE: Cell<bool> = const { Cell::new(false) };
+    static LOCAL: RefCell<Local> = const {
+        RefCell::new(Local {
+            scope: Scope { trace: None, current: 0, stack: Vec::new() },
+            buf: Vec::new(),
+            deadline: None,
+            generation: u64::MAX,
+            guards: Vec::new(),
+            ids: (0, 0),
+            parked: Vec::new(),
+            next_cap: SMALL_BATCH,
+        })
+    };
+}
+
+/// Runs `f` on this thread's state; `None` when the thread is being torn down
+/// or (never in our code) the state is already borrowed.
+#[inline]
+pub(crate) fn with_local<R>(f: impl FnOnce(&mut Local) -> Option<R>) -> Option<R> {
+    LOCAL
+        .try_with(|cell| cell.try_borrow_mut().ok().and_then(|mut l| f(&mut l)))
+        .ok()
+        .flatten()
+}
+
+/// Whether this thread or task is working for a trace right now: the one
+/// check a trace point makes, a thread-local load.
+#[inline(always)]
+pub fn is_active() -> bool {
+    ACTIVE.try_with(Cell::get).unwrap_or(false)
+}
+
+/// A new point id from this thread's generator (for points recorded after the fact).
+pub(crate) fn next_id() -> Option<u128> {
+    with_local(|l| Some(next_from(&mut l.ids)))
+}
+
+pub(crate) fn flush_thread_buffer() {
+    with_local(|l| {
+        l.flush();
+        Some(())
+    });
+}
+
+/// A sync guard's point, in the thread's `guards` stack.
+pub(crate) struct Running {
+    pub(crate) point: Lean,
+    pub(crate) stop: Option<Box<Payload>>,
+}
+
+#[inline(never)]
+pub(crate) fn finish_running(slot: NonZeroU32) {
+    let panicking = std::thread::panicking();
+    let _ = LOCAL.try_with(|cell| {
+        let Ok(mut l) = cell.try_borrow_mut() else {
+            return;
+        };
+        let i = slot.get() as usize - 1;
+        let Some(r) = l.guards.get_mut(i).and_then(Option::take) else {
+            return;
+        };
+        // Guards are dropped in reverse order of creation, except when moved
+        // around: then the slot stays as a hole until the ones above are gone.
+        while l.guards.last().is_some_and(Option::is_none) {
+            l.guards.pop();
+        }
+        let payload = match r.stop {
+            Some(s) => Some(s),
+            None if panicking => Some(panic_payload()),
+            None => None,
+        };
+        l.close_lean(&r.point, payload);
+    });
+    // The thread's state is gone (thread exit) or borrowed: the stop is lost;
+    // the report shows the point with its start only.
+}
+
+#[inline]
+pub(crate) fn panic_payload() -> Box<Payload> {
+    Box::new(Payload::Error {
+        etype: Cow::Borrowed("panic"),
+        message: "panicked".to_owned(),
+    })
+}
+
+#[inline]
+pub(crate) fn close_point(p: OpenPoint, payload: Option<Box<Payload>>, restore: bool) {
+    let mut slot = Some((p, payload));
+    let _ = LOCAL.try_with(|cell| {
+        if let Ok(mut l) = cell.try_borrow_mut()
+            && let Some((p, payload)) = slot.take()
+        {
+            l.close(p, payload, restore);
+            // Stopped on a thread that works for no trace (a point finished by
+            // another thread): nothing would hand this buffer over soon.
+            if l.scope.trace.is_none() {
+                l.flush();
+            }
+        }
+    });
+    // The thread is exiting (or, never in our code, its state is borrowed):
+    // hand the stop over on its own.
+    if let Some((p, payload)) = slot {
+        submit(vec![stop_record(p, payload)]);
+    }
+}

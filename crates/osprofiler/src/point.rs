@@ -1,0 +1,375 @@
+//! The points: the thread-bound guard ([`LocalPoint`], from [`point`]), the
+//! point that moves across threads and tasks ([`Point`]), the `async fn`'s
+//! point, and osprofiler's `start`/`stop`.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::num::NonZeroU32;
+
+use crate::context::{TraceContext, in_scope_future};
+use crate::id::Id;
+use crate::info::Info;
+use crate::local::{
+    OpenPoint, Running, Scope, close_point, finish_running, is_active, panic_payload, with_local,
+};
+use crate::notifier::Payload;
+
+/// Starts a point, osprofiler style: it stays current until the matching
+/// [`stop`] on this thread or task. Does nothing outside a trace.
+/// [`point`] is usually better: its guard stops the point on every path.
+pub fn start(name: impl Into<Cow<'static, str>>, info: impl Into<Info>) {
+    if !is_active() {
+        return;
+    }
+    let start_info = info_start(info.into());
+    with_local(|l| {
+        let p = l.open(name.into(), start_info, true)?;
+        l.scope.stack.push(p);
+        Some(())
+    });
+}
+
+/// Stops the point most recently started with [`start`], adding `info` to
+/// its stop event. Does nothing when there is none.
+pub fn stop(info: impl Into<Info>) {
+    if !is_active() {
+        return;
+    }
+    let payload = info_payload(info.into());
+    with_local(|l| {
+        let p = l.scope.stack.pop()?;
+        l.close(p, payload, true);
+        Some(())
+    });
+}
+
+fn info_start(info: Info) -> Option<Payload> {
+    if info.is_empty() {
+        None
+    } else {
+        Some(Payload::Info(info))
+    }
+}
+
+fn info_payload(info: Info) -> Option<Box<Payload>> {
+    if info.is_empty() {
+        None
+    } else {
+        Some(Box::new(Payload::Info(info)))
+    }
+}
+
+/// Starts a point that stops when the returned guard is dropped: at the end
+/// of the scope, on early return, `?`, or panic (recorded as an error).
+/// Outside a trace it costs one thread-local check.
+///
+/// ```
+/// fn quota_get() -> u32 {
+///     let _p = osprofiler::point("db");
+///     3
+/// }
+/// ```
+#[inline]
+pub fn point(name: &'static str) -> LocalPoint {
+    if !is_active() {
+        return LocalPoint::none();
+    }
+    LocalPoint::start(name, None)
+}
+
+/// [`point`] with `info` on its start event.
+#[inline]
+pub fn point_with(name: &'static str, info: impl Into<Info>) -> LocalPoint {
+    if !is_active() {
+        return LocalPoint::none();
+    }
+    LocalPoint::start(name, info_start(info.into()))
+}
+
+/// Runs `fut` as a point named `name`: started at its first poll, current
+/// while it is polled, stopped when it completes (or recorded as cancelled
+/// if dropped first). The async counterpart of [`point`].
+pub async fn in_point<F: Future>(name: impl Into<Cow<'static, str>>, fut: F) -> F::Output {
+    if !is_active() {
+        return fut.await;
+    }
+    let mut point = AsyncPoint::start(name.into(), None);
+    let scope = point.take_scope();
+    let out = in_scope_future(scope, fut).await;
+    point.finish();
+    out
+}
+
+/// A running point bound to the thread that started it ([`point`], [`point_with`],
+/// a sync `#[trace]` function); stops it when dropped. Empty (and free) outside a
+/// trace.
+///
+/// Not `Send`, like fastrace's `LocalSpan`: its state lives in the thread's buffer,
+/// which is what makes it cheap. A point that moves between threads or tasks is a
+/// [`Point`]; in async code, `#[trace]` on an `async fn` or [`in_point`] follow
+/// the task.
+#[must_use = "the point stops as soon as the guard is dropped"]
+pub struct LocalPoint {
+    // Register-sized on purpose: the point's state sits in the thread's `guards`
+    // stack and this is its slot (+1). Outside a trace the compiler then sees
+    // `None` flow straight to the drop, and the whole guard costs one branch.
+    slot: Option<NonZeroU32>,
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl LocalPoint {
+    /// A guard that records nothing.
+    #[inline]
+    pub const fn none() -> LocalPoint {
+        LocalPoint {
+            slot: None,
+            _not_send: std::marker::PhantomData,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn start(name: &'static str, payload: Option<Payload>) -> LocalPoint {
+        let slot = with_local(|l| {
+            let point = l.open_lean(name, payload)?;
+            l.guards.push(Some(Running { point, stop: None }));
+            NonZeroU32::new(u32::try_from(l.guards.len()).ok()?)
+        });
+        LocalPoint {
+            slot,
+            _not_send: std::marker::PhantomData,
+        }
+    }
+
+    /// Runs `f` on this guard's point, if it records one.
+    fn with_running<R>(&self, f: impl FnOnce(&mut Running) -> R) -> Option<R> {
+        let slot = self.slot?.get() as usize - 1;
+        with_local(|l| l.guards.get_mut(slot)?.as_mut().map(f))
+    }
+
+    /// Whether this guard records a point (a trace was active at its start).
+    #[inline]
+    pub fn is_recording(&self) -> bool {
+        self.slot.is_some()
+    }
+
+    /// The point's id, when recording.
+    pub fn id(&self) -> Option<Id> {
+        self.with_running(|r| Id(r.point.id))
+    }
+
+    /// Adds `info` to the stop event.
+    pub fn set_stop_info(&mut self, info: impl Into<Info>) {
+        if self.slot.is_some() {
+            let stop = info_payload(info.into());
+            self.with_running(|r| r.stop = stop);
+        }
+    }
+
+    /// Marks the point as failed: `info.etype` and `info.message` at stop.
+    pub fn set_error(&mut self, etype: impl Into<Cow<'static, str>>, message: impl Into<String>) {
+        if self.slot.is_some() {
+            self.set_payload(Payload::Error {
+                etype: etype.into(),
+                message: message.into(),
+            });
+        }
+    }
+
+    /// Marks the point as failed with `error`: its type name and message.
+    pub fn record_error<E: fmt::Display + ?Sized>(&mut self, error: &E) {
+        if self.slot.is_some() {
+            self.set_error(std::any::type_name::<E>(), error.to_string());
+        }
+    }
+
+    pub(crate) fn set_payload(&mut self, p: Payload) {
+        let p = Box::new(p);
+        self.with_running(|r| r.stop = Some(p));
+    }
+
+    /// Stops the point now.
+    pub fn stop(self) {}
+}
+
+impl Drop for LocalPoint {
+    #[inline(always)]
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot {
+            finish_running(slot);
+        }
+    }
+}
+
+impl fmt::Debug for LocalPoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalPoint")
+            .field("id", &self.id())
+            .finish()
+    }
+}
+
+/// An `async fn`'s point: started at the first poll, current only while the
+/// body is polled (see [`in_scope_future`]), stopped when finished, or when
+/// dropped unfinished (recorded as cancelled).
+pub(crate) struct AsyncPoint {
+    open: Option<OpenPoint>,
+    scope: Option<Scope>,
+    stop: Option<Box<Payload>>,
+}
+
+impl AsyncPoint {
+    pub(crate) const fn none() -> AsyncPoint {
+        AsyncPoint {
+            open: None,
+            scope: None,
+            stop: None,
+        }
+    }
+
+    pub(crate) fn start(name: Cow<'static, str>, payload: Option<Payload>) -> AsyncPoint {
+        with_local(|l| {
+            let trace = l.scope.trace.clone()?;
+            let open = l.open(name, payload, false)?;
+            let scope = Scope {
+                trace: Some(trace),
+                current: open.id,
+                stack: Vec::new(),
+            };
+            Some(AsyncPoint {
+                open: Some(open),
+                scope: Some(scope),
+                stop: None,
+            })
+        })
+        .unwrap_or(AsyncPoint::none())
+    }
+
+    pub(crate) fn is_recording(&self) -> bool {
+        self.open.is_some()
+    }
+
+    pub(crate) fn take_scope(&mut self) -> Option<Scope> {
+        self.scope.take()
+    }
+
+    pub(crate) fn set_payload(&mut self, p: Payload) {
+        if self.open.is_some() {
+            self.stop = Some(Box::new(p));
+        }
+    }
+
+    pub(crate) fn finish(mut self) {
+        if let Some(p) = self.open.take() {
+            close_point(p, self.stop.take(), false);
+        }
+    }
+}
+
+impl Drop for AsyncPoint {
+    fn drop(&mut self) {
+        if let Some(p) = self.open.take() {
+            let payload = if std::thread::panicking() {
+                panic_payload()
+            } else {
+                Box::new(Payload::Cancelled)
+            };
+            close_point(p, Some(payload), false);
+        }
+    }
+}
+
+/// A point not tied to a scope: started now (a child of the current point), made
+/// current wherever its [`context`](Point::context) is entered or instrumented, and
+/// stopped by [`finish`](Point::finish) or when dropped. `Send`: it may stop on
+/// another thread. For integrations whose start and stop are separate callbacks
+/// (a `tracing` span's life, a request's headers and its response).
+///
+/// ```
+/// let ctx = osprofiler::TraceContext::new(None, None, None);
+/// let mut rpc = ctx.in_scope(|| osprofiler::Point::start("rpc", osprofiler::Info::new()));
+/// let child = std::thread::spawn(move || {
+///     let _in = rpc.context().unwrap().enter();
+///     let _db = osprofiler::point("db"); // a child of rpc
+///     rpc.set_stop_info(osprofiler::Info::new().with("status", "ok"));
+///     rpc.finish();
+/// });
+/// child.join().unwrap();
+/// ```
+pub struct Point {
+    inner: AsyncPoint,
+}
+
+impl Point {
+    /// Starts a point under the current one; records nothing outside a trace.
+    pub fn start(name: impl Into<Cow<'static, str>>, info: impl Into<Info>) -> Point {
+        if !is_active() {
+            return Point {
+                inner: AsyncPoint::none(),
+            };
+        }
+        Point {
+            inner: AsyncPoint::start(name.into(), info_start(info.into())),
+        }
+    }
+
+    /// Whether a point is recorded (a trace was active at its start).
+    pub fn is_recording(&self) -> bool {
+        self.inner.is_recording()
+    }
+
+    /// The point's id.
+    pub fn id(&self) -> Option<Id> {
+        self.inner.open.as_ref().map(|p| Id(p.id))
+    }
+
+    /// The trace at this point: enter it or instrument a future with it to make
+    /// this point the parent of what runs there.
+    pub fn context(&self) -> Option<TraceContext> {
+        let p = self.inner.open.as_ref()?;
+        let shared = self.inner.scope.as_ref()?.trace.clone()?;
+        Some(TraceContext {
+            shared,
+            current: p.id,
+        })
+    }
+
+    /// Adds `info` to the stop event.
+    pub fn set_stop_info(&mut self, info: impl Into<Info>) {
+        let info = info.into();
+        if !info.is_empty() {
+            self.inner.set_payload(Payload::Info(info));
+        }
+    }
+
+    /// Marks the point as failed: `info.etype` and `info.message` at stop.
+    pub fn set_error(&mut self, etype: impl Into<Cow<'static, str>>, message: impl Into<String>) {
+        self.inner.set_payload(Payload::Error {
+            etype: etype.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Stops the point now.
+    pub fn finish(self) {}
+}
+
+impl Drop for Point {
+    fn drop(&mut self) {
+        // Dropped unfinished: a normal stop (unlike an abandoned future's point).
+        if let Some(p) = self.inner.open.take() {
+            let payload = match self.inner.stop.take() {
+                Some(s) => Some(s),
+                None if std::thread::panicking() => Some(panic_payload()),
+                None => None,
+            };
+            close_point(p, payload, false);
+        }
+    }
+}
+
+impl fmt::Debug for Point {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Point").field("id", &self.id()).finish()
+    }
+}
