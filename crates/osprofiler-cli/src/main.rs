@@ -5,6 +5,7 @@
 #![allow(rustdoc::broken_intra_doc_links)]
 
 mod demo;
+mod ui;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -53,6 +54,11 @@ enum Command {
         the services stay up for your own requests."
     )]
     Demo(demo::DemoArgs),
+    /// Serve a trace browser (search, report, downloads) on the store, until Ctrl-C.
+    #[command(after_help = "Examples:\n  \
+        osprofiler ui\n  \
+        osprofiler ui --listen 0.0.0.0:9876 --token \"$(openssl rand -hex 16)\"")]
+    Ui(ui::UiArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(after_help = "Examples:\n  \
         osprofiler completions bash > /etc/bash_completion.d/osprofiler\n  \
@@ -300,6 +306,7 @@ fn main() -> ExitCode {
         Command::Trace(TraceCommand::List(a)) => list(a),
         Command::Trace(TraceCommand::Headers(a)) => headers(a),
         Command::Demo(a) => demo::run(a),
+        Command::Ui(a) => ui::run(a),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "osprofiler", &mut std::io::stdout());
