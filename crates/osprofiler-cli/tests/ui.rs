@@ -202,3 +202,84 @@ fn token_guards_every_request_and_api_answers() {
     assert_eq!(get(a, &format!("/trace/{missing}"), &bearer).0, 404);
     assert_eq!(get(a, "/trace/not-an-id", &bearer).0, 400);
 }
+
+/// The search page in headless Chromium: it lists the traces with their summaries, a
+/// filter narrows the list, and a trace with markup in every field runs no script.
+#[test]
+fn search_page_in_chromium() {
+    let Some(chromium) =
+        osprofiler_testkit::need("chromium", osprofiler_testkit::Chromium::locate())
+    else {
+        return;
+    };
+    let dir = TempDir::new();
+    let cs = store_with_two_traces(&dir);
+    // A third trace, markup in every field it has.
+    let evil =
+        "<img src=x onerror=\"document.title='pwned'\"><script>document.title='pwned'</script>";
+    let ev = |kind, us: i64| {
+        let Value::Object(m) = json!({"host": evil, "request": {"method": evil, "path": evil}})
+        else {
+            unreachable!()
+        };
+        Event {
+            name: "x<b>y</b>".into(),
+            kind,
+            base_id: Id(3 << 64),
+            trace_id: Id((3 << 64) + 1),
+            parent_id: Id(3 << 64),
+            timestamp: Timestamp(us),
+            info: EventInfo::from(m),
+            project: Some(Arc::from(evil)),
+            service: Some(Arc::from(evil)),
+        }
+    };
+    let t0 = 1_790_000_000_000_000;
+    let mut sink = osprofiler_store::sink(&cs.parse().unwrap(), &Default::default()).unwrap();
+    sink.write(&[
+        ev(EventKind::Start, t0 + 20_000),
+        ev(EventKind::Stop, t0 + 30_000),
+    ])
+    .unwrap();
+    drop(sink);
+    let server = serve(&cs, &[]);
+    let dump = |query: &str| {
+        chromium
+            .run(&[
+                "--virtual-time-budget=10000".to_string(),
+                "--dump-dom".to_string(),
+                format!("http://{}/{query}", server.1),
+            ])
+            .expect("chromium dumps the page")
+    };
+    let rows = |dom: &str| {
+        dom.matches("<tr data-base-id=").count()
+            + dom.matches("<tr class=\"error\" data-base-id=").count()
+    };
+    let dom = dump("");
+    assert_eq!(rows(&dom), 3, "{dom}");
+    let one = Id(1 << 64).to_string();
+    let two = Id(2 << 64).to_string();
+    assert!(
+        dom.contains(&format!("data-base-id=\"{one}\"")) && dom.contains(&two),
+        "{dom}"
+    );
+    assert!(dom.contains("api · wsgi · GET /v2.1/servers"), "{dom}");
+    assert!(
+        dom.contains("4.000 ms") && dom.contains("1.000 ms"),
+        "{dom}"
+    );
+    assert!(dom.contains("Traces 1–3"), "{dom}");
+    // The markup is text, and ran nothing.
+    assert!(dom.contains("&lt;img src=x"), "{dom}");
+    assert!(
+        !dom.contains("<img")
+            && !dom.contains("pwned</title>")
+            && dom.contains("<title>osprofiler traces</title>"),
+        "{dom}"
+    );
+    // A filter narrows the list.
+    let dom = dump("?min_duration=2ms&service=api");
+    assert_eq!(rows(&dom), 1, "{dom}");
+    assert!(dom.contains(&two) && !dom.contains(&one), "{dom}");
+}

@@ -76,6 +76,14 @@
     document.getElementById("next").disabled = !data.more;
   }
 
+  // Filters from the address (`/?service=api&errors=1`), so that a search can be shared.
+  const initial = new URLSearchParams(location.search);
+  for (const el of form.elements) {
+    if (!el.name || !initial.has(el.name)) continue;
+    if (el.type === "checkbox") el.checked = initial.get(el.name) === "1";
+    else el.value = initial.get(el.name);
+  }
+
   form.addEventListener("submit", (e) => { e.preventDefault(); offset = 0; load(); });
   document.getElementById("prev").addEventListener("click", () => { offset = Math.max(0, offset - PAGE); load(); });
   document.getElementById("next").addEventListener("click", () => { offset += PAGE; load(); });
