@@ -90,9 +90,9 @@ ALTER TABLE traces ADD COLUMN root_name TEXT NOT NULL DEFAULT '';
 PRAGMA user_version = 2;
 ";
 
-/// The summary columns of one trace, to merge a batch into (read under the write lock).
-const TRACE_SUMMARY: &str = "SELECT finished_us, points, services, categories, root_rank, \
-     root_service, root_category, root_name FROM traces WHERE base_id = ?1";
+/// A batch's new members of a trace's sets, merged in Rust (rarely: a trace's later
+/// batches mostly repeat its services and categories).
+const UPDATE_SETS: &str = "UPDATE traces SET services = ?2, categories = ?3 WHERE base_id = ?1";
 
 const UPDATE_SUMMARY: &str = "UPDATE traces SET finished_us = ?2, points = ?3, services = ?4, \
      categories = ?5, root_rank = ?6, root_service = ?7, root_category = ?8, root_name = ?9 \
@@ -106,16 +106,29 @@ const INSERT_EVENT: &str =
     "INSERT INTO events (base_id, trace_id, name, timestamp, json) VALUES (?1, ?2, ?3, ?4, ?5)";
 
 // Assignments in DO UPDATE see the row as it was, so `started` and `started_us` move
-// together to the earliest start whichever writer saw it first.
+// together to the earliest start whichever writer saw it first, and the root's columns
+// with `root_rank`. The sets are the batch's on insert and kept on update: RETURNING gives
+// them, and the writer adds the batch's members only when some are new (UPDATE_SETS).
 const UPSERT_TRACE: &str = "
-INSERT INTO traces (base_id, started, started_us, last_write_us, has_error)
-VALUES (?1, ?2, ?3, ?4, ?5)
+INSERT INTO traces (base_id, started, started_us, last_write_us, has_error, finished_us, points,
+                    services, categories, root_rank, root_service, root_category, root_name)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
 ON CONFLICT (base_id) DO UPDATE SET
     started = CASE WHEN excluded.started_us < traces.started_us
                    THEN excluded.started ELSE traces.started END,
     started_us = min(traces.started_us, excluded.started_us),
     last_write_us = max(traces.last_write_us, excluded.last_write_us),
-    has_error = max(traces.has_error, excluded.has_error)";
+    has_error = max(traces.has_error, excluded.has_error),
+    finished_us = max(traces.finished_us, excluded.finished_us),
+    points = traces.points + excluded.points,
+    root_rank = min(traces.root_rank, excluded.root_rank),
+    root_service = CASE WHEN excluded.root_rank < traces.root_rank
+                        THEN excluded.root_service ELSE traces.root_service END,
+    root_category = CASE WHEN excluded.root_rank < traces.root_rank
+                         THEN excluded.root_category ELSE traces.root_category END,
+    root_name = CASE WHEN excluded.root_rank < traces.root_rank
+                     THEN excluded.root_name ELSE traces.root_name END
+RETURNING services, categories";
 
 // Newest first; ties (same microsecond) by rowid, newest row first, which the index on
 // started_us holds already: any other tie-breaker makes SQLite sort (or scan) the table.
@@ -327,8 +340,9 @@ struct BatchTrace {
     points: i64,
     services: Vec<Arc<str>>,
     categories: Vec<Cow<'static, str>>,
-    /// The best root candidate: its rank (`summary::root_rank`) and index in the batch.
-    root: Option<(i64, usize)>,
+    /// The best root candidate: its rank (`summary::root_rank`), index in the batch, and
+    /// whether its JSON may hold a name (else its info is not looked at).
+    root: Option<(i64, usize, bool)>,
 }
 
 impl SqliteSink {
@@ -478,58 +492,61 @@ impl SqliteSink {
                 if matches!(e.kind, EventKind::Start) {
                     t.points += 1;
                     let rank = root_rank(e.parent_id == e.base_id, us);
-                    if t.root.is_none_or(|(r, _)| rank < r) {
-                        t.root = Some((rank, i));
+                    if t.root.is_none_or(|(r, _, _)| rank < r) {
+                        let named = ["\"request\"", "\"function\"", "\"db\"", "\"requests\""]
+                            .iter()
+                            .any(|k| json.contains(k));
+                        t.root = Some((rank, i, named));
                     }
                 }
             }
             let mut upsert = tx.prepare_cached(UPSERT_TRACE)?;
             let now = Timestamp::now().as_micros();
-            let mut current = tx.prepare_cached(TRACE_SUMMARY)?;
-            let mut update = tx.prepare_cached(UPDATE_SUMMARY)?;
+            let mut update = tx.prepare_cached(UPDATE_SETS)?;
             for (&base_id, t) in &self.traces {
                 osprofiler::Id(base_id).write_hyphenated(&mut base);
                 let id = ascii(&base);
-                upsert.execute((
-                    id,
-                    Timestamp(t.started).to_string(),
-                    t.started,
-                    now,
-                    t.error,
-                ))?;
-                // Under the batch's write lock: no other writer changes the row meanwhile.
-                let row = current.query_row([id], |r| {
-                    Ok(StoredSummary {
-                        finished_us: r.get(0)?,
-                        points: r.get(1)?,
-                        services: r.get(2)?,
-                        categories: r.get(3)?,
-                        root_rank: r.get(4)?,
-                        root: (r.get(5)?, r.get(6)?, r.get(7)?),
-                    })
-                })?;
-                let services = merged_set(&row.services, t.services.iter().map(|s| &**s));
-                let categories = merged_set(&row.categories, t.categories.iter().map(|c| &**c));
-                let (rank, (root_service, root_category, root_name)) = match t.root {
-                    Some((rank, i)) if rank < row.root_rank => {
+                let services = batch_set(t.services.iter().map(|s| &**s));
+                let categories = batch_set(t.categories.iter().map(|c| &**c));
+                let (rank, root_service, root_category, root_name) = match t.root {
+                    Some((rank, i, named)) => {
                         let e = &events[i];
                         let service = e.service.as_deref().map(flat).unwrap_or_default();
-                        let name = point_name(|k| e.info.get(k));
-                        (rank, (service, flat(&e.name), name))
+                        let name = if named {
+                            point_name(|k| e.info.get(k))
+                        } else {
+                            String::new()
+                        };
+                        (rank, service, flat(&e.name), name)
                     }
-                    _ => (row.root_rank, row.root),
+                    None => (i64::MAX, String::new(), String::new(), String::new()),
                 };
-                update.execute((
-                    id,
-                    row.finished_us.max(t.finished),
-                    row.points + t.points,
-                    services,
-                    categories,
-                    rank,
-                    root_service,
-                    root_category,
-                    root_name,
-                ))?;
+                let (stored_services, stored_categories): (String, String) = upsert.query_row(
+                    rusqlite::params![
+                        id,
+                        Timestamp(t.started).to_string(),
+                        t.started,
+                        now,
+                        t.error,
+                        t.finished,
+                        t.points,
+                        services,
+                        categories,
+                        rank,
+                        root_service,
+                        root_category,
+                        root_name,
+                    ],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                // Under the batch's write lock: no other writer changes the row meanwhile.
+                if !has_all(&stored_services, &services)
+                    || !has_all(&stored_categories, &categories)
+                {
+                    let all_services = merged_set(&stored_services, set_members(&services));
+                    let all_categories = merged_set(&stored_categories, set_members(&categories));
+                    update.execute((id, all_services, all_categories))?;
+                }
             }
         }
         tx.commit()?;
@@ -574,14 +591,30 @@ impl SqliteSink {
     }
 }
 
-/// A trace's summary columns as stored.
-struct StoredSummary {
-    finished_us: i64,
-    points: i64,
-    services: String,
-    categories: String,
-    root_rank: i64,
-    root: (String, String, String),
+/// A batch's few members as a stored set (sorted, on one line each, no repeats).
+fn batch_set<'a>(members: impl Iterator<Item = &'a str>) -> String {
+    let mut v: Vec<Cow<'a, str>> = members
+        .filter(|m| !m.is_empty())
+        .map(|m| {
+            if m.contains(['\n', '\r']) {
+                Cow::Owned(flat(m))
+            } else {
+                Cow::Borrowed(m)
+            }
+        })
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    set_text(v.iter().map(|m| &**m))
+}
+
+/// Whether stored set `stored` has every member of stored set `set`.
+fn has_all(stored: &str, set: &str) -> bool {
+    set_members(set).all(|m| {
+        stored
+            .match_indices(m)
+            .any(|(i, _)| stored[..i].ends_with('\n') && stored[i + m.len()..].starts_with('\n'))
+    })
 }
 
 /// The stored set `stored` with `more`, as stored (sorted, on one line each).
