@@ -705,6 +705,7 @@ fn man_pages_for_every_command() {
             "osprofiler-trace-list.1",
             "osprofiler-trace-show.1",
             "osprofiler-trace.1",
+            "osprofiler-ui.1",
             "osprofiler.1",
         ]
     );
