@@ -5,6 +5,7 @@
 #![allow(rustdoc::broken_intra_doc_links)]
 
 mod demo;
+mod ui;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand};
 use osprofiler::{HmacKey, Id, TraceHeaders};
 use osprofiler_report::{Report, render_dot, render_html};
-use osprofiler_store::{ConnectionString, Options, TraceStore};
+use osprofiler_store::{ConnectionString, Options, TraceOverview, TraceQuery, TraceStore};
 use serde_json::Value;
 
 #[derive(Parser)]
@@ -53,6 +54,11 @@ enum Command {
         the services stay up for your own requests."
     )]
     Demo(demo::DemoArgs),
+    /// Serve a trace browser (search, report, downloads) on the store, until Ctrl-C.
+    #[command(after_help = "Examples:\n  \
+        osprofiler ui\n  \
+        osprofiler ui --listen 0.0.0.0:9876 --token \"$(openssl rand -hex 16)\"")]
+    Ui(ui::UiArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(after_help = "Examples:\n  \
         osprofiler completions bash > /etc/bash_completion.d/osprofiler\n  \
@@ -166,8 +172,76 @@ struct ListArgs {
     /// Show at most N traces
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
+    /// Skip the N newest matching traces first (paging)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    offset: usize,
+    /// Only traces with a point recorded by this service (exact)
+    #[arg(long, value_name = "NAME")]
+    service: Option<String>,
+    /// Only traces with a point of this name (category, e.g. db), or whose root point's
+    /// name contains it (e.g. /v2.1/servers)
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Only traces with an event containing this text (path, SQL, function; ASCII case
+    /// ignored); reads the events
+    #[arg(long, value_name = "TEXT")]
+    text: Option<String>,
+    /// Only traces lasting at least this long: 250ms, 1.5s, 300us (a bare number is ms)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_us)]
+    min_duration: Option<i64>,
+    /// Only traces lasting at most this long (as --min-duration)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_us)]
+    max_duration: Option<i64>,
+    /// Only traces started at or after this: a UTC time (2026-12-06T23:00:00) or a time
+    /// ago (15m, 2h, 1d)
+    #[arg(long, value_name = "TIME", value_parser = parse_time_us)]
+    since: Option<i64>,
+    /// Only traces started before this (as --since)
+    #[arg(long, value_name = "TIME", value_parser = parse_time_us)]
+    until: Option<i64>,
+    /// Output the summaries as a JSON array (for scripts)
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     store: StoreArgs,
+}
+
+/// A duration in microseconds: `250ms`, `1.5s`, `300us`, `2m`; a bare number is ms.
+fn parse_duration_us(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: f64 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a duration such as 250ms, 1.5s, 300us"))?;
+    let scale = match unit.trim() {
+        "" | "ms" => 1e3,
+        "us" | "µs" => 1.0,
+        "s" => 1e6,
+        "m" | "min" => 60e6,
+        "h" => 3600e6,
+        "d" => 86_400e6,
+        u => return Err(format!("{s:?}: unknown unit {u:?} (us, ms, s, m, h, d)")),
+    };
+    let us = n * scale;
+    if !(us.is_finite() && (0.0..9e18).contains(&us)) {
+        return Err(format!("{s:?}: out of range"));
+    }
+    Ok(us as i64)
+}
+
+/// A time in microseconds since the epoch: a naive UTC time as osprofiler writes them
+/// (`2026-12-06T23:00:00`, fraction optional), or a duration ago (`15m`).
+fn parse_time_us(s: &str) -> Result<i64, String> {
+    if let Ok(t) = s.trim().parse::<osprofiler::Timestamp>() {
+        return Ok(t.as_micros());
+    }
+    let ago = parse_duration_us(s).map_err(|_| {
+        format!("{s:?}: expected a UTC time (2026-12-06T23:00:00) or a time ago (15m, 2h)")
+    })?;
+    Ok(osprofiler::Timestamp::now().as_micros() - ago)
 }
 
 #[derive(Args)]
@@ -232,6 +306,7 @@ fn main() -> ExitCode {
         Command::Trace(TraceCommand::List(a)) => list(a),
         Command::Trace(TraceCommand::Headers(a)) => headers(a),
         Command::Demo(a) => demo::run(a),
+        Command::Ui(a) => ui::run(a),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "osprofiler", &mut std::io::stdout());
@@ -496,6 +571,9 @@ fn render_with_graphviz(source: &str, file: &Path) -> Result<(), Failure> {
 
 fn list(a: ListArgs) -> Result<(), Failure> {
     let Some(mut store) = open_store(&a.store)? else {
+        if a.json {
+            println!("[]");
+        }
         let cs = osprofiler_store::default_connection_string();
         let _ = writeln!(
             std::io::stderr(),
@@ -504,48 +582,111 @@ fn list(a: ListArgs) -> Result<(), Failure> {
         return Ok(());
     };
     let errors_only = a.error_trace.unwrap_or(false);
-    let traces = if errors_only {
-        store.list_error_traces(a.limit)?
-    } else {
-        store.list_traces(a.limit)?
+    let query = TraceQuery {
+        service: a.service.clone(),
+        name: a.name.clone(),
+        text: a.text.clone(),
+        min_duration_us: a.min_duration,
+        max_duration_us: a.max_duration,
+        errors_only,
+        since_us: a.since,
+        until_us: a.until,
+        offset: a.offset,
+        limit: a.limit,
     };
+    let traces = store.search_traces(&query)?.traces;
+    if a.json {
+        let list: Vec<Value> = traces.iter().map(|t| t.to_json()).collect();
+        let mut out = serde_json::to_string_pretty(&list)?;
+        out.push('\n');
+        let _ = std::io::stdout().lock().write_all(out.as_bytes());
+        return Ok(());
+    }
     if traces.is_empty() {
         let what = if errors_only {
             "traces with errors"
         } else {
             "traces"
         };
-        let _ = writeln!(std::io::stderr(), "No {what} in {}.", store.describe());
+        let filtered = if query
+            == (TraceQuery {
+                errors_only,
+                ..TraceQuery::default()
+            }) {
+            ""
+        } else {
+            " matching the filters"
+        };
+        let _ = writeln!(
+            std::io::stderr(),
+            "No {what}{filtered} in {}.",
+            store.describe()
+        );
         return Ok(());
     }
-    let w_id = traces
+    let _ = std::io::stdout()
+        .lock()
+        .write_all(list_table(&traces).as_bytes());
+    Ok(())
+}
+
+/// The table of `trace list`: Python's two columns first (`Trace ID`, `Timestamp`), then
+/// the summary's.
+fn list_table(traces: &[TraceOverview]) -> String {
+    let header = [
+        "Trace ID",
+        "Timestamp",
+        "Duration",
+        "Points",
+        "Services",
+        "Root point",
+        "Error",
+    ];
+    let rows: Vec<[String; 7]> = traces
         .iter()
-        .map(|t| t.base_id.len())
-        .max()
-        .unwrap_or(0)
-        .max("Trace ID".len());
-    let w_ts = traces
+        .map(|t| {
+            [
+                t.base_id.clone(),
+                t.started(),
+                format!("{:.3} ms", t.duration_us() as f64 / 1000.0),
+                t.points.to_string(),
+                t.services.join(", "),
+                t.root.as_ref().map(|r| r.label()).unwrap_or_default(),
+                if t.error { "yes" } else { "" }.to_owned(),
+            ]
+        })
+        .collect();
+    let width = |i: usize| {
+        rows.iter()
+            .map(|r| r[i].chars().count())
+            .chain([header[i].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let widths: Vec<usize> = (0..header.len()).map(width).collect();
+    let rule: String = widths
         .iter()
-        .map(|t| t.timestamp.len())
-        .max()
-        .unwrap_or(0)
-        .max("Timestamp".len());
-    let rule = format!("+{}+{}+", "-".repeat(w_id + 2), "-".repeat(w_ts + 2));
-    let mut out = String::new();
-    out.push_str(&format!(
-        "{rule}\n| {:<w_id$} | {:<w_ts$} |\n{rule}\n",
-        "Trace ID", "Timestamp"
-    ));
-    for t in &traces {
-        out.push_str(&format!(
-            "| {:<w_id$} | {:<w_ts$} |\n",
-            t.base_id, t.timestamp
-        ));
+        .map(|w| format!("+{}", "-".repeat(w + 2)))
+        .collect::<String>()
+        + "+\n";
+    let line = |cells: &[&str]| {
+        let mut l = String::new();
+        for (c, w) in cells.iter().zip(&widths) {
+            // Numbers right-aligned would be nicer; left keeps Python's look.
+            let pad = w - c.chars().count();
+            l.push_str(&format!("| {c}{} ", " ".repeat(pad)));
+        }
+        l + "|\n"
+    };
+    let mut out = rule.clone();
+    out.push_str(&line(&header));
+    out.push_str(&rule);
+    for r in &rows {
+        let cells: Vec<&str> = r.iter().map(String::as_str).collect();
+        out.push_str(&line(&cells));
     }
     out.push_str(&rule);
-    out.push('\n');
-    let _ = std::io::stdout().lock().write_all(out.as_bytes());
-    Ok(())
+    out
 }
 
 fn headers(a: HeadersArgs) -> Result<(), Failure> {

@@ -705,6 +705,7 @@ fn man_pages_for_every_command() {
             "osprofiler-trace-list.1",
             "osprofiler-trace-show.1",
             "osprofiler-trace.1",
+            "osprofiler-ui.1",
             "osprofiler.1",
         ]
     );
@@ -717,4 +718,183 @@ fn man_pages_for_every_command() {
         "{show}"
     );
     assert!(show.contains("connection\\-string"), "{show}");
+}
+
+/// `trace list`'s summary columns, filters and `--json`, on an SQLite store written by
+/// the store's sink (a `wsgi` root in `api`, a `db` child in `compute`).
+#[test]
+fn list_shows_summaries_and_filters() {
+    use osprofiler::{Event, EventInfo, EventKind, Id, Timestamp};
+    use serde_json::{Value, json};
+    use std::sync::Arc;
+    let dir = TempDir::new();
+    let db = dir.join("traces.db");
+    let cs = format!("sqlite://{}", db.display());
+    let t0: i64 = 1_790_000_000_000_000;
+    let ev = |base: u128,
+              point: u128,
+              parent: u128,
+              name: &'static str,
+              service: &str,
+              kind,
+              us: i64,
+              info: Value| {
+        let Value::Object(mut m) = info else {
+            unreachable!()
+        };
+        m.insert("host".into(), json!("h"));
+        Event {
+            name: name.into(),
+            kind,
+            base_id: Id(base),
+            trace_id: Id(point),
+            parent_id: Id(parent),
+            timestamp: Timestamp(us),
+            info: EventInfo::from(m),
+            project: Some(Arc::from("nova")),
+            service: Some(Arc::from(service)),
+        }
+    };
+    let mut events = Vec::new();
+    // Trace n (1..=3) starts n s after t0 and lasts n * 10 ms; trace 2 fails.
+    for n in 1..=3u128 {
+        let (base, start, dur) = (n << 64, t0 + n as i64 * 1_000_000, n as i64 * 10_000);
+        let path = if n == 3 {
+            "/v2.1/flavors"
+        } else {
+            "/v2.1/servers"
+        };
+        let stop = if n == 2 {
+            json!({"etype": "ValueError"})
+        } else {
+            json!({})
+        };
+        let svc = if n == 1 { "api" } else { "compute" };
+        events.extend([
+            ev(
+                base,
+                base + 1,
+                base,
+                "wsgi",
+                "api",
+                EventKind::Start,
+                start,
+                json!({"request": {"method": "GET", "path": path}}),
+            ),
+            ev(
+                base,
+                base + 2,
+                base + 1,
+                "db",
+                svc,
+                EventKind::Start,
+                start + 5,
+                json!({}),
+            ),
+            ev(
+                base,
+                base + 2,
+                base + 1,
+                "db",
+                svc,
+                EventKind::Stop,
+                start + 8,
+                stop,
+            ),
+            ev(
+                base,
+                base + 1,
+                base,
+                "wsgi",
+                "api",
+                EventKind::Stop,
+                start + dur,
+                json!({}),
+            ),
+        ]);
+    }
+    let mut sink = osprofiler_store::sink(&cs.parse().unwrap(), &Default::default()).unwrap();
+    sink.write(&events).unwrap();
+    drop(sink);
+    let id = |n: u128| Id(n << 64).to_string();
+    let rows = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["trace", "list", "--connection-string", &cs];
+        all.extend_from_slice(args);
+        let o = osprofiler(&all);
+        assert!(o.status.success(), "{o:?}");
+        stdout(&o)
+            .lines()
+            .filter(|l| l.starts_with("| ") && !l.contains("Trace ID"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let all = rows(&[]);
+    assert_eq!(all.len(), 3, "{all:?}");
+    assert!(
+        all[0].contains(&id(3)) && all[2].contains(&id(1)),
+        "{all:?}"
+    );
+    let row1 = &all[2];
+    for cell in [
+        "2026-09-21T14:13:21.000000",
+        "10.000 ms",
+        "| 2 ",
+        "api",
+        "api · wsgi · GET /v2.1/servers",
+    ] {
+        assert!(row1.contains(cell), "{cell:?} not in {row1}");
+    }
+    assert!(all[1].contains("| yes"), "{}", all[1]);
+    assert!(!row1.contains("yes"), "{row1}");
+    let has = |rows: Vec<String>, want: &[u128]| {
+        assert_eq!(rows.len(), want.len(), "{rows:?}");
+        for (r, n) in rows.iter().zip(want) {
+            assert!(r.contains(&id(*n)), "{r} is not trace {n}");
+        }
+    };
+    has(rows(&["--service", "compute"]), &[3, 2]);
+    has(rows(&["--name", "/v2.1/servers"]), &[2, 1]);
+    has(rows(&["--min-duration", "20ms"]), &[3, 2]);
+    has(rows(&["--min-duration", "0.025s"]), &[3]);
+    has(rows(&["--error-trace"]), &[2]);
+    has(rows(&["--since", "2026-09-21T14:13:22"]), &[3, 2]);
+    has(rows(&["--since", "1h"]), &[]);
+    has(rows(&["--text", "FLAVORS"]), &[3]);
+    has(rows(&["--limit", "1", "--offset", "1"]), &[2]);
+    // --json: the summaries.
+    let o = osprofiler(&[
+        "trace",
+        "list",
+        "--json",
+        "--service",
+        "compute",
+        "--connection-string",
+        &cs,
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let list: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["base_id"], json!(id(3)));
+    assert_eq!(list[1]["error"], json!(true));
+    assert_eq!(list[1]["points"], json!(2));
+    assert_eq!(list[1]["duration_ms"], json!(20.0));
+    assert_eq!(list[1]["services"], json!(["api", "compute"]));
+    assert_eq!(
+        list[1]["root"]["label"],
+        json!("api · wsgi · GET /v2.1/servers")
+    );
+    // A bad duration is a one-line usage error.
+    let o = osprofiler(&[
+        "trace",
+        "list",
+        "--min-duration",
+        "5 parsecs",
+        "--connection-string",
+        &cs,
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("unknown unit"),
+        "{o:?}"
+    );
 }

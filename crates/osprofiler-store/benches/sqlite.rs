@@ -11,6 +11,9 @@
 //!   - `fetch`: `TraceStore::events` (query + JSON parsing);
 //!   - `build`: `Report::from_events` of the fetched events;
 //!   - `fetch_and_build`: `TraceStore::report`, both.
+//! - `search_10k/*`: `TraceStore::search_traces` on 10,000 traces of 3 points (the UI's
+//!   search page; target ≤ 200 ms): the first page of 50, every trace, a filter that
+//!   looks at every summary row, a free-text search that looks at every event.
 
 use std::borrow::Cow;
 use std::path::PathBuf;
@@ -186,5 +189,67 @@ mod read_100k {
             assert_eq!(report.len() as u128, *POINTS);
             report
         });
+    }
+}
+
+mod search_10k {
+    use super::*;
+    use osprofiler_store::TraceQuery;
+
+    static TRACES: LazyLock<usize> = LazyLock::new(|| if measuring() { 10_000 } else { 500 });
+
+    /// A database of 10,000 recorded traces (a `wsgi` point and two `db` children each;
+    /// fewer when not measuring), written in the exporter's batches; made once.
+    static STORE: LazyLock<ConnectionString> = LazyLock::new(|| {
+        let cs = database("search.db");
+        let mut sink = sink(&cs, &Options::default()).unwrap();
+        for chunk in recorded(*TRACES, 3).chunks(BATCH) {
+            sink.write(chunk).unwrap();
+        }
+        cs
+    });
+
+    fn run(bencher: Bencher, query: TraceQuery) {
+        let mut store = open(&STORE, &Options::default()).unwrap();
+        bencher.bench_local(|| store.search_traces(&query).unwrap());
+    }
+
+    #[divan::bench]
+    fn first_page(bencher: Bencher) {
+        run(
+            bencher,
+            TraceQuery {
+                limit: Some(50),
+                ..TraceQuery::default()
+            },
+        );
+    }
+
+    #[divan::bench]
+    fn every_trace(bencher: Bencher) {
+        run(bencher, TraceQuery::default());
+    }
+
+    /// A filter no trace passes: every summary row is looked at.
+    #[divan::bench]
+    fn filter_scans_all(bencher: Bencher) {
+        let query = TraceQuery {
+            name: Some("no such point".into()),
+            min_duration_us: Some(0),
+            limit: Some(50),
+            ..TraceQuery::default()
+        };
+        run(bencher, query);
+    }
+
+    /// Free text no event holds: every event's text is looked at.
+    #[divan::bench(sample_count = 10, sample_size = 1)]
+    fn text_scans_all(bencher: Bencher) {
+        let query = TraceQuery {
+            text: Some("no such text".into()),
+            limit: Some(50),
+            ..TraceQuery::default()
+        };
+        run(bencher, query);
     }
 }

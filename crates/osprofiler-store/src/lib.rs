@@ -82,6 +82,7 @@ mod redis;
 mod spans;
 mod sql;
 mod sqlite;
+mod summary;
 mod tls;
 mod transport_url;
 
@@ -108,6 +109,7 @@ use osprofiler::notifier::NotifierGuard;
 pub use osprofiler::notifier::Sink;
 pub use osprofiler_report::Report;
 use serde_json::Value;
+pub use summary::{RootPoint, TraceOverview, TracePage, TraceQuery};
 pub use transport_url::{AMQP_PORT, BrokerHost, TransportUrl};
 
 /// Environment variable naming the connection string when none is given.
@@ -301,6 +303,14 @@ pub trait TraceStore: Send {
     /// Traces that contain an error, newest first, at most `limit` (Redis: those recorded
     /// while `filter_error_trace` was on, as in osprofiler; SQLite: every one).
     fn list_error_traces(&mut self, limit: Option<usize>) -> Result<Vec<TraceSummary>, ReadError>;
+
+    /// Traces with their summaries, newest first, those `query` selects, one page.
+    ///
+    /// This default reads every listed trace's events (so it summarises traces any writer
+    /// made, Python's included); a store that keeps summaries (SQLite) answers from them.
+    fn search_traces(&mut self, query: &TraceQuery) -> Result<TracePage, ReadError> {
+        summary::search_by_events(self, query)
+    }
 
     /// The report of trace `base_id`; `None` when there is no such trace. Built from
     /// the stored texts directly, with no JSON values in between.

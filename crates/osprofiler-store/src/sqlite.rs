@@ -1,13 +1,24 @@
 //! `sqlite://`: the embedded default store, one SQLite file, no server.
 //!
-//! Two tables (schema version 1, kept in `PRAGMA user_version`):
+//! Two tables (schema version 2, kept in `PRAGMA user_version`):
 //!
 //! - `events(base_id, trace_id, name, timestamp, json)`: one row per event, `json` being
 //!   osprofiler's exact text (what Python's Redis driver would `LPUSH`), indexed by
 //!   `base_id` to fetch one trace;
 //! - `traces(base_id PRIMARY KEY, started, started_us, last_write_us, has_error)`: one row
 //!   per trace, maintained by the writers, indexed by `started_us` (listing, newest first)
-//!   and by `(has_error, started_us)` (listing traces with errors).
+//!   and by `(has_error, started_us)` (listing traces with errors). Since version 2 the
+//!   row is also the trace's summary ([`TraceOverview`]): `finished_us`, `points` (start
+//!   events), `services` and `categories` (newline-separated sets, one newline each side),
+//!   the root point (`root_rank`, `root_service`, `root_category`, `root_name`); the writer
+//!   merges each batch into it under the batch's write lock, so
+//!   [`TraceStore::search_traces`] reads one row per trace, never the events (but for a
+//!   free-text search, which looks into the events of the rows the other filters keep).
+//!
+//! A writer upgrades a version 1 file when it opens it: the columns are added and every
+//! trace summarised from its events, in one transaction. A reader of a version 1 file
+//! (no writer of this version has opened it yet) summarises from the events. Writers of
+//! version 1 refuse a version 2 file (newer schema) rather than leave summaries stale.
 //!
 //! Several processes may write the same file at once: the database is in WAL mode and a
 //! writer waits up to [`BUSY_TIMEOUT`] for the write lock, taken at the start of each
@@ -23,20 +34,26 @@
 //! the `-shm` file immutable (`chattr +i`) while it is mapped, as SQLite's WAL index is,
 //! turns the next write to the mapping into SIGBUS.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use osprofiler::notifier::SinkError;
-use osprofiler::{Event, Timestamp};
+use osprofiler::{Event, EventKind, Timestamp};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
-use crate::{OpenError, Options, ReadError, Sink, TraceStore, TraceSummary};
+use crate::summary::{one_line as flat, point_name, root_rank};
+use crate::{
+    OpenError, Options, ReadError, RootPoint, Sink, TraceOverview, TracePage, TraceQuery,
+    TraceStore, TraceSummary,
+};
 
 /// The schema this code writes and reads (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// Version 1. `NOT NULL` everywhere so that readers never meet a hole.
 const SCHEMA_V1: &str = "
@@ -60,20 +77,58 @@ CREATE INDEX IF NOT EXISTS traces_errors ON traces (has_error, started_us);
 PRAGMA user_version = 1;
 ";
 
+/// Version 1 to 2: the summary columns (filled from the events by `migrate_v2`).
+const SCHEMA_V2: &str = "
+ALTER TABLE traces ADD COLUMN finished_us INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE traces ADD COLUMN points INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE traces ADD COLUMN services TEXT NOT NULL DEFAULT '';
+ALTER TABLE traces ADD COLUMN categories TEXT NOT NULL DEFAULT '';
+ALTER TABLE traces ADD COLUMN root_rank INTEGER NOT NULL DEFAULT 9223372036854775807;
+ALTER TABLE traces ADD COLUMN root_service TEXT NOT NULL DEFAULT '';
+ALTER TABLE traces ADD COLUMN root_category TEXT NOT NULL DEFAULT '';
+ALTER TABLE traces ADD COLUMN root_name TEXT NOT NULL DEFAULT '';
+PRAGMA user_version = 2;
+";
+
+/// A batch's new members of a trace's sets, merged in Rust (rarely: a trace's later
+/// batches mostly repeat its services and categories).
+const UPDATE_SETS: &str = "UPDATE traces SET services = ?2, categories = ?3 WHERE base_id = ?1";
+
+const UPDATE_SUMMARY: &str = "UPDATE traces SET finished_us = ?2, points = ?3, services = ?4, \
+     categories = ?5, root_rank = ?6, root_service = ?7, root_category = ?8, root_name = ?9 \
+     WHERE base_id = ?1";
+
+/// The columns `search` reads, in `overview_of_row`'s order.
+const OVERVIEW_COLUMNS: &str = "base_id, started_us, finished_us, points, services, \
+     categories, root_service, root_category, root_name, has_error";
+
 const INSERT_EVENT: &str =
     "INSERT INTO events (base_id, trace_id, name, timestamp, json) VALUES (?1, ?2, ?3, ?4, ?5)";
 
 // Assignments in DO UPDATE see the row as it was, so `started` and `started_us` move
-// together to the earliest start whichever writer saw it first.
+// together to the earliest start whichever writer saw it first, and the root's columns
+// with `root_rank`. The sets are the batch's on insert and kept on update: RETURNING gives
+// them, and the writer adds the batch's members only when some are new (UPDATE_SETS).
 const UPSERT_TRACE: &str = "
-INSERT INTO traces (base_id, started, started_us, last_write_us, has_error)
-VALUES (?1, ?2, ?3, ?4, ?5)
+INSERT INTO traces (base_id, started, started_us, last_write_us, has_error, finished_us, points,
+                    services, categories, root_rank, root_service, root_category, root_name)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
 ON CONFLICT (base_id) DO UPDATE SET
     started = CASE WHEN excluded.started_us < traces.started_us
                    THEN excluded.started ELSE traces.started END,
     started_us = min(traces.started_us, excluded.started_us),
     last_write_us = max(traces.last_write_us, excluded.last_write_us),
-    has_error = max(traces.has_error, excluded.has_error)";
+    has_error = max(traces.has_error, excluded.has_error),
+    finished_us = max(traces.finished_us, excluded.finished_us),
+    points = traces.points + excluded.points,
+    root_rank = min(traces.root_rank, excluded.root_rank),
+    root_service = CASE WHEN excluded.root_rank < traces.root_rank
+                        THEN excluded.root_service ELSE traces.root_service END,
+    root_category = CASE WHEN excluded.root_rank < traces.root_rank
+                         THEN excluded.root_category ELSE traces.root_category END,
+    root_name = CASE WHEN excluded.root_rank < traces.root_rank
+                     THEN excluded.root_name ELSE traces.root_name END
+RETURNING services, categories";
 
 // Newest first; ties (same microsecond) by rowid, newest row first, which the index on
 // started_us holds already: any other tie-breaker makes SQLite sort (or scan) the table.
@@ -155,6 +210,8 @@ fn user_version(conn: &Connection) -> Result<i64, Error> {
 enum Schema {
     /// Our tables, at our version.
     Ready,
+    /// Our tables at version 1: no summaries yet.
+    V1,
     /// Nothing at all yet (a new or zero-length file).
     Empty,
 }
@@ -172,6 +229,7 @@ fn schema(conn: &Connection) -> Result<Schema, Error> {
     )?;
     match version {
         SCHEMA_VERSION if ours == 2 => Ok(Schema::Ready),
+        1 if ours == 2 => Ok(Schema::V1),
         v if v > SCHEMA_VERSION => Err(Error::NewerSchema(v)),
         0 if ours == 0 && others == 0 => Ok(Schema::Empty),
         _ => Err(Error::Foreign),
@@ -185,11 +243,67 @@ fn ensure_schema(conn: &mut Connection) -> Result<(), Error> {
         return Ok(());
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    if schema(&tx)? == Schema::Empty {
-        tx.execute_batch(SCHEMA_V1)?;
+    match schema(&tx)? {
+        Schema::Empty => {
+            tx.execute_batch(SCHEMA_V1)?;
+            tx.execute_batch(SCHEMA_V2)?;
+        }
+        Schema::V1 => migrate_v2(&tx)?,
+        Schema::Ready => {}
     }
     tx.commit()?;
     Ok(())
+}
+
+/// Version 1 to 2 in the caller's transaction: adds the summary columns and summarises
+/// every trace from its events.
+fn migrate_v2(tx: &rusqlite::Transaction<'_>) -> Result<(), Error> {
+    tx.execute_batch(SCHEMA_V2)?;
+    let ids: Vec<String> = tx
+        .prepare("SELECT base_id FROM traces")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut texts_of = tx.prepare(TRACE_EVENTS)?;
+    let mut update = tx.prepare(UPDATE_SUMMARY)?;
+    for id in ids {
+        let texts: Vec<String> = texts_of
+            .query_map([&id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        let report = osprofiler_report::Report::from_json_texts(texts);
+        let (t, rank) = TraceOverview::from_report_ranked(&id, &report);
+        let root = t.root.unwrap_or_default();
+        update.execute((
+            &id,
+            t.finished_us,
+            t.points as i64,
+            set_text(t.services.iter().map(String::as_str)),
+            set_text(t.categories.iter().map(String::as_str)),
+            rank,
+            root.service,
+            root.category,
+            root.name,
+        ))?;
+    }
+    Ok(())
+}
+
+/// A set as stored: each member followed by a newline, one more before the first, so that
+/// `instr(col, char(10) || x || char(10))` finds a member; `""` when empty.
+fn set_text<'a>(members: impl IntoIterator<Item = &'a str>) -> String {
+    let mut out = String::new();
+    for m in members {
+        if out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(m);
+        out.push('\n');
+    }
+    out
+}
+
+/// The members of a stored set.
+fn set_members(text: &str) -> impl Iterator<Item = &str> {
+    text.split('\n').filter(|m| !m.is_empty())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -214,8 +328,21 @@ struct SqliteSink {
     json: Vec<u8>,
     name: String,
     stamp: Vec<u8>,
-    /// The batch's traces: base id → (earliest start, has an error).
-    traces: HashMap<u128, (i64, bool)>,
+    /// The batch's traces by base id.
+    traces: HashMap<u128, BatchTrace>,
+}
+
+/// What one batch says of one trace, to merge into its row.
+struct BatchTrace {
+    started: i64,
+    finished: i64,
+    error: bool,
+    points: i64,
+    services: Vec<Arc<str>>,
+    categories: Vec<Cow<'static, str>>,
+    /// The best root candidate: its rank (`summary::root_rank`), index in the batch, and
+    /// whether its JSON may hold a name (else its info is not looked at).
+    root: Option<(i64, usize, bool)>,
 }
 
 impl SqliteSink {
@@ -315,7 +442,7 @@ impl SqliteSink {
             let mut insert = tx.prepare_cached(INSERT_EVENT)?;
             let mut base = [0u8; 36];
             let mut point = [0u8; 36];
-            for e in events {
+            for (i, e) in events.iter().enumerate() {
                 self.json.clear();
                 e.write_json(&mut self.json);
                 // Python-style JSON of strings is UTF-8; lossy only guards the impossible.
@@ -337,22 +464,89 @@ impl SqliteSink {
                 // then is the info looked at (which may build its map).
                 let error =
                     json.contains("\"etype\"") && e.info.get("etype").is_some_and(|v| !v.is_null());
-                let started = e.timestamp.as_micros();
-                let t = self.traces.entry(e.base_id.0).or_insert((started, error));
-                t.0 = t.0.min(started);
-                t.1 |= error;
+                let us = e.timestamp.as_micros();
+                let t = self
+                    .traces
+                    .entry(e.base_id.0)
+                    .or_insert_with(|| BatchTrace {
+                        started: us,
+                        finished: us,
+                        error: false,
+                        points: 0,
+                        services: Vec::new(),
+                        categories: Vec::new(),
+                        root: None,
+                    });
+                t.started = t.started.min(us);
+                t.finished = t.finished.max(us);
+                t.error |= error;
+                // A handful of each per trace: a linear look beats hashing.
+                if let Some(s) = &e.service
+                    && !t.services.iter().any(|x| Arc::ptr_eq(x, s) || **x == **s)
+                {
+                    t.services.push(s.clone());
+                }
+                if !t.categories.contains(&e.name) {
+                    t.categories.push(e.name.clone());
+                }
+                if matches!(e.kind, EventKind::Start) {
+                    t.points += 1;
+                    let rank = root_rank(e.parent_id == e.base_id, us);
+                    if t.root.is_none_or(|(r, _, _)| rank < r) {
+                        let named = ["\"request\"", "\"function\"", "\"db\"", "\"requests\""]
+                            .iter()
+                            .any(|k| json.contains(k));
+                        t.root = Some((rank, i, named));
+                    }
+                }
             }
             let mut upsert = tx.prepare_cached(UPSERT_TRACE)?;
             let now = Timestamp::now().as_micros();
-            for (&base_id, &(started, error)) in &self.traces {
+            let mut update = tx.prepare_cached(UPDATE_SETS)?;
+            for (&base_id, t) in &self.traces {
                 osprofiler::Id(base_id).write_hyphenated(&mut base);
-                upsert.execute((
-                    ascii(&base),
-                    Timestamp(started).to_string(),
-                    started,
-                    now,
-                    error,
-                ))?;
+                let id = ascii(&base);
+                let services = batch_set(t.services.iter().map(|s| &**s));
+                let categories = batch_set(t.categories.iter().map(|c| &**c));
+                let (rank, root_service, root_category, root_name) = match t.root {
+                    Some((rank, i, named)) => {
+                        let e = &events[i];
+                        let service = e.service.as_deref().map(flat).unwrap_or_default();
+                        let name = if named {
+                            point_name(|k| e.info.get(k))
+                        } else {
+                            String::new()
+                        };
+                        (rank, service, flat(&e.name), name)
+                    }
+                    None => (i64::MAX, String::new(), String::new(), String::new()),
+                };
+                let (stored_services, stored_categories): (String, String) = upsert.query_row(
+                    rusqlite::params![
+                        id,
+                        Timestamp(t.started).to_string(),
+                        t.started,
+                        now,
+                        t.error,
+                        t.finished,
+                        t.points,
+                        services,
+                        categories,
+                        rank,
+                        root_service,
+                        root_category,
+                        root_name,
+                    ],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                // Under the batch's write lock: no other writer changes the row meanwhile.
+                if !has_all(&stored_services, &services)
+                    || !has_all(&stored_categories, &categories)
+                {
+                    let all_services = merged_set(&stored_services, set_members(&services));
+                    let all_categories = merged_set(&stored_categories, set_members(&categories));
+                    update.execute((id, all_services, all_categories))?;
+                }
             }
         }
         tx.commit()?;
@@ -395,6 +589,44 @@ impl SqliteSink {
         }
         Ok(())
     }
+}
+
+/// A batch's few members as a stored set (sorted, on one line each, no repeats).
+fn batch_set<'a>(members: impl Iterator<Item = &'a str>) -> String {
+    let mut v: Vec<Cow<'a, str>> = members
+        .filter(|m| !m.is_empty())
+        .map(|m| {
+            if m.contains(['\n', '\r']) {
+                Cow::Owned(flat(m))
+            } else {
+                Cow::Borrowed(m)
+            }
+        })
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    set_text(v.iter().map(|m| &**m))
+}
+
+/// Whether stored set `stored` has every member of stored set `set`.
+fn has_all(stored: &str, set: &str) -> bool {
+    set_members(set).all(|m| {
+        stored
+            .match_indices(m)
+            .any(|(i, _)| stored[..i].ends_with('\n') && stored[i + m.len()..].starts_with('\n'))
+    })
+}
+
+/// The stored set `stored` with `more`, as stored (sorted, on one line each).
+fn merged_set<'a>(stored: &str, more: impl Iterator<Item = &'a str>) -> String {
+    let mut all: std::collections::BTreeSet<String> =
+        set_members(stored).map(str::to_owned).collect();
+    for m in more {
+        if !m.is_empty() && !all.contains(m) {
+            all.insert(flat(m));
+        }
+    }
+    set_text(all.iter().map(String::as_str))
 }
 
 /// The text of bytes known to be ASCII (ids, timestamps).
@@ -443,7 +675,7 @@ impl SqliteStore {
         let conn = connect(path, false)?;
         // Belt and braces: nothing on this connection may change the file.
         conn.pragma_update(None, "query_only", true)?;
-        let ready = schema(&conn)? == Schema::Ready;
+        let ready = schema(&conn)? != Schema::Empty;
         Ok(SqliteStore {
             conn,
             path: path.to_path_buf(),
@@ -454,7 +686,7 @@ impl SqliteStore {
     /// Whether there is anything to read; rechecked until a writer has made the schema.
     fn ready(&mut self) -> Result<bool, Error> {
         if !self.ready {
-            self.ready = schema(&self.conn)? == Schema::Ready;
+            self.ready = schema(&self.conn)? != Schema::Empty;
         }
         Ok(self.ready)
     }
@@ -505,7 +737,120 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// One page of the search, from the summary columns; `None` for a version 1 file
+    /// (no summaries), which the caller searches through the events.
+    fn search(&mut self, q: &TraceQuery) -> Result<Option<TracePage>, Error> {
+        if !self.ready()? {
+            return Ok(Some(TracePage::default()));
+        }
+        if schema(&self.conn)? == Schema::V1 {
+            return Ok(None);
+        }
+        let mut sql = format!("SELECT {OVERVIEW_COLUMNS} FROM traces WHERE 1");
+        let mut params: Vec<rusqlite::types::Value> = Vec::new();
+        let mut param = |sql: &mut String, clause: &str, v: rusqlite::types::Value| {
+            params.push(v);
+            // Each clause names its parameter `?N` once, N its position.
+            sql.push_str(" AND ");
+            sql.push_str(&clause.replace("?N", &format!("?{}", params.len())));
+        };
+        use rusqlite::types::Value as V;
+        if q.errors_only {
+            sql.push_str(" AND has_error = 1");
+        }
+        if let Some(s) = q.since_us {
+            param(&mut sql, "started_us >= ?N", V::Integer(s));
+        }
+        if let Some(u) = q.until_us {
+            param(&mut sql, "started_us < ?N", V::Integer(u));
+        }
+        if let Some(d) = q.min_duration_us {
+            param(&mut sql, "finished_us - started_us >= ?N", V::Integer(d));
+        }
+        if let Some(d) = q.max_duration_us {
+            param(&mut sql, "finished_us - started_us <= ?N", V::Integer(d));
+        }
+        if let Some(s) = &q.service {
+            param(
+                &mut sql,
+                "instr(services, char(10) || ?N || char(10)) > 0",
+                V::Text(s.clone()),
+            );
+        }
+        if let Some(n) = &q.name {
+            param(
+                &mut sql,
+                "(instr(categories, char(10) || ?N || char(10)) > 0 \
+                 OR instr(lower(root_name), lower(?N)) > 0)",
+                V::Text(n.clone()),
+            );
+        }
+        if let Some(t) = &q.text {
+            // SQLite's lower() folds ASCII only, as `TraceQuery::text_matches` does.
+            param(
+                &mut sql,
+                "EXISTS (SELECT 1 FROM events WHERE events.base_id = traces.base_id \
+                 AND instr(lower(json), ?N) > 0)",
+                V::Text(t.to_ascii_lowercase()),
+            );
+        }
+        // One more than the page, to tell whether there are more.
+        let limit = q.limit.map_or(-1, |l| {
+            i64::try_from(l.saturating_add(1)).unwrap_or(i64::MAX)
+        });
+        let offset = i64::try_from(q.offset).unwrap_or(i64::MAX);
+        sql.push_str(&format!(
+            " ORDER BY started_us DESC, rowid DESC LIMIT {limit} OFFSET {offset}"
+        ));
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut traces = stmt
+            .query_map(rusqlite::params_from_iter(params), overview_of_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        let more = q.limit.is_some_and(|l| traces.len() > l);
+        if let Some(l) = q.limit {
+            traces.truncate(l);
+        }
+        Ok(Some(TracePage { traces, more }))
+    }
+}
+
+/// A row of [`OVERVIEW_COLUMNS`] as a summary.
+fn overview_of_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TraceOverview> {
+    let members = |i: usize| -> rusqlite::Result<Vec<String>> {
+        let text: String = r.get(i)?;
+        Ok(set_members(&text).map(str::to_owned).collect())
+    };
+    let root_category: String = r.get(7)?;
+    Ok(TraceOverview {
+        base_id: r.get(0)?,
+        started_us: r.get(1)?,
+        finished_us: r.get(2)?,
+        points: r.get::<_, i64>(3)?.max(0) as u64,
+        services: members(4)?,
+        categories: members(5)?,
+        root: if root_category.is_empty() {
+            None
+        } else {
+            Some(RootPoint {
+                service: r.get(6)?,
+                category: root_category,
+                name: r.get(8)?,
+            })
+        },
+        error: r.get(9)?,
+    })
+}
+
 impl TraceStore for SqliteStore {
+    fn search_traces(&mut self, query: &TraceQuery) -> Result<TracePage, ReadError> {
+        match self.search(query) {
+            Ok(Some(page)) => Ok(page),
+            Ok(None) => crate::summary::search_by_events(self, query),
+            Err(e) => Err(self.read_err(e)),
+        }
+    }
+
     fn event_texts(&mut self, base_id: &str) -> Result<Vec<String>, ReadError> {
         self.events_of(base_id).map_err(|e| self.read_err(e))
     }
@@ -539,7 +884,7 @@ mod tests {
         );
         assert_eq!(
             Error::NewerSchema(7).to_string(),
-            "database schema version 7 is newer than this osprofiler knows (version 1)"
+            "database schema version 7 is newer than this osprofiler knows (version 2)"
         );
     }
 

@@ -413,7 +413,7 @@ fn unknown_missing_and_broken() {
         .unwrap();
     assert!(
         open_error(&sqlite(&newer)).ends_with(
-            ": database schema version 99 is newer than this osprofiler knows (version 1)"
+            ": database schema version 99 is newer than this osprofiler knows (version 2)"
         )
     );
 
