@@ -440,15 +440,26 @@ impl Locker {
         let mut child = Command::new("sqlite3")
             .arg(db)
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(|e| format!("sqlite3: {e}"))?;
         let stdin = child.stdin.as_mut().ok_or("no stdin")?;
+        // The exporter may hold the write lock at this moment: wait for it (not fail at
+        // once), and say when it is held, so the test knows the fault has begun.
         stdin
-            .write_all(b"BEGIN EXCLUSIVE;\n")
+            .write_all(b".timeout 20000\nBEGIN EXCLUSIVE;\nSELECT 'locked';\n")
             .and_then(|()| stdin.flush())
             .map_err(|e| e.to_string())?;
+        let mut line = String::new();
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+            .map_err(|e| e.to_string())?;
+        if line.trim() != "locked" {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("sqlite3 did not take the lock: {line:?}"));
+        }
         Ok(Locker(child))
     }
 
