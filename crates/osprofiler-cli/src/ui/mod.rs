@@ -75,6 +75,23 @@ fn digest(s: &str) -> [u8; 20] {
     Sha1::digest(s.as_bytes()).into()
 }
 
+fn to_hex(d: &[u8; 20]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex(s: &str) -> Option<[u8; 20]> {
+    let b = s.as_bytes();
+    if b.len() != 40 {
+        return None;
+    }
+    let mut out = [0u8; 20];
+    for (o, pair) in out.iter_mut().zip(b.chunks(2)) {
+        let hex = |c: u8| (c as char).to_digit(16);
+        *o = (hex(pair[0])? * 16 + hex(pair[1])?) as u8;
+    }
+    Some(out)
+}
+
 /// Equal digests, in time that does not depend on where they differ.
 fn same(a: &[u8; 20], b: &[u8; 20]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -203,7 +220,9 @@ async fn auth(State(ui): State<Arc<Ui>>, req: Request, next: Next) -> Response {
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v);
     let ok = |t: Option<&str>| t.is_some_and(|t| same(&digest(t), want));
-    if ok(bearer) || ok(cookie) {
+    // The cookie holds the token's digest in hex (see below).
+    let cookie_ok = cookie.and_then(from_hex).is_some_and(|d| same(&d, want));
+    if ok(bearer) || cookie_ok {
         return next.run(req).await;
     }
     if ok(from_query.as_deref()) {
@@ -213,9 +232,11 @@ async fn auth(State(ui): State<Arc<Ui>>, req: Request, next: Next) -> Response {
         if let Ok(v) = HeaderValue::from_str(&path) {
             r.headers_mut().insert(header::LOCATION, v);
         }
+        // The digest, not the token: the browser never stores the token itself, and
+        // hex is a valid cookie value whatever characters the token holds.
         let cookie = format!(
             "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
-            from_query.unwrap_or_default()
+            to_hex(want)
         );
         if let Ok(v) = HeaderValue::from_str(&cookie) {
             r.headers_mut().insert(header::SET_COOKIE, v);
@@ -241,27 +262,11 @@ fn form_pairs(q: &str) -> impl Iterator<Item = (String, String)> + '_ {
 }
 
 fn decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                let hex = |c: u8| (c as char).to_digit(16);
-                match (hex(b[i + 1]), hex(b[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    // `+` first: an escaped one (`%2B`) stays a plus.
+    let spaced = s.replace('+', " ");
+    let bytes = osprofiler::__private::percent_decode(spaced.as_bytes(), false)
+        .unwrap_or_else(|| spaced.into_bytes());
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// The search of `/api/traces`'s parameters.
