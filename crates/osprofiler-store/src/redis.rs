@@ -12,6 +12,12 @@
 //! start is known without reading its events. Traces that have no index entry (written by
 //! Python) are still listed, found by `SCAN`.
 //!
+//! And a hash per trace, `osprofiler_summary:<base_id>` (first start, last stop, points,
+//! services, categories, root point, error), which the sink updates with each batch and
+//! [`TraceStore::search_traces`] reads instead of the events; a prefix Python never scans.
+//! Traces without one (Python's), or whose events outnumber what it counted (a trace
+//! Python services wrote too), are summarised from their events. See `summaries.rs`.
+//!
 //! The write side sends each batch of events in one pipelined round trip; see [`sink`].
 //!
 //! `rediscluster://` keeps these key names: a trace's events are one list, hence in one
@@ -39,6 +45,7 @@ mod resp;
 pub use resp::fuzz as resp_fuzz;
 mod sink;
 mod store;
+mod summaries;
 mod tls;
 
 use std::time::Duration;
@@ -52,6 +59,8 @@ const OPT_PREFIX: &[u8] = b"osprofiler_opt:";
 const LEGACY_PREFIX: &[u8] = b"osprofiler:";
 /// Prefix of a trace's error marker.
 const ERROR_PREFIX: &[u8] = b"osprofiler_error:";
+/// Prefix of a trace's summary (a hash, see `summaries.rs`).
+const SUMMARY_PREFIX: &[u8] = b"osprofiler_summary:";
 /// Sorted set: base id → start (Unix seconds).
 const INDEX: &[u8] = b"osprofiler_index";
 /// Sorted set: base id → start (Unix seconds), traces with an error only.

@@ -10,8 +10,9 @@ use super::client::ClientError;
 use super::cluster::{self, Cluster, Command};
 use super::resp::{self, Reply};
 use super::store::{keep_min, summaries};
+use super::summaries::{self as summary, Candidate};
 use super::{ERROR_INDEX, INDEX, OPT_PREFIX, key, parse_score};
-use crate::{ReadError, TraceStore, TraceSummary};
+use crate::{ReadError, TracePage, TraceQuery, TraceStore, TraceSummary};
 
 /// Commands per round trip when checking many traces.
 const CHUNK: usize = 1000;
@@ -123,7 +124,53 @@ impl ClusterStore {
     }
 }
 
+impl summary::Source for ClusterStore {
+    /// Error replies are returned as such (a summary of the wrong type is only unusable).
+    fn run_each(&mut self, cmds: &[Vec<Vec<u8>>]) -> Result<Vec<Reply>, ReadError> {
+        let mut out = Vec::with_capacity(cmds.len());
+        for chunk in cmds.chunks(CHUNK) {
+            let mut buf = Vec::new();
+            let mut list = Vec::with_capacity(chunk.len());
+            for c in chunk {
+                let start = buf.len();
+                let args: Vec<&[u8]> = c.iter().map(Vec::as_slice).collect();
+                resp::command(&mut buf, &args);
+                list.push(Command {
+                    range: start..buf.len(),
+                    slot: cluster::slot(c.get(1).map_or(&[][..], Vec::as_slice)),
+                });
+            }
+            for r in self.client.exec(&buf, &list, true) {
+                out.push(r.map_err(|e| self.error(&e))?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn texts(&mut self, id: &str) -> Result<Vec<String>, ReadError> {
+        self.event_texts(id)
+    }
+}
+
 impl TraceStore for ClusterStore {
+    /// From the summaries the sink keeps (see the single-server store).
+    fn search_traces(&mut self, query: &TraceQuery) -> Result<TracePage, ReadError> {
+        let shards = self.index.clone();
+        let found = self.indexed(&shards).map_err(|e| self.error(&e))?;
+        let mut candidates: Vec<Candidate> = found
+            .into_iter()
+            .filter_map(|(id, start)| {
+                Some(Candidate {
+                    id: String::from_utf8(id).ok()?,
+                    start,
+                    legacy: false,
+                })
+            })
+            .collect();
+        summary::newest_first(&mut candidates);
+        summary::search(self, query, candidates)
+    }
+
     fn event_texts(&mut self, base_id: &str) -> Result<Vec<String>, ReadError> {
         let k = key(OPT_PREFIX, base_id.as_bytes());
         let list = self

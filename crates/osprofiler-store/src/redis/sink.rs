@@ -5,8 +5,16 @@
 //! the list reads newest first as Python's does; at most 256 values per command),
 //! `ZADD osprofiler_index LT <start> <id>` (LT keeps the earliest start even when a later
 //! batch brings an earlier event, e.g. a long root point's start; servers before 6.2 get
-//! NX), `PEXPIRE` with a TTL, and with `filter_error_trace` Python's
-//! `SET osprofiler_error:<id> {"base_id", "timestamp"}` plus `ZADD osprofiler_error_index`.
+//! NX), `PEXPIRE` with a TTL, the trace's summary (`EVALSHA` of
+//! [`summaries::SCRIPT`] on `osprofiler_summary:<id>`, see [`summaries`]), and with
+//! `filter_error_trace` Python's `SET osprofiler_error:<id> {"base_id", "timestamp"}`
+//! plus `ZADD osprofiler_error_index`.
+//!
+//! A summary the server refuses never fails the batch (the events are stored, and the
+//! read side summarises a trace from its events when its summary is missing or
+//! incomplete): after `NOSCRIPT` (a server that lost its script cache) the summaries go
+//! again as `EVAL` in a second round trip, and a server without scripting (or a user
+//! not allowed it) gets no more summaries from this sink.
 //!
 //! The encoded commands go to the socket every 64 KiB while the rest of the batch is
 //! serialized, so Redis works on a batch while we still encode it; buffers are reused
@@ -15,17 +23,20 @@
 //! exporter nothing but an error per batch.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use osprofiler::Event;
 use osprofiler::notifier::{Sink, SinkError};
+use osprofiler::{Event, EventKind};
 use serde_json::Value;
 
 use super::client::{ClientError, Conn, Settings};
 use super::cluster::{self, Cluster};
 use super::resp::{self, Reply};
-use super::{ERROR_INDEX, ERROR_PREFIX, INDEX, OPT_PREFIX, push_score};
+use super::summaries::{self, FIXED_ARGS, flat};
+use super::{ERROR_INDEX, ERROR_PREFIX, INDEX, OPT_PREFIX, SUMMARY_PREFIX, push_score};
 use crate::Options;
+use crate::summary::point_name;
 
 const BACKOFF_FIRST: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -39,7 +50,20 @@ const STREAM_CHUNK: usize = 64 * 1024;
 enum Cmd {
     Push,
     Index,
+    Summary,
     Other,
+}
+
+/// A summary command of the batch, to send again as `EVAL` after `NOSCRIPT`.
+struct SummaryCmd {
+    /// Its position in the batch's commands.
+    cmd: usize,
+    /// Its arguments after the script's SHA, in the batch's buffer.
+    tail: Range<usize>,
+    /// How many arguments it has.
+    nargs: usize,
+    /// Its key's slot (cluster).
+    slot: u16,
 }
 
 /// One trace of the batch being written.
@@ -49,8 +73,16 @@ struct Trace {
     count: u32,
     /// Where its events start in `order`.
     offset: u32,
-    /// Earliest event time (µs).
+    /// Earliest and latest event time (µs).
     first: i64,
+    last: i64,
+    /// Its start events in the batch.
+    points: u32,
+    /// Whether one of its events has `info.etype`.
+    any_error: bool,
+    /// The best root candidate: (level: 0 first-level, 1 other; start µs; index in the
+    /// batch), the lowest (level, start).
+    root: Option<(u8, i64, u32)>,
     /// The last event with `info.etype` (an index into the batch).
     error: Option<u32>,
     /// Its index shard (cluster).
@@ -69,6 +101,15 @@ pub(crate) struct RedisSink {
     last_error: String,
     /// `LT` until a server refuses it, then `NX`.
     index_flag: &'static [u8],
+    /// Summaries are written (until a server says it has no scripting for us).
+    summaries: bool,
+    summary_cmds: Vec<SummaryCmd>,
+    /// The services and categories of the trace being encoded (indexes in the batch of
+    /// their first event).
+    services: Vec<u32>,
+    categories: Vec<u32>,
+    /// Summaries sent again as `EVAL`.
+    retry_buf: Vec<u8>,
     // Reused from batch to batch.
     buf: Vec<u8>,
     /// How much of `buf` went to the socket already.
@@ -115,6 +156,11 @@ impl RedisSink {
             retry_at: None,
             last_error: String::new(),
             index_flag: b"LT",
+            summaries: true,
+            summary_cmds: Vec::new(),
+            services: Vec::new(),
+            categories: Vec::new(),
+            retry_buf: Vec::new(),
             buf: Vec::with_capacity(1 << 20),
             sent: 0,
             stream_error: None,
@@ -182,12 +228,21 @@ impl RedisSink {
         };
         let results = side.client.exec(&self.buf, &side.commands, false);
         let (mut failed, mut first, mut broken) = (0_usize, None, false);
-        for (r, &cmd) in results.into_iter().zip(&self.cmds) {
+        let mut again = Vec::new();
+        let cmds = std::mem::take(&mut self.cmds);
+        for (n, (r, &cmd)) in results.into_iter().zip(&cmds).enumerate() {
             match r {
                 Ok(Reply::Error(e)) => {
                     if cmd == Cmd::Index && self.index_flag == b"LT" && e.starts_with("ERR") {
                         // Before 6.2: no ZADD LT (see the single-server path).
                         self.index_flag = b"NX";
+                        continue;
+                    }
+                    if cmd == Cmd::Summary {
+                        // Each master has its own script cache.
+                        if self.summary_refused(&e) {
+                            again.push(n);
+                        }
                         continue;
                     }
                     failed += 1;
@@ -198,6 +253,25 @@ impl RedisSink {
                     failed += 1;
                     broken = true;
                     first.get_or_insert(e);
+                }
+            }
+        }
+        self.cmds = cmds;
+        if !again.is_empty() {
+            let routed = self.eval_again(&again);
+            if let Some(side) = self.cluster.as_mut() {
+                for r in side.client.exec(&self.retry_buf, &routed, false) {
+                    match r {
+                        Ok(Reply::Error(e)) => {
+                            log::debug!("{}: trace summary not written: {e}", self.name);
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            failed += 1;
+                            broken = true;
+                            first.get_or_insert(e);
+                        }
+                    }
                 }
             }
         }
@@ -240,6 +314,7 @@ impl RedisSink {
         self.sent = 0;
         self.stream_error = None;
         self.cmds.clear();
+        self.summary_cmds.clear();
         self.traces.clear();
         self.trace_of.clear();
         self.group.clear();
@@ -266,6 +341,10 @@ impl RedisSink {
                             count: 0,
                             offset: 0,
                             first: i64::MAX,
+                            last: i64::MIN,
+                            points: 0,
+                            any_error: false,
+                            root: None,
                             error: None,
                             shard: cluster::shard_of(base) as u8,
                         });
@@ -275,9 +354,19 @@ impl RedisSink {
                 }
             };
             self.group.push(g);
+            let i = (self.group.len() - 1) as u32;
             let t = &mut self.traces[g as usize];
             t.count += 1;
-            t.first = t.first.min(e.timestamp.0);
+            let us = e.timestamp.0;
+            t.first = t.first.min(us);
+            t.last = t.last.max(us);
+            if matches!(e.kind, EventKind::Start) {
+                t.points += 1;
+                let level = u8::from(e.parent_id != e.base_id);
+                if t.root.is_none_or(|(l, s, _)| (level, us) < (l, s)) {
+                    t.root = Some((level, us, i));
+                }
+            }
         }
         // Counting sort of the events by trace, keeping batch order within a trace.
         let mut offset = 0;
@@ -310,6 +399,8 @@ impl RedisSink {
                 (t.id, t.count as usize, t.offset as usize, t.shard as usize)
             };
             let list_slot = || cluster::slot_of(OPT_PREFIX, &id);
+            self.services.clear();
+            self.categories.clear();
             // Several LPUSH of at most PUSH_CHUNK values (the list is the same as with
             // one): Redis runs each as soon as it has it, while we serialize the next.
             for chunk in (offset..offset + count).step_by(PUSH_CHUNK) {
@@ -324,13 +415,39 @@ impl RedisSink {
                     self.json.clear();
                     super::event_json::write_event(&mut self.json, e);
                     resp::bulk(&mut self.buf, &self.json);
-                    if self.filter_error_trace && has_etype(&self.json, e) {
-                        self.traces[g].error = Some(i);
+                    if has_etype(&self.json, e) {
+                        let t = &mut self.traces[g];
+                        t.any_error = true;
+                        if self.filter_error_trace {
+                            t.error = Some(i);
+                        }
+                    }
+                    if self.summaries {
+                        // A handful of each per trace: a linear look beats hashing.
+                        if let Some(s) = &e.service
+                            && !self
+                                .services
+                                .iter()
+                                .any(|&j| events[j as usize].service.as_deref() == Some(&**s))
+                        {
+                            self.services.push(i);
+                        }
+                        if !self
+                            .categories
+                            .iter()
+                            .any(|&j| events[j as usize].name == e.name)
+                        {
+                            self.categories.push(i);
+                        }
                     }
                 }
                 self.cmds.push(Cmd::Push);
                 mark(&mut self.cluster, self.buf.len(), list_slot);
                 self.stream(&mut conn);
+            }
+
+            if self.summaries {
+                self.encode_summary(g, events);
             }
 
             // After the push: an index entry always has its list (the read side relies
@@ -396,6 +513,134 @@ impl RedisSink {
         }
     }
 
+    /// The summary command of trace `g` (its services and categories in
+    /// `self.services` and `self.categories`); see [`summaries::SCRIPT`] for the arguments.
+    fn encode_summary(&mut self, g: usize, events: &[Event]) {
+        let t = &self.traces[g];
+        let (id, first, last, points, count, error, root) = (
+            t.id,
+            t.first,
+            t.last,
+            t.points,
+            t.count,
+            t.any_error,
+            t.root,
+        );
+        let nargs = 4 + FIXED_ARGS + self.services.len() + self.categories.len();
+        resp::array_header(&mut self.buf, nargs);
+        resp::bulk(&mut self.buf, b"EVALSHA");
+        resp::bulk(&mut self.buf, summaries::script_sha());
+        let tail = self.buf.len();
+        resp::bulk(&mut self.buf, b"1");
+        push_key(&mut self.buf, SUMMARY_PREFIX, &id);
+        push_int_bulk(&mut self.buf, first);
+        push_int_bulk(&mut self.buf, last);
+        push_int_bulk(&mut self.buf, i64::from(points));
+        push_int_bulk(&mut self.buf, i64::from(count));
+        resp::bulk(&mut self.buf, if error { b"1" } else { b"0" });
+        match root.and_then(|(level, us, i)| Some((level, us, events.get(i as usize)?))) {
+            Some((level, us, e)) => {
+                push_int_bulk(&mut self.buf, i64::from(level));
+                push_int_bulk(&mut self.buf, us);
+                let service = e.service.as_deref().map(flat).unwrap_or_default();
+                resp::bulk(&mut self.buf, service.as_bytes());
+                resp::bulk(&mut self.buf, flat(&e.name).as_bytes());
+                resp::bulk(&mut self.buf, point_name(|k| e.info.get(k)).as_bytes());
+            }
+            None => {
+                for _ in 0..5 {
+                    resp::bulk(&mut self.buf, b"");
+                }
+            }
+        }
+        push_int_bulk(
+            &mut self.buf,
+            self.ttl_ms
+                .map_or(0, |t| i64::try_from(t).unwrap_or(i64::MAX)),
+        );
+        push_int_bulk(&mut self.buf, self.services.len() as i64);
+        for &i in &self.services {
+            let s = events[i as usize].service.as_deref().unwrap_or_default();
+            resp::bulk(&mut self.buf, flat(s).as_bytes());
+        }
+        for &i in &self.categories {
+            resp::bulk(&mut self.buf, flat(&events[i as usize].name).as_bytes());
+        }
+        let slot = cluster::slot_of(SUMMARY_PREFIX, &id);
+        self.cmds.push(Cmd::Summary);
+        self.summary_cmds.push(SummaryCmd {
+            cmd: self.cmds.len() - 1,
+            tail: tail..self.buf.len(),
+            nargs,
+            slot,
+        });
+        mark(&mut self.cluster, self.buf.len(), || slot);
+    }
+
+    /// What to do about a summary the server refused: `true` to send it again as `EVAL`
+    /// (`NOSCRIPT`). A server without scripting, or a user not allowed it, stops the
+    /// summaries of this sink; any other refusal loses this batch's summary of the trace
+    /// only. Either way the batch's events are stored.
+    fn summary_refused(&mut self, e: &str) -> bool {
+        if e.starts_with("NOSCRIPT") {
+            return true;
+        }
+        if e.starts_with("NOPERM") || e.starts_with("ERR unknown command") {
+            if self.summaries {
+                log::warn!(
+                    "{}: no trace summaries (searching reads the events instead): {e}",
+                    self.name
+                );
+            }
+            self.summaries = false;
+        } else {
+            log::debug!("{}: trace summary not written: {e}", self.name);
+        }
+        false
+    }
+
+    /// The summary commands at positions `cmds` (of the last batch) as `EVAL`, into
+    /// `self.retry_buf`; with the cluster, each command's range there and slot.
+    fn eval_again(&mut self, cmds: &[usize]) -> Vec<cluster::Command> {
+        self.retry_buf.clear();
+        let mut routed = Vec::with_capacity(cmds.len());
+        for &n in cmds {
+            let Ok(k) = self.summary_cmds.binary_search_by_key(&n, |c| c.cmd) else {
+                continue;
+            };
+            let c = &self.summary_cmds[k];
+            let Some(tail) = self.buf.get(c.tail.clone()) else {
+                continue;
+            };
+            let start = self.retry_buf.len();
+            resp::array_header(&mut self.retry_buf, c.nargs);
+            resp::bulk(&mut self.retry_buf, b"EVAL");
+            resp::bulk(&mut self.retry_buf, summaries::SCRIPT.as_bytes());
+            self.retry_buf.extend_from_slice(tail);
+            routed.push(cluster::Command {
+                range: start..self.retry_buf.len(),
+                slot: c.slot,
+            });
+        }
+        routed
+    }
+
+    /// Sends the summaries at positions `cmds` again as `EVAL` (which also loads the
+    /// script for the next batches) and reads their replies; `Err`: the connection failed.
+    fn summaries_again(&mut self, cmds: &[usize]) -> Result<(), ClientError> {
+        let n = self.eval_again(cmds).len();
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(());
+        };
+        conn.send(&self.retry_buf)?;
+        for _ in 0..n {
+            if let Reply::Error(e) = conn.read_reply()? {
+                log::debug!("{}: trace summary not written: {e}", self.name);
+            }
+        }
+        Ok(())
+    }
+
     /// Hands what is encoded so far to the socket once there is enough of it. On an
     /// error, streaming stops (`conn` becomes `None`) but encoding goes on, so that the
     /// whole batch can be sent again on a new connection.
@@ -418,11 +663,14 @@ impl RedisSink {
     /// refused (the connection is still in step); `Err`: the connection failed, after
     /// that many replies.
     #[allow(clippy::type_complexity)]
-    fn replies(conn: &mut Conn, cmds: &[Cmd]) -> Result<Vec<(Cmd, String)>, (ClientError, usize)> {
+    fn replies(
+        conn: &mut Conn,
+        cmds: &[Cmd],
+    ) -> Result<Vec<(usize, Cmd, String)>, (ClientError, usize)> {
         let mut refused = Vec::new();
         for (n, &cmd) in cmds.iter().enumerate() {
             match conn.read_reply() {
-                Ok(Reply::Error(e)) => refused.push((cmd, e)),
+                Ok(Reply::Error(e)) => refused.push((n, cmd, e)),
                 Ok(_) => {}
                 Err(e) => return Err((e, n)),
             }
@@ -460,6 +708,15 @@ fn push_key(out: &mut Vec<u8>, prefix: &[u8], id: &[u8; 36]) {
 fn push_score_bulk(out: &mut Vec<u8>, micros: i64) {
     let mut s = Vec::with_capacity(24);
     push_score(&mut s, micros);
+    resp::bulk(out, &s);
+}
+
+fn push_int_bulk(out: &mut Vec<u8>, n: i64) {
+    let mut s = Vec::with_capacity(20);
+    if n < 0 {
+        s.push(b'-');
+    }
+    resp::push_uint(&mut s, n.unsigned_abs());
     resp::bulk(out, &s);
 }
 
@@ -532,14 +789,28 @@ impl Sink for RedisSink {
                 self.failures = 0;
                 self.retry_at = None;
                 let mut first = None;
-                for (cmd, e) in refused {
+                let mut again = Vec::new();
+                for (n, cmd, e) in refused {
                     if cmd == Cmd::Index && self.index_flag == b"LT" && e.starts_with("ERR") {
                         // Redis before 6.2 has no ZADD LT. The events are stored; the
                         // index is only a shortcut (SCAN finds the trace), so fall back.
                         self.index_flag = b"NX";
                         continue;
                     }
+                    if cmd == Cmd::Summary {
+                        if self.summary_refused(&e) {
+                            again.push(n);
+                        }
+                        continue;
+                    }
                     first.get_or_insert(e);
+                }
+                if !again.is_empty()
+                    && let Err(e) = self.summaries_again(&again)
+                {
+                    self.conn = None;
+                    self.failed(&e);
+                    return Err(self.error(&e));
                 }
                 match first {
                     None => Ok(()),

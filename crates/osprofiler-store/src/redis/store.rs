@@ -8,8 +8,9 @@ use serde_json::Value;
 
 use super::client::{ClientError, Conn, Pipeline, Settings};
 use super::resp::Reply;
+use super::summaries::{self, Candidate};
 use super::{ERROR_INDEX, ERROR_PREFIX, INDEX, LEGACY_PREFIX, OPT_PREFIX, key, parse_score};
-use crate::{ReadError, TraceStore, TraceSummary};
+use crate::{ReadError, TracePage, TraceQuery, TraceStore, TraceSummary};
 
 /// Commands per pipeline when reading many keys: bounds the memory of one round trip.
 const CHUNK: usize = 1000;
@@ -185,6 +186,14 @@ pub(crate) fn keep_min(found: &mut HashMap<Vec<u8>, i64>, id: Vec<u8>, ts: i64) 
 }
 
 fn list_traces(conn: &mut Conn) -> Result<HashMap<Vec<u8>, i64>, ClientError> {
+    list_all(conn).map(|(found, _)| found)
+}
+
+/// Every trace (id → start), and the ids that have legacy per-event keys.
+type Listing = (HashMap<Vec<u8>, i64>, HashSet<Vec<u8>>);
+
+/// Every trace, found as `list_traces` finds them.
+fn list_all(conn: &mut Conn) -> Result<Listing, ClientError> {
     // The index is read before the SCAN: an entry whose list the SCAN then misses is one
     // whose list expired (checked below), not one written in between.
     let indexed = index(conn, INDEX)?;
@@ -244,13 +253,15 @@ fn list_traces(conn: &mut Conn) -> Result<HashMap<Vec<u8>, i64>, ClientError> {
     let events = each(conn, &legacy, |p, k| {
         p.cmd(&[b"GET", k]);
     })?;
+    let mut legacy_ids = HashSet::new();
     for r in events {
         let Some(m) = object(r) else { continue };
         if let (Some(id), Some(ts)) = (m.get("base_id").and_then(Value::as_str), timestamp_of(&m)) {
+            legacy_ids.insert(id.as_bytes().to_vec());
             keep_min(&mut found, id.as_bytes().to_vec(), ts);
         }
     }
-    Ok(found)
+    Ok((found, legacy_ids))
 }
 
 fn list_error_traces(conn: &mut Conn) -> Result<HashMap<Vec<u8>, i64>, ClientError> {
@@ -314,7 +325,47 @@ fn list_error_traces(conn: &mut Conn) -> Result<HashMap<Vec<u8>, i64>, ClientErr
     Ok(found)
 }
 
+impl summaries::Source for RedisStore {
+    fn run_each(&mut self, cmds: &[Vec<Vec<u8>>]) -> Result<Vec<Reply>, ReadError> {
+        self.run(|conn| {
+            let mut out = Vec::with_capacity(cmds.len());
+            let mut p = Pipeline::default();
+            for chunk in cmds.chunks(CHUNK) {
+                p.clear();
+                for c in chunk {
+                    let args: Vec<&[u8]> = c.iter().map(Vec::as_slice).collect();
+                    p.cmd(&args);
+                }
+                out.extend(conn.exec(&p)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn texts(&mut self, id: &str) -> Result<Vec<String>, ReadError> {
+        self.event_texts(id)
+    }
+}
+
 impl TraceStore for RedisStore {
+    /// From the summaries the sink keeps, newest first; traces without a complete one
+    /// (Python's) from their events.
+    fn search_traces(&mut self, query: &TraceQuery) -> Result<TracePage, ReadError> {
+        let (found, legacy) = self.run(list_all)?;
+        let mut candidates: Vec<Candidate> = found
+            .into_iter()
+            .filter_map(|(id, start)| {
+                Some(Candidate {
+                    legacy: legacy.contains(&id),
+                    id: text(&id)?,
+                    start,
+                })
+            })
+            .collect();
+        summaries::newest_first(&mut candidates);
+        summaries::search(self, query, candidates)
+    }
+
     fn event_texts(&mut self, base_id: &str) -> Result<Vec<String>, ReadError> {
         let raw = self.run(|conn| {
             // Python reads the legacy keys first, then the list; the order does not

@@ -1,0 +1,461 @@
+//! Redis trace summaries (`osprofiler_summary:<id>`) against a real redis-server: kept
+//! right by two sinks writing the same traces at once, used by `search_traces` with its
+//! filters and paging, and bypassed for traces Python wrote (alone or with us), which are
+//! summarised from their events. The expected page is always the one built from each
+//! trace's events (`TraceOverview::from_report`), so a summary that drifts fails here.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use osprofiler::{Event, EventInfo, EventKind, Id, Timestamp};
+use osprofiler_report::Report;
+use osprofiler_store::{
+    ConnectionString, Options, TraceOverview, TracePage, TraceQuery, TraceStore, open, sink,
+};
+use osprofiler_testkit::{Oracle, RedisCluster, RedisServer, need};
+use serde_json::{Map, Value, json};
+
+fn cs(s: &str) -> ConnectionString {
+    s.parse().expect("valid connection string")
+}
+
+fn opts() -> Options {
+    Options {
+        socket_timeout: Duration::from_secs(5),
+        ..Options::default()
+    }
+}
+
+const T0: i64 = 1_790_000_000_000_000;
+
+#[allow(clippy::too_many_arguments)]
+fn event(
+    base: u128,
+    point: u128,
+    parent: u128,
+    name: &'static str,
+    service: &str,
+    kind: EventKind,
+    us: i64,
+    info: Value,
+) -> Event {
+    let mut map = match info {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    map.insert("host".into(), json!("host-a"));
+    Event {
+        name: Cow::Borrowed(name),
+        kind,
+        base_id: Id(base),
+        trace_id: Id(point),
+        parent_id: Id(parent),
+        timestamp: Timestamp(us),
+        info: EventInfo::from(map),
+        project: Some(Arc::from("nova")),
+        service: Some(Arc::from(service)),
+    }
+}
+
+/// Trace `base` as two services' exporters send it: `compute`'s batch (an `rpc` point
+/// under the db one, failing when `fail`), then `api`'s (the `wsgi` root,
+/// `POST /v2.1/servers`, lasting `dur` µs, with a `db` child).
+fn trace_batches(base: u128, start: i64, dur: i64, fail: bool) -> [Vec<Event>; 2] {
+    let (root, db, rpc) = (base + 1, base + 2, base + 3);
+    let req = json!({"request": {"method": "POST", "path": "/v2.1/servers", "query": "", "scheme": "http"}});
+    let stop_info = if fail {
+        json!({"etype": "ValueError", "message": "boom"})
+    } else {
+        json!({})
+    };
+    use EventKind::{Start, Stop};
+    [
+        vec![
+            event(
+                base,
+                rpc,
+                db,
+                "rpc",
+                "compute",
+                Start,
+                start + 20,
+                json!({"function": {"name": "build_instance"}}),
+            ),
+            event(base, rpc, db, "rpc", "compute", Stop, start + 30, stop_info),
+        ],
+        vec![
+            event(base, root, base, "wsgi", "api", Start, start, req),
+            event(
+                base,
+                db,
+                root,
+                "db",
+                "api",
+                Start,
+                start + 10,
+                json!({"db": {"statement": "SELECT * FROM instances", "params": {}}}),
+            ),
+            event(base, db, root, "db", "api", Stop, start + 40, json!({})),
+            event(
+                base,
+                root,
+                base,
+                "wsgi",
+                "api",
+                Stop,
+                start + dur,
+                json!({}),
+            ),
+        ],
+    ]
+}
+
+fn id(base: u128) -> String {
+    Id(base).to_string()
+}
+
+/// The page `q` selects, built from every listed trace's events: what the summaries must
+/// give.
+fn expected(store: &mut dyn TraceStore, q: &TraceQuery) -> TracePage {
+    let mut all = Vec::new();
+    for t in store.list_traces(None).unwrap() {
+        let texts = store.event_texts(&t.base_id).unwrap();
+        if !q.text_matches(&texts) {
+            continue;
+        }
+        let o = TraceOverview::from_report(&t.base_id, &Report::from_json_texts(texts));
+        if q.matches(&o) {
+            all.push(o);
+        }
+    }
+    let end = q.limit.map_or(all.len(), |l| (q.offset + l).min(all.len()));
+    TracePage {
+        more: end < all.len(),
+        traces: all
+            .get(q.offset.min(end)..end)
+            .map(<[_]>::to_vec)
+            .unwrap_or_default(),
+    }
+}
+
+/// The queries every test checks, against `expected`.
+fn queries() -> Vec<TraceQuery> {
+    let q = TraceQuery::default;
+    vec![
+        q(),
+        TraceQuery {
+            limit: Some(5),
+            ..q()
+        },
+        TraceQuery {
+            limit: Some(5),
+            offset: 5,
+            ..q()
+        },
+        TraceQuery {
+            limit: Some(7),
+            offset: 14,
+            ..q()
+        },
+        TraceQuery {
+            errors_only: true,
+            ..q()
+        },
+        TraceQuery {
+            errors_only: true,
+            limit: Some(2),
+            offset: 1,
+            ..q()
+        },
+        TraceQuery {
+            service: Some("compute".into()),
+            ..q()
+        },
+        TraceQuery {
+            service: Some("nobody".into()),
+            ..q()
+        },
+        TraceQuery {
+            name: Some("rpc".into()),
+            ..q()
+        },
+        TraceQuery {
+            name: Some("SERVERS".into()),
+            limit: Some(3),
+            ..q()
+        },
+        TraceQuery {
+            text: Some("build_INSTANCE".into()),
+            limit: Some(4),
+            ..q()
+        },
+        TraceQuery {
+            text: Some("no such text".into()),
+            ..q()
+        },
+        TraceQuery {
+            min_duration_us: Some(8_000),
+            ..q()
+        },
+        TraceQuery {
+            max_duration_us: Some(5_000),
+            min_duration_us: Some(2_000),
+            ..q()
+        },
+        TraceQuery {
+            since_us: Some(T0 + 3_000_000),
+            until_us: Some(T0 + 9_000_000),
+            ..q()
+        },
+    ]
+}
+
+fn check_queries(store: &mut dyn TraceStore) {
+    for q in queries() {
+        let got = store.search_traces(&q).unwrap();
+        assert_eq!(got, expected(store, &q), "{q:?}");
+    }
+}
+
+/// `HGETALL osprofiler_summary:<id>` as (field, value) pairs.
+fn summary_hash(redis: &RedisServer, base: &str) -> Vec<(String, String)> {
+    let v = redis
+        .cmd(&["HGETALL", &format!("osprofiler_summary:{base}")])
+        .unwrap()
+        .into_strings()
+        .unwrap();
+    v.chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect()
+}
+
+#[test]
+fn two_sinks_writing_the_same_traces_at_once_keep_right_summaries() {
+    let Some(redis) = need("redis-server", RedisServer::start()) else {
+        return;
+    };
+    let url = redis.url();
+    const N: u128 = 20;
+    // Trace i starts i s after T0 and lasts (i + 1) ms; every third fails. Each sink
+    // (its own connection, as another process's) writes one service's batches, both at once.
+    let traces: Vec<[Vec<Event>; 2]> = (0..N)
+        .map(|i| {
+            trace_batches(
+                (i + 1) << 64,
+                T0 + i as i64 * 1_000_000,
+                1000 * (i as i64 + 1),
+                i % 3 == 0,
+            )
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for side in 0..2 {
+            let (url, traces) = (&url, &traces);
+            s.spawn(move || {
+                let mut w = sink(&cs(url), &opts()).unwrap();
+                for pair in traces.chunks(2) {
+                    // Two traces per batch, each half a batch of its own.
+                    let batch: Vec<Event> = pair.iter().flat_map(|t| t[side].clone()).collect();
+                    let (a, b) = batch.split_at(batch.len() / 2);
+                    w.write(a).unwrap();
+                    w.write(b).unwrap();
+                }
+            });
+        }
+    });
+
+    let mut store = open(&cs(&url), &opts()).unwrap();
+    let all = store.search_traces(&TraceQuery::default()).unwrap();
+    assert_eq!(all.traces.len(), N as usize);
+    assert_eq!(all.traces[0].base_id, id(N << 64), "newest first");
+    let t = all.traces.last().unwrap();
+    assert_eq!(t.base_id, id(1 << 64));
+    assert_eq!((t.started_us, t.duration_us(), t.points), (T0, 1000, 3));
+    assert_eq!(t.services, ["api", "compute"]);
+    assert_eq!(t.categories, ["db", "rpc", "wsgi"]);
+    assert_eq!(
+        t.root.as_ref().unwrap().label(),
+        "api · wsgi · POST /v2.1/servers"
+    );
+    assert!(t.error);
+    assert!(!all.traces[N as usize - 2].error);
+    // The page really came from the summaries: one hash per trace, counting every event.
+    let h = summary_hash(&redis, &id(1 << 64));
+    let field = |f: &str| h.iter().find(|(k, _)| k == f).map(|(_, v)| v.as_str());
+    assert_eq!(field("events"), Some("6"));
+    assert_eq!(field("points"), Some("3"));
+    assert_eq!(field("root_category"), Some("wsgi"));
+    assert_eq!(field("s:compute"), Some(""));
+    check_queries(&mut *store);
+
+    // Python's CLI lists the same traces and ignores the hashes.
+    if let Some(py) = need("python osprofiler oracle", Oracle::locate()) {
+        let list = py
+            .cli(&["trace", "list", "--connection-string", &url])
+            .unwrap();
+        for i in 1..=N {
+            assert!(list.contains(&id(i << 64)), "{list}");
+        }
+        assert!(!list.contains("osprofiler_summary"), "{list}");
+    }
+}
+
+#[test]
+fn python_traces_alone_or_mixed_with_ours_are_summarised_from_their_events() {
+    let Some(redis) = need("redis-server", RedisServer::start()) else {
+        return;
+    };
+    let Some(py) = need("python osprofiler oracle", Oracle::locate()) else {
+        return;
+    };
+    let url = redis.url();
+    let python = py.write_two_service_trace(&url).unwrap();
+    // A trace both sides write: ours has a summary, but Python's events are not in it.
+    let mixed = py.write_two_service_trace(&url).unwrap();
+    let mixed_id: osprofiler::Id = mixed.parse().unwrap();
+    let mut w = sink(&cs(&url), &opts()).unwrap();
+    let now = Timestamp::now().as_micros();
+    use EventKind::{Start, Stop};
+    w.write(&[
+        event(
+            mixed_id.0,
+            7,
+            mixed_id.0,
+            "rpc",
+            "scheduler",
+            Start,
+            now,
+            json!({}),
+        ),
+        event(
+            mixed_id.0,
+            7,
+            mixed_id.0,
+            "rpc",
+            "scheduler",
+            Stop,
+            now + 5,
+            json!({}),
+        ),
+    ])
+    .unwrap();
+    // And traces of ours only.
+    for i in 0..5u128 {
+        for b in trace_batches((i + 1) << 64, T0 + i as i64 * 1_000_000, 3000, i == 2) {
+            w.write(&b).unwrap();
+        }
+    }
+    assert!(!summary_hash(&redis, &mixed).is_empty());
+    assert!(summary_hash(&redis, &python).is_empty());
+
+    let mut store = open(&cs(&url), &opts()).unwrap();
+    let page = store.search_traces(&TraceQuery::default()).unwrap();
+    assert_eq!(page.traces.len(), 7);
+    for t in &page.traces {
+        let report = store.report(&t.base_id).unwrap().unwrap();
+        assert_eq!(*t, TraceOverview::from_report(&t.base_id, &report));
+    }
+    let p = page.traces.iter().find(|t| t.base_id == python).unwrap();
+    assert_eq!(p.services, ["api", "compute"]);
+    assert!(p.error);
+    assert_eq!(
+        p.root.as_ref().unwrap().label(),
+        "api · wsgi · POST /v2.1/servers"
+    );
+    let m = page.traces.iter().find(|t| t.base_id == mixed).unwrap();
+    assert_eq!(m.services, ["api", "compute", "scheduler"]);
+    assert_eq!(m.points, p.points + 1);
+    check_queries(&mut *store);
+
+    // Python still reads every trace, ours included.
+    let list = py
+        .cli(&["trace", "list", "--connection-string", &url])
+        .unwrap();
+    assert!(
+        list.contains(&python) && list.contains(&mixed) && list.contains(&id(1 << 64)),
+        "{list}"
+    );
+    let shown: Value = py.show_json(&id(3 << 64), &url).unwrap();
+    assert_eq!(
+        shown,
+        store.report(&id(3 << 64)).unwrap().unwrap().to_json()
+    );
+}
+
+#[test]
+fn summaries_expire_with_the_events_and_survive_a_flushed_script_cache() {
+    let Some(redis) = need("redis-server", RedisServer::start()) else {
+        return;
+    };
+    let url = redis.url();
+    let o = Options {
+        ttl: Some(Duration::from_millis(500)),
+        ..opts()
+    };
+    let mut w = sink(&cs(&url), &o).unwrap();
+    let [a, b] = trace_batches(1 << 64, T0, 2000, true);
+    w.write(&a).unwrap();
+    // The server forgets the script: the sink's next EVALSHA gets NOSCRIPT and the
+    // summary goes again as EVAL.
+    redis.cmd(&["SCRIPT", "FLUSH"]).unwrap();
+    w.write(&b).unwrap();
+    let base = id(1 << 64);
+    let h = summary_hash(&redis, &base);
+    assert!(h.contains(&("events".into(), "6".into())), "{h:?}");
+    let ttl = redis
+        .cmd(&["PTTL", &format!("osprofiler_summary:{base}")])
+        .unwrap()
+        .as_int()
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 500, "{ttl}");
+    let mut store = open(&cs(&url), &o).unwrap();
+    let page = store.search_traces(&TraceQuery::default()).unwrap();
+    assert_eq!(page.traces.len(), 1);
+    assert_eq!(page, expected(&mut *store, &TraceQuery::default()));
+    assert_eq!(page.traces[0].points, 3);
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        summary_hash(&redis, &base).is_empty(),
+        "expired with the events"
+    );
+    assert!(
+        store
+            .search_traces(&TraceQuery::default())
+            .unwrap()
+            .traces
+            .is_empty()
+    );
+}
+
+#[test]
+fn cluster_summaries() {
+    let Some(cluster) = need("redis cluster", RedisCluster::start()) else {
+        return;
+    };
+    let c = cs(&cluster.url());
+    std::thread::scope(|s| {
+        for side in 0..2 {
+            let c = &c;
+            s.spawn(move || {
+                let mut w = sink(c, &opts()).unwrap();
+                for i in 0..24u128 {
+                    let b = trace_batches(
+                        (i + 1) << 64,
+                        T0 + i as i64 * 1_000_000,
+                        500 * (i as i64 + 1),
+                        i % 4 == 1,
+                    );
+                    w.write(&b[side]).unwrap();
+                }
+            });
+        }
+    });
+    let mut store = open(&c, &opts()).unwrap();
+    let all = store.search_traces(&TraceQuery::default()).unwrap();
+    assert_eq!(all.traces.len(), 24);
+    assert!(
+        all.traces
+            .iter()
+            .all(|t| t.points == 3 && t.services == ["api", "compute"])
+    );
+    check_queries(&mut *store);
+}
