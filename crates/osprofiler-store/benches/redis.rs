@@ -7,14 +7,23 @@
 //! few ms of it). The throughput column is events/s. The Python osprofiler 4.4.0 driver's
 //! rate (one `LPUSH` round trip per event) is measured in the same run when its
 //! virtualenv is there, and printed first.
+//!
+//! `search_10k/*`: `TraceStore::search_traces` on a second redis-server holding 10,000
+//! traces of 3 points (the UI's search page; target ≤ 200 ms), read from the per-trace
+//! summaries: the first page of 50, every trace, a filter that looks at every summary, a
+//! free-text search that reads every event. Python osprofiler's `trace list` on the same
+//! server is timed in the same run (a subprocess, its interpreter's start included, which
+//! is timed too) and printed before the table.
 
-use std::sync::Mutex;
-use std::time::Duration;
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use divan::{Bencher, counter::ItemsCount};
-use osprofiler::{TraceContext, notifier};
-use osprofiler_store::{ConnectionString, Options};
+use osprofiler::{Event, EventInfo, EventKind, Id, Timestamp, TraceContext, notifier};
+use osprofiler_store::{ConnectionString, Options, TraceQuery};
 use osprofiler_testkit::{Oracle, RedisConn, RedisServer};
+use serde_json::json;
 
 const POINTS: usize = 100_000;
 
@@ -39,6 +48,8 @@ fn main() {
         }
     }
     python_rate(&url);
+    // Kept here, stopped at exit.
+    let _search_server = search_setup();
 
     // Room for a whole iteration: the point is the exporter's rate, not the drop policy.
     notifier::configure(notifier::Config {
@@ -94,6 +105,249 @@ print(f"{n / (time.perf_counter() - t):.0f}")
             rate.trim()
         ),
         Err(e) => eprintln!("Python osprofiler rate not measured: {e}"),
+    }
+}
+
+/// The search benchmarks' server.
+static SEARCH: OnceLock<ConnectionString> = OnceLock::new();
+
+/// Whether divan measures (`cargo bench`) rather than runs each benchmark once as a test,
+/// which gets fewer traces.
+fn measuring() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test")
+}
+
+/// Starts the search benchmarks' server and fills it with 10,000 traces (a `wsgi` point,
+/// `POST /v2.1/servers`, with two `db` children, in two services; one in ten failing),
+/// written by our sink in batches of 4,096 events; then times Python's `trace list` there.
+fn search_setup() -> Option<RedisServer> {
+    let redis = match RedisServer::start() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("skipping the search benchmarks: redis-server unavailable: {e}");
+            return None;
+        }
+    };
+    let traces: u128 = if measuring() { 10_000 } else { 300 };
+    let cs: ConnectionString = redis.url().parse().expect("redis url");
+    let mut w = osprofiler_store::sink(&cs, &Options::default()).expect("redis sink");
+    let t0 = Timestamp::now().as_micros() - 3_600_000_000;
+    let ev = |base: u128,
+              point: u128,
+              parent: u128,
+              name: &'static str,
+              service: &str,
+              kind,
+              us,
+              info| {
+        let mut info = match info {
+            serde_json::Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
+        info.insert("host".into(), json!("h1"));
+        Event {
+            name: Cow::Borrowed(name),
+            kind,
+            base_id: Id(base),
+            trace_id: Id(point),
+            parent_id: Id(parent),
+            timestamp: Timestamp(us),
+            info: EventInfo::from(info),
+            project: Some(Arc::from("nova")),
+            service: Some(Arc::from(service)),
+        }
+    };
+    let mut batch = Vec::with_capacity(4096);
+    let started = Instant::now();
+    for i in 0..traces {
+        let base = (i + 1) << 64 | 0x4000_8000_0000_0000;
+        let at = t0 + i as i64 * 300_000;
+        let dur = 1_000 + (i as i64 * 7919) % 50_000;
+        use EventKind::{Start, Stop};
+        let req = json!({"request": {"method": "POST", "path": "/v2.1/servers", "query": "", "scheme": "http"}});
+        let stmt = json!({"db": {"statement": "SELECT * FROM instances WHERE project_id = ?", "params": {}}});
+        let fail = if i % 10 == 3 {
+            json!({"etype": "OperationalError", "message": "locked"})
+        } else {
+            json!({})
+        };
+        batch.extend([
+            ev(base, base + 1, base, "wsgi", "api", Start, at, req),
+            ev(
+                base,
+                base + 2,
+                base + 1,
+                "db",
+                "api",
+                Start,
+                at + 100,
+                stmt.clone(),
+            ),
+            ev(
+                base,
+                base + 2,
+                base + 1,
+                "db",
+                "api",
+                Stop,
+                at + 400,
+                json!({}),
+            ),
+            ev(
+                base,
+                base + 3,
+                base + 1,
+                "db",
+                "conductor",
+                Start,
+                at + 500,
+                stmt,
+            ),
+            ev(
+                base,
+                base + 3,
+                base + 1,
+                "db",
+                "conductor",
+                Stop,
+                at + 900,
+                fail,
+            ),
+            ev(
+                base,
+                base + 1,
+                base,
+                "wsgi",
+                "api",
+                Stop,
+                at + dur,
+                json!({}),
+            ),
+        ]);
+        if batch.len() >= 4096 {
+            w.write(&batch).expect("written");
+            batch.clear();
+        }
+    }
+    w.write(&batch).expect("written");
+    eprintln!(
+        "search store: {traces} traces ({} events) written in {:.0} ms",
+        traces * 6,
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    // What the benchmarks time is a real page of summaries.
+    let page = osprofiler_store::open(&cs, &Options::default())
+        .map(|mut s| {
+            s.search_traces(&TraceQuery {
+                limit: Some(50),
+                ..TraceQuery::default()
+            })
+        })
+        .expect("opened")
+        .expect("searched");
+    assert_eq!(page.traces.len(), 50);
+    assert!(page.more);
+    let newest = &page.traces[0];
+    assert_eq!(newest.services, ["api", "conductor"]);
+    assert_eq!((newest.points, newest.categories.len()), (3, 2));
+    let _ = SEARCH.set(cs.clone());
+    // Run as a test (once per benchmark, each in its own process): no timing.
+    if measuring() {
+        python_list(&redis.url(), traces);
+    }
+    Some(redis)
+}
+
+/// Times Python osprofiler's `trace list` on the search store (three runs, the fastest),
+/// and its interpreter's start alone (`osprofiler --version`).
+fn python_list(url: &str, traces: u128) {
+    let py = match Oracle::locate() {
+        Ok(py) => py,
+        Err(e) => {
+            eprintln!("Python osprofiler trace list not timed: {e}");
+            return;
+        }
+    };
+    let best = |args: &[&str]| -> Result<(f64, String), String> {
+        let mut best = f64::MAX;
+        let mut out = String::new();
+        for _ in 0..3 {
+            let t = Instant::now();
+            out = py.cli(args)?;
+            best = best.min(t.elapsed().as_secs_f64() * 1e3);
+        }
+        Ok((best, out))
+    };
+    let list = best(&["trace", "list", "--connection-string", url]);
+    let start = best(&["--version"]);
+    match (list, start) {
+        (Ok((ms, out)), Ok((start_ms, _))) => {
+            let listed = out
+                .lines()
+                .filter(|l| l.contains("-4000-800000000000"))
+                .count();
+            eprintln!(
+                "Python osprofiler 4.4.0 `trace list` on the same Redis: {ms:.0} ms for {listed} of {traces} traces (its interpreter's start alone: {start_ms:.0} ms; no summaries, no filters, no paging)"
+            );
+        }
+        (Err(e), _) | (_, Err(e)) => eprintln!("Python osprofiler trace list failed: {e}"),
+    }
+}
+
+mod search_10k {
+    use super::*;
+    use osprofiler_store::{TraceStore, open};
+
+    fn run(bencher: Bencher, query: TraceQuery) {
+        let Some(cs) = SEARCH.get() else {
+            return;
+        };
+        let mut store: Box<dyn TraceStore> = open(cs, &Options::default()).expect("opened");
+        bencher.bench_local(|| store.search_traces(&query).expect("searched"));
+    }
+
+    /// The UI's search page: the newest 50.
+    #[divan::bench(sample_count = 20)]
+    fn first_page(bencher: Bencher) {
+        run(
+            bencher,
+            TraceQuery {
+                limit: Some(50),
+                ..TraceQuery::default()
+            },
+        );
+    }
+
+    #[divan::bench(sample_count = 10)]
+    fn every_trace(bencher: Bencher) {
+        run(bencher, TraceQuery::default());
+    }
+
+    /// A filter no trace passes: every summary is read.
+    #[divan::bench(sample_count = 10)]
+    fn filter_scans_all(bencher: Bencher) {
+        run(
+            bencher,
+            TraceQuery {
+                name: Some("no such point".into()),
+                limit: Some(50),
+                ..TraceQuery::default()
+            },
+        );
+    }
+
+    /// Free text no event holds: every event is read.
+    #[divan::bench(sample_count = 5, sample_size = 1)]
+    fn text_scans_all(bencher: Bencher) {
+        run(
+            bencher,
+            TraceQuery {
+                text: Some("no such text".into()),
+                limit: Some(50),
+                ..TraceQuery::default()
+            },
+        );
     }
 }
 

@@ -83,6 +83,8 @@ struct Trace {
     /// The best root candidate: (level: 0 first-level, 1 other; start µs; index in the
     /// batch), the lowest (level, start).
     root: Option<(u8, i64, u32)>,
+    /// Whether the root candidate's JSON may name it (else its info is not looked at).
+    root_named: bool,
     /// The last event with `info.etype` (an index into the batch).
     error: Option<u32>,
     /// Its index shard (cluster).
@@ -345,6 +347,7 @@ impl RedisSink {
                             points: 0,
                             any_error: false,
                             root: None,
+                            root_named: false,
                             error: None,
                             shard: cluster::shard_of(base) as u8,
                         });
@@ -423,6 +426,13 @@ impl RedisSink {
                         }
                     }
                     if self.summaries {
+                        let t = &mut self.traces[g];
+                        if t.root.is_some_and(|r| r.2 == i) {
+                            t.root_named =
+                                ["\"request\"", "\"function\"", "\"db\"", "\"requests\""]
+                                    .iter()
+                                    .any(|k| contains(&self.json, k.as_bytes()));
+                        }
                         // A handful of each per trace: a linear look beats hashing.
                         if let Some(s) = &e.service
                             && !self
@@ -517,7 +527,7 @@ impl RedisSink {
     /// `self.services` and `self.categories`); see [`summaries::SCRIPT`] for the arguments.
     fn encode_summary(&mut self, g: usize, events: &[Event]) {
         let t = &self.traces[g];
-        let (id, first, last, points, count, error, root) = (
+        let (id, first, last, points, count, error, root, named) = (
             t.id,
             t.first,
             t.last,
@@ -525,6 +535,7 @@ impl RedisSink {
             t.count,
             t.any_error,
             t.root,
+            t.root_named,
         );
         let nargs = 4 + FIXED_ARGS + self.services.len() + self.categories.len();
         resp::array_header(&mut self.buf, nargs);
@@ -545,7 +556,11 @@ impl RedisSink {
                 let service = e.service.as_deref().map(flat).unwrap_or_default();
                 resp::bulk(&mut self.buf, service.as_bytes());
                 resp::bulk(&mut self.buf, flat(&e.name).as_bytes());
-                resp::bulk(&mut self.buf, point_name(|k| e.info.get(k)).as_bytes());
+                if named {
+                    resp::bulk(&mut self.buf, point_name(|k| e.info.get(k)).as_bytes());
+                } else {
+                    resp::bulk(&mut self.buf, b"");
+                }
             }
             None => {
                 for _ in 0..5 {
@@ -682,9 +697,11 @@ impl RedisSink {
 /// Whether the event has `info.etype` (not null), as Python's check. The JSON text is
 /// searched first so that events without it (nearly all) cost no map building.
 fn has_etype(json: &[u8], e: &Event) -> bool {
-    const NEEDLE: &[u8] = b"\"etype\"";
-    json.windows(NEEDLE.len()).any(|w| w == NEEDLE)
-        && !matches!(e.info.get("etype"), None | Some(Value::Null))
+    contains(json, b"\"etype\"") && !matches!(e.info.get("etype"), None | Some(Value::Null))
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// The command just encoded (since the last call) goes to `slot` (cluster only).

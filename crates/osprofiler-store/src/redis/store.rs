@@ -199,8 +199,10 @@ fn list_all(conn: &mut Conn) -> Result<Listing, ClientError> {
     let indexed = index(conn, INDEX)?;
     let mut lists = HashSet::new();
     let mut legacy = Vec::new();
-    // One pass over the keyspace for both layouts.
-    for k in scan(conn, b"osprofiler*")? {
+    // One pass over the keyspace for both layouts; not the summaries
+    // (`osprofiler_summary:`), which would double what comes back. After the `:` or `_`
+    // a legacy key has a base id (hex), a list `opt:`.
+    for k in scan(conn, b"osprofiler[:_][^s]*")? {
         if let Some(id) = k.strip_prefix(OPT_PREFIX) {
             lists.insert(id.to_vec());
         } else if k.starts_with(LEGACY_PREFIX) {

@@ -37,8 +37,11 @@ use crate::{ReadError, RootPoint, TraceOverview, TracePage, TraceQuery};
 /// TTL in ms (`0`: none), the number of services, the services, then the categories.
 /// Times are integers below 2^53, exact in Lua's numbers.
 pub(crate) const SCRIPT: &str = r#"local k = KEYS[1]
-local cur = redis.call('HMGET', k, 'first', 'last', 'root_level', 'root_us')
-local set = {'HSET', k}
+local cur = redis.call('HMGET', k, 'first', 'last', 'root_level', 'root_us', 'points', 'events')
+-- The counters are added here too: one HSET for the whole update.
+local set = {'HSET', k,
+  'points', string.format('%d', (tonumber(cur[5]) or 0) + tonumber(ARGV[3])),
+  'events', string.format('%d', (tonumber(cur[6]) or 0) + tonumber(ARGV[4]))}
 -- In pieces: unpack() takes a few thousand values at most.
 local function put(f, v)
   set[#set + 1] = f; set[#set + 1] = v
@@ -61,8 +64,6 @@ for i = 13, #ARGV do
   if i < 13 + ns then put('s:' .. ARGV[i], '') else put('c:' .. ARGV[i], '') end
 end
 if #set > 2 then redis.call(unpack(set)) end
-redis.call('HINCRBY', k, 'points', ARGV[3])
-redis.call('HINCRBY', k, 'events', ARGV[4])
 if ARGV[11] ~= '0' then redis.call('PEXPIRE', k, ARGV[11]) end
 return 1
 "#;
