@@ -537,7 +537,8 @@ impl RedisSink {
             t.root,
             t.root_named,
         );
-        let nargs = 4 + FIXED_ARGS + self.services.len() + self.categories.len();
+        let nargs =
+            4 + FIXED_ARGS + 2 * (usize::from(error) + self.services.len() + self.categories.len());
         resp::array_header(&mut self.buf, nargs);
         resp::bulk(&mut self.buf, b"EVALSHA");
         resp::bulk(&mut self.buf, summaries::script_sha());
@@ -548,7 +549,6 @@ impl RedisSink {
         push_int_bulk(&mut self.buf, last);
         push_int_bulk(&mut self.buf, i64::from(points));
         push_int_bulk(&mut self.buf, i64::from(count));
-        resp::bulk(&mut self.buf, if error { b"1" } else { b"0" });
         match root.and_then(|(level, us, i)| Some((level, us, events.get(i as usize)?))) {
             Some((level, us, e)) => {
                 push_int_bulk(&mut self.buf, i64::from(level));
@@ -573,13 +573,16 @@ impl RedisSink {
             self.ttl_ms
                 .map_or(0, |t| i64::try_from(t).unwrap_or(i64::MAX)),
         );
-        push_int_bulk(&mut self.buf, self.services.len() as i64);
+        if error {
+            resp::bulk(&mut self.buf, b"error");
+            resp::bulk(&mut self.buf, b"1");
+        }
         for &i in &self.services {
             let s = events[i as usize].service.as_deref().unwrap_or_default();
-            resp::bulk(&mut self.buf, flat(s).as_bytes());
+            push_field(&mut self.buf, b"s:", &flat(s));
         }
         for &i in &self.categories {
-            resp::bulk(&mut self.buf, flat(&events[i as usize].name).as_bytes());
+            push_field(&mut self.buf, b"c:", &flat(&events[i as usize].name));
         }
         let slot = cluster::slot_of(SUMMARY_PREFIX, &id);
         self.cmds.push(Cmd::Summary);
@@ -726,6 +729,15 @@ fn push_score_bulk(out: &mut Vec<u8>, micros: i64) {
     let mut s = Vec::with_capacity(24);
     push_score(&mut s, micros);
     resp::bulk(out, &s);
+}
+
+/// A set member's field, `prefix` + `name`, and its empty value.
+fn push_field(out: &mut Vec<u8>, prefix: &[u8], name: &str) {
+    resp::bulk_header(out, prefix.len() + name.len());
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    resp::bulk(out, b"");
 }
 
 fn push_int_bulk(out: &mut Vec<u8>, n: i64) {

@@ -32,44 +32,38 @@ use super::{OPT_PREFIX, SUMMARY_PREFIX, key};
 use crate::summary::one_line;
 use crate::{ReadError, RootPoint, TraceOverview, TracePage, TraceQuery};
 
-/// KEYS[1]: the summary. ARGV: first, last, points, events, error (`0`/`1`), root level
-/// (`""`: no start event in the batch), root start, root service, category and name,
-/// TTL in ms (`0`: none), the number of services, the services, then the categories.
-/// Times are integers below 2^53, exact in Lua's numbers.
+/// KEYS[1]: the summary. ARGV: first, last, points, events, root level (`""`: no start
+/// event in the batch), root start, root service, category and name, TTL in ms (`0`:
+/// none), then fields to set as they are (`error` `1`, `s:<service>` `""`,
+/// `c:<category>` `""`). Times are integers below 2^53, exact in Lua's numbers. One HMGET
+/// and one HSET: most of the cost is the script's call itself (about 7 µs a call on
+/// redis-server 7.0 here, against 1.5 µs for a script that does nothing).
 pub(crate) const SCRIPT: &str = r#"local k = KEYS[1]
 local cur = redis.call('HMGET', k, 'first', 'last', 'root_level', 'root_us', 'points', 'events')
--- The counters are added here too: one HSET for the whole update.
-local set = {'HSET', k,
-  'points', string.format('%d', (tonumber(cur[5]) or 0) + tonumber(ARGV[3])),
-  'events', string.format('%d', (tonumber(cur[6]) or 0) + tonumber(ARGV[4]))}
--- In pieces: unpack() takes a few thousand values at most.
-local function put(f, v)
-  set[#set + 1] = f; set[#set + 1] = v
-  if #set >= 1000 then redis.call(unpack(set)); set = {'HSET', k} end
+local f, l, lv = ARGV[1], ARGV[2], ARGV[5]
+if cur[1] and tonumber(cur[1]) <= tonumber(f) then f = cur[1] end
+if cur[2] and tonumber(cur[2]) >= tonumber(l) then l = cur[2] end
+if lv ~= '' and cur[3] then
+  local clv, nlv = tonumber(cur[3]), tonumber(lv)
+  if clv < nlv or (clv == nlv and tonumber(cur[4]) <= tonumber(ARGV[6])) then lv = '' end
 end
-if not cur[1] or tonumber(ARGV[1]) < tonumber(cur[1]) then put('first', ARGV[1]) end
-if not cur[2] or tonumber(ARGV[2]) > tonumber(cur[2]) then put('last', ARGV[2]) end
-if ARGV[5] == '1' then put('error', '1') end
-if ARGV[6] ~= '' then
-  local lv, us = tonumber(ARGV[6]), tonumber(ARGV[7])
-  local clv, cus = tonumber(cur[3]), tonumber(cur[4])
-  if not clv or lv < clv or (lv == clv and us < cus) then
-    for i, f in ipairs({'root_level', 'root_us', 'root_service', 'root_category', 'root_name'}) do
-      put(f, ARGV[5 + i])
-    end
-  end
+local p = string.format('%d', (tonumber(cur[5]) or 0) + ARGV[3])
+local e = string.format('%d', (tonumber(cur[6]) or 0) + ARGV[4])
+if lv ~= '' then
+  redis.call('HSET', k, 'first', f, 'last', l, 'points', p, 'events', e, 'root_level', lv,
+    'root_us', ARGV[6], 'root_service', ARGV[7], 'root_category', ARGV[8], 'root_name', ARGV[9],
+    unpack(ARGV, 11))
+else
+  redis.call('HSET', k, 'first', f, 'last', l, 'points', p, 'events', e, unpack(ARGV, 11))
 end
-local ns = tonumber(ARGV[12])
-for i = 13, #ARGV do
-  if i < 13 + ns then put('s:' .. ARGV[i], '') else put('c:' .. ARGV[i], '') end
-end
-if #set > 2 then redis.call(unpack(set)) end
-if ARGV[11] ~= '0' then redis.call('PEXPIRE', k, ARGV[11]) end
+if ARGV[10] ~= '0' then redis.call('PEXPIRE', k, ARGV[10]) end
 return 1
 "#;
 
-/// Arguments of [`SCRIPT`] before the services.
-pub(crate) const FIXED_ARGS: usize = 12;
+/// Arguments of [`SCRIPT`] before the fields. (Thousands of fields in one call would
+/// pass what Lua's `unpack` takes: the script fails, and the trace is summarised from its
+/// events, see the module's notes.)
+pub(crate) const FIXED_ARGS: usize = 10;
 
 /// The script's SHA-1 in hex, as `EVALSHA` wants it.
 pub(crate) fn script_sha() -> &'static [u8; 40] {
