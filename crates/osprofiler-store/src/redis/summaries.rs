@@ -32,7 +32,7 @@ use super::{OPT_PREFIX, SUMMARY_PREFIX, key};
 use crate::summary::one_line;
 use crate::{ReadError, RootPoint, TraceOverview, TracePage, TraceQuery};
 
-/// KEYS[1]: the summary. ARGV: first, last, points, events, root level (`""`: no start
+/// `KEYS[1]`: the summary. `ARGV`: first, last, points, events, root level (`""`: no start
 /// event in the batch), root start, root service, category and name, TTL in ms (`0`:
 /// none), then fields to set as they are (`error` `1`, `s:<service>` `""`,
 /// `c:<category>` `""`). Times are integers below 2^53, exact in Lua's numbers. One HMGET
