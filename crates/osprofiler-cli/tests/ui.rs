@@ -291,3 +291,299 @@ fn search_page_in_chromium() {
     assert_eq!(rows(&dom), 1, "{dom}");
     assert!(dom.contains(&two) && !dom.contains(&one), "{dom}");
 }
+
+/// `osprofiler demo` with a scratch directory of its own, on store `cs`.
+fn demo(dir: &TempDir, cs: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_osprofiler"));
+    cmd.arg("demo")
+        .args(["--connection-string", cs])
+        .current_dir(dir.path())
+        .env("XDG_DATA_HOME", dir.join("data"))
+        .env("TMPDIR", dir.path())
+        .env_remove("OSPROFILER_CONNECTION_STRING");
+    cmd
+}
+
+/// One HTTP/1.1 request with extra header lines; the whole response.
+fn request(addr: &str, head: &str, headers: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        s,
+        "{head}\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n{headers}\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// `demo --serve` on `cs`: serves one signed `GET /v2.1/servers` (a trace of another
+/// request than the demo's), then stops. Returns the `osprofiler ui` command it printed.
+fn serve_one_listing(dir: &TempDir, cs: &str) -> String {
+    let listen = format!("127.0.0.1:{}", osprofiler_testkit::free_port());
+    let child = demo(dir, cs)
+        .args(["--serve", "--listen", &listen])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Server(child, listen.clone());
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    let ui = loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("no ui command in {printed:#?}"))
+            .unwrap();
+        if line.trim_start().starts_with("osprofiler ui") {
+            break line.trim().to_owned();
+        }
+        printed.push(line);
+    };
+    let o = Command::new(env!("CARGO_BIN_EXE_osprofiler"))
+        .args(["trace", "headers", "--hmac-key", "SECRET_KEY"])
+        .output()
+        .unwrap();
+    let headers = String::from_utf8(o.stdout).unwrap();
+    let answer = request(
+        &listen,
+        "GET /v2.1/servers HTTP/1.1",
+        &format!("{}\r\n", headers.trim_end().replace('\n', "\r\n")),
+    );
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    // Ctrl-C: the demo flushes what it recorded and exits.
+    let pid = child.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.0.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "demo --serve still running"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    ui
+}
+
+/// What the page's rows and dots say: (row kinds of the compare table, dots of the plot).
+fn count(dom: &str, needle: &str) -> usize {
+    dom.matches(needle).count()
+}
+
+/// In headless Chromium, on a Redis shared with Python osprofiler: two demo traces, a
+/// trace of another request (`demo --serve`, whose printed `ui` command is the one run),
+/// and one Python wrote. The list shows all four with a dot each, the Python trace opens,
+/// two demo traces match point for point, the other request's points are in one trace
+/// only, and a trace written while the page is open appears without a reload.
+#[test]
+fn demo_and_python_traces_in_chromium() {
+    let Some(chromium) =
+        osprofiler_testkit::need("chromium", osprofiler_testkit::Chromium::locate())
+    else {
+        return;
+    };
+    let Some(redis) =
+        osprofiler_testkit::need("redis-server", osprofiler_testkit::RedisServer::start())
+    else {
+        return;
+    };
+    let Some(py) = osprofiler_testkit::need(
+        "python osprofiler oracle",
+        osprofiler_testkit::Oracle::locate(),
+    ) else {
+        return;
+    };
+    let dir = TempDir::new();
+    let cs = redis.url();
+    let python = py.write_two_service_trace(&cs).unwrap();
+    for _ in 0..2 {
+        let o = demo(&dir, &cs)
+            .args(["--out", "demo.html"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let ui = serve_one_listing(&dir, &cs);
+    assert_eq!(ui, format!("osprofiler ui --connection-string {cs}"));
+    // The printed command, on a free port.
+    let args: Vec<&str> = ui.split_whitespace().skip(2).collect();
+    let server = serve(args[1], &[]);
+    let a = &server.1;
+
+    let (status, _, body) = get(a, "/api/traces", "");
+    assert_eq!(status, 200, "{body}");
+    let list: Value = serde_json::from_str(&body).unwrap();
+    let traces = list["traces"].as_array().unwrap();
+    assert_eq!(traces.len(), 4, "{list:#}");
+    let with_root = |label: &str| -> Vec<String> {
+        traces
+            .iter()
+            .filter(|t| t["root"]["label"] == json!(label) && t["base_id"] != json!(python))
+            .map(|t| t["base_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let booted = with_root("api · wsgi · POST /v2.1/servers");
+    let listed = with_root("api · wsgi · GET /v2.1/servers");
+    assert_eq!((booted.len(), listed.len()), (2, 1), "{list:#}");
+    assert!(traces.iter().any(|t| t["base_id"] == json!(python)));
+
+    let dump = |path: &str| {
+        chromium
+            .run(&[
+                "--virtual-time-budget=10000".to_string(),
+                "--dump-dom".to_string(),
+                format!("http://{a}{path}"),
+            ])
+            .expect("chromium dumps the page")
+    };
+    // The list: four rows, four dots, each a link to its trace.
+    let dom = dump("/?refresh=0");
+    for t in traces {
+        let id = t["base_id"].as_str().unwrap();
+        assert_eq!(
+            count(&dom, &format!("data-base-id=\"{id}\"")),
+            2,
+            "{id}: {dom}"
+        );
+        assert!(
+            dom.contains(&format!("<a href=\"/trace/{id}\" class=\"dot\"")),
+            "{dom}"
+        );
+    }
+    assert_eq!(count(&dom, "<circle "), 4, "{dom}");
+    // Python's trace failed in its driver, the demo's in scheduling: every dot is red but
+    // the listing's.
+    assert_eq!(
+        count(&dom, "class=\"error\"></circle>") + count(&dom, "class=\"error\"><title>"),
+        3,
+        "{dom}"
+    );
+
+    // The Python trace's page: the report, with its services.
+    let dom = dump(&format!("/trace/{python}"));
+    assert!(
+        dom.contains(&python) && dom.contains("compute") && dom.contains("ValueError"),
+        "{dom}"
+    );
+
+    // Two demo boots: every point matched, each with its difference.
+    let dom = dump(&format!("/compare/{}/{}", booted[0], booted[1]));
+    let points = traces
+        .iter()
+        .find(|t| t["base_id"] == json!(booted[0]))
+        .and_then(|t| t["points"].as_u64())
+        .unwrap() as usize;
+    assert_eq!(points, 30);
+    assert_eq!(
+        count(&dom, "data-match=\"both\""),
+        points + points.min(15),
+        "{dom}"
+    );
+    assert_eq!(count(&dom, "data-match=\"only-"), 0, "{dom}");
+    assert!(
+        dom.contains(&format!(
+            "{points} points matched, 0 only in A, 0 only in B"
+        )),
+        "{dom}"
+    );
+    assert!(dom.contains("api · wsgi · POST /v2.1/servers"), "{dom}");
+    // A boot against a listing: nothing in common (their requests differ), each side's
+    // points marked as its own.
+    let dom = dump(&format!("/compare/{}/{}", booted[0], listed[0]));
+    let listing: Value =
+        serde_json::from_str(&get(a, &format!("/api/compare/{}/{}", booted[0], listed[0]), "").2)
+            .unwrap();
+    let only_b = listing["only_b"].as_u64().unwrap() as usize;
+    assert!(only_b >= 1 && listing["matched"] == json!(0), "{listing:#}");
+    assert!(
+        count(&dom, "<tr class=\"only-a\" data-match=\"only-a\"") >= points,
+        "{dom}"
+    );
+    assert!(
+        count(&dom, "<tr class=\"only-b\" data-match=\"only-b\"") >= only_b,
+        "{dom}"
+    );
+    assert!(dom.contains("api · wsgi · GET /v2.1/servers"), "{dom}");
+
+    // Live: traces written while the page is open (polled every second of its virtual
+    // time, which runs on whenever the page waits for nothing but timers) appear in it.
+    let writing = std::sync::atomic::AtomicBool::new(true);
+    let t0 = 1_790_000_000_000_000;
+    let dom = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut sink =
+                osprofiler_store::sink(&cs.parse().unwrap(), &Default::default()).unwrap();
+            // Writing starts once the page has searched: after its first request to the
+            // UI, which asks Redis (nothing else does meanwhile; INFO counts itself).
+            let mut conn = redis.connect().unwrap();
+            let mut commands = || -> u64 {
+                let info = conn.cmd(&["INFO", "stats"]).unwrap().into_string().unwrap();
+                info.lines()
+                    .find_map(|l| l.strip_prefix("total_commands_processed:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap()
+            };
+            let mut last = commands();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            loop {
+                let now = commands();
+                if now > last + 1 {
+                    break;
+                }
+                last = now;
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the page never searched"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            let mut n: u128 = 100;
+            while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                let ev = |kind, us| Event {
+                    name: "wsgi".into(),
+                    kind,
+                    base_id: Id(n << 64),
+                    trace_id: Id((n << 64) + 1),
+                    parent_id: Id(n << 64),
+                    timestamp: Timestamp(us),
+                    info: EventInfo::default(),
+                    project: Some(Arc::from("nova")),
+                    service: Some(Arc::from("live")),
+                };
+                let at = t0 + n as i64 * 1000;
+                sink.write(&[ev(EventKind::Start, at), ev(EventKind::Stop, at + 500)])
+                    .unwrap();
+                n += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        });
+        let dom = chromium
+            .run(&[
+                "--virtual-time-budget=60000".to_string(),
+                "--dump-dom".to_string(),
+                format!("http://{a}/?refresh=1&service=live"),
+            ])
+            .expect("chromium dumps the page");
+        writing.store(false, std::sync::atomic::Ordering::Relaxed);
+        dom
+    });
+    // Each was written after the page's first search.
+    let rows = count(&dom, "<tr data-base-id=");
+    assert!(
+        rows >= 1,
+        "no trace written while the page was open is listed: {dom}"
+    );
+    // What the store holds now is more still; the page shows no trace it lacks.
+    let (_, _, body) = get(a, "/api/traces?service=live&limit=1000", "");
+    let now: Value = serde_json::from_str(&body).unwrap();
+    assert!(now["traces"].as_array().unwrap().len() >= rows);
+    eprintln!("live: {rows} rows listed");
+}
