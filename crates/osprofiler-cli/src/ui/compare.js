@@ -60,7 +60,7 @@
         td.style.paddingLeft = (0.3 + 1.2 * (r.depth - 1)) + "em";
         if (s) {
           const id = encodeURIComponent(s === r.a ? data.a.base_id : data.b.base_id);
-          link(td, "/trace/" + id, label(r));
+          link(td, "/trace/" + id, label(r)).title = label(r);
           if (s.error) td.classList.add("error");
         }
         cell(row, s ? ms(s.duration_us) : "", "num");
