@@ -129,6 +129,9 @@ fn token_guards_every_request_and_api_answers() {
         "/api/traces",
         &format!("/api/traces/{one}/json"),
         &format!("/trace/{one}"),
+        &format!("/api/compare/{one}/{two}"),
+        &format!("/compare/{one}/{two}"),
+        "/compare.js",
     ] {
         for h in [
             "",
@@ -209,6 +212,42 @@ fn token_guards_every_request_and_api_answers() {
     let missing = Id(9 << 64).to_string();
     assert_eq!(get(a, &format!("/trace/{missing}"), &bearer).0, 404);
     assert_eq!(get(a, "/trace/not-an-id", &bearer).0, 400);
+    // Compare: the two one-point traces match (same service, category and request).
+    let (status, head, body) = get(a, &format!("/api/compare/{one}/{two}"), &bearer);
+    assert_eq!(status, 200, "{body}");
+    assert!(head.contains("content-type: application/json"), "{head}");
+    let c: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (&c["matched"], &c["only_a"], &c["only_b"]),
+        (&json!(1), &json!(0), &json!(0)),
+        "{c:#}"
+    );
+    assert_eq!(c["rows"][0]["diff_us"], json!(3000), "{c:#}");
+    assert_eq!(c["rows"][0]["name"], json!("GET /v2.1/servers"));
+    assert_eq!(c["a"]["base_id"], json!(one));
+    assert_eq!(c["biggest"], json!([0]));
+    assert_eq!(
+        get(a, &format!("/api/compare/{one}/{missing}"), &bearer).0,
+        404
+    );
+    assert_eq!(get(a, &format!("/api/compare/{one}/nope"), &bearer).0, 400);
+    // The page is static (it asks the API), under the search page's CSP.
+    let (status, head, body) = get(a, &format!("/compare/{one}/{two}"), &bearer);
+    assert_eq!(status, 200);
+    assert!(
+        head.contains("content-security-policy: default-src 'none'"),
+        "{head}"
+    );
+    assert!(body.contains("<script src=\"/compare.js\""), "{body}");
+    // The form's address leads to the page; anything but two ids is refused.
+    let (status, head, _) = get(a, &format!("/compare?a={one}&b=+{two}+"), &bearer);
+    assert_eq!(status, 303);
+    assert!(
+        head.contains(&format!("location: /compare/{one}/{two}")),
+        "{head}"
+    );
+    assert_eq!(get(a, &format!("/compare?a={one}&b=x"), &bearer).0, 400);
+    assert_eq!(get(a, &format!("/compare?a={one}"), &bearer).0, 400);
 }
 
 /// The search page in headless Chromium: it lists the traces with their summaries, a
@@ -286,10 +325,26 @@ fn search_page_in_chromium() {
             && dom.contains("<title>osprofiler traces</title>"),
         "{dom}"
     );
-    // A filter narrows the list.
+    // A filter narrows the list, and the plot with it.
     let dom = dump("?min_duration=2ms&service=api");
     assert_eq!(rows(&dom), 1, "{dom}");
     assert!(dom.contains(&two) && !dom.contains(&one), "{dom}");
+    assert_eq!(dom.matches("<circle ").count(), 1, "{dom}");
+    // Compared with another trace, the marked-up one is text there too.
+    let three = Id(3 << 64).to_string();
+    let dom = dump(&format!("compare/{three}/{one}"));
+    assert!(
+        dom.contains("&lt;img src=x") && dom.contains("x&lt;b&gt;y&lt;/b&gt;"),
+        "{dom}"
+    );
+    assert!(
+        !dom.contains("<img")
+            && !dom.contains("<b>")
+            && dom.contains("<title>osprofiler: compare traces</title>"),
+        "{dom}"
+    );
+    assert_eq!(dom.matches("data-match=\"only-a\"").count(), 2, "{dom}");
+    assert_eq!(dom.matches("data-match=\"only-b\"").count(), 2, "{dom}");
 }
 
 /// `osprofiler demo` with a scratch directory of its own, on store `cs`.
