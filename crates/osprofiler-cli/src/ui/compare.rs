@@ -416,6 +416,44 @@ mod tests {
         assert_eq!(c.rows.iter().filter(|r| r.a.is_none()).count(), 0);
     }
 
+    /// A chain of `depth` points, each the child of the one before, `extra_us` longer.
+    fn chain(depth: usize, extra_us: i64) -> Report {
+        let id = |i: usize| format!("aaaaaaaa-aaaa-4aaa-8aaa-{i:012}");
+        let base = "11111111-1111-4111-8111-111111111111";
+        let ts = |us: i64| osprofiler::Timestamp(1_790_000_000_000_000 + us).to_string();
+        Report::from_events((0..depth).flat_map(|i| {
+            let parent = if i == 0 { base.to_owned() } else { id(i - 1) };
+            let ev = |kind: &str, us: i64| {
+                json!({"name": format!("db-{kind}"), "base_id": base, "trace_id": id(i),
+                       "parent_id": parent, "timestamp": ts(us), "service": "api",
+                       "info": {"host": "h", "db": {"statement": format!("SELECT {i}")}}})
+            };
+            let i = i as i64;
+            [ev("start", i), ev("stop", 10_000_000 - i + extra_us)]
+        }))
+    }
+
+    #[test]
+    fn the_deepest_trees_fit_a_worker_thread() {
+        let a = chain(osprofiler_report::MAX_DEPTH, 0);
+        let b = chain(osprofiler_report::MAX_DEPTH, 7);
+        assert_eq!(a.len(), osprofiler_report::MAX_DEPTH);
+        // tokio's threads have 2 MiB of stack.
+        let rows = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let c = Comparison::new(&a, &b);
+                let _ = c.to_json(("a", &a), ("b", &b)).to_string();
+                c.rows
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(rows.len(), osprofiler_report::MAX_DEPTH);
+        assert!(rows.iter().all(|r| r.matched() && r.diff_us() == 7));
+        assert_eq!(rows.last().unwrap().depth, osprofiler_report::MAX_DEPTH);
+    }
+
     #[test]
     fn names_match_across_ids_and_numbers() {
         assert_eq!(

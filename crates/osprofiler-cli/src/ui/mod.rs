@@ -413,9 +413,16 @@ async fn compare_api(State(ui): State<Arc<Ui>>, Path((a, b)): Path<(String, Stri
         Ok(r) => r,
         Err(e) => return e,
     };
-    let c = compare::Comparison::new(&ra, &rb);
-    let body = c.to_json((&a, &ra), (&b, &rb)).to_string();
-    response(StatusCode::OK, "application/json", body)
+    // Off the async workers: a large trace takes a while.
+    let body = tokio::task::spawn_blocking(move || {
+        let c = compare::Comparison::new(&ra, &rb);
+        c.to_json((&a, &ra), (&b, &rb)).to_string()
+    })
+    .await;
+    match body {
+        Ok(body) => response(StatusCode::OK, "application/json", body),
+        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
 }
 
 async fn download(
