@@ -1,7 +1,8 @@
 //! `osprofiler ui`: a trace browser served from the binary, on the store the CLI reads.
 //!
 //! Pages: `/` the search page (plain JS and CSS embedded here, no CDN, a strict
-//! Content-Security-Policy, every trace string set as text); `/trace/{id}` the report of
+//! Content-Security-Policy, every trace string set as text; it plots the listed traces and
+//! asks for the list again every 5 s, `?refresh=SECONDS`, 0 for never); `/trace/{id}` the report of
 //! `trace show --html` as it is (its own CSP); `/compare/{a}/{b}` two traces side by side
 //! (`/compare?a=…&b=…` leads there).
 //!

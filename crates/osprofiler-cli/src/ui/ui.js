@@ -80,25 +80,29 @@
     return row;
   }
 
-  // Puts the rows in the answer's order, reusing the rows of traces that did not change,
-  // so that a refresh keeps the ticks, the focus and (rows above aside) the scroll.
+  // Puts the rows in the answer's order, reusing the rows of traces that did not change
+  // and moving none of them needlessly, so that a refresh keeps the ticks, the focus and
+  // (with the browser's scroll anchoring) the scroll.
   function drawRows(traces) {
     const old = new Map();
     for (const row of body.rows) old.set(row.dataset.baseId, row);
-    let cursor = body.firstChild;
-    for (const t of traces) {
+    const rows = traces.map((t) => {
       const sig = JSON.stringify(t);
-      let row = old.get(t.base_id);
-      if (!row || drawn.get(t.base_id) !== sig) row = makeRow(t);
+      const row = old.get(t.base_id);
+      const same = row && drawn.get(t.base_id) === sig;
       drawn.set(t.base_id, sig);
+      return same ? row : makeRow(t);
+    });
+    const kept = new Set(rows);
+    for (const [id, row] of old) {
+      if (kept.has(row)) continue;
+      body.removeChild(row);
+      if (!traces.some((t) => t.base_id === id)) drawn.delete(id);
+    }
+    let cursor = body.firstChild;
+    for (const row of rows) {
       if (row === cursor) cursor = cursor.nextSibling;
       else body.insertBefore(row, cursor);
-    }
-    while (cursor) {
-      const next = cursor.nextSibling;
-      if (!traces.some((t) => t.base_id === cursor.dataset.baseId)) drawn.delete(cursor.dataset.baseId);
-      body.removeChild(cursor);
-      cursor = next;
     }
   }
 
