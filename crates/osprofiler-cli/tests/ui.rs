@@ -198,6 +198,11 @@ fn token_guards_every_request_and_api_answers() {
     let (status, _, body) = get(a, &format!("/trace/{one}"), &bearer);
     assert_eq!(status, 200);
     assert!(body.contains(&one) && body.to_ascii_lowercase().starts_with("<!doctype html>"));
+    // With links to its downloads, once each.
+    for f in ["html", "json", "dot"] {
+        let href = format!("<a href=\"/api/traces/{one}/{f}\" download>");
+        assert_eq!(body.matches(&href).count(), 1, "{href} in {body}");
+    }
     let (status, head, body) = get(a, &format!("/api/traces/{one}/json"), &bearer);
     assert_eq!(status, 200);
     assert!(
@@ -526,6 +531,12 @@ fn demo_and_python_traces_in_chromium() {
     let dom = dump(&format!("/trace/{python}"));
     assert!(
         dom.contains(&python) && dom.contains("compute") && dom.contains("ValueError"),
+        "{dom}"
+    );
+    assert!(
+        dom.contains(&format!(
+            "<a href=\"/api/traces/{python}/json\" download=\"\">JSON</a>"
+        )),
         "{dom}"
     );
 

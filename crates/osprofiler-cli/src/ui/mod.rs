@@ -376,10 +376,23 @@ async fn page(State(ui): State<Arc<Ui>>, Path(id): Path<String>) -> Response {
         Ok(r) => response(
             StatusCode::OK,
             "text/html; charset=utf-8",
-            render_html(&r, &format!("osprofiler trace {id}")),
+            with_links(render_html(&r, &format!("osprofiler trace {id}")), &id),
         ),
         Err(e) => e,
     }
+}
+
+/// The report's subtitle line, which the trace page replaces with links.
+const SUBTITLE: &str = r#"<div class="subtitle">osprofiler trace</div>"#;
+
+/// The report with links back to the list and to its downloads under its title. `id` was
+/// checked to be a UUID, so it needs no escaping; the subtitle is the page template's
+/// (the trace's own strings are embedded as JSON with `<` escaped, further on).
+fn with_links(html: String, id: &str) -> String {
+    let links = format!(
+        r#"<div class="subtitle"><a href="/">All traces</a> · download <a href="/api/traces/{id}/html" download>HTML</a> <a href="/api/traces/{id}/json" download>JSON</a> <a href="/api/traces/{id}/dot" download>DOT</a></div>"#
+    );
+    html.replacen(SUBTITLE, &links, 1)
 }
 
 /// `/compare?a=…&b=…` (the search page's form): on to `/compare/{a}/{b}`.
