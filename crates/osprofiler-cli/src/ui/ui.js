@@ -48,8 +48,11 @@
     return p.toString();
   }
 
+  // Ticks stay across pages and refreshes: the count says how many, seen or not.
   function updateCompare() {
     compareSelected.disabled = selected.size !== 2;
+    compareSelected.textContent = "Compare the two ticked" +
+      (selected.size > 0 ? " (" + selected.size + " ticked)" : "");
   }
 
   function makeRow(t) {
