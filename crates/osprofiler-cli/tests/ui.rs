@@ -653,3 +653,266 @@ fn demo_and_python_traces_in_chromium() {
     assert!(now["traces"].as_array().unwrap().len() >= rows);
     eprintln!("live: {rows} rows listed");
 }
+
+/// A page in headless Chromium driven over the DevTools protocol (a WebSocket, spoken here
+/// in a few lines: text frames only): for what `--dump-dom` cannot do, clicking.
+struct DevTools {
+    chromium: Child,
+    ws: TcpStream,
+    next_id: u64,
+    _profile: TempDir,
+}
+
+impl Drop for DevTools {
+    fn drop(&mut self) {
+        let _ = self.chromium.kill();
+        let _ = self.chromium.wait();
+    }
+}
+
+impl DevTools {
+    fn open(chromium: &osprofiler_testkit::Chromium, url: &str) -> DevTools {
+        let profile = TempDir::new();
+        let mut child = Command::new(chromium.exe())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let browser = loop {
+            let line = lines
+                .next()
+                .expect("chromium says where DevTools listen")
+                .unwrap();
+            if let Some(ws) = line.strip_prefix("DevTools listening on ws://") {
+                break ws.split('/').next().unwrap().to_owned();
+            }
+        };
+        // The rest of its chatter, read so that it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        // DevTools keeps the connection open: read by Content-Length.
+        let mut s = TcpStream::connect(&browser).unwrap();
+        write!(s, "GET /json/list HTTP/1.1\r\nHost: {browser}\r\n\r\n").unwrap();
+        let mut r = BufReader::new(s);
+        let mut len = 0;
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            if line.trim().is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                len = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0u8; len];
+        r.read_exact(&mut body).unwrap();
+        let targets: Value = serde_json::from_slice(&body).unwrap();
+        let page = targets
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["type"] == json!("page"))
+            .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+            .unwrap_or_else(|| panic!("no page in {targets:#}"))
+            .to_owned();
+        let path = &page[page.find("/devtools").unwrap()..];
+        let mut ws = TcpStream::connect(&browser).unwrap();
+        ws.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        write!(
+            ws,
+            "GET {path} HTTP/1.1\r\nHost: {browser}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut b = [0u8];
+            ws.read_exact(&mut b).unwrap();
+            head.push(b[0]);
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        DevTools {
+            chromium: child,
+            ws,
+            next_id: 0,
+            _profile: profile,
+        }
+    }
+
+    fn send(&mut self, text: &str) {
+        let mask = [0x5a, 0x17, 0xc3, 0x81];
+        let len = text.len();
+        let mut frame = vec![0x81u8];
+        if len < 126 {
+            frame.push(0x80 | len as u8);
+        } else if len < 65536 {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(len as u16).to_be_bytes());
+        } else {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+        frame.extend_from_slice(&mask);
+        frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.ws.write_all(&frame).unwrap();
+    }
+
+    fn recv(&mut self) -> Value {
+        let mut message = Vec::new();
+        loop {
+            let mut h = [0u8; 2];
+            self.ws.read_exact(&mut h).unwrap();
+            let len = match h[1] & 0x7f {
+                126 => {
+                    let mut l = [0u8; 2];
+                    self.ws.read_exact(&mut l).unwrap();
+                    u16::from_be_bytes(l) as usize
+                }
+                127 => {
+                    let mut l = [0u8; 8];
+                    self.ws.read_exact(&mut l).unwrap();
+                    u64::from_be_bytes(l) as usize
+                }
+                l => l as usize,
+            };
+            let mut payload = vec![0u8; len];
+            self.ws.read_exact(&mut payload).unwrap();
+            message.extend(payload);
+            if h[0] & 0x80 != 0 {
+                return serde_json::from_slice(&message).unwrap();
+            }
+        }
+    }
+
+    /// Evaluates `js` in the page (awaiting a promise); its value, or `Err` with the
+    /// exception (e.g. while the page navigates).
+    fn eval(&mut self, js: &str) -> Result<Value, String> {
+        self.next_id += 1;
+        let id = self.next_id;
+        let call = json!({"id": id, "method": "Runtime.evaluate", "params": {
+            "expression": js, "awaitPromise": true, "returnByValue": true}});
+        self.send(&call.to_string());
+        loop {
+            let m = self.recv();
+            if m["id"] != json!(id) {
+                continue; // an event
+            }
+            if let Some(e) = m.get("error").or(m["result"].get("exceptionDetails")) {
+                return Err(e.to_string());
+            }
+            return Ok(m["result"]["result"]["value"].clone());
+        }
+    }
+
+    /// Evaluates `js` until it gives `want`, for up to 20 s; the last value.
+    fn wait_for(&mut self, js: &str, want: &Value) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let got = self.eval(js).unwrap_or_else(|e| json!({ "error": e }));
+            if &got == want || std::time::Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+/// Ticks and rows survive the live refresh: two ticked traces stay ticked, and their rows
+/// stay the same elements, when a new trace comes in; the compare button then opens them.
+#[test]
+fn ticks_survive_refreshes_and_open_the_compare_page() {
+    let Some(chromium) =
+        osprofiler_testkit::need("chromium", osprofiler_testkit::Chromium::locate())
+    else {
+        return;
+    };
+    let dir = TempDir::new();
+    let cs = store_with_two_traces(&dir);
+    let server = serve(&cs, &[]);
+    let mut page = DevTools::open(&chromium, &format!("http://{}/?refresh=1", server.1));
+    let rows = "document.querySelectorAll('#traces tbody tr').length";
+    assert_eq!(page.wait_for(rows, &json!(2)), json!(2));
+    // Tick both (newest first: two, then one), and mark their rows.
+    let button = page
+        .eval(
+            "(() => { for (const r of document.querySelectorAll('#traces tbody tr')) { \
+               r.kept = true; r.querySelector('input[type=checkbox]').click(); } \
+             const b = document.getElementById('compare-selected'); \
+             return [b.disabled, b.textContent]; })()",
+        )
+        .unwrap();
+    assert_eq!(button, json!([false, "Compare the two ticked (2 ticked)"]));
+    // A new trace, newest of all.
+    let mut sink = osprofiler_store::sink(&cs.parse().unwrap(), &Default::default()).unwrap();
+    let ev = |kind, us| Event {
+        name: "wsgi".into(),
+        kind,
+        base_id: Id(7 << 64),
+        trace_id: Id((7 << 64) + 1),
+        parent_id: Id(7 << 64),
+        timestamp: Timestamp(us),
+        info: EventInfo::default(),
+        project: Some(Arc::from("nova")),
+        service: Some(Arc::from("api")),
+    };
+    let t0 = 1_790_000_000_000_000;
+    sink.write(&[
+        ev(EventKind::Start, t0 + 50_000),
+        ev(EventKind::Stop, t0 + 51_000),
+    ])
+    .unwrap();
+    drop(sink);
+    assert_eq!(page.wait_for(rows, &json!(3)), json!(3));
+    let state = page
+        .eval(
+            "[...document.querySelectorAll('#traces tbody tr')].map(r => \
+               [r.dataset.baseId, r.kept === true, r.querySelector('input').checked])",
+        )
+        .unwrap();
+    let (one, two, seven) = (
+        Id(1 << 64).to_string(),
+        Id(2 << 64).to_string(),
+        Id(7 << 64).to_string(),
+    );
+    assert_eq!(
+        state,
+        json!([[seven, false, false], [two, true, true], [one, true, true]])
+    );
+    // The plot has the new one too.
+    assert_eq!(
+        page.eval("document.querySelectorAll('#scatter circle').length")
+            .unwrap(),
+        json!(3)
+    );
+    page.eval("document.getElementById('compare-selected').click()")
+        .unwrap();
+    let opened = page.wait_for(
+        "location.pathname + ' ' + document.querySelectorAll('#tree tbody tr').length",
+        &json!(format!("/compare/{two}/{one} 1")),
+    );
+    assert_eq!(opened, json!(format!("/compare/{two}/{one} 1")));
+    let matched = page
+        .eval("document.querySelector('#tree tbody tr').dataset.match")
+        .unwrap();
+    assert_eq!(matched, json!("both"));
+}
