@@ -180,8 +180,11 @@ impl Comparison {
             free.entry(key(n)).or_default().push_back(j);
         }
         let mut partner = vec![None; a.len()];
-        for (i, n) in a.iter().enumerate() {
-            partner[i] = free.get_mut(&key(n)).and_then(VecDeque::pop_front);
+        // Below a point of one trace only, nothing has a partner: no key to make.
+        if !b.is_empty() {
+            for (i, n) in a.iter().enumerate() {
+                partner[i] = free.get_mut(&key(n)).and_then(VecDeque::pop_front);
+            }
         }
         // B's unmatched points go after the A point whose partner comes before them in B
         // (before all of A's when none does).
