@@ -2,9 +2,10 @@
 //!
 //! Pages: `/` the search page (plain JS and CSS embedded here, no CDN, a strict
 //! Content-Security-Policy, every trace string set as text; it plots the listed traces and
-//! asks for the list again every 5 s, `?refresh=SECONDS`, 0 for never); `/trace/{id}` the report of
-//! `trace show --html` as it is (its own CSP); `/compare/{a}/{b}` two traces side by side
-//! (`/compare?a=…&b=…` leads there).
+//! asks for the list again every 5 s, `?refresh=SECONDS`, 0 for never); `/trace/{id}` the
+//! report of `trace show --html` (its own CSP), with links to the list and the downloads
+//! under its title; `/compare/{a}/{b}` two traces side by side (`/compare?a=…&b=…` leads
+//! there).
 //!
 //! JSON endpoints, for the page and for scripts:
 //!
