@@ -550,6 +550,10 @@ async fn serve(
     } else {
         "the one given with --hmac-key (not printed)".to_owned()
     };
+    // The trace browser on the same store, when it can be read back.
+    let ui = show_flag.map_or(String::new(), |flag| {
+        format!("\nBrowse, open and compare the traces in a browser:\n  osprofiler ui{flag}")
+    });
     say(&format!(
         "osprofiler demo --serve: the services are up (Ctrl-C stops them)\n\n{}  {:<10} {key_line}\n\n\
          api: http://{api}\n\n\
@@ -557,7 +561,7 @@ async fn serve(
          curl -H @<(osprofiler trace headers --hmac-key {key}) -X POST http://{api}/v2.1/servers -d '{{\"server\":{{\"name\":\"vm\"}}}}'{note}\n  \
          {}\n\
          List the servers:\n  \
-         curl http://{api}/v2.1/servers",
+         curl http://{api}/v2.1/servers{ui}",
         cloud.describe(cs),
         "hmac key",
         show_hint(show_flag, "<trace-id>", "trace.html").replace('\n', "\n  "),

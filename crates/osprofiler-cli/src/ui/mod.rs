@@ -1,8 +1,11 @@
 //! `osprofiler ui`: a trace browser served from the binary, on the store the CLI reads.
 //!
 //! Pages: `/` the search page (plain JS and CSS embedded here, no CDN, a strict
-//! Content-Security-Policy, every trace string set as text); `/trace/{id}` the report of
-//! `trace show --html` as it is (its own CSP).
+//! Content-Security-Policy, every trace string set as text; it plots the listed traces and
+//! asks for the list again every 5 s, `?refresh=SECONDS`, 0 for never); `/trace/{id}` the
+//! report of `trace show --html` (its own CSP), with links to the list and the downloads
+//! under its title; `/compare/{a}/{b}` two traces side by side (`/compare?a=…&b=…` leads
+//! there).
 //!
 //! JSON endpoints, for the page and for scripts:
 //!
@@ -12,6 +15,13 @@
 //!   UTC time or a time ago (`15m`); `limit` defaults to 50, at most 1000.
 //! - `GET /api/traces/{id}/json`: osprofiler's report JSON; `/html`: the HTML report;
 //!   `/dot`: the DOT graph; 404 when there is no such trace.
+//! - `GET /api/compare/{a}/{b}`: trace `a`'s tree matched against `b`'s (see
+//!   [`compare`]): `{"a": {base_id, started, duration_us, points}, "b": {…}, "matched",
+//!   "only_a", "only_b", "rows": [{depth, service, category, name, a, b, diff_us, parts}],
+//!   "biggest": [row index…]}`; `a`/`b` of a row are `{trace_id, started_us, duration_us,
+//!   error}` or null for a point in the other trace only; `diff_us` is b's duration less
+//!   a's; `biggest` lists matched rows and the points where the trees part, largest
+//!   difference first.
 //!
 //! Errors are `{"error": "…"}` with 400 (bad parameter), 404 or 500.
 //!
@@ -38,9 +48,13 @@ use sha1::{Digest, Sha1};
 
 use crate::{Failure, StoreArgs, open_store, parse_duration_us, parse_time_us};
 
+mod compare;
+
 const INDEX_HTML: &str = include_str!("index.html");
 const UI_JS: &str = include_str!("ui.js");
 const UI_CSS: &str = include_str!("ui.css");
+const COMPARE_HTML: &str = include_str!("compare.html");
+const COMPARE_JS: &str = include_str!("compare.js");
 
 /// The search page's policy: its own script and style only, fetches to itself only.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
@@ -155,9 +169,19 @@ fn router(ui: Arc<Ui>) -> Router {
             "/ui.css",
             get(|| async { asset(UI_CSS, "text/css; charset=utf-8") }),
         )
+        .route(
+            "/compare.js",
+            get(|| async { asset(COMPARE_JS, "text/javascript; charset=utf-8") }),
+        )
         .route("/api/traces", get(list))
         .route("/api/traces/{id}/{format}", get(download))
+        .route("/api/compare/{a}/{b}", get(compare_api))
         .route("/trace/{id}", get(page))
+        .route("/compare", get(compare_form))
+        .route(
+            "/compare/{a}/{b}",
+            get(|| async { asset(COMPARE_HTML, "text/html; charset=utf-8") }),
+        )
         .layer(middleware::from_fn_with_state(ui.clone(), auth))
         .with_state(ui)
 }
@@ -353,9 +377,66 @@ async fn page(State(ui): State<Arc<Ui>>, Path(id): Path<String>) -> Response {
         Ok(r) => response(
             StatusCode::OK,
             "text/html; charset=utf-8",
-            render_html(&r, &format!("osprofiler trace {id}")),
+            with_links(render_html(&r, &format!("osprofiler trace {id}")), &id),
         ),
         Err(e) => e,
+    }
+}
+
+/// The report's subtitle line, which the trace page replaces with links.
+const SUBTITLE: &str = r#"<div class="subtitle">osprofiler trace</div>"#;
+
+/// The report with links back to the list and to its downloads under its title. `id` was
+/// checked to be a UUID, so it needs no escaping; the subtitle is the page template's
+/// (the trace's own strings are embedded as JSON with `<` escaped, further on).
+fn with_links(html: String, id: &str) -> String {
+    let links = format!(
+        r#"<div class="subtitle"><a href="/">All traces</a> · download <a href="/api/traces/{id}/html" download>HTML</a> <a href="/api/traces/{id}/json" download>JSON</a> <a href="/api/traces/{id}/dot" download>DOT</a></div>"#
+    );
+    html.replacen(SUBTITLE, &links, 1)
+}
+
+/// `/compare?a=…&b=…` (the search page's form): on to `/compare/{a}/{b}`.
+async fn compare_form(RawQuery(raw): RawQuery) -> Response {
+    let mut a = None;
+    let mut b = None;
+    for (k, v) in raw.as_deref().into_iter().flat_map(form_pairs) {
+        let id = v.trim().parse::<osprofiler::Id>().ok();
+        match k.as_str() {
+            "a" => a = id,
+            "b" => b = id,
+            _ => {}
+        }
+    }
+    let (Some(a), Some(b)) = (a, b) else {
+        return json_error(StatusCode::BAD_REQUEST, "give two trace ids, a and b");
+    };
+    let mut r = response(StatusCode::SEE_OTHER, "text/plain", "");
+    // Ids parsed as UUIDs: safe in the header.
+    if let Ok(v) = HeaderValue::from_str(&format!("/compare/{a}/{b}")) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+async fn compare_api(State(ui): State<Arc<Ui>>, Path((a, b)): Path<(String, String)>) -> Response {
+    let ra = match report_of(ui.clone(), a.clone()).await {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let rb = match report_of(ui, b.clone()).await {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    // Off the async workers: a large trace takes a while.
+    let body = tokio::task::spawn_blocking(move || {
+        let c = compare::Comparison::new(&ra, &rb);
+        c.to_json((&a, &ra), (&b, &rb)).to_string()
+    })
+    .await;
+    match body {
+        Ok(body) => response(StatusCode::OK, "application/json", body),
+        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }
 
