@@ -307,7 +307,8 @@ pub trait TraceStore: Send {
     /// Traces with their summaries, newest first, those `query` selects, one page.
     ///
     /// This default reads every listed trace's events (so it summarises traces any writer
-    /// made, Python's included); a store that keeps summaries (SQLite) answers from them.
+    /// made, Python's included); a store that keeps summaries (SQLite, Redis) answers from
+    /// them, and from the events for the traces whose summary is missing or incomplete.
     fn search_traces(&mut self, query: &TraceQuery) -> Result<TracePage, ReadError> {
         summary::search_by_events(self, query)
     }
