@@ -270,8 +270,12 @@ fn search_page_in_chromium() {
     let evil =
         "<img src=x onerror=\"document.title='pwned'\"><script>document.title='pwned'</script>";
     let ev = |kind, us: i64| {
-        let Value::Object(m) = json!({"host": evil, "request": {"method": evil, "path": evil}})
-        else {
+        // The stop says the point failed, with markup in its error too.
+        let info = match kind {
+            EventKind::Start => json!({"host": evil, "request": {"method": evil, "path": evil}}),
+            EventKind::Stop => json!({"host": evil, "etype": evil, "message": evil}),
+        };
+        let Value::Object(m) = info else {
             unreachable!()
         };
         Event {
@@ -335,8 +339,38 @@ fn search_page_in_chromium() {
     assert_eq!(rows(&dom), 1, "{dom}");
     assert!(dom.contains(&two) && !dom.contains(&one), "{dom}");
     assert_eq!(dom.matches("<circle ").count(), 1, "{dom}");
-    // Compared with another trace, the marked-up one is text there too.
+    // Each filter alone narrows the list to the traces it selects, in the page as in
+    // the plot: 1 (1 ms) and 2 (4 ms) are `api` GETs, 3 (10 ms, failed) is marked up.
     let three = Id(3 << 64).to_string();
+    let at = |us: i64| Timestamp(t0 + us).to_string();
+    let cases: [(String, &[&String]); 9] = [
+        ("service=api".into(), &[&one, &two]),
+        ("name=wsgi".into(), &[&one, &two]),
+        ("name=x%3Cb%3Ey%3C%2Fb%3E".into(), &[&three]),
+        ("text=servers".into(), &[&one, &two]),
+        ("min_duration=2ms".into(), &[&two, &three]),
+        ("max_duration=2ms".into(), &[&one]),
+        (format!("since={}", at(3_000)), &[&two, &three]),
+        (format!("until={}", at(10_000)), &[&one, &two]),
+        ("errors=1".into(), &[&three]),
+    ];
+    for (query, want) in cases {
+        let dom = dump(&format!("?{query}"));
+        assert_eq!(rows(&dom), want.len(), "{query}: {dom}");
+        assert_eq!(
+            dom.matches("<circle ").count(),
+            want.len(),
+            "{query}: {dom}"
+        );
+        for id in [&one, &two, &three] {
+            assert_eq!(
+                dom.contains(&format!("data-base-id=\"{id}\"")),
+                want.contains(&id),
+                "{query}: trace {id} in the list? {dom}"
+            );
+        }
+    }
+    // Compared with another trace, the marked-up one is text there too.
     let dom = dump(&format!("compare/{three}/{one}"));
     assert!(
         dom.contains("&lt;img src=x") && dom.contains("x&lt;b&gt;y&lt;/b&gt;"),
