@@ -109,7 +109,7 @@ use osprofiler::notifier::NotifierGuard;
 pub use osprofiler::notifier::Sink;
 pub use osprofiler_report::Report;
 use serde_json::Value;
-pub use summary::{RootPoint, TraceOverview, TracePage, TraceQuery};
+pub use summary::{RootPoint, TraceOverview, TracePage, TraceQuery, point_name};
 pub use transport_url::{AMQP_PORT, BrokerHost, TransportUrl};
 
 /// Environment variable naming the connection string when none is given.

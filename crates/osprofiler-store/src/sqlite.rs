@@ -46,7 +46,7 @@ use osprofiler::{Event, EventKind, Timestamp};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
-use crate::summary::{one_line as flat, point_name, root_rank};
+use crate::summary::{one_line as flat, root_name as point_label, root_rank};
 use crate::{
     OpenError, Options, ReadError, RootPoint, Sink, TraceOverview, TracePage, TraceQuery,
     TraceStore, TraceSummary,
@@ -513,7 +513,7 @@ impl SqliteSink {
                         let e = &events[i];
                         let service = e.service.as_deref().map(flat).unwrap_or_default();
                         let name = if named {
-                            point_name(|k| e.info.get(k))
+                            point_label(|k| e.info.get(k))
                         } else {
                             String::new()
                         };

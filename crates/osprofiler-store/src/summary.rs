@@ -106,7 +106,7 @@ impl TraceOverview {
             name: n
                 .start_payload()
                 .and_then(|e| e.get("info"))
-                .map(|info| point_name(|k| info.get(k)))
+                .map(|info| root_name(|k| info.get(k)))
                 .unwrap_or_default(),
         });
         let overview = TraceOverview {
@@ -161,10 +161,18 @@ pub(crate) fn one_line(s: &str) -> String {
     }
 }
 
-/// What a point did, from its start event's info (`get` looks up one key):
+/// What a point did, from its start event's info (`get` looks up one key), on one line:
 /// `info.request` (HTTP server: `METHOD path`), `info.function.name`, `info.db.statement`,
-/// `info.requests` (HTTP client: `METHOD hostname path`); `""` for none.
-pub(crate) fn point_name<'a>(get: impl Fn(&str) -> Option<&'a Value>) -> String {
+/// `info.requests` (HTTP client: `METHOD hostname path`); `""` for none. The root point's
+/// name in [`TraceOverview`] (cut at 120 bytes there), and `osprofiler ui`'s compare
+/// matches points by it.
+///
+/// ```
+/// use serde_json::json;
+/// let info = json!({"request": {"method": "GET", "path": "/v2.1/servers"}});
+/// assert_eq!(osprofiler_store::point_name(|k| info.get(k)), "GET /v2.1/servers");
+/// ```
+pub fn point_name<'a>(get: impl Fn(&str) -> Option<&'a Value>) -> String {
     let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_owned();
     let joined = |parts: &[String]| {
         parts
@@ -189,7 +197,12 @@ pub(crate) fn point_name<'a>(get: impl Fn(&str) -> Option<&'a Value>) -> String 
     } else {
         String::new()
     };
-    let mut name = one_line(name.trim());
+    one_line(name.trim())
+}
+
+/// [`point_name`] as summaries keep it: at most [`MAX_NAME`] bytes, `…` where cut.
+pub(crate) fn root_name<'a>(get: impl Fn(&str) -> Option<&'a Value>) -> String {
+    let mut name = point_name(get);
     if name.len() > MAX_NAME {
         let mut cut = MAX_NAME;
         while !name.is_char_boundary(cut) {
@@ -347,7 +360,7 @@ mod tests {
         assert_eq!(point_name(|k| info.get(k)), "SELECT 1 FROM x");
         let long = "é".repeat(100);
         let info = json!({"function": {"name": long}});
-        let n = point_name(|k| info.get(k));
+        let n = root_name(|k| info.get(k));
         assert!(
             n.ends_with('…') && n.len() <= MAX_NAME + '…'.len_utf8(),
             "{n}"

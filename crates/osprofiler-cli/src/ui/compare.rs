@@ -58,39 +58,17 @@ pub(crate) struct Comparison {
     pub rows: Vec<Row>,
 }
 
-/// What the point did, as the trace list names root points: the HTTP request, the
-/// function, the SQL statement, the outgoing request; `""` for none.
+/// What the point did, as the trace list names root points (but whole, its spaces
+/// collapsed): the HTTP request, the function, the SQL statement, the outgoing request;
+/// `""` for none.
 pub(crate) fn point_name(node: &Node) -> String {
     let Some(info) = node.start_payload().and_then(|e| e.get("info")) else {
         return String::new();
     };
-    fn text(v: Option<&Value>) -> &str {
-        v.and_then(Value::as_str).unwrap_or_default()
-    }
-    let joined = |parts: &[&str]| {
-        parts
-            .iter()
-            .filter(|p| !p.is_empty())
-            .copied()
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    let name = if let Some(r) = info.get("request").filter(|v| v.is_object()) {
-        joined(&[text(r.get("method")), text(r.get("path"))])
-    } else if let Some(f) = info.get("function").and_then(|f| f.get("name")) {
-        text(Some(f)).to_owned()
-    } else if let Some(s) = info.get("db").and_then(|d| d.get("statement")) {
-        text(Some(s)).to_owned()
-    } else if let Some(r) = info.get("requests").filter(|v| v.is_object()) {
-        joined(&[
-            text(r.get("method")),
-            text(r.get("hostname")),
-            text(r.get("path")),
-        ])
-    } else {
-        String::new()
-    };
-    name.split_whitespace().collect::<Vec<_>>().join(" ")
+    osprofiler_store::point_name(|k| info.get(k))
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The name as matching sees it: ids and numbers (`/servers/<uuid>`, `LIMIT 5`,

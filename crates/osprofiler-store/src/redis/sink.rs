@@ -36,7 +36,7 @@ use super::resp::{self, Reply};
 use super::summaries::{self, FIXED_ARGS, flat};
 use super::{ERROR_INDEX, ERROR_PREFIX, INDEX, OPT_PREFIX, SUMMARY_PREFIX, push_score};
 use crate::Options;
-use crate::summary::point_name;
+use crate::summary::root_name;
 
 const BACKOFF_FIRST: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -557,7 +557,7 @@ impl RedisSink {
                 resp::bulk(&mut self.buf, service.as_bytes());
                 resp::bulk(&mut self.buf, flat(&e.name).as_bytes());
                 if named {
-                    resp::bulk(&mut self.buf, point_name(|k| e.info.get(k)).as_bytes());
+                    resp::bulk(&mut self.buf, root_name(|k| e.info.get(k)).as_bytes());
                 } else {
                     resp::bulk(&mut self.buf, b"");
                 }
