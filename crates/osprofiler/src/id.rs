@@ -17,9 +17,21 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 
 impl Id {
     /// A fresh random version-4 id, as osprofiler makes for a new trace.
+    ///
+    /// From a per-thread generator seeded once from the OS (a system call per
+    /// trace cost more than the rest of a short trace).
     pub fn new_v4() -> Id {
-        let hi = random_u64();
-        let lo = random_u64();
+        let (hi, lo) = RNG
+            .try_with(|c| {
+                let (a, b) = match c.get() {
+                    Some((a, b)) => (a.wrapping_add(WY0), b.wrapping_add(WY0)),
+                    None => (random_u64(), random_u64()),
+                };
+                c.set(Some((a, b)));
+                (wymix(a), wymix(b))
+            })
+            // The thread is exiting: straight from the OS.
+            .unwrap_or_else(|_| (random_u64(), random_u64()));
         Id(with_v4_bits(hi, lo))
     }
 
@@ -110,6 +122,23 @@ impl<'de> serde::Deserialize<'de> for Id {
     }
 }
 
+thread_local! {
+    // Two wyrand states stepped together, each seeded from the OS on the
+    // thread's first id: two threads repeat an id only if both halves of their
+    // states meet at the same step (about N / 2^64 for N ids each).
+    static RNG: std::cell::Cell<Option<(u64, u64)>> = const { std::cell::Cell::new(None) };
+}
+
+const WY0: u64 = 0xa076_1d64_78bd_642f;
+const WY1: u64 = 0xe703_7ed1_a0b4_28db;
+
+/// wyrand's output function: 64 well-mixed bits of a state.
+#[inline]
+fn wymix(s: u64) -> u64 {
+    let t = u128::from(s).wrapping_mul(u128::from(s ^ WY1));
+    ((t >> 64) as u64) ^ (t as u64)
+}
+
 /// Sets the version (4) and variant (RFC 4122) bits so the id is a valid uuid4.
 fn with_v4_bits(hi: u64, lo: u64) -> u128 {
     let hi = (hi & !0xf000) | 0x4000;
@@ -190,5 +219,26 @@ mod tests {
         assert_eq!(&b[14..15], "4");
         let mut other = (0, 0);
         assert_ne!(next_from(&mut other) >> 64, next_from(&mut state) >> 64);
+    }
+
+    #[test]
+    fn trace_ids_are_uuid4_distinct_and_differ_between_threads() {
+        let here: Vec<Id> = (0..10_000).map(|_| Id::new_v4()).collect();
+        let there: Vec<Id> = std::thread::spawn(|| (0..10_000).map(|_| Id::new_v4()).collect())
+            .join()
+            .unwrap();
+        let mut seen = std::collections::HashSet::new();
+        for id in here.iter().chain(&there) {
+            let s = id.to_string();
+            assert_eq!(&s[14..15], "4", "{s}");
+            assert!(matches!(&s[19..20], "8" | "9" | "a" | "b"), "{s}");
+            assert!(seen.insert(*id), "repeated {s}");
+        }
+        assert!(here.windows(2).all(|w| w[0].0 >> 64 != w[1].0 >> 64));
+        // Bits look uniform: each of the 122 random bits is set in about half the ids.
+        for bit in (0..128).filter(|b| !(76..80).contains(b) && !(62..64).contains(b)) {
+            let ones = here.iter().filter(|id| id.0 >> bit & 1 == 1).count();
+            assert!((4_500..5_500).contains(&ones), "bit {bit}: {ones} of 10000");
+        }
     }
 }
