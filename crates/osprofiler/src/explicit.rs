@@ -67,6 +67,9 @@ mod tests {
         {
             std::thread::sleep(Duration::from_millis(50));
         }
+        let _turn = crate::point::tests::SINK_TURN
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let sink = MemorySink::new();
         let _n = notifier::set_sink(sink.clone());
         let ctx = crate::TraceContext::new(None, None, None);

@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
-use std::num::NonZeroU32;
+use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -52,13 +52,14 @@ pub(crate) struct Local {
     // Changes whenever the buffer is handed over; unique across threads, so
     // a point stopped on another thread never patches this thread's records.
     generation: u64,
-    // The points of live sync guards (`LocalPoint` holds its slot + 1).
-    pub(crate) guards: Vec<Option<Running>>,
     // Point id generator state (see `id::next_from`).
     ids: (u64, u64),
     // Points whose start record was handed over while they were still open:
-    // what their stop record needs (sync guards keep only the id).
+    // what their stop record needs (sync guards keep only their slot, which
+    // `OpenPoint::slot` keeps here), and the stop info a sync guard's point had
+    // been given by then.
     parked: Vec<OpenPoint>,
+    parked_stops: Vec<((u64, usize), Box<Payload>)>,
     // Capacity of the next buffer: a full batch after a full one (no regrowth
     // on busy threads), small after a small one (little memory held in the
     // queue by per-request hand-overs).
@@ -68,12 +69,27 @@ pub(crate) struct Local {
 const SMALL_BATCH: usize = 16;
 const MAX_PARKED: usize = 4096;
 
-/// What a sync guard keeps of its point.
-pub(crate) struct Lean {
-    pub(crate) id: u128,
-    parent: u128,
-    generation: u64,
-    index: usize,
+/// What a sync guard keeps of its point: where its record sits, as the low
+/// 32 bits of the buffer's generation and the index + 1. The rest is in the
+/// record (or, once the record is handed over, in `parked`).
+pub(crate) type LeanSlot = NonZeroU64;
+
+#[inline]
+fn lean_slot(generation: u64, index: usize) -> Option<LeanSlot> {
+    NonZeroU64::new((generation << 32) | (index as u64 + 1))
+}
+
+#[inline]
+fn lean_parts(slot: LeanSlot) -> (u32, usize) {
+    (
+        (slot.get() >> 32) as u32,
+        (slot.get() as u32 as usize).wrapping_sub(1),
+    )
+}
+
+#[inline]
+fn same_slot(held: (u64, usize), (generation, index): (u32, usize)) -> bool {
+    held.0 as u32 == generation && held.1 == index
 }
 const MAX_AGE: Duration = Duration::from_millis(100);
 
@@ -115,10 +131,14 @@ impl Local {
         })
     }
 
-    /// Opens a point for a sync guard, which keeps only its id, parent and
-    /// slot: the rest stays in the record (or is parked at hand-over).
+    /// Opens a point for a sync guard, which keeps only its slot: the rest
+    /// stays in the record (or is parked at hand-over).
     #[inline]
-    pub(crate) fn open_lean(&mut self, name: &'static str, start: Option<Payload>) -> Option<Lean> {
+    pub(crate) fn open_lean(
+        &mut self,
+        name: &'static str,
+        start: Option<Payload>,
+    ) -> Option<LeanSlot> {
         let t = self.scope.trace.as_deref()?;
         let (base, identity) = (t.base, t.identity);
         let id = next_from(&mut self.ids);
@@ -143,35 +163,94 @@ impl Local {
             identity,
             kind: RecordKind::Start,
         });
-        Some(Lean {
-            id,
-            parent,
-            generation,
-            index,
-        })
+        lean_slot(generation, index)
+    }
+
+    /// The start record of a sync guard's point, while it is in the buffer.
+    #[inline]
+    fn lean_record(&mut self, slot: LeanSlot) -> Option<&mut Record> {
+        let (generation, index) = lean_parts(slot);
+        if generation != self.generation as u32 {
+            return None;
+        }
+        self.buf
+            .get_mut(index)
+            .filter(|r| r.kind == RecordKind::Start)
     }
 
     #[inline]
-    fn close_lean(&mut self, p: &Lean, payload: Option<Box<Payload>>) {
-        if self.scope.current == p.id {
-            self.scope.current = p.parent;
-        }
-        if p.generation == self.generation
-            && let Some(r) = self.buf.get_mut(p.index)
-            && r.id == p.id
-            && r.kind == RecordKind::Start
-        {
+    pub(crate) fn close_lean(&mut self, slot: LeanSlot, panicking: bool) {
+        if let Some(r) = self.lean_record(slot) {
             r.kind = RecordKind::Span;
             r.end = fastant::Instant::now();
-            if let Some(pl) = payload {
-                Extra::set_stop(&mut r.extra, pl);
+            let (id, parent) = (r.id, r.parent);
+            if panicking && r.extra.as_ref().is_none_or(|e| e.stop.is_none()) {
+                Extra::set_stop(&mut r.extra, panic_payload());
+            }
+            if self.scope.current == id {
+                self.scope.current = parent;
             }
             return;
         }
-        if let Some(pos) = self.parked.iter().rposition(|o| o.id == p.id) {
-            let open = self.parked.swap_remove(pos);
-            self.push(stop_record(open, payload));
+        self.close_parked(slot, panicking);
+    }
+
+    #[cold]
+    fn close_parked(&mut self, slot: LeanSlot, panicking: bool) {
+        let at = lean_parts(slot);
+        let Some(pos) = self.parked.iter().rposition(|o| same_slot(o.slot, at)) else {
+            return;
+        };
+        let open = self.parked.swap_remove(pos);
+        if self.scope.current == open.id {
+            self.scope.current = open.parent;
         }
+        let mut stop = self
+            .parked_stops
+            .iter()
+            .rposition(|(s, _)| same_slot(*s, at))
+            .map(|i| self.parked_stops.swap_remove(i).1);
+        if stop.is_none() && panicking {
+            stop = Some(panic_payload());
+        }
+        self.push(stop_record(open, stop));
+    }
+
+    /// Sets (or, with `None`, clears) the stop info of a sync guard's point.
+    pub(crate) fn set_lean_stop(&mut self, slot: LeanSlot, stop: Option<Box<Payload>>) {
+        if let Some(r) = self.lean_record(slot) {
+            match (&mut r.extra, stop) {
+                (Some(e), stop) => e.stop = stop,
+                (extra @ None, Some(stop)) => Extra::set_stop(extra, stop),
+                (None, None) => {}
+            }
+            return;
+        }
+        let at = lean_parts(slot);
+        let Some(held) = self
+            .parked
+            .iter()
+            .rfind(|o| same_slot(o.slot, at))
+            .map(|o| o.slot)
+        else {
+            return;
+        };
+        self.parked_stops.retain(|(s, _)| *s != held);
+        if let Some(stop) = stop {
+            self.parked_stops.push((held, stop));
+        }
+    }
+
+    /// A sync guard's point id.
+    pub(crate) fn lean_id(&mut self, slot: LeanSlot) -> Option<u128> {
+        if let Some(r) = self.lean_record(slot) {
+            return Some(r.id);
+        }
+        let at = lean_parts(slot);
+        self.parked
+            .iter()
+            .rfind(|o| same_slot(o.slot, at))
+            .map(|o| o.id)
     }
 
     #[inline]
@@ -223,12 +302,19 @@ impl Local {
 
     fn flush(&mut self) {
         self.deadline = None;
+        let handed = self.generation;
         self.generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
-        for r in &self.buf {
+        for (index, r) in self.buf.iter_mut().enumerate() {
             if r.kind == RecordKind::Start {
                 if self.parked.len() >= MAX_PARKED {
                     // Guards leaked with mem::forget never stop: forget the oldest.
                     self.parked.remove(0);
+                }
+                if let Some(stop) = r.extra.as_mut().and_then(|e| e.stop.take()) {
+                    if self.parked_stops.len() >= MAX_PARKED {
+                        self.parked_stops.remove(0);
+                    }
+                    self.parked_stops.push(((handed, index), stop));
                 }
                 let name = match r.extra.as_ref().and_then(|e| e.name.as_ref()) {
                     Some(n) => Cow::Owned(n.to_string()),
@@ -240,7 +326,8 @@ impl Local {
                     id: r.id,
                     parent: r.parent,
                     identity: r.identity,
-                    slot: (u64::MAX, 0),
+                    // Where it was: how its sync guard finds it here.
+                    slot: (handed, index),
                 });
             }
         }
@@ -306,9 +393,9 @@ thread_local! {
             buf: Vec::new(),
             deadline: None,
             generation: u64::MAX,
-            guards: Vec::new(),
             ids: (0, 0),
             parked: Vec::new(),
+            parked_stops: Vec::new(),
             next_cap: SMALL_BATCH,
         })
     };
@@ -343,34 +430,13 @@ pub(crate) fn flush_thread_buffer() {
     });
 }
 
-/// A sync guard's point, in the thread's `guards` stack.
-pub(crate) struct Running {
-    pub(crate) point: Lean,
-    pub(crate) stop: Option<Box<Payload>>,
-}
-
 #[inline(never)]
-pub(crate) fn finish_running(slot: NonZeroU32) {
+pub(crate) fn finish_lean(slot: LeanSlot) {
     let panicking = std::thread::panicking();
     let _ = LOCAL.try_with(|cell| {
-        let Ok(mut l) = cell.try_borrow_mut() else {
-            return;
-        };
-        let i = slot.get() as usize - 1;
-        let Some(r) = l.guards.get_mut(i).and_then(Option::take) else {
-            return;
-        };
-        // Guards are dropped in reverse order of creation, except when moved
-        // around: then the slot stays as a hole until the ones above are gone.
-        while l.guards.last().is_some_and(Option::is_none) {
-            l.guards.pop();
+        if let Ok(mut l) = cell.try_borrow_mut() {
+            l.close_lean(slot, panicking);
         }
-        let payload = match r.stop {
-            Some(s) => Some(s),
-            None if panicking => Some(panic_payload()),
-            None => None,
-        };
-        l.close_lean(&r.point, payload);
     });
     // The thread's state is gone (thread exit) or borrowed: the stop is lost;
     // the report shows the point with its start only.

@@ -5,13 +5,12 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
-use std::num::NonZeroU32;
 
 use crate::context::{TraceContext, in_scope_future};
 use crate::id::Id;
 use crate::info::Info;
 use crate::local::{
-    OpenPoint, Running, Scope, close_point, finish_running, is_active, panic_payload, with_local,
+    LeanSlot, OpenPoint, Scope, close_point, finish_lean, is_active, panic_payload, with_local,
 };
 use crate::notifier::Payload;
 
@@ -111,10 +110,11 @@ pub async fn in_point<F: Future>(name: impl Into<Cow<'static, str>>, fut: F) -> 
 /// the task.
 #[must_use = "the point stops as soon as the guard is dropped"]
 pub struct LocalPoint {
-    // Register-sized on purpose: the point's state sits in the thread's `guards`
-    // stack and this is its slot (+1). Outside a trace the compiler then sees
-    // `None` flow straight to the drop, and the whole guard costs one branch.
-    slot: Option<NonZeroU32>,
+    // Register-sized on purpose: the point's state is its start record in the
+    // thread's buffer and this says where (see `local::LeanSlot`). Outside a
+    // trace the compiler then sees `None` flow straight to the drop, and the
+    // whole guard costs one branch.
+    slot: Option<LeanSlot>,
     _not_send: std::marker::PhantomData<*const ()>,
 }
 
@@ -130,21 +130,11 @@ impl LocalPoint {
 
     #[inline]
     pub(crate) fn start(name: &'static str, payload: Option<Payload>) -> LocalPoint {
-        let slot = with_local(|l| {
-            let point = l.open_lean(name, payload)?;
-            l.guards.push(Some(Running { point, stop: None }));
-            NonZeroU32::new(u32::try_from(l.guards.len()).ok()?)
-        });
+        let slot = with_local(|l| l.open_lean(name, payload));
         LocalPoint {
             slot,
             _not_send: std::marker::PhantomData,
         }
-    }
-
-    /// Runs `f` on this guard's point, if it records one.
-    fn with_running<R>(&self, f: impl FnOnce(&mut Running) -> R) -> Option<R> {
-        let slot = self.slot?.get() as usize - 1;
-        with_local(|l| l.guards.get_mut(slot)?.as_mut().map(f))
     }
 
     /// Whether this guard records a point (a trace was active at its start).
@@ -155,14 +145,18 @@ impl LocalPoint {
 
     /// The point's id, when recording.
     pub fn id(&self) -> Option<Id> {
-        self.with_running(|r| Id(r.point.id))
+        let slot = self.slot?;
+        with_local(|l| l.lean_id(slot)).map(Id)
     }
 
     /// Adds `info` to the stop event.
     pub fn set_stop_info(&mut self, info: impl Into<Info>) {
-        if self.slot.is_some() {
+        if let Some(slot) = self.slot {
             let stop = info_payload(info.into());
-            self.with_running(|r| r.stop = stop);
+            with_local(|l| {
+                l.set_lean_stop(slot, stop);
+                Some(())
+            });
         }
     }
 
@@ -184,8 +178,13 @@ impl LocalPoint {
     }
 
     pub(crate) fn set_payload(&mut self, p: Payload) {
-        let p = Box::new(p);
-        self.with_running(|r| r.stop = Some(p));
+        if let Some(slot) = self.slot {
+            let p = Box::new(p);
+            with_local(|l| {
+                l.set_lean_stop(slot, Some(p));
+                Some(())
+            });
+        }
     }
 
     /// Stops the point now.
@@ -196,7 +195,7 @@ impl Drop for LocalPoint {
     #[inline(always)]
     fn drop(&mut self) {
         if let Some(slot) = self.slot {
-            finish_running(slot);
+            finish_lean(slot);
         }
     }
 }
@@ -371,5 +370,90 @@ impl Drop for Point {
 impl fmt::Debug for Point {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Point").field("id", &self.id()).finish()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use crate::notifier::{self, MemorySink};
+    use crate::{Info, TraceContext, point};
+
+    /// The sink is process-wide: unit tests that set one take turns.
+    pub(crate) static SINK_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn turn() -> std::sync::MutexGuard<'static, ()> {
+        SINK_TURN.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A guard whose start record was handed over while it was open (more
+    /// points than a buffer holds) still gets its stop info, its id, and gives
+    /// the current point back to its parent.
+    #[test]
+    fn a_guard_outlives_the_hand_over_of_its_start() {
+        let _turn = turn();
+        let sink = MemorySink::new();
+        let _n = notifier::set_sink(sink.clone());
+        let ctx = TraceContext::new(None, None, None);
+        let (outer_id, child_parent, after) = ctx.in_scope(|| {
+            let mut outer = point("outer");
+            outer.set_stop_info(Info::new().with("early", 1));
+            let outer_id = outer.id();
+            for _ in 0..2 * crate::notifier::BATCH {
+                let _p = point("inner");
+            }
+            assert_eq!(outer.id(), outer_id);
+            outer.set_stop_info(Info::new().with("rows", 3));
+            let child_parent = crate::get().map(|c| c.id());
+            drop(outer);
+            (outer_id, child_parent, crate::get().map(|c| c.id()))
+        });
+        notifier::flush().unwrap();
+        assert_eq!(child_parent, outer_id);
+        assert_eq!(after, Some(ctx.base_id()));
+        let events = sink.trace(ctx.base_id());
+        let outer: Vec<_> = events.iter().filter(|e| e.name == "outer").collect();
+        assert_eq!(outer.len(), 2, "{outer:?}");
+        assert_eq!(Some(outer[1].trace_id), outer_id);
+        assert_eq!(outer[1].info["rows"], 3);
+        assert!(outer[1].info.get("early").is_none());
+        let inner = events.iter().filter(|e| e.name == "inner").count();
+        assert_eq!(inner, 4 * crate::notifier::BATCH);
+    }
+
+    /// Stop info set while the start is still in the buffer, and a panic.
+    #[test]
+    fn stop_info_and_panics_in_the_buffer() {
+        let _turn = turn();
+        let sink = MemorySink::new();
+        let _n = notifier::set_sink(sink.clone());
+        let ctx = TraceContext::new(None, None, None);
+        ctx.in_scope(|| {
+            let mut p = point("db");
+            p.set_error("E", "m");
+            p.set_stop_info(Info::new().with("rows", 1));
+            drop(p);
+            let caught = std::panic::catch_unwind(|| {
+                let _p = point("boom");
+                panic!("test panic");
+            });
+            assert!(caught.is_err());
+            let mut q = point("cleared");
+            q.set_stop_info(Info::new().with("x", 1));
+            q.set_stop_info(Info::new());
+        });
+        notifier::flush().unwrap();
+        let events = sink.trace(ctx.base_id());
+        let stop = |name: &str| {
+            events
+                .iter()
+                .filter(|e| e.name == name)
+                .nth(1)
+                .map(|e| e.info.clone())
+                .unwrap()
+        };
+        assert_eq!(stop("db")["rows"], 1);
+        assert!(stop("db").get("etype").is_none());
+        assert_eq!(stop("boom")["etype"], "panic");
+        assert!(stop("cleared").get("x").is_none());
     }
 }
