@@ -15,12 +15,12 @@
 //! |---|---|---|
 //! | the queue to the exporter | `max_queued_events` × 96 B (a record) | 65,536 × 96 = 6,291,456 B (6 MiB) |
 //! | each recording thread's buffer | `BATCH` × 96 B = 512 × 96 | 49,152 B per thread |
-//! | the pool of spare buffers | `POOL_MAX` × `BATCH` × 96 B = 64 × 512 × 96 | 3,145,728 B (3 MiB) |
+//! | the pools of spare buffers | `POOL_MAX` × `BATCH` × 96 B = 64 × 512 × 96, and `SMALL_POOL_MAX` × (16 + 32 + … + 256) × 96 B = 16 × 496 × 96 | 3,145,728 + 761,856 B (3.7 MiB) |
 //! | the exporter's batch in hand | 512 records + `max_batch` events of 336 B | 49,152 + 1,376,256 B |
 //! | the channel's slots | 16,384 × 32 B | 524,288 B |
 //! | each backend of a `Backends` list | 64 queued batches (`QUEUE_BATCHES`) of up to `max_batch` events, + 1 being written | 65 × 4,096 × 336 B = 89,456,640 B (85 MiB) |
 //!
-//! So a single sink: about 11.0 MiB + 48 KiB per recording thread (11,583,488 B with
+//! So a single sink: about 11.6 MiB + 48 KiB per recording thread (12,345,344 B with
 //! 4 threads); a `Backends` list of *n* adds up to 85 MiB per backend (the batches are
 //! shared between backends, so *n* healthy backends hold far less). What records point to
 //! comes on top: points with a static name and no info point to nothing; an info payload,
