@@ -9,7 +9,7 @@ use std::hint::black_box;
 
 use fastrace::prelude::*;
 use osprofiler::notifier::{self, Sink, SinkError};
-use osprofiler::{Event, Info, TraceContext};
+use osprofiler::{Event, Field, Info, TraceContext};
 
 struct NullSink;
 
@@ -44,6 +44,7 @@ impl opentelemetry_sdk::trace::SpanExporter for DiscardExporter {
 const CASES: &[&str] = &[
     "point",
     "point_info2",
+    "point_fields2",
     "tree100",
     "fastrace_tree100",
     "tracing_otel_tree100",
@@ -84,6 +85,18 @@ fn run_case(case: &str, n: usize, ctx: &TraceContext) {
                     Info::new()
                         .with("statement", black_box(statement.as_str()))
                         .with("rows", 1),
+                );
+            }
+        }
+        "point_fields2" => {
+            let _in = ctx.enter();
+            for _ in 0..n {
+                let _p = osprofiler::point_with_fields(
+                    "db",
+                    &[
+                        ("statement", Field::from(black_box(statement.as_str()))),
+                        ("rows", 1.into()),
+                    ],
                 );
             }
         }

@@ -8,8 +8,8 @@
 //! - `untraced/*`: a traced function called with no active trace, against the same
 //!   function without the attribute.
 //! - `point/*`: one point (start + stop, static name) in a trace entered once: the
-//!   marginal cost of a point; `bare` and `info2` (a `db` point with its statement and
-//!   a row count) in the same run.
+//!   marginal cost of a point; `bare`, and a `db` point with its statement and a row
+//!   count: `info2` through `Info` (`point_with`), `fields2` through `point_with_fields`.
 //! - `tree/<lib>/N`: one iteration = enter a long-lived trace, record N points, leave
 //!   it (the buffer goes to the exporter thread, which runs on the other core and
 //!   feeds a sink that discards); per point = per iteration / N. fastrace: a new root
@@ -27,7 +27,7 @@ use std::sync::{Condvar, Mutex};
 use divan::{Bencher, black_box, counter::ItemsCount};
 use fastrace::prelude::*;
 use osprofiler::notifier::{self, Sink, SinkError};
-use osprofiler::{Event, Info, TraceContext};
+use osprofiler::{Event, Field, Info, TraceContext};
 
 fn main() {
     setup();
@@ -222,6 +222,24 @@ mod point {
                 Info::new()
                     .with("statement", black_box(statement.as_str()))
                     .with("rows", 1),
+            );
+        });
+    }
+
+    /// The same two fields through `point_with_fields`: copied raw, JSON made
+    /// on the exporter thread.
+    #[divan::bench(sample_count = 200, sample_size = 2000)]
+    fn fields2(b: Bencher) {
+        let ctx = TraceContext::new(None, None, None);
+        let _in = ctx.enter();
+        let statement = String::from("SELECT id, name FROM instances WHERE project_id = ?");
+        b.bench_local(|| {
+            let _p = osprofiler::point_with_fields(
+                "db",
+                &[
+                    ("statement", Field::from(black_box(statement.as_str()))),
+                    ("rows", 1.into()),
+                ],
             );
         });
     }

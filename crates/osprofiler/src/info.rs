@@ -92,3 +92,170 @@ impl From<Option<Info>> for Info {
         o.unwrap_or_default()
     }
 }
+
+/// One value of a point's fields ([`point_with_fields`](crate::point_with_fields)):
+/// text, a number or a flag. Copied as is when the point starts; the JSON is made
+/// on the exporter thread, so a point with a few fields costs little more than a
+/// bare one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Field<'a> {
+    /// A JSON string.
+    Str(&'a str),
+    /// A signed integer.
+    I64(i64),
+    /// An unsigned integer.
+    U64(u64),
+    /// A float (`null` when not finite, as `serde_json` writes it).
+    F64(f64),
+    /// `true` or `false`.
+    Bool(bool),
+}
+
+impl<'a> From<&'a str> for Field<'a> {
+    fn from(s: &'a str) -> Field<'a> {
+        Field::Str(s)
+    }
+}
+
+impl<'a> From<&'a String> for Field<'a> {
+    fn from(s: &'a String) -> Field<'a> {
+        Field::Str(s)
+    }
+}
+
+macro_rules! field_from {
+    ($($t:ty => $v:ident as $as:ty),*) => {$(
+        impl From<$t> for Field<'_> {
+            fn from(n: $t) -> Self {
+                Field::$v(<$as>::from(n))
+            }
+        }
+    )*};
+}
+field_from!(i64 => I64 as i64, i32 => I64 as i64, u64 => U64 as u64, u32 => U64 as u64,
+    f64 => F64 as f64, bool => Bool as bool);
+
+impl From<usize> for Field<'_> {
+    fn from(n: usize) -> Self {
+        Field::U64(n as u64)
+    }
+}
+
+/// Most fields kept inline (more go through [`Info`]).
+pub(crate) const INLINE_FIELDS: usize = 4;
+
+#[derive(Clone, Copy)]
+enum Val {
+    /// `text[start..end]`.
+    Str(usize, usize),
+    I64(i64),
+    U64(u64),
+    F64(f64),
+    Bool(bool),
+}
+
+/// A point's fields as recorded: static keys, the values raw, every text in
+/// one string (one allocation, none when there is no text).
+#[derive(Clone)]
+pub(crate) struct Fields {
+    len: usize,
+    keys: [&'static str; INLINE_FIELDS],
+    vals: [Val; INLINE_FIELDS],
+    text: String,
+}
+
+impl Fields {
+    /// The fields copied; `None` when there are more than fit inline.
+    #[inline]
+    pub(crate) fn copy(fields: &[(&'static str, Field<'_>)]) -> Option<Fields> {
+        if fields.len() > INLINE_FIELDS {
+            return None;
+        }
+        let text_len = fields
+            .iter()
+            .map(|(_, v)| if let Field::Str(s) = v { s.len() } else { 0 })
+            .sum();
+        let mut out = Fields {
+            len: fields.len(),
+            keys: [""; INLINE_FIELDS],
+            vals: [Val::Bool(false); INLINE_FIELDS],
+            text: String::with_capacity(text_len),
+        };
+        for (i, (k, v)) in fields.iter().enumerate() {
+            out.keys[i] = k;
+            out.vals[i] = match *v {
+                Field::Str(s) => {
+                    let start = out.text.len();
+                    out.text.push_str(s);
+                    Val::Str(start, out.text.len())
+                }
+                Field::I64(n) => Val::I64(n),
+                Field::U64(n) => Val::U64(n),
+                Field::F64(f) => Val::F64(f),
+                Field::Bool(b) => Val::Bool(b),
+            };
+        }
+        Some(out)
+    }
+
+    /// The JSON object (on the exporter thread).
+    pub(crate) fn to_info(&self) -> Info {
+        let mut m = Map::new();
+        for (k, v) in self.keys.iter().zip(&self.vals).take(self.len) {
+            let v = match *v {
+                Val::Str(a, b) => Value::String(self.text.get(a..b).unwrap_or_default().to_owned()),
+                Val::I64(n) => Value::from(n),
+                Val::U64(n) => Value::from(n),
+                Val::F64(f) => Value::from(f),
+                Val::Bool(b) => Value::Bool(b),
+            };
+            m.insert((*k).to_owned(), v);
+        }
+        Info(m)
+    }
+}
+
+/// The fields as [`Info`] (when there are too many to keep inline).
+pub(crate) fn fields_info(fields: &[(&'static str, Field<'_>)]) -> Info {
+    let mut m = Map::new();
+    for (k, v) in fields {
+        let v = match *v {
+            Field::Str(s) => Value::from(s),
+            Field::I64(n) => Value::from(n),
+            Field::U64(n) => Value::from(n),
+            Field::F64(f) => Value::from(f),
+            Field::Bool(b) => Value::Bool(b),
+        };
+        m.insert((*k).to_owned(), v);
+    }
+    Info(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_become_the_info_they_stand_for() {
+        let stmt = String::from("SELECT 1");
+        let f = [
+            ("statement", Field::from(&stmt)),
+            ("rows", 3u32.into()),
+            ("ratio", 0.5.into()),
+            ("cached", false.into()),
+        ];
+        let want =
+            serde_json::json!({"statement": "SELECT 1", "rows": 3, "ratio": 0.5, "cached": false});
+        assert_eq!(Value::Object(Fields::copy(&f).unwrap().to_info().0), want);
+        assert_eq!(Value::Object(fields_info(&f).0), want);
+        // Repeated keys: the last value, at the first key's place, as `Info::with` does.
+        let twice = [
+            ("a", Field::I64(-1)),
+            ("b", "x".into()),
+            ("a", Field::F64(f64::NAN)),
+        ];
+        let info = Fields::copy(&twice).unwrap().to_info();
+        assert_eq!(info, Info::new().with("a", Value::Null).with("b", "x"));
+        assert!(Fields::copy(&[("k", Field::Bool(true)); 5]).is_none());
+    }
+}

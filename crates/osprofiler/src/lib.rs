@@ -143,11 +143,11 @@ pub use context::{EnterGuard, FutureExt, TraceContext, clean, current_headers, g
 pub use event::{Event, EventInfo, EventKind};
 pub use id::Id;
 pub use identity::{Identity, process_identity, set_process_identity};
-pub use info::Info;
+pub use info::{Field, Info};
 pub use keys::{HmacKey, HmacKeys};
 pub use local::is_active;
 pub use osprofiler_macros::{trace, trace_impl};
-pub use point::{LocalPoint, Point, in_point, point, point_with, start, stop};
+pub use point::{LocalPoint, Point, in_point, point, point_with, point_with_fields, start, stop};
 pub use propagation::{IncomingTrace, TraceHeaders, TraceParent};
 pub use time::Timestamp;
 

@@ -137,7 +137,7 @@ impl Local {
     pub(crate) fn open_lean(
         &mut self,
         name: &'static str,
-        start: Option<Payload>,
+        extra: Option<Box<Extra>>,
     ) -> Option<LeanSlot> {
         let t = self.scope.trace.as_deref()?;
         let (base, identity) = (t.base, t.identity);
@@ -145,13 +145,6 @@ impl Local {
         let parent = self.scope.current;
         self.scope.current = id;
         let at = fastant::Instant::now();
-        let extra = start.map(|start| {
-            Box::new(Extra {
-                name: None,
-                start: Some(start),
-                stop: None,
-            })
-        });
         let (generation, index) = self.push(Record {
             base,
             id,

@@ -356,7 +356,13 @@ fn push_events(
     let (name, start, stop) = match r.extra {
         None => (Cow::Borrowed(r.name), None, None),
         Some(e) => {
-            let Extra { name, start, stop } = *e;
+            let Extra {
+                name,
+                start,
+                stop,
+                fields,
+            } = *e;
+            let start = start.or_else(|| fields.map(|f| Payload::Info(f.to_info())));
             let name = match name {
                 Some(n) => Cow::Owned(n.into_string()),
                 None => Cow::Borrowed(r.name),

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use crate::info::Info;
+use crate::info::{Fields, Info};
 
 /// What a point records; written as `info` JSON by the sink, so neither the
 /// traced thread nor the exporter builds JSON maps.
@@ -67,6 +67,9 @@ pub(crate) struct Extra {
     pub(crate) start: Option<Payload>,
     /// Info of the stop event (`Stop`, `Span`).
     pub(crate) stop: Option<Box<Payload>>,
+    /// The start event's info as recorded by `point_with_fields` (made `Info`
+    /// by the exporter), when `start` is `None`.
+    pub(crate) fields: Option<Fields>,
 }
 
 impl Extra {
@@ -83,7 +86,7 @@ impl Extra {
                 Some(Box::new(Extra {
                     name: None,
                     start,
-                    stop: None,
+                    ..Extra::default()
                 })),
             ),
             (Cow::Owned(n), start) => (
@@ -91,7 +94,7 @@ impl Extra {
                 Some(Box::new(Extra {
                     name: Some(n.into()),
                     start,
-                    stop: None,
+                    ..Extra::default()
                 })),
             ),
         }
@@ -105,8 +108,8 @@ impl Extra {
             None => {
                 *extra = Some(Box::new(Extra {
                     name: None,
-                    start: None,
                     stop: Some(stop),
+                    ..Extra::default()
                 }))
             }
         }
