@@ -436,4 +436,92 @@ mod tests {
         assert_eq!((e.rejected, e.message.as_str()), (2, "too old"));
         assert_eq!(Exported::decode(&[]).rejected, 0);
     }
+
+    /// The benchmark's batch shape (benches/exporters.rs): 2,048 spans of a request
+    /// with `wsgi`, four `db`, an `rpc` function and a failed driver call.
+    fn recorded_batch() -> Vec<Event> {
+        use osprofiler::{HmacKey, Identity, Info, TraceContext};
+        use serde_json::json;
+        let sink = osprofiler::notifier::MemorySink::new();
+        let guard = osprofiler::notifier::set_sink(sink.clone());
+        let id = Identity::new("nova", "api", "api-1");
+        let mut recorded = 0;
+        while recorded < 2048 {
+            let ctx = TraceContext::new(HmacKey::new("SECRET_KEY"), None, None).with_identity(&id);
+            ctx.in_scope(|| {
+                let _wsgi = osprofiler::point_with(
+                    "wsgi",
+                    Info::from(json!({"request": {"path": "/v2.1/servers", "query": "limit=10",
+                        "method": "GET", "scheme": "http", "port": 8774}})),
+                );
+                for i in 0..4 {
+                    let _db = osprofiler::point_with(
+                        "db",
+                        Info::from(json!({"db": {
+                            "statement": "SELECT instances.id, instances.uuid FROM instances WHERE instances.project_id = ? LIMIT ?",
+                            "params": ["6f1c2b1e", i]}})),
+                    );
+                }
+                let _f = osprofiler::point_with(
+                    "rpc",
+                    Info::from(json!({"function": {"name": "nova.compute.api.API.get_all",
+                        "args": "(<Context>, 'demo-vm')", "kwargs": "{}"}})),
+                );
+                let mut d = osprofiler::Point::start("driver", Info::new().with("vm", "vm-1"));
+                d.set_error("NoValidHost", "No valid host was found.");
+            });
+            recorded += 7;
+        }
+        osprofiler::notifier::flush().expect("flush");
+        drop(guard);
+        let mut events = sink.take();
+        events.truncate(4096);
+        events
+    }
+
+    /// One batch's pairing, mapping and encoding, as `OtlpSink::write` does them,
+    /// without the sending: what callgrind counts (`--toggle-collect='*one_batch*'`).
+    #[inline(never)]
+    fn one_batch(
+        assembler: &mut Assembler,
+        encoder: &mut encode::Encoder,
+        events: &[Event],
+        buf: &mut Vec<u8>,
+    ) -> usize {
+        let mut spans = Vec::with_capacity(events.len() / 2 + 1);
+        assembler.push_batch(events, &mut spans);
+        let mut bytes = 0;
+        encoder
+            .encode(&spans, MAX_REQUEST_BYTES, buf, |b, _| {
+                bytes += b.len();
+                Ok::<(), ()>(())
+            })
+            .expect("encoded");
+        bytes
+    }
+
+    /// The exporter's own CPU per batch, for callgrind (ignored: a measurement, not a
+    /// check): `OTLP_BATCHES` batches (8 unless set) of the benchmark's shape.
+    /// `valgrind --tool=callgrind --toggle-collect='*one_batch*' <test binary>
+    /// --ignored --exact otlp::tests::callgrind_batches`; two runs with different
+    /// counts give the cost of a warm batch (their difference over the extra batches).
+    #[test]
+    #[ignore]
+    fn callgrind_batches() {
+        let n: usize = std::env::var("OTLP_BATCHES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(8);
+        let events = recorded_batch();
+        assert_eq!(events.len(), 4096);
+        let mut assembler = Assembler::new(DEFAULT_MAX_OPEN);
+        let mut encoder = encode::Encoder::new(None);
+        let mut buf = Vec::new();
+        for _ in 0..n {
+            // Fresh events each batch, as the pipeline hands them over.
+            let batch = events.clone();
+            let bytes = one_batch(&mut assembler, &mut encoder, &batch, &mut buf);
+            assert!(bytes > 2048 * 100, "{bytes}");
+        }
+    }
 }
