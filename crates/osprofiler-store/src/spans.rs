@@ -477,20 +477,35 @@ fn full_name_and_kind<'a>(
     }
     if let Some(r) = request {
         let (method, path) = (field(r, "method"), field(r, "path"));
-        return (Cow::Owned(format!("WSGI_{method}_{path}")), kind);
+        return (Cow::Owned(joined(&["WSGI_", method, "_", path])), kind);
     }
     if let Some(db) = db {
         let first = field(db, "statement")
             .split_whitespace()
             .next()
             .unwrap_or("");
-        return (Cow::Owned(format!("SQL_{}", first.to_uppercase())), kind);
+        let mut name = joined(&["SQL_", first]);
+        if first.is_ascii() {
+            name.make_ascii_uppercase();
+        } else {
+            name = format!("SQL_{}", first.to_uppercase());
+        }
+        return (Cow::Owned(name), kind);
     }
     if let Some(r) = requests {
         let (method, host) = (field(r, "method"), field(r, "hostname"));
-        return (Cow::Owned(format!("REQUESTS_{method}_{host}")), kind);
+        return (Cow::Owned(joined(&["REQUESTS_", method, "_", host])), kind);
     }
     (Cow::Borrowed(point), kind)
+}
+
+/// The pieces in one string of the right size (`format!` guesses the size and grows).
+fn joined(pieces: &[&str]) -> String {
+    let mut s = String::with_capacity(pieces.iter().map(|p| p.len()).sum());
+    for p in pieces {
+        s.push_str(p);
+    }
+    s
 }
 
 fn value_attr(v: &Value) -> Option<AttrValue<'_>> {
