@@ -18,8 +18,8 @@
 //! - a failed point: status ERROR with the message, attributes `exception.type` and
 //!   `exception.message`, and an `exception` event at its end.
 //!
-//! Requests go out from a thread of the sink's own, one in flight and one waiting: the
-//! next batch is paired and encoded while the collector reads the last, so the
+//! Requests go out from threads of the sink's own (OTLP/HTTP: two connections, a
+//! request in flight on each; gRPC: one), and one waits: the next batch is paired and encoded while the collector reads the last, so the
 //! exporter's rate is the slower of the two, not their sum. A request that fails
 //! after its `write` returned is reported to the pipeline's counters then
 //! ([`osprofiler::notifier::report_late_failure`]); [`Sink::flush`] waits for every
@@ -37,6 +37,7 @@ mod grpc;
 mod http;
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
 // (`channel` for outcomes: see `Sender::start`.)
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -53,6 +54,9 @@ use crate::{ConnectionString, OpenError, Options, OtlpProtocol, OtlpTarget};
 /// collectors accept by default (gRPC's default message limit).
 pub(crate) const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024 - 64 * 1024;
 
+/// OTLP/HTTP connections, each with a thread and a request in flight.
+const HTTP_CONNECTIONS: usize = 2;
+
 const BACKOFF_FIRST: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -67,14 +71,22 @@ pub(crate) fn open_sink(t: &OtlpTarget, opts: &Options) -> Result<Box<dyn Sink>,
         store: name.clone(),
         reason,
     };
-    let transport = match t.protocol {
+    // OTLP/HTTP: two connections, a request in flight on each (a collector decodes
+    // connections in parallel); gRPC: one channel.
+    let transports = match t.protocol {
         OtlpProtocol::HttpProtobuf => {
-            Transport::Http(http::HttpExporter::new(t, timeout).map_err(unavailable)?)
+            let mut v = Vec::new();
+            for _ in 0..HTTP_CONNECTIONS {
+                v.push(Transport::Http(
+                    http::HttpExporter::new(t, timeout).map_err(unavailable)?,
+                ));
+            }
+            v
         }
         #[cfg(feature = "otlp-grpc")]
-        OtlpProtocol::Grpc => {
-            Transport::Grpc(grpc::GrpcExporter::new(t, timeout).map_err(unavailable)?)
-        }
+        OtlpProtocol::Grpc => vec![Transport::Grpc(
+            grpc::GrpcExporter::new(t, timeout).map_err(unavailable)?,
+        )],
         #[cfg(not(feature = "otlp-grpc"))]
         OtlpProtocol::Grpc => {
             return Err(OpenError::FeatureMissing {
@@ -88,7 +100,7 @@ pub(crate) fn open_sink(t: &OtlpTarget, opts: &Options) -> Result<Box<dyn Sink>,
         .clone()
         .or_else(|| opts.otlp_service_name_prefix.clone())
         .filter(|p| !p.is_empty());
-    let sender = Sender::start(transport, timeout).map_err(|e| OpenError::Unavailable {
+    let sender = Sender::start(transports, timeout).map_err(|e| OpenError::Unavailable {
         store: name.clone(),
         reason: format!("cannot start the sending thread: {e}"),
     })?;
@@ -124,39 +136,53 @@ struct Sender {
     in_flight: usize,
     // The longest one request may take: the deadline of a flush.
     timeout: Duration,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl Sender {
-    fn start(mut transport: Transport, timeout: Duration) -> std::io::Result<Sender> {
-        // One request waits while one is in flight: a collector slower than the
-        // encoder holds the exporter thread back (which then drops and counts), and
-        // memory stays at two requests.
+    fn start(transports: Vec<Transport>, timeout: Duration) -> std::io::Result<Sender> {
+        // One request waits while one is in flight on each connection: a collector
+        // slower than the encoder holds the exporter thread back (which then drops
+        // and counts), and memory stays at a few requests.
         let (jobs, rx) = sync_channel::<Job>(1);
-        // Unbounded: never blocks the sending thread while the exporter waits to queue
+        let rx = Arc::new(Mutex::new(rx));
+        // Unbounded: never blocks a sending thread while the exporter waits to queue
         // a job; there are never more outcomes than jobs handed over.
         let (tx, outcomes) = std::sync::mpsc::channel::<Outcome>();
-        let thread = std::thread::Builder::new()
-            .name("osprofiler-otlp".into())
-            .spawn(move || {
-                for mut job in rx {
-                    let result = transport.export(&mut job.body);
-                    let outcome = Outcome {
-                        result,
-                        events: job.events,
-                        body: job.body,
-                    };
-                    if tx.send(outcome).is_err() {
-                        break;
-                    }
-                }
-            })?;
+        let mut threads = Vec::new();
+        for mut transport in transports {
+            let (rx, tx) = (rx.clone(), tx.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name("osprofiler-otlp".into())
+                    .spawn(move || {
+                        loop {
+                            // The lock is held only while waiting for a job: the
+                            // other thread takes the next one while this one sends.
+                            let job = match rx.lock() {
+                                Ok(rx) => rx.recv(),
+                                Err(_) => break,
+                            };
+                            let Ok(mut job) = job else { break };
+                            let result = transport.export(&mut job.body);
+                            let outcome = Outcome {
+                                result,
+                                events: job.events,
+                                body: job.body,
+                            };
+                            if tx.send(outcome).is_err() {
+                                break;
+                            }
+                        }
+                    })?,
+            );
+        }
         Ok(Sender {
             jobs: Some(jobs),
             outcomes,
             in_flight: 0,
             timeout,
-            thread: Some(thread),
+            threads,
         })
     }
 }
@@ -166,10 +192,10 @@ impl Drop for Sender {
         self.jobs = None;
         // A request still in flight ends within its timeout; it is not waited for here
         // (the notifier flushes before it drops a sink).
-        if let Some(t) = self.thread.take()
-            && t.is_finished()
-        {
-            let _ = t.join();
+        for t in self.threads.drain(..) {
+            if t.is_finished() {
+                let _ = t.join();
+            }
         }
     }
 }
@@ -280,8 +306,9 @@ impl OtlpSink {
     }
 
     fn keep_body(&mut self, body: Vec<u8>) {
-        // At most as many as can be out at once: one sent, one waiting, one written.
-        if body.capacity() > 0 && self.spare_bodies.len() < 3 {
+        // At most as many as can be out at once: one sent on each connection, one
+        // waiting, one written.
+        if body.capacity() > 0 && self.spare_bodies.len() < HTTP_CONNECTIONS + 2 {
             self.spare_bodies.push(body);
         }
     }
