@@ -422,7 +422,9 @@ impl Sink for OtlpSink {
             });
         self.sender.in_flight += handed;
         self.keep_body(buf);
-        drop(spans);
+        for s in spans {
+            self.assembler.recycle(s.attributes);
+        }
         sent.map_err(|e| self.error(e))
     }
 
@@ -524,6 +526,9 @@ mod tests {
                 Ok::<(), ()>(())
             })
             .expect("encoded");
+        for s in spans {
+            assembler.recycle(s.attributes);
+        }
         bytes
     }
 
