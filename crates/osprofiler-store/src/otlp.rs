@@ -18,8 +18,8 @@
 //! - a failed point: status ERROR with the message, attributes `exception.type` and
 //!   `exception.message`, and an `exception` event at its end.
 //!
-//! Requests go out from a thread of the sink's own, one in flight and one waiting: the
-//! next batch is paired and encoded while the collector reads the last, so the
+//! Requests go out from threads of the sink's own (OTLP/HTTP: two connections, a
+//! request in flight on each; gRPC: one), and one waits: the next batch is paired and encoded while the collector reads the last, so the
 //! exporter's rate is the slower of the two, not their sum. A request that fails
 //! after its `write` returned is reported to the pipeline's counters then
 //! ([`osprofiler::notifier::report_late_failure`]); [`Sink::flush`] waits for every
@@ -37,6 +37,7 @@ mod grpc;
 mod http;
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
 // (`channel` for outcomes: see `Sender::start`.)
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -53,6 +54,9 @@ use crate::{ConnectionString, OpenError, Options, OtlpProtocol, OtlpTarget};
 /// collectors accept by default (gRPC's default message limit).
 pub(crate) const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024 - 64 * 1024;
 
+/// OTLP/HTTP connections, each with a thread and a request in flight.
+const HTTP_CONNECTIONS: usize = 2;
+
 const BACKOFF_FIRST: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -67,14 +71,22 @@ pub(crate) fn open_sink(t: &OtlpTarget, opts: &Options) -> Result<Box<dyn Sink>,
         store: name.clone(),
         reason,
     };
-    let transport = match t.protocol {
+    // OTLP/HTTP: two connections, a request in flight on each (a collector decodes
+    // connections in parallel); gRPC: one channel.
+    let transports = match t.protocol {
         OtlpProtocol::HttpProtobuf => {
-            Transport::Http(http::HttpExporter::new(t, timeout).map_err(unavailable)?)
+            let mut v = Vec::new();
+            for _ in 0..HTTP_CONNECTIONS {
+                v.push(Transport::Http(
+                    http::HttpExporter::new(t, timeout).map_err(unavailable)?,
+                ));
+            }
+            v
         }
         #[cfg(feature = "otlp-grpc")]
-        OtlpProtocol::Grpc => {
-            Transport::Grpc(grpc::GrpcExporter::new(t, timeout).map_err(unavailable)?)
-        }
+        OtlpProtocol::Grpc => vec![Transport::Grpc(
+            grpc::GrpcExporter::new(t, timeout).map_err(unavailable)?,
+        )],
         #[cfg(not(feature = "otlp-grpc"))]
         OtlpProtocol::Grpc => {
             return Err(OpenError::FeatureMissing {
@@ -88,7 +100,7 @@ pub(crate) fn open_sink(t: &OtlpTarget, opts: &Options) -> Result<Box<dyn Sink>,
         .clone()
         .or_else(|| opts.otlp_service_name_prefix.clone())
         .filter(|p| !p.is_empty());
-    let sender = Sender::start(transport, timeout).map_err(|e| OpenError::Unavailable {
+    let sender = Sender::start(transports, timeout).map_err(|e| OpenError::Unavailable {
         store: name.clone(),
         reason: format!("cannot start the sending thread: {e}"),
     })?;
@@ -124,39 +136,53 @@ struct Sender {
     in_flight: usize,
     // The longest one request may take: the deadline of a flush.
     timeout: Duration,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl Sender {
-    fn start(mut transport: Transport, timeout: Duration) -> std::io::Result<Sender> {
-        // One request waits while one is in flight: a collector slower than the
-        // encoder holds the exporter thread back (which then drops and counts), and
-        // memory stays at two requests.
+    fn start(transports: Vec<Transport>, timeout: Duration) -> std::io::Result<Sender> {
+        // One request waits while one is in flight on each connection: a collector
+        // slower than the encoder holds the exporter thread back (which then drops
+        // and counts), and memory stays at a few requests.
         let (jobs, rx) = sync_channel::<Job>(1);
-        // Unbounded: never blocks the sending thread while the exporter waits to queue
+        let rx = Arc::new(Mutex::new(rx));
+        // Unbounded: never blocks a sending thread while the exporter waits to queue
         // a job; there are never more outcomes than jobs handed over.
         let (tx, outcomes) = std::sync::mpsc::channel::<Outcome>();
-        let thread = std::thread::Builder::new()
-            .name("osprofiler-otlp".into())
-            .spawn(move || {
-                for mut job in rx {
-                    let result = transport.export(&mut job.body);
-                    let outcome = Outcome {
-                        result,
-                        events: job.events,
-                        body: job.body,
-                    };
-                    if tx.send(outcome).is_err() {
-                        break;
-                    }
-                }
-            })?;
+        let mut threads = Vec::new();
+        for mut transport in transports {
+            let (rx, tx) = (rx.clone(), tx.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name("osprofiler-otlp".into())
+                    .spawn(move || {
+                        loop {
+                            // The lock is held only while waiting for a job: the
+                            // other thread takes the next one while this one sends.
+                            let job = match rx.lock() {
+                                Ok(rx) => rx.recv(),
+                                Err(_) => break,
+                            };
+                            let Ok(mut job) = job else { break };
+                            let result = transport.export(&mut job.body);
+                            let outcome = Outcome {
+                                result,
+                                events: job.events,
+                                body: job.body,
+                            };
+                            if tx.send(outcome).is_err() {
+                                break;
+                            }
+                        }
+                    })?,
+            );
+        }
         Ok(Sender {
             jobs: Some(jobs),
             outcomes,
             in_flight: 0,
             timeout,
-            thread: Some(thread),
+            threads,
         })
     }
 }
@@ -166,10 +192,10 @@ impl Drop for Sender {
         self.jobs = None;
         // A request still in flight ends within its timeout; it is not waited for here
         // (the notifier flushes before it drops a sink).
-        if let Some(t) = self.thread.take()
-            && t.is_finished()
-        {
-            let _ = t.join();
+        for t in self.threads.drain(..) {
+            if t.is_finished() {
+                let _ = t.join();
+            }
         }
     }
 }
@@ -280,8 +306,9 @@ impl OtlpSink {
     }
 
     fn keep_body(&mut self, body: Vec<u8>) {
-        // At most as many as can be out at once: one sent, one waiting, one written.
-        if body.capacity() > 0 && self.spare_bodies.len() < 3 {
+        // At most as many as can be out at once: one sent on each connection, one
+        // waiting, one written.
+        if body.capacity() > 0 && self.spare_bodies.len() < HTTP_CONNECTIONS + 2 {
             self.spare_bodies.push(body);
         }
     }
@@ -395,7 +422,9 @@ impl Sink for OtlpSink {
             });
         self.sender.in_flight += handed;
         self.keep_body(buf);
-        drop(spans);
+        for s in spans {
+            self.assembler.recycle(s.attributes);
+        }
         sent.map_err(|e| self.error(e))
     }
 
@@ -435,5 +464,96 @@ mod tests {
         let e = Exported::decode(&r.encode_to_vec());
         assert_eq!((e.rejected, e.message.as_str()), (2, "too old"));
         assert_eq!(Exported::decode(&[]).rejected, 0);
+    }
+
+    /// The benchmark's batch shape (benches/exporters.rs): 2,048 spans of a request
+    /// with `wsgi`, four `db`, an `rpc` function and a failed driver call.
+    fn recorded_batch() -> Vec<Event> {
+        use osprofiler::{HmacKey, Identity, Info, TraceContext};
+        use serde_json::json;
+        let sink = osprofiler::notifier::MemorySink::new();
+        let guard = osprofiler::notifier::set_sink(sink.clone());
+        let id = Identity::new("nova", "api", "api-1");
+        let mut recorded = 0;
+        while recorded < 2048 {
+            let ctx = TraceContext::new(HmacKey::new("SECRET_KEY"), None, None).with_identity(&id);
+            ctx.in_scope(|| {
+                let _wsgi = osprofiler::point_with(
+                    "wsgi",
+                    Info::from(json!({"request": {"path": "/v2.1/servers", "query": "limit=10",
+                        "method": "GET", "scheme": "http", "port": 8774}})),
+                );
+                for i in 0..4 {
+                    let _db = osprofiler::point_with(
+                        "db",
+                        Info::from(json!({"db": {
+                            "statement": "SELECT instances.id, instances.uuid FROM instances WHERE instances.project_id = ? LIMIT ?",
+                            "params": ["6f1c2b1e", i]}})),
+                    );
+                }
+                let _f = osprofiler::point_with(
+                    "rpc",
+                    Info::from(json!({"function": {"name": "nova.compute.api.API.get_all",
+                        "args": "(<Context>, 'demo-vm')", "kwargs": "{}"}})),
+                );
+                let mut d = osprofiler::Point::start("driver", Info::new().with("vm", "vm-1"));
+                d.set_error("NoValidHost", "No valid host was found.");
+            });
+            recorded += 7;
+        }
+        osprofiler::notifier::flush().expect("flush");
+        drop(guard);
+        let mut events = sink.take();
+        events.truncate(4096);
+        events
+    }
+
+    /// One batch's pairing, mapping and encoding, as `OtlpSink::write` does them,
+    /// without the sending: what callgrind counts (`--toggle-collect='*one_batch*'`).
+    #[inline(never)]
+    fn one_batch(
+        assembler: &mut Assembler,
+        encoder: &mut encode::Encoder,
+        events: &[Event],
+        buf: &mut Vec<u8>,
+    ) -> usize {
+        let mut spans = Vec::with_capacity(events.len() / 2 + 1);
+        assembler.push_batch(events, &mut spans);
+        let mut bytes = 0;
+        encoder
+            .encode(&spans, MAX_REQUEST_BYTES, buf, |b, _| {
+                bytes += b.len();
+                Ok::<(), ()>(())
+            })
+            .expect("encoded");
+        for s in spans {
+            assembler.recycle(s.attributes);
+        }
+        bytes
+    }
+
+    /// The exporter's own CPU per batch, for callgrind (ignored: a measurement, not a
+    /// check): `OTLP_BATCHES` batches (8 unless set) of the benchmark's shape.
+    /// `valgrind --tool=callgrind --toggle-collect='*one_batch*' <test binary>
+    /// --ignored --exact otlp::tests::callgrind_batches`; two runs with different
+    /// counts give the cost of a warm batch (their difference over the extra batches).
+    #[test]
+    #[ignore]
+    fn callgrind_batches() {
+        let n: usize = std::env::var("OTLP_BATCHES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(8);
+        let events = recorded_batch();
+        assert_eq!(events.len(), 4096);
+        let mut assembler = Assembler::new(DEFAULT_MAX_OPEN);
+        let mut encoder = encode::Encoder::new(None);
+        let mut buf = Vec::new();
+        for _ in 0..n {
+            // Fresh events each batch, as the pipeline hands them over.
+            let batch = events.clone();
+            let bytes = one_batch(&mut assembler, &mut encoder, &batch, &mut buf);
+            assert!(bytes > 2048 * 100, "{bytes}");
+        }
     }
 }

@@ -7,14 +7,11 @@
 //! through, a batch costs no allocation per span or per attribute (the SDK's transform
 //! builds the tree afresh for every export).
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{
-    ResourceSpans, ScopeSpans, Span as ProtoSpan, SpanFlags, Status, span, status,
-};
+use opentelemetry_proto::tonic::trace::v1::{Span as ProtoSpan, SpanFlags, Status, span, status};
 use prost::Message;
-use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, message};
+use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
 
 use crate::spans::{AttrValue, Span, SpanError, SpanKind};
 
@@ -189,9 +186,11 @@ fn field_len(n: usize) -> usize {
 /// The spans of one origin: one `ResourceSpans`.
 struct Group {
     resource: Resource,
+    /// `resource.encoded_len()`.
+    resource_len: usize,
     /// A span of this origin (to compare origins with).
     first: usize,
-    /// Its spans, `order[start..start + count]`.
+    /// Its spans' positions in the request order, `start..start + count`.
     start: usize,
     count: usize,
 }
@@ -200,12 +199,15 @@ struct Group {
 pub(crate) struct Encoder {
     prefix: Option<String>,
     scope: InstrumentationScope,
-    /// Span messages of earlier batches, to be filled again.
-    spare: Vec<ProtoSpan>,
-    request: ExportTraceServiceRequest,
-    /// The encoded length of each span of `request`, in order.
+    scope_len: usize,
+    /// The span messages, in request order, filled in place: the span at a position
+    /// takes the strings and vectors that the span at that position of the last batch
+    /// left (batches of one service repeat their shapes, so the capacities fit).
+    pool: Vec<ProtoSpan>,
+    /// The encoded length of each message of `pool` filled for this batch.
     lens: Vec<usize>,
     group_of: Vec<usize>,
+    /// Position in the request → index in the batch's spans.
     order: Vec<usize>,
     groups: Vec<Group>,
 }
@@ -213,15 +215,16 @@ pub(crate) struct Encoder {
 impl Encoder {
     /// `prefix`: of every service name (`<prefix>-<project>-<service>`).
     pub(crate) fn new(prefix: Option<String>) -> Encoder {
+        let scope = InstrumentationScope {
+            name: SCOPE_NAME.into(),
+            version: SCOPE_VERSION.into(),
+            ..Default::default()
+        };
         Encoder {
             prefix,
-            scope: InstrumentationScope {
-                name: SCOPE_NAME.into(),
-                version: SCOPE_VERSION.into(),
-                ..Default::default()
-            },
-            spare: Vec::new(),
-            request: ExportTraceServiceRequest::default(),
+            scope_len: scope.encoded_len(),
+            scope,
+            pool: Vec::new(),
             lens: Vec::new(),
             group_of: Vec::new(),
             order: Vec::new(),
@@ -241,63 +244,42 @@ impl Encoder {
         mut send: impl FnMut(&mut Vec<u8>, usize) -> Result<(), E>,
     ) -> Result<(), E> {
         self.group(spans);
-        let scope_len = field_len(self.scope.encoded_len());
-        let mut total = 0usize;
-        let mut in_request = 0usize;
+        let n = spans.len();
+        if self.pool.len() < n {
+            self.pool.resize_with(n, ProtoSpan::default);
+        }
+        self.lens.clear();
+        for (p, &i) in self.pool.iter_mut().zip(&self.order) {
+            fill(p, &spans[i]);
+            self.lens.push(p.encoded_len());
+        }
+        // Cut into requests: `from..at` is the pending one, `total` about its size.
         let mut result = Ok(());
-        for g in 0..self.groups.len() {
-            // What a new `ResourceSpans` adds around its spans (lengths bounded by
-            // 5-byte varints).
+        let (mut from, mut total) = (0, 0);
+        'groups: for g in 0..self.groups.len() {
+            let Group { start, count, .. } = self.groups[g];
+            // What a `ResourceSpans` adds around its spans (lengths bounded by 5-byte
+            // varints), in each request that has spans of this origin.
             let overhead =
-                2 * (1 + 5) + field_len(self.groups[g].resource.encoded_len()) + scope_len;
+                2 * (1 + 5) + field_len(self.groups[g].resource_len) + field_len(self.scope_len);
             total += overhead;
-            let mut current = self.resource_spans(g);
-            let (start, count) = (self.groups[g].start, self.groups[g].count);
             for at in start..start + count {
-                let mut p = self.spare.pop().unwrap_or_default();
-                fill(&mut p, &spans[self.order[at]]);
-                let len = p.encoded_len();
-                let cost = field_len(len);
-                if in_request > 0 && total + cost > max_bytes {
-                    if !current.scope_spans[0].spans.is_empty() {
-                        self.request.resource_spans.push(current);
-                        current = self.resource_spans(g);
-                    }
-                    result = self.flush(buf, total, in_request, &mut send);
+                let cost = field_len(self.lens[at]);
+                if at > from && total + cost > max_bytes {
+                    result = self.flush(from..at, buf, total, &mut send);
                     if result.is_err() {
-                        self.spare.push(p);
-                        break;
+                        break 'groups;
                     }
-                    total = overhead;
-                    in_request = 0;
+                    (from, total) = (at, overhead);
                 }
-                current.scope_spans[0].spans.push(p);
-                self.lens.push(len);
                 total += cost;
-                in_request += 1;
-            }
-            self.request.resource_spans.push(current);
-            if result.is_err() {
-                break;
             }
         }
-        if result.is_ok() && in_request > 0 {
-            result = self.flush(buf, total, in_request, &mut send);
+        if result.is_ok() && from < n {
+            result = self.flush(from..n, buf, total, &mut send);
         }
-        self.reclaim();
+        self.trim(n);
         result
-    }
-
-    /// An empty `ResourceSpans` for the spans of group `g`.
-    fn resource_spans(&self, g: usize) -> ResourceSpans {
-        ResourceSpans {
-            resource: Some(self.groups[g].resource.clone()),
-            scope_spans: vec![ScopeSpans {
-                scope: Some(self.scope.clone()),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }
     }
 
     /// Sorts the spans by origin (`order`, `groups`), keeping their order within each.
@@ -329,11 +311,13 @@ impl Encoder {
                 if let Some(h) = &s.origin.host {
                     put_kv(&mut attributes, &mut n, "host.name", Val::Str(h));
                 }
+                let resource = Resource {
+                    attributes,
+                    ..Default::default()
+                };
                 self.groups.push(Group {
-                    resource: Resource {
-                        attributes,
-                        ..Default::default()
-                    },
+                    resource_len: resource.encoded_len(),
+                    resource,
                     first: i,
                     start: 0,
                     count: 0,
@@ -359,59 +343,62 @@ impl Encoder {
         }
     }
 
-    /// Encodes the pending request into `buf` and sends it; its spans go back to the
-    /// spare ones.
+    /// Encodes the spans at `positions` as one request into `buf` and sends it.
     /// `bytes`: about the request's size, at least.
     fn flush<E>(
         &mut self,
+        positions: std::ops::Range<usize>,
         buf: &mut Vec<u8>,
         bytes: usize,
-        count: usize,
         send: &mut impl FnMut(&mut Vec<u8>, usize) -> Result<(), E>,
     ) -> Result<(), E> {
         buf.clear();
         buf.reserve(bytes);
-        // What `self.request.encode(buf)` writes, but the three levels above the spans
-        // are framed here from the spans' lengths, already known: prost would measure
-        // every span again at each level (the unit tests compare the bytes).
-        let scope_len = self.scope.encoded_len();
-        let mut lens = &self.lens[..];
-        for rs in &self.request.resource_spans {
-            let (Some(resource), [ss]) = (&rs.resource, &rs.scope_spans[..]) else {
+        // What prost writes for an `ExportTraceServiceRequest` of these spans, but
+        // the three levels above the spans are framed here and each span's length
+        // is the one measured when it was filled: prost would measure every span
+        // again at each level, and once more to frame it (the unit tests compare
+        // the bytes with prost's).
+        for g in &self.groups {
+            let from = g.start.max(positions.start);
+            let to = (g.start + g.count).min(positions.end);
+            if from >= to {
                 continue;
-            };
-            let (mine, rest) = lens.split_at(ss.spans.len().min(lens.len()));
-            lens = rest;
-            let spans_len: usize = mine.iter().map(|&l| field_len(l)).sum();
-            let scope_spans_len = field_len(scope_len) + spans_len;
-            let resource_len = resource.encoded_len();
+            }
+            let lens = &self.lens[from..to];
+            let spans_len: usize = lens.iter().map(|&l| field_len(l)).sum();
+            let scope_spans_len = field_len(self.scope_len) + spans_len;
             // ExportTraceServiceRequest.resource_spans = 1
-            put_len(buf, 1, field_len(resource_len) + field_len(scope_spans_len));
+            put_len(
+                buf,
+                1,
+                field_len(g.resource_len) + field_len(scope_spans_len),
+            );
             // ResourceSpans.resource = 1, ResourceSpans.scope_spans = 2
-            message::encode(1, resource, buf);
+            put_len(buf, 1, g.resource_len);
+            g.resource.encode_raw(buf);
             put_len(buf, 2, scope_spans_len);
             // ScopeSpans.scope = 1, ScopeSpans.spans = 2
-            message::encode(1, &self.scope, buf);
-            for span in &ss.spans {
-                message::encode(2, span, buf);
+            put_len(buf, 1, self.scope_len);
+            self.scope.encode_raw(buf);
+            for (span, &len) in self.pool[from..to].iter().zip(lens) {
+                put_len(buf, 2, len);
+                // prost's own encoding of the span's fields (`encode_raw` is what
+                // `Message::encode` calls once it has checked the length).
+                span.encode_raw(buf);
             }
         }
-        self.reclaim();
-        send(buf, count)
+        send(buf, positions.len())
     }
 
-    /// Takes the span messages of the pending request back, for the next batch; but
-    /// not more than a batch needs, and not a span whose strings grew large (a long
-    /// statement would otherwise stay in memory for good).
-    fn reclaim(&mut self) {
-        self.lens.clear();
-        for rs in self.request.resource_spans.drain(..) {
-            for ss in rs.scope_spans {
-                for p in ss.spans {
-                    if self.spare.len() < KEEP_SPANS && kept_bytes(&p) <= KEEP_SPAN_BYTES {
-                        self.spare.push(p);
-                    }
-                }
+    /// After a batch of `n` spans: keeps the messages for the next one, but not more
+    /// than a batch needs, and not one whose strings grew large (a long statement
+    /// would otherwise stay in memory for good).
+    fn trim(&mut self, n: usize) {
+        self.pool.truncate(KEEP_SPANS);
+        for p in self.pool.iter_mut().take(n) {
+            if kept_bytes(p) > KEEP_SPAN_BYTES {
+                *p = ProtoSpan::default();
             }
         }
     }
@@ -641,7 +628,7 @@ mod tests {
             assert_eq!(sent.len(), 1);
             assert_eq!(sent[0].0, reference(batch, None).encode_to_vec());
         }
-        assert_eq!(enc.spare.len(), first.len(), "the messages are kept");
+        assert_eq!(enc.pool.len(), first.len(), "the messages are kept");
     }
 
     #[test]
@@ -656,10 +643,11 @@ mod tests {
             let mut buf = Vec::new();
             enc.encode(&spans, 4 << 20, &mut buf, |_, _| Ok::<(), ()>(()))
                 .unwrap();
-            enc.spare
+            enc.pool
         };
-        assert_eq!(sent.len(), spans.len() - 1);
+        assert_eq!(sent.len(), spans.len());
         assert!(sent.iter().all(|p| kept_bytes(p) <= KEEP_SPAN_BYTES));
+        assert_eq!(sent.iter().filter(|p| kept_bytes(p) == 0).count(), 1);
     }
 
     #[test]
