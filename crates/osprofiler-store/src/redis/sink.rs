@@ -5,8 +5,8 @@
 //! the list reads newest first as Python's does; at most 256 values per command),
 //! `ZADD osprofiler_index LT <start> <id>` (LT keeps the earliest start even when a later
 //! batch brings an earlier event, e.g. a long root point's start; servers before 6.2 get
-//! NX), `PEXPIRE` with a TTL, the trace's summary (plain commands on the sorted set
-//! `osprofiler_summary:<id>`: one `ZADD GT` and one or two `ZINCRBY`, see [`summaries`]),
+//! NX), `PEXPIRE` with a TTL, the trace's summary (one `ZADD GT` on the sorted set
+//! `osprofiler_summary:<id>`, plus its `PEXPIRE`, see [`summaries`]),
 //! and with `filter_error_trace` Python's `SET osprofiler_error:<id> {"base_id",
 //! "timestamp"}` plus `ZADD osprofiler_error_index`.
 //!
@@ -91,6 +91,10 @@ pub(crate) struct RedisSink {
     index_flag: &'static [u8],
     /// Summaries are written (until a server refuses their commands for good).
     summaries: bool,
+    /// This sink's name in the summaries' counts, and its batch number (see
+    /// `summaries.rs`).
+    writer: u64,
+    batch: u64,
     /// The services and categories of the trace being encoded (indexes in the batch of
     /// their first event).
     services: Vec<u32>,
@@ -142,6 +146,8 @@ impl RedisSink {
             last_error: String::new(),
             index_flag: b"LT",
             summaries: true,
+            writer: summaries::writer_id(),
+            batch: 0,
             services: Vec::new(),
             categories: Vec::new(),
             buf: Vec::with_capacity(1 << 20),
@@ -277,6 +283,9 @@ impl RedisSink {
         self.cmds.clear();
         self.traces.clear();
         self.trace_of.clear();
+        // A batch sent again after a reconnection keeps its number: its counts are then
+        // the same members, not new ones.
+        self.batch = self.batch.wrapping_add(1);
         self.group.clear();
         if let Some(c) = &mut self.cluster {
             c.commands.clear();
@@ -481,9 +490,9 @@ impl RedisSink {
         }
     }
 
-    /// The summary commands of trace `g` (its services and categories in
+    /// The summary command of trace `g` (its services and categories in
     /// `self.services` and `self.categories`), in the layout `summaries.rs` describes:
-    /// plain commands whose result does not depend on the order writers run them in.
+    /// one `ZADD GT`, whose result does not depend on the order writers run theirs in.
     fn encode_summary(&mut self, g: usize, events: &[Event]) {
         let t = &self.traces[g];
         let (id, first, last, points, count, error, root, named) = (
@@ -499,7 +508,7 @@ impl RedisSink {
         let root = root.and_then(|(level, us, i)| Some((level, us, events.get(i as usize)?)));
         let slot = cluster::slot_of(SUMMARY_PREFIX, &id);
         // ZADD key GT: (score, member) pairs.
-        let pairs = 2
+        let pairs = 3
             + 2 * usize::from(root.is_some())
             + usize::from(error)
             + self.services.len()
@@ -512,6 +521,10 @@ impl RedisSink {
         resp::bulk(&mut self.buf, summaries::FIRST);
         push_int_bulk(&mut self.buf, last);
         resp::bulk(&mut self.buf, summaries::LAST);
+        push_int_bulk(&mut self.buf, i64::from(count));
+        self.json.clear();
+        summaries::count_member(&mut self.json, self.writer, self.batch, points);
+        resp::bulk(&mut self.buf, &self.json);
         if let Some((level, us, e)) = root {
             let rank = summaries::root_rank(level, us);
             push_int_bulk(&mut self.buf, rank.saturating_neg());
@@ -540,18 +553,6 @@ impl RedisSink {
         }
         self.cmds.push(Cmd::Summary);
         mark(&mut self.cluster, self.buf.len(), || slot);
-        for (n, member) in [(count, summaries::EVENTS), (points, summaries::POINTS)] {
-            if n == 0 {
-                continue;
-            }
-            resp::array_header(&mut self.buf, 4);
-            resp::bulk(&mut self.buf, b"ZINCRBY");
-            push_key(&mut self.buf, SUMMARY_PREFIX, &id);
-            push_int_bulk(&mut self.buf, i64::from(n));
-            resp::bulk(&mut self.buf, member);
-            self.cmds.push(Cmd::Summary);
-            mark(&mut self.cluster, self.buf.len(), || slot);
-        }
         if let Some(ttl) = self.ttl_ms {
             resp::array_header(&mut self.buf, 3);
             resp::bulk(&mut self.buf, b"PEXPIRE");
