@@ -135,7 +135,7 @@ fn parse(id: &str, reply: Reply) -> Option<Stored> {
                 } else if m.starts_with(b"r:") {
                     named.push(m);
                 } else if let Some(n) = m.strip_prefix(b"n:") {
-                    let p = n.rsplit(|&b| b == b':').next().and_then(|p| score(p));
+                    let p = n.rsplit(|&b| b == b':').next().and_then(score);
                     let (Some(e), Some(p)) = (score(&v), p) else {
                         continue;
                     };
