@@ -12,7 +12,7 @@
 //! start is known without reading its events. Traces that have no index entry (written by
 //! Python) are still listed, found by `SCAN`.
 //!
-//! And a hash per trace, `osprofiler_summary:<base_id>` (first start, last stop, points,
+//! And a sorted set per trace, `osprofiler_summary:<base_id>` (first start, last stop, points,
 //! services, categories, root point, error), which the sink updates with each batch and
 //! [`TraceStore::search_traces`] reads instead of the events; a prefix Python never scans.
 //! Traces without one (Python's), or whose events outnumber what it counted (a trace
@@ -59,7 +59,7 @@ const OPT_PREFIX: &[u8] = b"osprofiler_opt:";
 const LEGACY_PREFIX: &[u8] = b"osprofiler:";
 /// Prefix of a trace's error marker.
 const ERROR_PREFIX: &[u8] = b"osprofiler_error:";
-/// Prefix of a trace's summary (a hash, see `summaries.rs`).
+/// Prefix of a trace's summary (a sorted set, see `summaries.rs`).
 const SUMMARY_PREFIX: &[u8] = b"osprofiler_summary:";
 /// Sorted set: base id → start (Unix seconds).
 const INDEX: &[u8] = b"osprofiler_index";

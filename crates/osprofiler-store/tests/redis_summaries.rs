@@ -218,14 +218,32 @@ fn check_queries(store: &mut dyn TraceStore) {
     }
 }
 
-/// `HGETALL osprofiler_summary:<id>` as (field, value) pairs.
+/// `ZRANGE osprofiler_summary:<id> 0 -1 WITHSCORES` as (member, score) pairs.
 fn summary_hash(redis: &RedisServer, base: &str) -> Vec<(String, String)> {
     let v = redis
-        .cmd(&["HGETALL", &format!("osprofiler_summary:{base}")])
+        .cmd(&[
+            "ZRANGE",
+            &format!("osprofiler_summary:{base}"),
+            "0",
+            "-1",
+            "WITHSCORES",
+        ])
         .unwrap()
         .into_strings()
         .unwrap();
     v.chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect()
+}
+
+/// A summary's (events, points): the sums over its `n:<writer>-<batch>:<points>` members.
+fn counts(summary: &[(String, String)]) -> (i64, i64) {
+    summary
+        .iter()
+        .filter(|(m, _)| m.starts_with("n:"))
+        .map(|(m, v)| {
+            let points = m.rsplit(':').next().unwrap().parse::<i64>().unwrap();
+            (v.parse::<i64>().unwrap(), points)
+        })
+        .fold((0, 0), |(e, p), (de, dp)| (e + de, p + dp))
 }
 
 #[test]
@@ -278,13 +296,24 @@ fn two_sinks_writing_the_same_traces_at_once_keep_right_summaries() {
     );
     assert!(t.error);
     assert!(!all.traces[N as usize - 2].error);
-    // The page really came from the summaries: one hash per trace, counting every event.
+    // The page really came from the summaries: one sorted set per trace, counting every
+    // event, whichever sink's commands ran first.
     let h = summary_hash(&redis, &id(1 << 64));
     let field = |f: &str| h.iter().find(|(k, _)| k == f).map(|(_, v)| v.as_str());
-    assert_eq!(field("events"), Some("6"));
-    assert_eq!(field("points"), Some("3"));
-    assert_eq!(field("root_category"), Some("wsgi"));
-    assert_eq!(field("s:compute"), Some(""));
+    assert_eq!(counts(&h), (6, 3));
+    assert_eq!(field("first"), Some(&*(-T0).to_string()));
+    assert_eq!(field("s:compute"), Some("0"));
+    let rank = field("root").unwrap().trim_start_matches('-').to_owned();
+    assert_eq!(
+        rank,
+        T0.to_string(),
+        "the root is the first-level point at T0"
+    );
+    assert!(
+        h.iter()
+            .any(|(m, _)| *m == format!("r:{rank}\napi\nwsgi\nPOST /v2.1/servers")),
+        "{h:?}"
+    );
     check_queries(&mut *store);
 
     // Python's CLI lists the same traces and ignores the hashes.
@@ -382,7 +411,7 @@ fn python_traces_alone_or_mixed_with_ours_are_summarised_from_their_events() {
 }
 
 #[test]
-fn summaries_expire_with_the_events_and_survive_a_flushed_script_cache() {
+fn summaries_expire_with_the_events() {
     let Some(redis) = need("redis-server", RedisServer::start()) else {
         return;
     };
@@ -394,13 +423,11 @@ fn summaries_expire_with_the_events_and_survive_a_flushed_script_cache() {
     let mut w = sink(&cs(&url), &o).unwrap();
     let [a, b] = trace_batches(1 << 64, T0, 2000, true);
     w.write(&a).unwrap();
-    // The server forgets the script: the sink's next EVALSHA gets NOSCRIPT and the
-    // summary goes again as EVAL.
-    redis.cmd(&["SCRIPT", "FLUSH"]).unwrap();
     w.write(&b).unwrap();
     let base = id(1 << 64);
     let h = summary_hash(&redis, &base);
-    assert!(h.contains(&("events".into(), "6".into())), "{h:?}");
+    assert_eq!(counts(&h), (6, 3), "{h:?}");
+    assert!(h.contains(&("error".into(), "0".into())), "{h:?}");
     let ttl = redis
         .cmd(&["PTTL", &format!("osprofiler_summary:{base}")])
         .unwrap()
@@ -424,6 +451,34 @@ fn summaries_expire_with_the_events_and_survive_a_flushed_script_cache() {
             .traces
             .is_empty()
     );
+}
+
+#[test]
+fn a_summary_key_of_another_type_leaves_the_trace_summarised_from_its_events() {
+    let Some(redis) = need("redis-server", RedisServer::start()) else {
+        return;
+    };
+    let url = redis.url();
+    // A hash where the summary goes (the layout of an older sink): its commands are
+    // refused with WRONGTYPE, the events are stored all the same, and the search reads
+    // them; the next trace still gets its summary.
+    let old = id(1 << 64);
+    redis
+        .cmd(&["HSET", &format!("osprofiler_summary:{old}"), "events", "6"])
+        .unwrap();
+    let mut w = sink(&cs(&url), &opts()).unwrap();
+    for i in 0..2u128 {
+        for b in trace_batches((i + 1) << 64, T0 + i as i64 * 1_000_000, 3000, i == 0) {
+            w.write(&b).unwrap();
+        }
+    }
+    assert!(!summary_hash(&redis, &id(2 << 64)).is_empty());
+    let mut store = open(&cs(&url), &opts()).unwrap();
+    let page = store.search_traces(&TraceQuery::default()).unwrap();
+    assert_eq!(page.traces.len(), 2);
+    assert_eq!(page, expected(&mut *store, &TraceQuery::default()));
+    let t = page.traces.iter().find(|t| t.base_id == old).unwrap();
+    assert_eq!((t.points, t.error), (3, true));
 }
 
 #[test]

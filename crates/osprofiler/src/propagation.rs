@@ -71,32 +71,71 @@ pub struct Unpacked {
 /// `hmac` is the HMAC of `info` under one of `keys` (tried in order, compared
 /// in constant time) and `info` decodes to a JSON object.
 pub fn signed_unpack(info: &str, hmac: &str, keys: &HmacKeys) -> Option<Unpacked> {
+    let (key_index, key) = signed_by(info, hmac, keys)?;
+    let mut buf = [0u8; DECODED_MAX];
+    let data: Map<String, Value> = serde_json::from_slice(decode_info(info, &mut buf)?).ok()?;
+    Some(Unpacked {
+        data,
+        key_index,
+        key: key.clone(),
+    })
+}
+
+/// Most bytes an `X-Trace-Info` of [`MAX_TRACE_INFO_LEN`] decodes to.
+const DECODED_MAX: usize = MAX_TRACE_INFO_LEN / 4 * 3;
+
+/// Which of `keys` signed `info` with `hmac`, if any.
+fn signed_by<'k>(info: &str, hmac: &str, keys: &'k HmacKeys) -> Option<(usize, &'k HmacKey)> {
     if info.is_empty() || info.len() > MAX_TRACE_INFO_LEN || keys.is_empty() {
         return None;
     }
     // Python strips the HMAC and compares hex text: only lowercase hex of the
     // right length can match.
     let tag = decode_hex20(hmac.trim())?;
-    let (key_index, key) = keys
-        .iter()
+    keys.iter()
         .enumerate()
-        .find(|(_, k)| k.verify(info.as_bytes(), &tag))?;
+        .find(|(_, k)| k.verify(info.as_bytes(), &tag))
+}
+
+/// The bytes `info` stands for, decoded into `buf` (no allocation: this runs
+/// once per traced request).
+fn decode_info<'b>(info: &str, buf: &'b mut [u8; DECODED_MAX]) -> Option<&'b [u8]> {
     // Python's urlsafe_b64decode also takes the standard alphabet's + and /.
-    let normalized: Vec<u8> = info
-        .bytes()
-        .map(|b| match b {
-            b'+' => b'-',
-            b'/' => b'_',
-            other => other,
-        })
-        .collect();
-    let raw = URL_SAFE.decode(normalized).ok()?;
-    let data: Map<String, Value> = serde_json::from_slice(&raw).ok()?;
-    Some(Unpacked {
-        data,
-        key_index,
-        key: key.clone(),
-    })
+    let mut normalized = [0u8; MAX_TRACE_INFO_LEN];
+    let text = info.as_bytes();
+    let text = if text.iter().any(|&b| b == b'+' || b == b'/') {
+        let n = normalized.get_mut(..text.len())?;
+        for (d, &b) in n.iter_mut().zip(text) {
+            *d = match b {
+                b'+' => b'-',
+                b'/' => b'_',
+                other => other,
+            };
+        }
+        &n[..]
+    } else {
+        text
+    };
+    let len = URL_SAFE.decode_slice(text, &mut buf[..]).ok()?;
+    buf.get(..len)
+}
+
+/// The two ids of the JSON text every osprofiler sender writes,
+/// `{"base_id": "<id>", "parent_id": "<id>"}`, read without a JSON parser;
+/// `None` for any other text (which then goes through one).
+fn canonical_ids(raw: &[u8]) -> Option<(Id, Id)> {
+    const HEAD: &[u8] = br#"{"base_id": ""#;
+    const MID: &[u8] = br#"", "parent_id": ""#;
+    const TAIL: &[u8] = br#""}"#;
+    let rest = raw.strip_prefix(HEAD)?;
+    let (base, rest) = rest.split_at_checked(36)?;
+    let rest = rest.strip_prefix(MID)?;
+    let (parent, rest) = rest.split_at_checked(36)?;
+    if rest != TAIL {
+        return None;
+    }
+    let id = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<Id>().ok();
+    Some((id(base)?, id(parent)?))
 }
 
 fn decode_hex20(s: &str) -> Option<[u8; 20]> {
@@ -132,10 +171,20 @@ pub struct IncomingTrace {
 /// middleware does: signed by one of `keys`, holding `base_id`, optionally
 /// `parent_id`, and nothing else. Ids must be UUIDs. Anything else: `None`.
 pub fn verify_trace_headers(info: &str, hmac: &str, keys: &HmacKeys) -> Option<IncomingTrace> {
-    let u = signed_unpack(info, hmac, keys)?;
+    let (_, key) = signed_by(info, hmac, keys)?;
+    let mut buf = [0u8; DECODED_MAX];
+    let raw = decode_info(info, &mut buf)?;
+    if let Some((base_id, parent_id)) = canonical_ids(raw) {
+        return Some(IncomingTrace {
+            base_id,
+            parent_id: Some(parent_id),
+            key: key.clone(),
+        });
+    }
+    let data: Map<String, Value> = serde_json::from_slice(raw).ok()?;
     let mut base_id = None;
     let mut parent_id = None;
-    for (k, v) in &u.data {
+    for (k, v) in &data {
         let id: Id = v.as_str()?.parse().ok()?;
         match k.as_str() {
             "base_id" => base_id = Some(id),
@@ -148,7 +197,7 @@ pub fn verify_trace_headers(info: &str, hmac: &str, keys: &HmacKeys) -> Option<I
     Some(IncomingTrace {
         base_id: base_id?,
         parent_id,
-        key: u.key,
+        key: key.clone(),
     })
 }
 
@@ -266,4 +315,83 @@ pub fn accept(info: Option<&str>, hmac: Option<&str>) -> Option<IncomingTrace> {
         return None;
     }
     verify_trace_headers(info?, hmac?, &crate::switches::hmac_keys())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "11111111-1111-4111-8111-111111111111";
+    const PARENT: &str = "22222222-2222-4222-8222-222222222222";
+
+    fn check(json: &str, want: Option<(&str, Option<&str>)>) {
+        let key = HmacKey::new("K").unwrap();
+        let keys: HmacKeys = ["OTHER", "K"].iter().collect();
+        let info = URL_SAFE.encode(json);
+        let got = verify_trace_headers(&info, &key.sign_hex(info.as_bytes()), &keys);
+        let got = got.map(|t| (t.base_id.to_string(), t.parent_id.map(|p| p.to_string())));
+        let want = want.map(|(b, p)| (b.to_owned(), p.map(str::to_owned)));
+        assert_eq!(got, want, "{json}");
+        // The general path agrees wherever the text is an object.
+        if let Some(u) = signed_unpack(&info, &key.sign_hex(info.as_bytes()), &keys) {
+            assert_eq!(u.key_index, 1);
+        }
+    }
+
+    #[test]
+    fn the_canonical_text_and_any_other_spelling_read_alike() {
+        let canonical = format!(r#"{{"base_id": "{BASE}", "parent_id": "{PARENT}"}}"#);
+        assert!(canonical_ids(canonical.as_bytes()).is_some());
+        check(&canonical, Some((BASE, Some(PARENT))));
+        // Through the JSON parser: other orders, separators, escapes, no parent.
+        check(
+            &format!(r#"{{"parent_id":"{PARENT}","base_id":"{BASE}"}}"#),
+            Some((BASE, Some(PARENT))),
+        );
+        check(&format!(r#"{{"base_id": "{BASE}"}}"#), Some((BASE, None)));
+        let escaped = format!(
+            r#"{{"base_id": "\u0031{}", "parent_id": "{PARENT}"}}"#,
+            &BASE[1..]
+        );
+        assert!(canonical_ids(escaped.as_bytes()).is_none());
+        check(&escaped, Some((BASE, Some(PARENT))));
+        // Refused either way.
+        // Another spelling of an id (uppercase hex) names another trace: refused.
+        let upper = "AAAAAAAA-1111-4111-8111-111111111111";
+        check(
+            &format!(r#"{{"base_id": "{upper}", "parent_id": "{PARENT}"}}"#),
+            None,
+        );
+        check(
+            &format!(r#"{{"base_id": "{BASE}", "parent_id": "{PARENT}"}} "#),
+            Some((BASE, Some(PARENT))),
+        );
+        check(
+            &format!(r#"{{"base_id": "{BASE}", "parent_id": "{PARENT}", "x": "{BASE}"}}"#),
+            None,
+        );
+        check(&format!(r#"{{"parent_id": "{PARENT}"}}"#), None);
+        check(
+            &format!(r#"{{"base_id": "{BASE}", "parent_id": "{PARENT}"}}x"#),
+            None,
+        );
+        check("[]", None);
+    }
+
+    #[test]
+    fn the_standard_alphabet_decodes_too() {
+        // `?>` encodes to `Pz4=` in both alphabets' shared letters; `>>>` gives `Pj4+`
+        // in the standard one and `Pj4-` in the URL-safe one.
+        let mut buf = [0u8; DECODED_MAX];
+        assert_eq!(decode_info("Pj4+", &mut buf), Some(&b">>>"[..]));
+        assert_eq!(decode_info("Pj4-", &mut buf), Some(&b">>>"[..]));
+        assert_eq!(decode_info("Pz8/", &mut buf), Some(&b"???"[..]));
+        assert_eq!(decode_info("Pz8_", &mut buf), Some(&b"???"[..]));
+        assert_eq!(decode_info("!!!!", &mut buf), None);
+        let long = "A".repeat(MAX_TRACE_INFO_LEN);
+        assert_eq!(
+            decode_info(&long, &mut buf).map(<[u8]>::len),
+            Some(DECODED_MAX)
+        );
+    }
 }

@@ -5,16 +5,15 @@
 //! the list reads newest first as Python's does; at most 256 values per command),
 //! `ZADD osprofiler_index LT <start> <id>` (LT keeps the earliest start even when a later
 //! batch brings an earlier event, e.g. a long root point's start; servers before 6.2 get
-//! NX), `PEXPIRE` with a TTL, the trace's summary (`EVALSHA` of
-//! [`summaries::SCRIPT`] on `osprofiler_summary:<id>`, see [`summaries`]), and with
-//! `filter_error_trace` Python's `SET osprofiler_error:<id> {"base_id", "timestamp"}`
-//! plus `ZADD osprofiler_error_index`.
+//! NX), `PEXPIRE` with a TTL, the trace's summary (one `ZADD GT` on the sorted set
+//! `osprofiler_summary:<id>`, plus its `PEXPIRE`, see [`summaries`]),
+//! and with `filter_error_trace` Python's `SET osprofiler_error:<id> {"base_id",
+//! "timestamp"}` plus `ZADD osprofiler_error_index`.
 //!
 //! A summary the server refuses never fails the batch (the events are stored, and the
 //! read side summarises a trace from its events when its summary is missing or
-//! incomplete): after `NOSCRIPT` (a server that lost its script cache) the summaries go
-//! again as `EVAL` in a second round trip, and a server without scripting (or a user
-//! not allowed it) gets no more summaries from this sink.
+//! incomplete); a server without `ZADD GT` (before 6.2), or a user not allowed the
+//! commands, gets no more summaries from this sink.
 //!
 //! The encoded commands go to the socket every 64 KiB while the rest of the batch is
 //! serialized, so Redis works on a batch while we still encode it; buffers are reused
@@ -23,7 +22,6 @@
 //! exporter nothing but an error per batch.
 
 use std::collections::HashMap;
-use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use osprofiler::notifier::{Sink, SinkError};
@@ -33,7 +31,7 @@ use serde_json::Value;
 use super::client::{ClientError, Conn, Settings};
 use super::cluster::{self, Cluster};
 use super::resp::{self, Reply};
-use super::summaries::{self, FIXED_ARGS, flat};
+use super::summaries::{self, flat};
 use super::{ERROR_INDEX, ERROR_PREFIX, INDEX, OPT_PREFIX, SUMMARY_PREFIX, push_score};
 use crate::Options;
 use crate::summary::root_name;
@@ -52,18 +50,6 @@ enum Cmd {
     Index,
     Summary,
     Other,
-}
-
-/// A summary command of the batch, to send again as `EVAL` after `NOSCRIPT`.
-struct SummaryCmd {
-    /// Its position in the batch's commands.
-    cmd: usize,
-    /// Its arguments after the script's SHA, in the batch's buffer.
-    tail: Range<usize>,
-    /// How many arguments it has.
-    nargs: usize,
-    /// Its key's slot (cluster).
-    slot: u16,
 }
 
 /// One trace of the batch being written.
@@ -103,15 +89,16 @@ pub(crate) struct RedisSink {
     last_error: String,
     /// `LT` until a server refuses it, then `NX`.
     index_flag: &'static [u8],
-    /// Summaries are written (until a server says it has no scripting for us).
+    /// Summaries are written (until a server refuses their commands for good).
     summaries: bool,
-    summary_cmds: Vec<SummaryCmd>,
+    /// This sink's name in the summaries' counts, and its batch number (see
+    /// `summaries.rs`).
+    writer: u64,
+    batch: u64,
     /// The services and categories of the trace being encoded (indexes in the batch of
     /// their first event).
     services: Vec<u32>,
     categories: Vec<u32>,
-    /// Summaries sent again as `EVAL`.
-    retry_buf: Vec<u8>,
     // Reused from batch to batch.
     buf: Vec<u8>,
     /// How much of `buf` went to the socket already.
@@ -159,10 +146,10 @@ impl RedisSink {
             last_error: String::new(),
             index_flag: b"LT",
             summaries: true,
-            summary_cmds: Vec::new(),
+            writer: summaries::writer_id(),
+            batch: 0,
             services: Vec::new(),
             categories: Vec::new(),
-            retry_buf: Vec::new(),
             buf: Vec::with_capacity(1 << 20),
             sent: 0,
             stream_error: None,
@@ -230,9 +217,8 @@ impl RedisSink {
         };
         let results = side.client.exec(&self.buf, &side.commands, false);
         let (mut failed, mut first, mut broken) = (0_usize, None, false);
-        let mut again = Vec::new();
         let cmds = std::mem::take(&mut self.cmds);
-        for (n, (r, &cmd)) in results.into_iter().zip(&cmds).enumerate() {
+        for (r, &cmd) in results.into_iter().zip(&cmds) {
             match r {
                 Ok(Reply::Error(e)) => {
                     if cmd == Cmd::Index && self.index_flag == b"LT" && e.starts_with("ERR") {
@@ -241,10 +227,7 @@ impl RedisSink {
                         continue;
                     }
                     if cmd == Cmd::Summary {
-                        // Each master has its own script cache.
-                        if self.summary_refused(&e) {
-                            again.push(n);
-                        }
+                        self.summary_refused(&e);
                         continue;
                     }
                     failed += 1;
@@ -259,24 +242,6 @@ impl RedisSink {
             }
         }
         self.cmds = cmds;
-        if !again.is_empty() {
-            let routed = self.eval_again(&again);
-            if let Some(side) = self.cluster.as_mut() {
-                for r in side.client.exec(&self.retry_buf, &routed, false) {
-                    match r {
-                        Ok(Reply::Error(e)) => {
-                            log::debug!("{}: trace summary not written: {e}", self.name);
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            failed += 1;
-                            broken = true;
-                            first.get_or_insert(e);
-                        }
-                    }
-                }
-            }
-        }
         match first {
             None => {
                 self.failures = 0;
@@ -316,9 +281,11 @@ impl RedisSink {
         self.sent = 0;
         self.stream_error = None;
         self.cmds.clear();
-        self.summary_cmds.clear();
         self.traces.clear();
         self.trace_of.clear();
+        // A batch sent again after a reconnection keeps its number: its counts are then
+        // the same members, not new ones.
+        self.batch = self.batch.wrapping_add(1);
         self.group.clear();
         if let Some(c) = &mut self.cluster {
             c.commands.clear();
@@ -524,7 +491,8 @@ impl RedisSink {
     }
 
     /// The summary command of trace `g` (its services and categories in
-    /// `self.services` and `self.categories`); see [`summaries::SCRIPT`] for the arguments.
+    /// `self.services` and `self.categories`), in the layout `summaries.rs` describes:
+    /// one `ZADD GT`, whose result does not depend on the order writers run theirs in.
     fn encode_summary(&mut self, g: usize, events: &[Event]) {
         let t = &self.traces[g];
         let (id, first, last, points, count, error, root, named) = (
@@ -537,73 +505,70 @@ impl RedisSink {
             t.root,
             t.root_named,
         );
-        let nargs =
-            4 + FIXED_ARGS + 2 * (usize::from(error) + self.services.len() + self.categories.len());
-        resp::array_header(&mut self.buf, nargs);
-        resp::bulk(&mut self.buf, b"EVALSHA");
-        resp::bulk(&mut self.buf, summaries::script_sha());
-        let tail = self.buf.len();
-        resp::bulk(&mut self.buf, b"1");
+        let root = root.and_then(|(level, us, i)| Some((level, us, events.get(i as usize)?)));
+        let slot = cluster::slot_of(SUMMARY_PREFIX, &id);
+        // ZADD key GT: (score, member) pairs.
+        let pairs = 3
+            + 2 * usize::from(root.is_some())
+            + usize::from(error)
+            + self.services.len()
+            + self.categories.len();
+        resp::array_header(&mut self.buf, 3 + 2 * pairs);
+        resp::bulk(&mut self.buf, b"ZADD");
         push_key(&mut self.buf, SUMMARY_PREFIX, &id);
-        push_int_bulk(&mut self.buf, first);
+        resp::bulk(&mut self.buf, b"GT");
+        push_int_bulk(&mut self.buf, first.saturating_neg());
+        resp::bulk(&mut self.buf, summaries::FIRST);
         push_int_bulk(&mut self.buf, last);
-        push_int_bulk(&mut self.buf, i64::from(points));
+        resp::bulk(&mut self.buf, summaries::LAST);
         push_int_bulk(&mut self.buf, i64::from(count));
-        match root.and_then(|(level, us, i)| Some((level, us, events.get(i as usize)?))) {
-            Some((level, us, e)) => {
-                push_int_bulk(&mut self.buf, i64::from(level));
-                push_int_bulk(&mut self.buf, us);
-                let service = e.service.as_deref().map(flat).unwrap_or_default();
-                resp::bulk(&mut self.buf, service.as_bytes());
-                resp::bulk(&mut self.buf, flat(&e.name).as_bytes());
-                if named {
-                    resp::bulk(&mut self.buf, root_name(|k| e.info.get(k)).as_bytes());
-                } else {
-                    resp::bulk(&mut self.buf, b"");
-                }
-            }
-            None => {
-                for _ in 0..5 {
-                    resp::bulk(&mut self.buf, b"");
-                }
-            }
+        self.json.clear();
+        summaries::count_member(&mut self.json, self.writer, self.batch, points);
+        resp::bulk(&mut self.buf, &self.json);
+        if let Some((level, us, e)) = root {
+            let rank = summaries::root_rank(level, us);
+            push_int_bulk(&mut self.buf, rank.saturating_neg());
+            resp::bulk(&mut self.buf, summaries::ROOT);
+            let service = e.service.as_deref().map(flat).unwrap_or_default();
+            let name = if named {
+                root_name(|k| e.info.get(k))
+            } else {
+                String::new()
+            };
+            self.json.clear();
+            summaries::root_member(&mut self.json, rank, &service, &flat(&e.name), &flat(&name));
+            resp::bulk(&mut self.buf, b"0");
+            resp::bulk(&mut self.buf, &self.json);
         }
-        push_int_bulk(
-            &mut self.buf,
-            self.ttl_ms
-                .map_or(0, |t| i64::try_from(t).unwrap_or(i64::MAX)),
-        );
         if error {
-            resp::bulk(&mut self.buf, b"error");
-            resp::bulk(&mut self.buf, b"1");
+            resp::bulk(&mut self.buf, b"0");
+            resp::bulk(&mut self.buf, summaries::ERROR);
         }
         for &i in &self.services {
             let s = events[i as usize].service.as_deref().unwrap_or_default();
-            push_field(&mut self.buf, b"s:", &flat(s));
+            push_member(&mut self.buf, b"s:", &flat(s));
         }
         for &i in &self.categories {
-            push_field(&mut self.buf, b"c:", &flat(&events[i as usize].name));
+            push_member(&mut self.buf, b"c:", &flat(&events[i as usize].name));
         }
-        let slot = cluster::slot_of(SUMMARY_PREFIX, &id);
         self.cmds.push(Cmd::Summary);
-        self.summary_cmds.push(SummaryCmd {
-            cmd: self.cmds.len() - 1,
-            tail: tail..self.buf.len(),
-            nargs,
-            slot,
-        });
         mark(&mut self.cluster, self.buf.len(), || slot);
+        if let Some(ttl) = self.ttl_ms {
+            resp::array_header(&mut self.buf, 3);
+            resp::bulk(&mut self.buf, b"PEXPIRE");
+            push_key(&mut self.buf, SUMMARY_PREFIX, &id);
+            push_ttl_bulk(&mut self.buf, ttl);
+            self.cmds.push(Cmd::Summary);
+            mark(&mut self.cluster, self.buf.len(), || slot);
+        }
     }
 
-    /// What to do about a summary the server refused: `true` to send it again as `EVAL`
-    /// (`NOSCRIPT`). A server without scripting, or a user not allowed it, stops the
-    /// summaries of this sink; any other refusal loses this batch's summary of the trace
-    /// only. Either way the batch's events are stored.
-    fn summary_refused(&mut self, e: &str) -> bool {
-        if e.starts_with("NOSCRIPT") {
-            return true;
-        }
-        if e.starts_with("NOPERM") || e.starts_with("ERR unknown command") {
+    /// A summary command the server refused. A server without `ZADD GT` (before 6.2:
+    /// a syntax error), without the commands, or a user not allowed them, stops the
+    /// summaries of this sink; any other refusal (a key of another type) loses this
+    /// batch's summary of the trace only. Either way the batch's events are stored.
+    fn summary_refused(&mut self, e: &str) {
+        if e.starts_with("NOPERM") || e.starts_with("ERR") {
             if self.summaries {
                 log::warn!(
                     "{}: no trace summaries (searching reads the events instead): {e}",
@@ -614,49 +579,6 @@ impl RedisSink {
         } else {
             log::debug!("{}: trace summary not written: {e}", self.name);
         }
-        false
-    }
-
-    /// The summary commands at positions `cmds` (of the last batch) as `EVAL`, into
-    /// `self.retry_buf`; with the cluster, each command's range there and slot.
-    fn eval_again(&mut self, cmds: &[usize]) -> Vec<cluster::Command> {
-        self.retry_buf.clear();
-        let mut routed = Vec::with_capacity(cmds.len());
-        for &n in cmds {
-            let Ok(k) = self.summary_cmds.binary_search_by_key(&n, |c| c.cmd) else {
-                continue;
-            };
-            let c = &self.summary_cmds[k];
-            let Some(tail) = self.buf.get(c.tail.clone()) else {
-                continue;
-            };
-            let start = self.retry_buf.len();
-            resp::array_header(&mut self.retry_buf, c.nargs);
-            resp::bulk(&mut self.retry_buf, b"EVAL");
-            resp::bulk(&mut self.retry_buf, summaries::SCRIPT.as_bytes());
-            self.retry_buf.extend_from_slice(tail);
-            routed.push(cluster::Command {
-                range: start..self.retry_buf.len(),
-                slot: c.slot,
-            });
-        }
-        routed
-    }
-
-    /// Sends the summaries at positions `cmds` again as `EVAL` (which also loads the
-    /// script for the next batches) and reads their replies; `Err`: the connection failed.
-    fn summaries_again(&mut self, cmds: &[usize]) -> Result<(), ClientError> {
-        let n = self.eval_again(cmds).len();
-        let Some(conn) = self.conn.as_mut() else {
-            return Ok(());
-        };
-        conn.send(&self.retry_buf)?;
-        for _ in 0..n {
-            if let Reply::Error(e) = conn.read_reply()? {
-                log::debug!("{}: trace summary not written: {e}", self.name);
-            }
-        }
-        Ok(())
     }
 
     /// Hands what is encoded so far to the socket once there is enough of it. On an
@@ -731,13 +653,13 @@ fn push_score_bulk(out: &mut Vec<u8>, micros: i64) {
     resp::bulk(out, &s);
 }
 
-/// A set member's field, `prefix` + `name`, and its empty value.
-fn push_field(out: &mut Vec<u8>, prefix: &[u8], name: &str) {
+/// A set's element in the summary: score 0, member `prefix` + `name`.
+fn push_member(out: &mut Vec<u8>, prefix: &[u8], name: &str) {
+    resp::bulk(out, b"0");
     resp::bulk_header(out, prefix.len() + name.len());
     out.extend_from_slice(prefix);
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"\r\n");
-    resp::bulk(out, b"");
 }
 
 fn push_int_bulk(out: &mut Vec<u8>, n: i64) {
@@ -818,8 +740,7 @@ impl Sink for RedisSink {
                 self.failures = 0;
                 self.retry_at = None;
                 let mut first = None;
-                let mut again = Vec::new();
-                for (n, cmd, e) in refused {
+                for (_, cmd, e) in refused {
                     if cmd == Cmd::Index && self.index_flag == b"LT" && e.starts_with("ERR") {
                         // Redis before 6.2 has no ZADD LT. The events are stored; the
                         // index is only a shortcut (SCAN finds the trace), so fall back.
@@ -827,19 +748,10 @@ impl Sink for RedisSink {
                         continue;
                     }
                     if cmd == Cmd::Summary {
-                        if self.summary_refused(&e) {
-                            again.push(n);
-                        }
+                        self.summary_refused(&e);
                         continue;
                     }
                     first.get_or_insert(e);
-                }
-                if !again.is_empty()
-                    && let Err(e) = self.summaries_again(&again)
-                {
-                    self.conn = None;
-                    self.failed(&e);
-                    return Err(self.error(&e));
                 }
                 match first {
                     None => Ok(()),
