@@ -69,6 +69,7 @@
 mod mysql;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod summaries;
 
 use std::time::{Duration, Instant};
 
@@ -277,8 +278,12 @@ pub(crate) fn summaries(
 pub(crate) trait Client: Send + Sized + 'static {
     /// Connects and creates the table and indexes when missing.
     fn connect(t: &SqlTarget, timeout: Duration) -> Result<Self, String>;
-    /// Inserts the rows in one transaction.
-    fn insert(&mut self, rows: &[Row]) -> Result<(), String>;
+    /// Inserts the rows and upserts the traces' summaries, in one transaction.
+    fn insert(&mut self, rows: &[Row], traces: &[summaries::BatchTrace]) -> Result<(), String>;
+    /// Runs `sql` (no parameters), every column as text.
+    fn text_rows(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, String>;
+    /// `(base_id, kind, value)` of the given traces' summary members.
+    fn members(&mut self, ids: &[String]) -> Result<Vec<(String, String, String)>, String>;
     /// The rows of trace `base_id`, in any order.
     fn trace_rows(&mut self, base_id: &str) -> Result<Vec<ReadRow>, String>;
     /// `(base_id, earliest timestamp)` of the newest `limit` traces (`None`: all).
@@ -391,7 +396,29 @@ impl<C: Client> SqlStore<C> {
     }
 }
 
+impl<C: Client> summaries::Source for SqlStore<C> {
+    fn rows(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+        self.client.text_rows(sql)
+    }
+
+    fn members(&mut self, ids: &[String]) -> Result<Vec<(String, String, String)>, String> {
+        self.client.members(ids)
+    }
+
+    fn texts(&mut self, id: &str) -> Result<Vec<String>, String> {
+        let rows = self.client.trace_rows(id)?;
+        Ok(rows.iter().filter_map(event_text).collect())
+    }
+}
+
 impl<C: Client> TraceStore for SqlStore<C> {
+    fn search_traces(
+        &mut self,
+        query: &crate::TraceQuery,
+    ) -> Result<crate::TracePage, crate::ReadError> {
+        summaries::search(self, query, TABLE).map_err(|e| self.err(e))
+    }
+
     fn event_texts(&mut self, base_id: &str) -> Result<Vec<String>, crate::ReadError> {
         let rows = self.client.trace_rows(base_id).map_err(|e| self.err(e))?;
         Ok(rows.iter().filter_map(event_text).collect())
@@ -479,7 +506,8 @@ impl<C: Client> Sink for SqlSink<C> {
         let Some(client) = self.client.as_mut() else {
             return Err(self.error());
         };
-        match client.insert(&self.rows) {
+        let traces = summaries::batch_traces(events);
+        match client.insert(&self.rows, &traces) {
             Ok(()) => {
                 self.failures = 0;
                 self.retry_at = None;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client as PgClient, NoTls, Statement};
 
+use super::summaries::{BatchTrace, MEMBER, SUMMARY};
 use super::{COLUMNS, INDEXED, READ_COLUMNS, ROWS_PER_INSERT, ReadRow, Row, TABLE, one_line};
 use crate::SqlTarget;
 
@@ -27,13 +28,49 @@ fn ddl() -> Vec<String> {
             "CREATE INDEX IF NOT EXISTS ix_{TABLE}_{c} ON {TABLE} ({c})"
         ));
     }
+    out.push(format!(
+        "CREATE TABLE IF NOT EXISTS {SUMMARY} (\
+         base_id VARCHAR(255) NOT NULL PRIMARY KEY, first_us BIGINT NOT NULL, \
+         last_us BIGINT NOT NULL, points BIGINT NOT NULL, events BIGINT NOT NULL, \
+         error BIGINT NOT NULL, root_rank BIGINT NOT NULL, root_service TEXT NOT NULL, \
+         root_category TEXT NOT NULL, root_name TEXT NOT NULL)"
+    ));
+    out.push(format!(
+        "CREATE INDEX IF NOT EXISTS ix_{SUMMARY}_first_us ON {SUMMARY} (first_us)"
+    ));
+    out.push(format!(
+        "CREATE TABLE IF NOT EXISTS {MEMBER} (base_id VARCHAR(255) NOT NULL, \
+         kind CHAR(1) NOT NULL, value VARCHAR(255) NOT NULL, PRIMARY KEY (base_id, kind, value))"
+    ));
     out
+}
+
+/// One trace's summary merged with what a batch says of it (the row as it was on the
+/// right of each `SET`).
+fn upsert_sql() -> String {
+    let better = "EXCLUDED.root_rank < s.root_rank";
+    format!(
+        "INSERT INTO {SUMMARY} AS s (base_id, first_us, last_us, points, events, error, \
+         root_rank, root_service, root_category, root_name) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         ON CONFLICT (base_id) DO UPDATE SET \
+         first_us = LEAST(s.first_us, EXCLUDED.first_us), \
+         last_us = GREATEST(s.last_us, EXCLUDED.last_us), \
+         points = s.points + EXCLUDED.points, events = s.events + EXCLUDED.events, \
+         error = GREATEST(s.error, EXCLUDED.error), \
+         root_rank = LEAST(s.root_rank, EXCLUDED.root_rank), \
+         root_service = CASE WHEN {better} THEN EXCLUDED.root_service ELSE s.root_service END, \
+         root_category = CASE WHEN {better} THEN EXCLUDED.root_category ELSE s.root_category END, \
+         root_name = CASE WHEN {better} THEN EXCLUDED.root_name ELSE s.root_name END"
+    )
 }
 
 pub(crate) struct Postgres {
     client: PgClient,
     /// Prepared multi-row INSERTs by row count.
     inserts: HashMap<usize, Statement>,
+    /// The summary's upsert, once prepared.
+    upsert: Option<Statement>,
     timeout: Duration,
     // Declared last: dropped after the client, whose connection task lives here.
     runtime: OwnRuntime,
@@ -162,6 +199,7 @@ impl super::Client for Postgres {
         let pg = Postgres {
             client,
             inserts: HashMap::new(),
+            upsert: None,
             timeout,
             runtime: OwnRuntime(Some(runtime)),
         };
@@ -177,7 +215,7 @@ impl super::Client for Postgres {
         Ok(pg)
     }
 
-    fn insert(&mut self, rows: &[Row]) -> Result<(), String> {
+    fn insert(&mut self, rows: &[Row], traces: &[BatchTrace]) -> Result<(), String> {
         self.call(self.client.batch_execute("BEGIN"))?;
         for chunk in rows.chunks(ROWS_PER_INSERT) {
             let stmt = self.insert_statement(chunk.len())?;
@@ -187,7 +225,79 @@ impl super::Client for Postgres {
                 .collect();
             self.call(self.client.execute(&stmt, &params))?;
         }
+        let upsert = match &self.upsert {
+            Some(s) => s.clone(),
+            None => {
+                let s = self.call(self.client.prepare(&upsert_sql()))?;
+                self.upsert = Some(s.clone());
+                s
+            }
+        };
+        let mut members: Vec<&(dyn ToSql + Sync)> = Vec::new();
+        for t in traces {
+            self.call(self.client.execute(
+                &upsert,
+                &[
+                    &t.base_id,
+                    &t.first_us,
+                    &t.last_us,
+                    &t.points,
+                    &t.events,
+                    &t.error,
+                    &t.root_rank,
+                    &t.root_service,
+                    &t.root_category,
+                    &t.root_name,
+                ],
+            ))?;
+            for (kind, value) in &t.members {
+                members.push(&t.base_id);
+                members.push(kind);
+                members.push(value);
+            }
+        }
+        // At most 3 × 20,000 parameters a statement (PostgreSQL takes 65,535).
+        for chunk in members.chunks(3 * 20_000) {
+            let mut sql = format!("INSERT INTO {MEMBER} (base_id, kind, value) VALUES ");
+            for i in 0..chunk.len() / 3 {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3));
+            }
+            sql.push_str(" ON CONFLICT DO NOTHING");
+            let types = vec![Type::TEXT; chunk.len()];
+            let stmt = self.call(self.client.prepare_typed(&sql, &types))?;
+            self.call(self.client.execute(&stmt, chunk))?;
+        }
         self.call(self.client.batch_execute("COMMIT"))
+    }
+
+    fn text_rows(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+        let msgs = self.call(self.client.simple_query(sql))?;
+        Ok(msgs
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    fn members(&mut self, ids: &[String]) -> Result<Vec<(String, String, String)>, String> {
+        let sql = format!("SELECT base_id, kind, value FROM {MEMBER} WHERE base_id = ANY($1)");
+        let rows = self.call(self.client.query(&sql, &[&ids]))?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0).map_err(pg_error)?,
+                    r.try_get(1).map_err(pg_error)?,
+                    r.try_get(2).map_err(pg_error)?,
+                ))
+            })
+            .collect()
     }
 
     fn trace_rows(&mut self, base_id: &str) -> Result<Vec<ReadRow>, String> {
