@@ -19,7 +19,8 @@
 //!
 //! Reads: a trace's events by `base_id` (index `ix_data_base_id`), in `id` order; the list
 //! of traces groups by `base_id` with the earliest timestamp as the start, newest first (a
-//! scan of the `ix_data_base_id` index and the table: the layout keeps no per-trace row);
+//! scan of the `ix_data_base_id` index and the table: Python's layout keeps no per-trace row;
+//! the search of traces reads our summary tables instead, see `summaries`);
 //! the list of traces with errors scans the stop events' `data` for `etype`.
 //!
 //! Writes: each batch as multi-row `INSERT`s (at most [`ROWS_PER_INSERT`] rows each) in

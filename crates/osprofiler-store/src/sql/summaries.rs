@@ -61,10 +61,12 @@ fn cut(mut s: String, max: usize) -> String {
     s
 }
 
+/// A trace being gathered: its summary, the index of its root candidate, its set members.
+type Gathering = (BatchTrace, Option<usize>, BTreeSet<(&'static str, String)>);
+
 /// The batch's traces, in base id order.
 pub(crate) fn batch_traces(events: &[Event]) -> Vec<BatchTrace> {
-    let mut by_id: HashMap<u128, (BatchTrace, Option<usize>, BTreeSet<(&'static str, String)>)> =
-        HashMap::new();
+    let mut by_id: HashMap<u128, Gathering> = HashMap::new();
     for (i, e) in events.iter().enumerate() {
         let us = e.timestamp.as_micros();
         let (t, root, members) = by_id.entry(e.base_id.0).or_insert_with(|| {
