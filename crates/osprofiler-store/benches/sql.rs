@@ -40,6 +40,7 @@ fn main() {
         let Some(url) = url else { continue };
         python_rate(name, &url);
         fill_fetch_trace(&url);
+        fill_search_traces(&url);
         let _ = cell.set(url);
     }
     divan::main();
@@ -79,6 +80,54 @@ fn fill_fetch_trace(url: &str) {
         }
         sink.write(&batch).expect("write");
     }
+}
+
+/// Traces listed by `search_*`: one point each, a second apart.
+const SEARCHED: usize = 10_000;
+
+fn fill_search_traces(url: &str) {
+    let mut sink = osprofiler_store::sink(&cs(url), &Options::default()).expect("sink");
+    let mut batch = Vec::with_capacity(BATCH);
+    for t in 0..SEARCHED {
+        let base = format!("dddddddd-0000-4000-8000-{t:012}");
+        batch.extend(point_events(
+            &base,
+            t,
+            1_764_000_000_000_000 + t as i64 * 1_000_000,
+        ));
+        if batch.len() >= BATCH {
+            sink.write(&batch).expect("write");
+            batch.clear();
+        }
+    }
+    sink.write(&batch).expect("write");
+}
+
+/// The first page (50 traces) of `search_traces` over the store's traces, from the
+/// summaries (target: at most 200 ms for 10,000 traces).
+fn search(b: Bencher, url: Option<&String>) {
+    let Some(url) = url else { return };
+    let mut store: Box<dyn TraceStore> =
+        osprofiler_store::open(&cs(url), &Options::default()).expect("store");
+    let q = osprofiler_store::TraceQuery {
+        limit: Some(50),
+        ..Default::default()
+    };
+    b.bench_local(|| {
+        let page = store.search_traces(&q).expect("search");
+        assert_eq!(page.traces.len(), 50);
+        page
+    });
+}
+
+#[divan::bench(sample_count = 10, sample_size = 1)]
+fn search_postgres(b: Bencher) {
+    search(b, PG.get());
+}
+
+#[divan::bench(sample_count = 10, sample_size = 1)]
+fn search_mariadb(b: Bencher) {
+    search(b, MARIA.get());
 }
 
 /// Python osprofiler's sqlalchemy driver writing 2,000 events, one `notify` each.
