@@ -22,7 +22,7 @@ use std::collections::{BTreeSet, HashMap};
 use osprofiler::{Event, EventKind};
 use osprofiler_report::Report;
 
-use crate::summary::{one_line, point_name, root_rank};
+use crate::summary::{one_line, root_name, root_rank};
 use crate::{RootPoint, TraceOverview, TracePage, TraceQuery};
 
 /// The summaries' table.
@@ -120,7 +120,7 @@ pub(crate) fn batch_traces(events: &[Event]) -> Vec<BatchTrace> {
                 let e = &events[i];
                 t.root_service = e.service.as_deref().map(one_line).unwrap_or_default();
                 t.root_category = one_line(&e.name);
-                t.root_name = point_name(|k| e.info.get(k));
+                t.root_name = root_name(|k| e.info.get(k));
             }
             t.members = members.into_iter().collect();
             t
