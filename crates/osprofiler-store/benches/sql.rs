@@ -229,10 +229,14 @@ print(f"{n / (time.perf_counter() - t):.0f}")
     }
 }
 
-fn write(b: Bencher, url: Option<&String>, points_per_trace: usize) {
+fn write(b: Bencher, url: Option<&String>, points_per_trace: usize, summaries: bool) {
     let Some(url) = url else { return };
+    let opts = Options {
+        trace_summaries: summaries,
+        ..Options::default()
+    };
     let sink: Mutex<Box<dyn Sink>> =
-        Mutex::new(osprofiler_store::sink(&cs(url), &Options::default()).expect("sink"));
+        Mutex::new(osprofiler_store::sink(&cs(url), &opts).expect("sink"));
     let mut n = 0usize;
     b.counter(ItemsCount::new(BATCH * BATCHES))
         .with_inputs(|| {
@@ -243,7 +247,8 @@ fn write(b: Bencher, url: Option<&String>, points_per_trace: usize) {
                         .flat_map(|p| {
                             let point = k * BATCH / 2 + p;
                             let trace = point / points_per_trace;
-                            let base = format!("aaaaaaaa-{n:04}-4000-8000-{trace:012}");
+                            let s = u8::from(summaries);
+                            let base = format!("aaaaaaa{s}-{n:04}-4000-8000-{trace:012}");
                             point_events(&base, point, 1_764_072_000_000_000)
                         })
                         .collect::<Vec<_>>()
@@ -275,12 +280,24 @@ fn fetch(b: Bencher, url: Option<&String>, points: usize) {
 /// `args`: points per trace (10: a short request, each batch touching ~200 traces).
 #[divan::bench(args = [10, 16_384], sample_count = 10, sample_size = 1)]
 fn write_postgres(b: Bencher, points_per_trace: usize) {
-    write(b, PG.get(), points_per_trace);
+    write(b, PG.get(), points_per_trace, true);
 }
 
 #[divan::bench(args = [10, 16_384], sample_count = 10, sample_size = 1)]
 fn write_mariadb(b: Bencher, points_per_trace: usize) {
-    write(b, MARIA.get(), points_per_trace);
+    write(b, MARIA.get(), points_per_trace, true);
+}
+
+/// As `write_*`, without the per-trace summaries (`Options::trace_summaries` off): their
+/// cost is the difference.
+#[divan::bench(args = [10, 16_384], sample_count = 10, sample_size = 1)]
+fn write_postgres_no_summaries(b: Bencher, points_per_trace: usize) {
+    write(b, PG.get(), points_per_trace, false);
+}
+
+#[divan::bench(args = [10, 16_384], sample_count = 10, sample_size = 1)]
+fn write_mariadb_no_summaries(b: Bencher, points_per_trace: usize) {
+    write(b, MARIA.get(), points_per_trace, false);
 }
 
 #[divan::bench(args = [10_000, 100_000], sample_count = 10, sample_size = 1)]

@@ -368,6 +368,7 @@ pub(crate) fn open_sink<C: Client>(
         last_error: String::new(),
         rows: Vec::new(),
         buf: Vec::with_capacity(1024),
+        summaries: opts.trace_summaries,
     };
     match C::connect(t, opts.socket_timeout) {
         Ok(c) => sink.client = Some(c),
@@ -465,6 +466,8 @@ struct SqlSink<C> {
     // Reused from batch to batch.
     rows: Vec<Row>,
     buf: Vec<u8>,
+    /// [`Options::trace_summaries`].
+    summaries: bool,
 }
 
 impl<C: Client> SqlSink<C> {
@@ -507,7 +510,11 @@ impl<C: Client> Sink for SqlSink<C> {
         let Some(client) = self.client.as_mut() else {
             return Err(self.error());
         };
-        let traces = summaries::batch_traces(events);
+        let traces = if self.summaries {
+            summaries::batch_traces(events)
+        } else {
+            Vec::new()
+        };
         match client.insert(&self.rows, &traces) {
             Ok(()) => {
                 self.failures = 0;

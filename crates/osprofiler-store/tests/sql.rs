@@ -689,6 +689,27 @@ fn two_sinks_summaries(server: &Server) {
         (vec!["api".to_owned(), "compute".to_owned()], true)
     );
     assert!(check_queries(&mut *store) >= 12);
+
+    // Summaries off: none is written, and the search gives the same pages from the events.
+    let plain: ConnectionString = server.other_database("plain").parse().unwrap();
+    let off = Options {
+        trace_summaries: false,
+        ..opts()
+    };
+    let mut w = sink(&plain, &off).unwrap();
+    for t in &traces {
+        w.write(t).unwrap();
+    }
+    w.flush().unwrap();
+    let mut store = open(&plain, &off).unwrap();
+    assert_eq!(store.search_traces(&TraceQuery::default()).unwrap(), all);
+    assert!(check_queries(&mut *store) >= 12);
+    match server {
+        Server::Pg(s) => s.psql_in("plain", "SELECT count(*) FROM osprofiler_trace_summary"),
+        Server::Maria(s) => s.sql("SELECT count(*) FROM plain.osprofiler_trace_summary"),
+    }
+    .map(|n| assert_eq!(n, "0"))
+    .unwrap();
 }
 
 #[test]
