@@ -41,14 +41,18 @@ fn create_summary_tables() -> [String; 2] {
     ]
 }
 
-/// One trace's summary merged with what a batch says of it. MySQL assigns left to right,
+/// Traces' summaries a statement upserts at most.
+const UPSERT_ROWS: usize = 1000;
+
+/// `n` traces' summaries merged with what a batch says of them, in one statement (a
+/// round trip per trace was most of the summaries' cost). MySQL assigns left to right,
 /// later assignments seeing the new values: the root's text before its rank.
-fn upsert_sql() -> String {
+fn upsert_sql(n: usize) -> String {
     let better = "VALUES(root_rank) < root_rank";
     format!(
         "INSERT INTO {SUMMARY} (base_id, first_us, last_us, points, events, error, \
          root_rank, root_service, root_category, root_name) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE \
+         VALUES {} ON DUPLICATE KEY UPDATE \
          first_us = LEAST(first_us, VALUES(first_us)), \
          last_us = GREATEST(last_us, VALUES(last_us)), \
          points = points + VALUES(points), events = events + VALUES(events), \
@@ -56,7 +60,8 @@ fn upsert_sql() -> String {
          root_service = IF({better}, VALUES(root_service), root_service), \
          root_category = IF({better}, VALUES(root_category), root_category), \
          root_name = IF({better}, VALUES(root_name), root_name), \
-         root_rank = LEAST(root_rank, VALUES(root_rank))"
+         root_rank = LEAST(root_rank, VALUES(root_rank))",
+        vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; n].join(", ")
     )
 }
 
@@ -156,31 +161,39 @@ impl super::Client for MySql {
             tx.exec_drop(sql, Params::Positional(params))
                 .map_err(my_error)?;
         }
-        let upsert = upsert_sql();
-        let mut members: Vec<Value> = Vec::new();
-        for t in traces {
-            tx.exec_drop(
-                &upsert,
-                (
-                    &t.base_id,
-                    t.first_us,
-                    t.last_us,
-                    t.points,
-                    t.events,
-                    t.error,
-                    t.root_rank,
-                    &t.root_service,
-                    &t.root_category,
-                    &t.root_name,
-                ),
-            )
-            .map_err(my_error)?;
-            for (kind, value) in &t.members {
-                members.push(Value::from(t.base_id.as_str()));
-                members.push(Value::from(*kind));
-                members.push(Value::from(value.as_str()));
-            }
+        for chunk in traces.chunks(UPSERT_ROWS) {
+            let params: Vec<Value> = chunk
+                .iter()
+                .flat_map(|t| {
+                    [
+                        Value::from(t.base_id.as_str()),
+                        Value::from(t.first_us),
+                        Value::from(t.last_us),
+                        Value::from(t.points),
+                        Value::from(t.events),
+                        Value::from(t.error),
+                        Value::from(t.root_rank),
+                        Value::from(t.root_service.as_str()),
+                        Value::from(t.root_category.as_str()),
+                        Value::from(t.root_name.as_str()),
+                    ]
+                })
+                .collect();
+            tx.exec_drop(upsert_sql(chunk.len()), Params::Positional(params))
+                .map_err(my_error)?;
         }
+        let members: Vec<Value> = traces
+            .iter()
+            .flat_map(|t| {
+                t.members.iter().flat_map(|(kind, value)| {
+                    [
+                        Value::from(t.base_id.as_str()),
+                        Value::from(*kind),
+                        Value::from(value.as_str()),
+                    ]
+                })
+            })
+            .collect();
         for chunk in members.chunks(3 * 10_000) {
             let sql = format!(
                 "INSERT IGNORE INTO {MEMBER} (base_id, kind, value) VALUES {}",

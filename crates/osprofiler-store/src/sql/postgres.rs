@@ -45,14 +45,37 @@ fn ddl() -> Vec<String> {
     out
 }
 
-/// One trace's summary merged with what a batch says of it (the row as it was on the
-/// right of each `SET`).
-fn upsert_sql() -> String {
+/// Traces' summaries a statement upserts at most (10 parameters each; PostgreSQL takes
+/// 65,535).
+const UPSERT_ROWS: usize = 1000;
+
+/// `n` traces' summaries merged with what a batch says of them (the row as it was on the
+/// right of each `SET`), in one statement: a round trip per trace cost a third of the
+/// writes of short traces. The batch's base ids are distinct, as one statement needs.
+fn upsert_sql(n: usize) -> String {
     let better = "EXCLUDED.root_rank < s.root_rank";
+    let values: Vec<String> = (0..n)
+        .map(|r| {
+            let k = r * 10;
+            format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                k + 1,
+                k + 2,
+                k + 3,
+                k + 4,
+                k + 5,
+                k + 6,
+                k + 7,
+                k + 8,
+                k + 9,
+                k + 10
+            )
+        })
+        .collect();
     format!(
         "INSERT INTO {SUMMARY} AS s (base_id, first_us, last_us, points, events, error, \
          root_rank, root_service, root_category, root_name) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         VALUES {} \
          ON CONFLICT (base_id) DO UPDATE SET \
          first_us = LEAST(s.first_us, EXCLUDED.first_us), \
          last_us = GREATEST(s.last_us, EXCLUDED.last_us), \
@@ -61,7 +84,8 @@ fn upsert_sql() -> String {
          root_rank = LEAST(s.root_rank, EXCLUDED.root_rank), \
          root_service = CASE WHEN {better} THEN EXCLUDED.root_service ELSE s.root_service END, \
          root_category = CASE WHEN {better} THEN EXCLUDED.root_category ELSE s.root_category END, \
-         root_name = CASE WHEN {better} THEN EXCLUDED.root_name ELSE s.root_name END"
+         root_name = CASE WHEN {better} THEN EXCLUDED.root_name ELSE s.root_name END",
+        values.join(", ")
     )
 }
 
@@ -69,8 +93,6 @@ pub(crate) struct Postgres {
     client: PgClient,
     /// Prepared multi-row INSERTs by row count.
     inserts: HashMap<usize, Statement>,
-    /// The summary's upsert, once prepared.
-    upsert: Option<Statement>,
     timeout: Duration,
     // Declared last: dropped after the client, whose connection task lives here.
     runtime: OwnRuntime,
@@ -199,7 +221,6 @@ impl super::Client for Postgres {
         let pg = Postgres {
             client,
             inserts: HashMap::new(),
-            upsert: None,
             timeout,
             runtime: OwnRuntime(Some(runtime)),
         };
@@ -225,37 +246,37 @@ impl super::Client for Postgres {
                 .collect();
             self.call(self.client.execute(&stmt, &params))?;
         }
-        let upsert = match &self.upsert {
-            Some(s) => s.clone(),
-            None => {
-                let s = self.call(self.client.prepare(&upsert_sql()))?;
-                self.upsert = Some(s.clone());
-                s
-            }
-        };
-        let mut members: Vec<&(dyn ToSql + Sync)> = Vec::new();
-        for t in traces {
-            self.call(self.client.execute(
-                &upsert,
-                &[
-                    &t.base_id,
-                    &t.first_us,
-                    &t.last_us,
-                    &t.points,
-                    &t.events,
-                    &t.error,
-                    &t.root_rank,
-                    &t.root_service,
-                    &t.root_category,
-                    &t.root_name,
-                ],
-            ))?;
-            for (kind, value) in &t.members {
-                members.push(&t.base_id);
-                members.push(kind);
-                members.push(value);
-            }
+        for chunk in traces.chunks(UPSERT_ROWS) {
+            let params: Vec<&(dyn ToSql + Sync)> = chunk
+                .iter()
+                .flat_map(|t| {
+                    [
+                        &t.base_id as &(dyn ToSql + Sync),
+                        &t.first_us,
+                        &t.last_us,
+                        &t.points,
+                        &t.events,
+                        &t.error,
+                        &t.root_rank,
+                        &t.root_service,
+                        &t.root_category,
+                        &t.root_name,
+                    ]
+                })
+                .collect();
+            self.call(
+                self.client
+                    .execute(upsert_sql(chunk.len()).as_str(), &params),
+            )?;
         }
+        let members: Vec<&(dyn ToSql + Sync)> = traces
+            .iter()
+            .flat_map(|t| {
+                t.members
+                    .iter()
+                    .flat_map(move |(kind, value)| [&t.base_id as &(dyn ToSql + Sync), kind, value])
+            })
+            .collect();
         // At most 3 × 20,000 parameters a statement (PostgreSQL takes 65,535).
         for chunk in members.chunks(3 * 20_000) {
             let mut sql = format!("INSERT INTO {MEMBER} (base_id, kind, value) VALUES ");
