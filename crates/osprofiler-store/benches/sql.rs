@@ -25,6 +25,10 @@ const FETCHED: [(usize, &str); 2] = [
 
 static PG: OnceLock<String> = OnceLock::new();
 static MARIA: OnceLock<String> = OnceLock::new();
+/// A second database on each server holding only the searched traces, all written by
+/// our sink (so every trace has its summary), beside the first one where Python wrote too.
+static PG_SEARCH: OnceLock<String> = OnceLock::new();
+static MARIA_SEARCH: OnceLock<String> = OnceLock::new();
 
 fn main() {
     let pg = PostgresServer::start()
@@ -33,14 +37,46 @@ fn main() {
     let maria = MariaDbServer::start()
         .map_err(|e| eprintln!("MariaDB benchmarks skipped: {e}"))
         .ok();
-    for (name, url, cell) in [
-        ("PostgreSQL", pg.as_ref().map(|s| s.url()), &PG),
-        ("MariaDB", maria.as_ref().map(|s| s.url()), &MARIA),
+    let pg_search = pg.as_ref().and_then(|s| {
+        s.psql("CREATE DATABASE search")
+            .map_err(|e| eprintln!("search database: {e}"))
+            .ok()?;
+        Some(format!("{}/search", s.url().trim_end_matches("/postgres")))
+    });
+    let maria_search = maria.as_ref().and_then(|s| {
+        s.sql("CREATE DATABASE search")
+            .map_err(|e| eprintln!("search database: {e}"))
+            .ok()?;
+        Some(format!(
+            "{}/search",
+            s.url().trim_end_matches("/osprofiler")
+        ))
+    });
+    for (name, url, cell, search_url, search_cell) in [
+        (
+            "PostgreSQL",
+            pg.as_ref().map(|s| s.url()),
+            &PG,
+            pg_search,
+            &PG_SEARCH,
+        ),
+        (
+            "MariaDB",
+            maria.as_ref().map(|s| s.url()),
+            &MARIA,
+            maria_search,
+            &MARIA_SEARCH,
+        ),
     ] {
         let Some(url) = url else { continue };
         python_rate(name, &url);
         fill_fetch_trace(&url);
+        fill_search_traces(&url);
         let _ = cell.set(url);
+        if let Some(search_url) = search_url {
+            fill_search_traces(&search_url);
+            let _ = search_cell.set(search_url);
+        }
     }
     divan::main();
     drop(pg);
@@ -81,6 +117,81 @@ fn fill_fetch_trace(url: &str) {
     }
 }
 
+/// Traces listed by `search_*`: one point each, a second apart.
+const SEARCHED: usize = 10_000;
+
+fn fill_search_traces(url: &str) {
+    let mut sink = osprofiler_store::sink(&cs(url), &Options::default()).expect("sink");
+    let mut batch = Vec::with_capacity(BATCH);
+    for t in 0..SEARCHED {
+        let base = format!("dddddddd-0000-4000-8000-{t:012}");
+        batch.extend(point_events(
+            &base,
+            t,
+            1_764_000_000_000_000 + t as i64 * 1_000_000,
+        ));
+        if batch.len() >= BATCH {
+            sink.write(&batch).expect("write");
+            batch.clear();
+        }
+    }
+    sink.write(&batch).expect("write");
+}
+
+/// The first page (50 traces) of `search_traces` over the store's traces: `all`, no
+/// filter; `errors`, errors only (none has one, so every trace is looked at); `service`,
+/// one service (every trace has it, so the sets are read); `slow`, at least a second
+/// long (none is: every trace is looked at). Target: at most 200 ms for
+/// 10,000 traces.
+fn search(b: Bencher, url: Option<&String>, query: &str) {
+    let Some(url) = url else { return };
+    let mut store: Box<dyn TraceStore> =
+        osprofiler_store::open(&cs(url), &Options::default()).expect("store");
+    let mut q = osprofiler_store::TraceQuery {
+        limit: Some(50),
+        ..Default::default()
+    };
+    match query {
+        "errors" => q.errors_only = true,
+        "service" => q.service = Some("api".to_owned()),
+        "slow" => q.min_duration_us = Some(1_000_000),
+        _ => {}
+    }
+    b.bench_local(|| {
+        let page = store.search_traces(&q).expect("search");
+        assert_eq!(
+            page.traces.len(),
+            if matches!(query, "errors" | "slow") {
+                0
+            } else {
+                50
+            }
+        );
+        page
+    });
+}
+
+/// `all`, `errors`, `service`: a database our sink alone wrote (every trace has its
+/// summary); `python_too`: the database Python's driver also wrote to (one trace without
+/// a summary, and the fetched traces), so each trace's row count is checked.
+const SEARCHES: [&str; 5] = ["all", "errors", "service", "slow", "python_too"];
+
+#[divan::bench(args = SEARCHES, sample_count = 10, sample_size = 1)]
+fn search_postgres(b: Bencher, query: &str) {
+    match query {
+        "python_too" => search(b, PG.get(), "all"),
+        _ => search(b, PG_SEARCH.get(), query),
+    }
+}
+
+#[divan::bench(args = SEARCHES, sample_count = 10, sample_size = 1)]
+fn search_mariadb(b: Bencher, query: &str) {
+    match query {
+        "python_too" => search(b, MARIA.get(), "all"),
+        _ => search(b, MARIA_SEARCH.get(), query),
+    }
+}
+
 /// Python osprofiler's sqlalchemy driver writing 2,000 events, one `notify` each.
 fn python_rate(name: &str, url: &str) {
     const SCRIPT: &str = r#"
@@ -118,19 +229,28 @@ print(f"{n / (time.perf_counter() - t):.0f}")
     }
 }
 
-fn write(b: Bencher, url: Option<&String>) {
+fn write(b: Bencher, url: Option<&String>, points_per_trace: usize, summaries: bool) {
     let Some(url) = url else { return };
+    let opts = Options {
+        trace_summaries: summaries,
+        ..Options::default()
+    };
     let sink: Mutex<Box<dyn Sink>> =
-        Mutex::new(osprofiler_store::sink(&cs(url), &Options::default()).expect("sink"));
+        Mutex::new(osprofiler_store::sink(&cs(url), &opts).expect("sink"));
     let mut n = 0usize;
     b.counter(ItemsCount::new(BATCH * BATCHES))
         .with_inputs(|| {
             n += 1;
-            let base = format!("aaaaaaaa-0000-4000-8000-{n:012}");
             (0..BATCHES)
                 .map(|k| {
                     (0..BATCH / 2)
-                        .flat_map(|p| point_events(&base, k * BATCH + p, 1_764_072_000_000_000))
+                        .flat_map(|p| {
+                            let point = k * BATCH / 2 + p;
+                            let trace = point / points_per_trace;
+                            let s = u8::from(summaries);
+                            let base = format!("aaaaaaa{s}-{n:04}-4000-8000-{trace:012}");
+                            point_events(&base, point, 1_764_072_000_000_000)
+                        })
                         .collect::<Vec<_>>()
                 })
                 .collect::<Vec<_>>()
@@ -157,14 +277,27 @@ fn fetch(b: Bencher, url: Option<&String>, points: usize) {
     });
 }
 
-#[divan::bench(sample_count = 10, sample_size = 1)]
-fn write_postgres(b: Bencher) {
-    write(b, PG.get());
+/// `args`: points per trace (10: a short request, each batch touching ~200 traces).
+#[divan::bench(args = [10, 16_384], sample_count = 10, sample_size = 1)]
+fn write_postgres(b: Bencher, points_per_trace: usize) {
+    write(b, PG.get(), points_per_trace, true);
 }
 
-#[divan::bench(sample_count = 10, sample_size = 1)]
-fn write_mariadb(b: Bencher) {
-    write(b, MARIA.get());
+#[divan::bench(args = [10, 16_384], sample_count = 10, sample_size = 1)]
+fn write_mariadb(b: Bencher, points_per_trace: usize) {
+    write(b, MARIA.get(), points_per_trace, true);
+}
+
+/// As `write_*`, without the per-trace summaries (`Options::trace_summaries` off): their
+/// cost is the difference.
+#[divan::bench(args = [10, 16_384], sample_count = 10, sample_size = 1)]
+fn write_postgres_no_summaries(b: Bencher, points_per_trace: usize) {
+    write(b, PG.get(), points_per_trace, false);
+}
+
+#[divan::bench(args = [10, 16_384], sample_count = 10, sample_size = 1)]
+fn write_mariadb_no_summaries(b: Bencher, points_per_trace: usize) {
+    write(b, MARIA.get(), points_per_trace, false);
 }
 
 #[divan::bench(args = [10_000, 100_000], sample_count = 10, sample_size = 1)]

@@ -34,16 +34,17 @@
 //!   to its SQLAlchemy driver, never `sqlite://`, so the shared layout would buy no sharing;
 //! - its `traces` rows make `trace list` and the error list index range scans (newest
 //!   first, `has_error`) and the TTL a per-trace delete; Python's layout has no per-trace
-//!   row, so the SQL drivers group every event by `base_id` to list traces and scan the
-//!   stop events' `data` for errors;
+//!   row, so the SQL drivers group every event by `base_id` for `trace list` and scan the
+//!   stop events' `data` for errors (their search of traces reads summary tables of their
+//!   own beside `data`, `osprofiler_trace_summary` and `osprofiler_trace_member`);
 //! - Python's table costs more per event: eight single-column indexes (nine B-trees per
 //!   row against SQLite's two) and `data` encoded as JSON twice, with the columns split out
 //!   of the event and put back on reading, where SQLite stores osprofiler's exact text;
 //! - files already written (schema version 1) would need a migration for no gain.
 //!
 //! Should one layout be wanted later, the way there is the other direction: Python's
-//! table plus a `traces` side table of our own (Python ignores unknown tables), which
-//! would give the SQL drivers SQLite's listing cost.
+//! table plus per-trace tables of our own (Python ignores unknown tables), as the SQL
+//! drivers already keep for the search.
 //!
 //! Several backends at once are a [`Backends`] list (`"redis://… otlp://…"`): every event
 //! goes to each ([`sink_all`]), each with its own queue, so a slow one holds up no other.
@@ -149,6 +150,12 @@ pub struct Options {
     /// Python osprofiler's notifier uses the `messaging` driver, whose messages are the
     /// notification itself. Readers (ours, Python's) take both.
     pub messaging_v2: bool,
+    /// Keep a summary of each trace beside its events (Redis, PostgreSQL, MariaDB), updated
+    /// per batch, so that [`TraceStore::search_traces`] (`osprofiler ui`, `trace list`'s
+    /// filters) reads no event of the traces it lists. On by default; off saves its write
+    /// cost (BENCHMARKS.md) and the search then summarises each trace from its events.
+    /// SQLite keeps its per-trace rows whatever this says.
+    pub trace_summaries: bool,
 }
 
 impl Default for Options {
@@ -165,6 +172,7 @@ impl Default for Options {
             control_exchange: "openstack".into(),
             messaging_idle_timeout: Duration::from_secs(1),
             messaging_v2: false,
+            trace_summaries: true,
         }
     }
 }
@@ -307,7 +315,7 @@ pub trait TraceStore: Send {
     /// Traces with their summaries, newest first, those `query` selects, one page.
     ///
     /// This default reads every listed trace's events (so it summarises traces any writer
-    /// made, Python's included); a store that keeps summaries (SQLite, Redis) answers from
+    /// made, Python's included); a store that keeps summaries (SQLite, Redis, PostgreSQL, MariaDB) answers from
     /// them, and from the events for the traces whose summary is missing or incomplete.
     fn search_traces(&mut self, query: &TraceQuery) -> Result<TracePage, ReadError> {
         summary::search_by_events(self, query)

@@ -19,7 +19,8 @@
 //!
 //! Reads: a trace's events by `base_id` (index `ix_data_base_id`), in `id` order; the list
 //! of traces groups by `base_id` with the earliest timestamp as the start, newest first (a
-//! scan of the `ix_data_base_id` index and the table: the layout keeps no per-trace row);
+//! scan of the `ix_data_base_id` index and the table: Python's layout keeps no per-trace row;
+//! the search of traces reads our summary tables instead, see `summaries`);
 //! the list of traces with errors scans the stop events' `data` for `etype`.
 //!
 //! Writes: each batch as multi-row `INSERT`s (at most [`ROWS_PER_INSERT`] rows each) in
@@ -69,6 +70,7 @@
 mod mysql;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod summaries;
 
 use std::time::{Duration, Instant};
 
@@ -277,8 +279,12 @@ pub(crate) fn summaries(
 pub(crate) trait Client: Send + Sized + 'static {
     /// Connects and creates the table and indexes when missing.
     fn connect(t: &SqlTarget, timeout: Duration) -> Result<Self, String>;
-    /// Inserts the rows in one transaction.
-    fn insert(&mut self, rows: &[Row]) -> Result<(), String>;
+    /// Inserts the rows and upserts the traces' summaries, in one transaction.
+    fn insert(&mut self, rows: &[Row], traces: &[summaries::BatchTrace]) -> Result<(), String>;
+    /// Runs `sql` (no parameters), every column as text.
+    fn text_rows(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, String>;
+    /// `(base_id, kind, value)` of the given traces' summary members.
+    fn members(&mut self, ids: &[String]) -> Result<Vec<(String, String, String)>, String>;
     /// The rows of trace `base_id`, in any order.
     fn trace_rows(&mut self, base_id: &str) -> Result<Vec<ReadRow>, String>;
     /// `(base_id, earliest timestamp)` of the newest `limit` traces (`None`: all).
@@ -362,6 +368,7 @@ pub(crate) fn open_sink<C: Client>(
         last_error: String::new(),
         rows: Vec::new(),
         buf: Vec::with_capacity(1024),
+        summaries: opts.trace_summaries,
     };
     match C::connect(t, opts.socket_timeout) {
         Ok(c) => sink.client = Some(c),
@@ -391,7 +398,29 @@ impl<C: Client> SqlStore<C> {
     }
 }
 
+impl<C: Client> summaries::Source for SqlStore<C> {
+    fn rows(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+        self.client.text_rows(sql)
+    }
+
+    fn members(&mut self, ids: &[String]) -> Result<Vec<(String, String, String)>, String> {
+        self.client.members(ids)
+    }
+
+    fn texts(&mut self, id: &str) -> Result<Vec<String>, String> {
+        let rows = self.client.trace_rows(id)?;
+        Ok(rows.iter().filter_map(event_text).collect())
+    }
+}
+
 impl<C: Client> TraceStore for SqlStore<C> {
+    fn search_traces(
+        &mut self,
+        query: &crate::TraceQuery,
+    ) -> Result<crate::TracePage, crate::ReadError> {
+        summaries::search(self, query, TABLE).map_err(|e| self.err(e))
+    }
+
     fn event_texts(&mut self, base_id: &str) -> Result<Vec<String>, crate::ReadError> {
         let rows = self.client.trace_rows(base_id).map_err(|e| self.err(e))?;
         Ok(rows.iter().filter_map(event_text).collect())
@@ -437,6 +466,8 @@ struct SqlSink<C> {
     // Reused from batch to batch.
     rows: Vec<Row>,
     buf: Vec<u8>,
+    /// [`Options::trace_summaries`].
+    summaries: bool,
 }
 
 impl<C: Client> SqlSink<C> {
@@ -479,7 +510,12 @@ impl<C: Client> Sink for SqlSink<C> {
         let Some(client) = self.client.as_mut() else {
             return Err(self.error());
         };
-        match client.insert(&self.rows) {
+        let traces = if self.summaries {
+            summaries::batch_traces(events)
+        } else {
+            Vec::new()
+        };
+        match client.insert(&self.rows, &traces) {
             Ok(()) => {
                 self.failures = 0;
                 self.retry_at = None;

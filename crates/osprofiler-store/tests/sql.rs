@@ -8,7 +8,10 @@
 use std::time::{Duration, Instant};
 
 use osprofiler::{Event, Timestamp};
-use osprofiler_store::{ConnectionString, OpenError, Options, open, sink};
+use osprofiler_report::Report;
+use osprofiler_store::{
+    ConnectionString, OpenError, Options, TraceOverview, TracePage, TraceQuery, open, sink,
+};
 use osprofiler_testkit::{MariaDbServer, Oracle, PostgresServer, free_port, need};
 use serde_json::{Value, json};
 
@@ -522,4 +525,264 @@ fn postgres_big_trace() {
 fn mariadb_big_trace() {
     let Some(server) = mariadb() else { return };
     big_trace(&server);
+}
+
+// ---------------------------------------------------------------------------------------
+// Per-trace summaries and `search_traces`.
+
+/// The page `q` should give, built from every trace's events (as `search_by_events` does).
+fn expected(store: &mut dyn osprofiler_store::TraceStore, q: &TraceQuery) -> TracePage {
+    let mut all = Vec::new();
+    for t in store.list_traces(None).unwrap() {
+        let texts = store.event_texts(&t.base_id).unwrap();
+        if !q.text_matches(&texts) {
+            continue;
+        }
+        let o = TraceOverview::from_report(&t.base_id, &Report::from_json_texts(texts));
+        if q.matches(&o) {
+            all.push(o);
+        }
+    }
+    let end = q.limit.map_or(all.len(), |l| (q.offset + l).min(all.len()));
+    TracePage {
+        more: end < all.len(),
+        traces: all
+            .get(q.offset.min(end)..end)
+            .map(<[_]>::to_vec)
+            .unwrap_or_default(),
+    }
+}
+
+fn queries() -> Vec<TraceQuery> {
+    let q = TraceQuery::default;
+    vec![
+        q(),
+        TraceQuery {
+            limit: Some(5),
+            ..q()
+        },
+        TraceQuery {
+            limit: Some(5),
+            offset: 5,
+            ..q()
+        },
+        TraceQuery {
+            limit: Some(7),
+            offset: 14,
+            ..q()
+        },
+        TraceQuery {
+            errors_only: true,
+            ..q()
+        },
+        TraceQuery {
+            errors_only: true,
+            limit: Some(2),
+            offset: 1,
+            ..q()
+        },
+        TraceQuery {
+            service: Some("compute".into()),
+            ..q()
+        },
+        TraceQuery {
+            service: Some("compute".into()),
+            limit: Some(3),
+            offset: 2,
+            ..q()
+        },
+        TraceQuery {
+            name: Some("db".into()),
+            ..q()
+        },
+        TraceQuery {
+            name: Some("servers".into()),
+            ..q()
+        },
+        TraceQuery {
+            text: Some("select 1".into()),
+            limit: Some(4),
+            ..q()
+        },
+        TraceQuery {
+            text: Some("no such text".into()),
+            ..q()
+        },
+        TraceQuery {
+            min_duration_us: Some(8_000),
+            ..q()
+        },
+        TraceQuery {
+            max_duration_us: Some(5_000),
+            min_duration_us: Some(2_000),
+            ..q()
+        },
+        TraceQuery {
+            since_us: Some(T0 + 3_000_000),
+            until_us: Some(T0 + 9_000_000),
+            ..q()
+        },
+    ]
+}
+
+fn check_queries(store: &mut dyn osprofiler_store::TraceStore) -> usize {
+    let mut nonempty = 0;
+    for q in queries() {
+        let got = store.search_traces(&q).unwrap();
+        let want = expected(store, &q);
+        assert_eq!(got, want, "{q:?}");
+        nonempty += usize::from(!got.traces.is_empty());
+    }
+    nonempty
+}
+
+/// Trace `i` of the summary tests: services, errors and durations that vary with `i`.
+fn varied(i: u32) -> Vec<Event> {
+    let base = uuid(100 + i);
+    let at = i64::from(i) * 1_000_000;
+    let mut events = small_trace(&base, at, i.is_multiple_of(3));
+    if i.is_multiple_of(2) {
+        for e in &mut events[1..3] {
+            e.service = Some("compute".into());
+        }
+    }
+    events[3].timestamp = Timestamp(T0 + at + 900 + i64::from(i) * 500);
+    events
+}
+
+/// Two sinks write 20 traces, each trace's first half through one and its second half
+/// through the other (several batches each); the summaries answer every query as the
+/// events do, and paging is exact.
+fn two_sinks_summaries(server: &Server) {
+    let cs = cs(&server.url());
+    let mut a = sink(&cs, &opts()).unwrap();
+    let mut b = sink(&cs, &opts()).unwrap();
+    let traces: Vec<Vec<Event>> = (0..20).map(varied).collect();
+    for chunk in traces.chunks(5) {
+        // The second halves first for some: the root arrives after other points.
+        let firsts: Vec<Event> = chunk.iter().flat_map(|t| t[..2].to_vec()).collect();
+        let seconds: Vec<Event> = chunk.iter().flat_map(|t| t[2..].to_vec()).collect();
+        b.write(&seconds).unwrap();
+        a.write(&firsts).unwrap();
+    }
+    a.flush().unwrap();
+    b.flush().unwrap();
+    assert_eq!(
+        server.sql("SELECT count(*) FROM osprofiler_trace_summary"),
+        "20"
+    );
+    assert_eq!(
+        server.sql("SELECT sum(events) FROM osprofiler_trace_summary"),
+        "80"
+    );
+    let mut store = open(&cs, &opts()).unwrap();
+    let all = store.search_traces(&TraceQuery::default()).unwrap();
+    assert_eq!(all.traces.len(), 20);
+    let t = &all.traces[0];
+    assert_eq!(t.base_id, uuid(119));
+    assert_eq!(t.root.as_ref().unwrap().label(), "api · wsgi · GET /");
+    assert_eq!(t.points, 2);
+    assert_eq!(t.duration_us(), 900 + 19 * 500);
+    let t = &all.traces[1];
+    assert_eq!(
+        (t.services.clone(), t.error),
+        (vec!["api".to_owned(), "compute".to_owned()], true)
+    );
+    assert!(check_queries(&mut *store) >= 12);
+
+    // Summaries off: none is written, and the search gives the same pages from the events.
+    let plain: ConnectionString = server.other_database("plain").parse().unwrap();
+    let off = Options {
+        trace_summaries: false,
+        ..opts()
+    };
+    let mut w = sink(&plain, &off).unwrap();
+    for t in &traces {
+        w.write(t).unwrap();
+    }
+    w.flush().unwrap();
+    let mut store = open(&plain, &off).unwrap();
+    assert_eq!(store.search_traces(&TraceQuery::default()).unwrap(), all);
+    assert!(check_queries(&mut *store) >= 12);
+    match server {
+        Server::Pg(s) => s.psql_in("plain", "SELECT count(*) FROM osprofiler_trace_summary"),
+        Server::Maria(s) => s.sql("SELECT count(*) FROM plain.osprofiler_trace_summary"),
+    }
+    .map(|n| assert_eq!(n, "0"))
+    .unwrap();
+}
+
+#[test]
+fn postgres_two_sinks_summaries() {
+    let Some(server) = postgres() else { return };
+    two_sinks_summaries(&server);
+}
+
+#[test]
+fn mariadb_two_sinks_summaries() {
+    let Some(server) = mariadb() else { return };
+    two_sinks_summaries(&server);
+}
+
+/// A trace Python wrote has no summary, and one Python wrote to after us has an
+/// incomplete one: both are summarised from their events, in the same pages.
+fn python_trace_summarised(server: &Server) {
+    let Some(py) = need("python osprofiler oracle", Oracle::locate()) else {
+        return;
+    };
+    let cs = cs(&server.url());
+    let mut w = sink(&cs, &opts()).unwrap();
+    for i in 0..20 {
+        w.write(&varied(i)).unwrap();
+    }
+    w.flush().unwrap();
+    // Python writes into the table we made, beside our summary tables.
+    let base = py.python(PY_WRITE, &[&server.python_url()]).unwrap();
+    let base = base.trim().to_owned();
+    assert_eq!(server.sql("SELECT count(*) FROM data"), "86");
+    // Another writer (no summary) adds a point to one of ours: its summary no longer
+    // counts every row.
+    let (ours, point) = (uuid(105), uuid(900));
+    for (name, at) in [("rpc-start", 5_000_100), ("rpc-stop", 5_000_200)] {
+        server.sql(&format!(
+            "INSERT INTO data (timestamp, base_id, parent_id, trace_id, project, service, name, data) \
+             VALUES ('{}', '{ours}', '{ours}', '{point}', 'nova', 'scheduler', '{name}', '{{}}')",
+            Timestamp(T0 + at)
+        ));
+    }
+    let mut store = open(&cs, &opts()).unwrap();
+    let page = store.search_traces(&TraceQuery::default()).unwrap();
+    assert_eq!(
+        page.traces.len(),
+        21,
+        "{:?}",
+        page.traces
+            .iter()
+            .map(|t| (&t.base_id, t.started_us))
+            .collect::<Vec<_>>()
+    );
+    // Python's is the newest (written now, ours in 2025).
+    let t = &page.traces[0];
+    assert_eq!(t.base_id, base);
+    assert_eq!(
+        t.root.as_ref().unwrap().label(),
+        "api · wsgi · GET /v2.1/servers"
+    );
+    assert_eq!((t.points, t.error), (3, true));
+    let t = page.traces.iter().find(|t| t.base_id == ours).unwrap();
+    assert_eq!((t.points, t.services.len()), (3, 2), "{t:?}");
+    assert!(t.services.contains(&"scheduler".to_owned()));
+    assert!(check_queries(&mut *store) >= 12);
+}
+
+#[test]
+fn postgres_python_trace_summarised() {
+    let Some(server) = postgres() else { return };
+    python_trace_summarised(&server);
+}
+
+#[test]
+fn mariadb_python_trace_summarised() {
+    let Some(server) = mariadb() else { return };
+    python_trace_summarised(&server);
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder, Params, Value};
 
+use super::summaries::{BatchTrace, MEMBER, SUMMARY};
 use super::{COLUMNS, INDEXED, READ_COLUMNS, ROWS_PER_INSERT, ReadRow, Row, TABLE, one_line};
 use crate::SqlTarget;
 
@@ -21,6 +22,59 @@ fn create_table() -> String {
          host VARCHAR(255), service VARCHAR(255), name VARCHAR(255), data JSON, \
          PRIMARY KEY (id))"
     )
+}
+
+/// The summary tables (see `summaries`).
+fn create_summary_tables() -> [String; 2] {
+    [
+        format!(
+            "CREATE TABLE IF NOT EXISTS {SUMMARY} (\
+             base_id VARCHAR(255) NOT NULL PRIMARY KEY, first_us BIGINT NOT NULL, \
+             last_us BIGINT NOT NULL, points BIGINT NOT NULL, events BIGINT NOT NULL, \
+             error BIGINT NOT NULL, root_rank BIGINT NOT NULL, root_service TEXT NOT NULL, \
+             root_category TEXT NOT NULL, root_name TEXT NOT NULL, KEY ix_{SUMMARY}_first_us (first_us))"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {MEMBER} (base_id VARCHAR(255) NOT NULL, \
+             kind CHAR(1) NOT NULL, value VARCHAR(255) NOT NULL, PRIMARY KEY (base_id, kind, value))"
+        ),
+    ]
+}
+
+/// Traces' summaries a statement upserts at most.
+const UPSERT_ROWS: usize = 1000;
+
+/// `n` traces' summaries merged with what a batch says of them, in one statement (a
+/// round trip per trace was most of the summaries' cost). MySQL assigns left to right,
+/// later assignments seeing the new values: the root's text before its rank.
+fn upsert_sql(n: usize) -> String {
+    let better = "VALUES(root_rank) < root_rank";
+    format!(
+        "INSERT INTO {SUMMARY} (base_id, first_us, last_us, points, events, error, \
+         root_rank, root_service, root_category, root_name) \
+         VALUES {} ON DUPLICATE KEY UPDATE \
+         first_us = LEAST(first_us, VALUES(first_us)), \
+         last_us = GREATEST(last_us, VALUES(last_us)), \
+         points = points + VALUES(points), events = events + VALUES(events), \
+         error = GREATEST(error, VALUES(error)), \
+         root_service = IF({better}, VALUES(root_service), root_service), \
+         root_category = IF({better}, VALUES(root_category), root_category), \
+         root_name = IF({better}, VALUES(root_name), root_name), \
+         root_rank = LEAST(root_rank, VALUES(root_rank))",
+        vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; n].join(", ")
+    )
+}
+
+fn as_text(v: Value) -> Option<String> {
+    match v {
+        Value::NULL => None,
+        Value::Bytes(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::UInt(u) => Some(u.to_string()),
+        Value::Float(f) => Some(f.to_string()),
+        Value::Double(d) => Some(d.to_string()),
+        other => Some(other.as_sql(true)),
+    }
 }
 
 pub(crate) struct MySql {
@@ -63,6 +117,9 @@ impl super::Client for MySql {
             .write_timeout(Some(timeout));
         let mut conn = Conn::new(opts).map_err(my_error)?;
         conn.query_drop(create_table()).map_err(my_error)?;
+        for t in create_summary_tables() {
+            conn.query_drop(t).map_err(my_error)?;
+        }
         let have: Vec<String> = conn
             .exec(
                 "SELECT DISTINCT index_name FROM information_schema.statistics \
@@ -85,7 +142,7 @@ impl super::Client for MySql {
         Ok(MySql { conn })
     }
 
-    fn insert(&mut self, rows: &[Row]) -> Result<(), String> {
+    fn insert(&mut self, rows: &[Row], traces: &[BatchTrace]) -> Result<(), String> {
         let mut tx = self
             .conn
             .start_transaction(mysql::TxOpts::default())
@@ -104,7 +161,73 @@ impl super::Client for MySql {
             tx.exec_drop(sql, Params::Positional(params))
                 .map_err(my_error)?;
         }
+        for chunk in traces.chunks(UPSERT_ROWS) {
+            let params: Vec<Value> = chunk
+                .iter()
+                .flat_map(|t| {
+                    [
+                        Value::from(t.base_id.as_str()),
+                        Value::from(t.first_us),
+                        Value::from(t.last_us),
+                        Value::from(t.points),
+                        Value::from(t.events),
+                        Value::from(t.error),
+                        Value::from(t.root_rank),
+                        Value::from(t.root_service.as_str()),
+                        Value::from(t.root_category.as_str()),
+                        Value::from(t.root_name.as_str()),
+                    ]
+                })
+                .collect();
+            tx.exec_drop(upsert_sql(chunk.len()), Params::Positional(params))
+                .map_err(my_error)?;
+        }
+        let members: Vec<Value> = traces
+            .iter()
+            .flat_map(|t| {
+                t.members.iter().flat_map(|(kind, value)| {
+                    [
+                        Value::from(t.base_id.as_str()),
+                        Value::from(*kind),
+                        Value::from(value.as_str()),
+                    ]
+                })
+            })
+            .collect();
+        for chunk in members.chunks(3 * 10_000) {
+            let sql = format!(
+                "INSERT IGNORE INTO {MEMBER} (base_id, kind, value) VALUES {}",
+                vec!["(?, ?, ?)"; chunk.len() / 3].join(", ")
+            );
+            tx.exec_drop(sql, Params::Positional(chunk.to_vec()))
+                .map_err(my_error)?;
+        }
         tx.commit().map_err(my_error)
+    }
+
+    fn text_rows(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+        let got: Vec<mysql::Row> = self.conn.query(sql).map_err(my_error)?;
+        Ok(got
+            .into_iter()
+            .map(|r| r.unwrap().into_iter().map(as_text).collect())
+            .collect())
+    }
+
+    fn members(&mut self, ids: &[String]) -> Result<Vec<(String, String, String)>, String> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(1000) {
+            let sql = format!(
+                "SELECT base_id, kind, value FROM {MEMBER} WHERE base_id IN ({})",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let params: Vec<Value> = chunk.iter().map(|s| Value::from(s.as_str())).collect();
+            let got: Vec<mysql::Row> = self
+                .conn
+                .exec(sql, Params::Positional(params))
+                .map_err(my_error)?;
+            out.extend(rows::<(String, String, String)>(got)?);
+        }
+        Ok(out)
     }
 
     fn trace_rows(&mut self, base_id: &str) -> Result<Vec<ReadRow>, String> {
