@@ -514,3 +514,32 @@ fn cluster_summaries() {
     );
     check_queries(&mut *store);
 }
+
+#[test]
+fn summaries_off_writes_none_and_the_search_reads_the_events() {
+    let Some(redis) = need("redis-server", RedisServer::start()) else {
+        return;
+    };
+    let url = redis.url();
+    let off = Options {
+        trace_summaries: false,
+        ..opts()
+    };
+    let mut w = sink(&cs(&url), &off).unwrap();
+    for i in 0..12u128 {
+        for batch in trace_batches((i + 1) << 64, T0 + i as i64 * 1_000_000, 1000, i % 4 == 0) {
+            w.write(&batch).unwrap();
+        }
+    }
+    let keys = redis
+        .cmd(&["KEYS", "osprofiler_summary:*"])
+        .unwrap()
+        .into_strings()
+        .unwrap();
+    assert!(keys.is_empty(), "{keys:?}");
+    let mut store = open(&cs(&url), &off).unwrap();
+    let all = store.search_traces(&TraceQuery::default()).unwrap();
+    assert_eq!(all.traces.len(), 12);
+    assert_eq!(all.traces.iter().filter(|t| t.error).count(), 3);
+    check_queries(&mut *store);
+}

@@ -145,7 +145,7 @@ impl RedisSink {
             retry_at: None,
             last_error: String::new(),
             index_flag: b"LT",
-            summaries: true,
+            summaries: opts.trace_summaries,
             writer: summaries::writer_id(),
             batch: 0,
             services: Vec::new(),
