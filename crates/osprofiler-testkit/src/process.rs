@@ -144,6 +144,20 @@ pub(crate) fn on_same_ports(
     }
 }
 
+/// When the server `child` has exited: its status and its log at `log_path` (the process
+/// group killed first, for helpers it forked).
+pub(crate) fn exited_with_log(
+    child: &mut Child,
+    log_path: &std::path::Path,
+) -> Option<(std::process::ExitStatus, String)> {
+    let status = child.try_wait().ok().flatten()?;
+    kill_group(child);
+    Some((
+        status,
+        std::fs::read_to_string(log_path).unwrap_or_default(),
+    ))
+}
+
 /// A server that exited before it was ready: "`what` exited (status)" and the tail of its
 /// log (`log_name`); its port was taken when the log says one of `taken`.
 pub(crate) fn exited_early(

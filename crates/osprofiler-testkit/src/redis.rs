@@ -2,7 +2,8 @@
 
 use crate::TempDir;
 use crate::process::{
-    Launch, exited_early, kill_group, on_free_ports, on_same_ports, spawn_tethered, tethered,
+    Launch, exited_early, exited_with_log, kill_group, on_free_ports, on_same_ports,
+    spawn_tethered, tethered,
 };
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -171,9 +172,7 @@ impl RedisServer {
         let deadline = Instant::now() + READY_TIMEOUT;
         let mut last = String::from("no answer yet");
         loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                kill_group(&mut child);
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if let Some((status, log)) = exited_with_log(&mut child, &log_path) {
                 // The wrapper's `exec` failed: the shell's "not found".
                 if status.code() == Some(127) {
                     return Err(Launch::Failed(

@@ -3,7 +3,8 @@
 
 use crate::TempDir;
 use crate::process::{
-    Launch, exited_early, kill_group, on_free_ports, run, run_ok, spawn_tethered, tethered,
+    Launch, exited_early, exited_with_log, kill_group, on_free_ports, run, run_ok, spawn_tethered,
+    tethered,
 };
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
@@ -136,9 +137,7 @@ impl PostgresServer {
             .map_err(|e| Launch::Failed(crate::process::spawn_error("postgres", &cmd, &e)))?;
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                kill_group(&mut child);
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if let Some((status, log)) = exited_with_log(&mut child, &log_path) {
                 return Err(exited_early(
                     &format!("postgres on port {port}"),
                     status,
@@ -324,9 +323,7 @@ impl MariaDbServer {
             .map_err(|e| Launch::Failed(crate::process::spawn_error("mariadbd", &cmd, &e)))?;
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                kill_group(&mut child);
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if let Some((status, log)) = exited_with_log(&mut child, &log_path) {
                 if status.code() == Some(127) {
                     return Err(Launch::Failed(
                         "`mariadbd` not found on PATH (Debian package mariadb-server)".into(),
