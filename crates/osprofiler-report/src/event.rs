@@ -52,21 +52,7 @@ pub(crate) struct Event {
     decoded: Box<str>,
     /// Microseconds since the epoch.
     pub(crate) ts: i64,
-    name: Span,
-    trace_id: Span,
-    parent_id: Span,
-    project: Span,
-    service: Span,
-    base_id: Span,
-    host: Span,
-    /// `info.etype`, as osprofiler shows it: none for `null` and `"None"`.
-    exception: Span,
-    function: Span,
-    /// `info.request.method` and `.path` as Python's `str.format` shows them (none for
-    /// `null`), when `info.request` is an object.
-    method: Span,
-    path: Span,
-    request: bool,
+    f: Fields,
     /// The text as a `Value`, made on first use (or given, by [`Event::from_value`]).
     value: OnceLock<Box<Value>>,
 }
@@ -90,14 +76,21 @@ impl Event {
         if trimmed.len() > MAX_TEXT {
             return Err(EventError::TooLarge);
         }
-        let (fields, phase) = Fields::of(trimmed)?;
+        let (f, ts, decoded, phase) = Fields::of(trimmed)?;
         let text: Box<str> = if trimmed.len() == whole.len() {
             // No copy for an owned `String` (a store's), one for a borrowed text.
             text.into().into_boxed_str()
         } else {
             trimmed.into()
         };
-        Ok((fields.into_event(text), phase))
+        let event = Event {
+            text,
+            decoded: decoded.into_boxed_str(),
+            ts,
+            f,
+            value: OnceLock::new(),
+        };
+        Ok((event, phase))
     }
 
     /// An event given as a `Value`: written out once, and the `Value` kept.
@@ -148,52 +141,52 @@ impl Event {
 
     /// The event's name (`db-start`).
     pub(crate) fn name(&self) -> &str {
-        self.get(self.name).unwrap_or_default()
+        self.get(self.f.name).unwrap_or_default()
     }
 
     pub(crate) fn trace_id(&self) -> &str {
-        self.get(self.trace_id).unwrap_or_default()
+        self.get(self.f.trace_id).unwrap_or_default()
     }
 
     pub(crate) fn parent_id(&self) -> Option<&str> {
-        self.get(self.parent_id)
+        self.get(self.f.parent_id)
     }
 
     pub(crate) fn project(&self) -> Option<&str> {
-        self.get(self.project)
+        self.get(self.f.project)
     }
 
     pub(crate) fn service(&self) -> Option<&str> {
-        self.get(self.service)
+        self.get(self.f.service)
     }
 
     pub(crate) fn base_id(&self) -> Option<&str> {
-        self.get(self.base_id)
+        self.get(self.f.base_id)
     }
 
     /// `info.host`.
     pub(crate) fn host(&self) -> Option<&str> {
-        self.get(self.host)
+        self.get(self.f.host)
     }
 
     /// `info.etype` as osprofiler's `exception`: none for a missing or null one, or `"None"`;
     /// a value that is not a string as its JSON text.
     pub(crate) fn exception(&self) -> Option<&str> {
-        self.get(self.exception)
+        self.get(self.f.exception)
     }
 
     /// `info.function.name`.
     pub(crate) fn function_name(&self) -> Option<&str> {
-        self.get(self.function)
+        self.get(self.f.function)
     }
 
     /// `(method, path)` of `info.request` when it is an object, each `""` when missing or
     /// null, and a non-string value as its JSON text.
     pub(crate) fn request(&self) -> Option<(&str, &str)> {
-        self.request.then(|| {
+        self.f.request.then(|| {
             (
-                self.get(self.method).unwrap_or_default(),
-                self.get(self.path).unwrap_or_default(),
+                self.get(self.f.method).unwrap_or_default(),
+                self.get(self.f.path).unwrap_or_default(),
             )
         })
     }
@@ -262,10 +255,9 @@ impl<'a> Pair<'a> {
     }
 }
 
-/// The report's fields of an event, as spans of its text.
+/// The report's fields of an event, as spans of its text (or of its decoded strings).
+#[derive(Clone)]
 struct Fields {
-    decoded: String,
-    ts: i64,
     name: Span,
     trace_id: Span,
     parent_id: Span,
@@ -273,15 +265,20 @@ struct Fields {
     service: Span,
     base_id: Span,
     host: Span,
+    /// `info.etype`, as osprofiler shows it: none for `null` and `"None"`.
     exception: Span,
     function: Span,
+    /// `info.request.method` and `.path` as Python's `str.format` shows them (none for
+    /// `null`), when `info.request` is an object.
     method: Span,
     path: Span,
     request: bool,
 }
 
 impl Fields {
-    fn of(text: &str) -> Result<(Fields, usize), EventError> {
+    /// The fields, the timestamp, the decoded strings the spans may point into, and the
+    /// phase (start or stop).
+    fn of(text: &str) -> Result<(Fields, i64, String, usize), EventError> {
         let json = |e: serde_json::Error| EventError::Json(e.to_string());
         let mut de = serde_json::Deserializer::from_str(text);
         let mut top = Top::default();
@@ -317,7 +314,6 @@ impl Fields {
         };
         let info = &top.info;
         let fields = Fields {
-            ts,
             name: spans.of(name),
             trace_id: spans.of(trace_id),
             parent_id: spans.string(&top.parent_id),
@@ -333,30 +329,8 @@ impl Fields {
             method: spans.shown(&info.request.method),
             path: spans.shown(&info.request.path),
             request: info.has_request,
-            decoded: spans.decoded,
         };
-        Ok((fields, phase))
-    }
-
-    fn into_event(self, text: Box<str>) -> Event {
-        Event {
-            text,
-            decoded: self.decoded.into_boxed_str(),
-            ts: self.ts,
-            name: self.name,
-            trace_id: self.trace_id,
-            parent_id: self.parent_id,
-            project: self.project,
-            service: self.service,
-            base_id: self.base_id,
-            host: self.host,
-            exception: self.exception,
-            function: self.function,
-            method: self.method,
-            path: self.path,
-            request: self.request,
-            value: OnceLock::new(),
-        }
+        Ok((fields, ts, spans.decoded, phase))
     }
 }
 
@@ -532,6 +506,34 @@ impl<'de> Deserialize<'de> for Loose<'de> {
     }
 }
 
+/// A visitor's methods for every JSON scalar (bool, numbers, string, null), each giving
+/// `$value`: written once for the visitors that take any value.
+macro_rules! accept_scalars {
+    ($value:expr) => {
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+    };
+}
+
 /// Any JSON value, checked as a `Value` would be, and dropped.
 struct Skip;
 
@@ -548,27 +550,7 @@ impl<'de> Visitor<'de> for SkipVisitor {
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_unit<E: serde::de::Error>(self) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_none<E: serde::de::Error>(self) -> Result<Skip, E> {
-        Ok(Skip)
-    }
+    accept_scalars!(Skip);
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
         while seq.next_element::<Skip>()?.is_some() {}
         Ok(Skip)
@@ -616,27 +598,7 @@ impl<'de, T: Keys<'de>> Visitor<'de> for Object<'_, T> {
         SkipVisitor.visit_seq(seq)?;
         Ok(false)
     }
-    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_unit<E: serde::de::Error>(self) -> Result<bool, E> {
-        Ok(false)
-    }
-    fn visit_none<E: serde::de::Error>(self) -> Result<bool, E> {
-        Ok(false)
-    }
+    accept_scalars!(false);
 }
 
 /// The event object.

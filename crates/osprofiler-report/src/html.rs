@@ -6,7 +6,7 @@
 //! markup: see [`render_html`].
 
 use crate::builder::NO_ID;
-use crate::pyjson::int;
+use crate::pyjson::{int, unit_escape};
 use crate::report::{Node, Report, Usage};
 
 const TEMPLATE: &str = include_str!("html/template.html");
@@ -328,11 +328,9 @@ impl<'a> Renumber<'a> {
 /// A JSON string (escaped as serde_json does), made safe for a script element as
 /// [`script_safe`] does.
 fn json_string(out: &mut String, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push('"');
     let mut plain = 0; // start of the run of bytes copied as they are
     for (at, c) in s.char_indices() {
-        let mut control = *b"\\u0000";
         let escape = match c {
             '"' => "\\\"",
             '\\' => "\\\\",
@@ -346,15 +344,16 @@ fn json_string(out: &mut String, s: &str) {
             '&' => "\\u0026",
             '\u{2028}' => "\\u2028",
             '\u{2029}' => "\\u2029",
-            c if c < ' ' => {
-                control[4] = HEX[(c as usize) >> 4];
-                control[5] = HEX[(c as usize) & 0xf];
-                std::str::from_utf8(&control).unwrap_or_default()
-            }
+            // Other control characters: \u00XX, written by the Python JSON writer.
+            c if c < ' ' => "",
             _ => continue,
         };
         out.push_str(s.get(plain..at).unwrap_or_default());
-        out.push_str(escape);
+        if escape.is_empty() {
+            unit_escape(out, c as u16);
+        } else {
+            out.push_str(escape);
+        }
         plain = at + c.len_utf8();
     }
     out.push_str(s.get(plain..).unwrap_or_default());

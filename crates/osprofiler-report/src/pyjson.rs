@@ -113,7 +113,8 @@ fn escaped_char(out: &mut String, c: char) {
     }
 }
 
-fn unit_escape(out: &mut String, unit: u16) {
+/// `\uXXXX` for one UTF-16 unit, lowercase hex as Python and serde_json write it.
+pub(crate) fn unit_escape(out: &mut String, unit: u16) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push_str("\\u");
     for shift in [12, 8, 4, 0] {

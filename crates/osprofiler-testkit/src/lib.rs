@@ -41,6 +41,7 @@ mod rotel;
 pub mod secrets;
 mod sql;
 mod temp;
+mod venv;
 
 pub use certs::TestCerts;
 pub use chromium::Chromium;
@@ -52,6 +53,7 @@ pub use redis_cluster::{CLUSTER_NODE_TIMEOUT_MS, ClusterNode, RedisCluster};
 pub use rotel::{OTEL_VENV_ENV, Rotel, RotelEvent, RotelSpan, parse_spans};
 pub use sql::{MariaDbServer, PostgresServer};
 pub use temp::TempDir;
+pub use venv::Venv;
 
 use std::io::Write;
 use std::net::{Ipv4Addr, TcpListener};

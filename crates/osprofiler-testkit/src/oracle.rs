@@ -1,16 +1,13 @@
 //! The real Python osprofiler 4.4.0, in a virtualenv made by `scripts/test-all`.
 
-use crate::process;
+use crate::venv::{Venv, root_from_env};
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::ops::Deref;
+use std::path::PathBuf;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 /// The osprofiler version the oracle must be.
 pub const ORACLE_VERSION: &str = "4.4.0";
-
-const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The Python osprofiler oracle: a virtualenv with `osprofiler==4.4.0` and `redis`.
 ///
@@ -28,9 +25,16 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 ///     .unwrap();
 /// let json = py.cli(&["trace", "show", "--json", "BASE_ID", "--connection-string", "redis://…"]);
 /// ```
+///
+/// Its Python is run through [`Venv`]'s methods (`python`, `python_command`, …).
 #[derive(Debug, Clone)]
-pub struct Oracle {
-    root: PathBuf,
+pub struct Oracle(Venv);
+
+impl Deref for Oracle {
+    type Target = Venv;
+    fn deref(&self) -> &Venv {
+        &self.0
+    }
 }
 
 impl Oracle {
@@ -40,86 +44,33 @@ impl Oracle {
     pub fn locate() -> Result<Oracle, String> {
         static LOCATED: OnceLock<Result<Oracle, String>> = OnceLock::new();
         LOCATED
-            .get_or_init(|| {
-                let root = match std::env::var_os("OSPROFILER_ORACLE") {
-                    Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-                    _ => crate::workspace_root()?.join("target/oracle"),
-                };
-                Oracle::at(root)
-            })
+            .get_or_init(|| Oracle::at(root_from_env("OSPROFILER_ORACLE", "target/oracle")?))
             .clone()
     }
 
     /// The virtualenv at `root`, checked like [`locate`](Self::locate) does.
     pub fn at(root: impl Into<PathBuf>) -> Result<Oracle, String> {
-        let root = root.into();
-        let oracle = Oracle { root };
-        let python = oracle.bin("python");
-        if !python.exists() {
-            return Err(format!(
+        let missing = |root: &std::path::Path| {
+            format!(
                 "no virtualenv at {} (scripts/test-all makes it: python3 -m venv target/oracle \
                  && target/oracle/bin/pip install osprofiler=={ORACLE_VERSION} redis)",
-                oracle.root.display()
-            ));
-        }
-        let version = oracle
-            .python(
-                "import osprofiler, importlib.metadata as m; print(m.version('osprofiler'))",
-                &[],
+                root.display()
             )
-            .map_err(|e| format!("{} cannot import osprofiler: {e}", python.display()))?;
-        let version = version.trim();
-        if version != ORACLE_VERSION {
-            return Err(format!(
-                "{} has osprofiler {version}, not {ORACLE_VERSION}",
-                oracle.root.display()
-            ));
-        }
-        Ok(oracle)
-    }
-
-    /// The virtualenv's directory.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// A program in the virtualenv's `bin/`.
-    pub fn bin(&self, name: &str) -> PathBuf {
-        self.root.join("bin").join(name)
-    }
-
-    /// Runs `python -c script args…` (`sys.argv[1:]` is `args`) and returns its stdout.
-    /// A non-zero exit is an error that includes stderr. Killed after 120 s.
-    pub fn python(&self, script: &str, args: &[&str]) -> Result<String, String> {
-        let cmd = self.python_command(script, args);
-        process::run_ok("python oracle", cmd, None, TIMEOUT)
-    }
-
-    /// Like [`python`](Self::python), writing `stdin` to the script's standard input.
-    pub fn python_with_stdin(
-        &self,
-        script: &str,
-        args: &[&str],
-        stdin: &[u8],
-    ) -> Result<String, String> {
-        let cmd = self.python_command(script, args);
-        process::run_ok("python oracle", cmd, Some(stdin), TIMEOUT)
-    }
-
-    /// The `Command` for `python -c script args…`, to spawn a long-running Python process
-    /// (a WSGI service, say) and manage it yourself. Output is unbuffered.
-    pub fn python_command(&self, script: &str, args: &[&str]) -> Command {
-        let mut cmd = self.command("python");
-        cmd.arg("-c").arg(script).args(args);
-        cmd
+        };
+        Venv::checked(
+            root.into(),
+            "python oracle",
+            missing,
+            "import osprofiler, importlib.metadata as m; print(m.version('osprofiler'))",
+            ORACLE_VERSION,
+        )
+        .map(Oracle)
     }
 
     /// Runs the Python `osprofiler` command-line tool and returns its stdout; a non-zero
     /// exit is an error that includes stderr.
     pub fn cli<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<String, String> {
-        let mut cmd = self.command("osprofiler");
-        cmd.args(args);
-        process::run_ok("python osprofiler CLI", cmd, None, TIMEOUT)
+        self.0.run("python osprofiler CLI", "osprofiler", args)
     }
 
     /// Python's `osprofiler trace show --json <base_id> --connection-string <cs>`,
@@ -147,15 +98,6 @@ impl Oracle {
             .python(TWO_SERVICE_TRACE, &[redis_url])?
             .trim()
             .to_owned())
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new(self.bin(program));
-        cmd.env_remove("PYTHONPATH")
-            .env_remove("PYTHONHOME")
-            .env("PYTHONUNBUFFERED", "1")
-            .env("PYTHONIOENCODING", "utf-8");
-        cmd
     }
 }
 

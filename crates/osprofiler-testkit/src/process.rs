@@ -100,6 +100,81 @@ pub(crate) fn failure(what: &str, out: &Output) -> String {
     )
 }
 
+/// Why a server did not come up on a port: the port was taken (try another one), or it
+/// failed for good.
+pub(crate) enum Launch {
+    PortTaken(String),
+    Failed(String),
+}
+
+/// Calls `launch` (which picks fresh free ports) until a start is not beaten to its port,
+/// `attempts` times at most.
+pub(crate) fn on_free_ports(
+    what: &str,
+    attempts: usize,
+    mut launch: impl FnMut() -> Result<(), Launch>,
+) -> Result<(), String> {
+    let mut last = String::new();
+    for _ in 0..attempts {
+        match launch() {
+            Ok(()) => return Ok(()),
+            Err(Launch::PortTaken(e)) => last = e,
+            Err(Launch::Failed(e)) => return Err(e),
+        }
+    }
+    Err(format!(
+        "{what}: no free port after {attempts} tries: {last}"
+    ))
+}
+
+/// Calls `launch` (on the ports a stopped server had) until they are no longer taken, for
+/// `timeout` at most: a port may stay busy a moment after its server died.
+pub(crate) fn on_same_ports(
+    timeout: Duration,
+    mut launch: impl FnMut() -> Result<(), Launch>,
+) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match launch() {
+            Ok(()) => return Ok(()),
+            Err(Launch::PortTaken(e)) if Instant::now() >= deadline => return Err(e),
+            Err(Launch::PortTaken(_)) => std::thread::sleep(Duration::from_millis(50)),
+            Err(Launch::Failed(e)) => return Err(e),
+        }
+    }
+}
+
+/// When the server `child` has exited: its status and its log at `log_path` (the process
+/// group killed first, for helpers it forked).
+pub(crate) fn exited_with_log(
+    child: &mut Child,
+    log_path: &std::path::Path,
+) -> Option<(std::process::ExitStatus, String)> {
+    let status = child.try_wait().ok().flatten()?;
+    kill_group(child);
+    Some((
+        status,
+        std::fs::read_to_string(log_path).unwrap_or_default(),
+    ))
+}
+
+/// A server that exited before it was ready: "`what` exited (status)" and the tail of its
+/// log (`log_name`); its port was taken when the log says one of `taken`.
+pub(crate) fn exited_early(
+    what: &str,
+    status: std::process::ExitStatus,
+    log_name: &str,
+    log: &str,
+    taken: &[&str],
+) -> Launch {
+    let msg = format!("{what} exited ({status}){}", tail(log_name, log.as_bytes()));
+    if taken.iter().any(|t| log.contains(t)) {
+        Launch::PortTaken(msg)
+    } else {
+        Launch::Failed(msg)
+    }
+}
+
 pub(crate) fn spawn_error(what: &str, cmd: &Command, e: &std::io::Error) -> String {
     let prog = cmd.get_program().to_string_lossy();
     if e.kind() == std::io::ErrorKind::NotFound {

@@ -1,7 +1,10 @@
 //! A real redis-server child process and a tiny blocking RESP2 client.
 
 use crate::TempDir;
-use crate::process::{kill_group, spawn_tethered, tethered};
+use crate::process::{
+    Launch, exited_early, exited_with_log, kill_group, on_free_ports, on_same_ports,
+    spawn_tethered, tethered,
+};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -65,17 +68,10 @@ impl RedisServer {
             conn: Mutex::new(None),
             dir,
         };
-        let mut last_err = String::new();
-        for _ in 0..ATTEMPTS {
-            match server.launch(crate::free_port()) {
-                Ok(()) => return Ok(server),
-                Err(Launch::PortTaken(e)) => last_err = e,
-                Err(Launch::Failed(e)) => return Err(e),
-            }
-        }
-        Err(format!(
-            "redis-server: no free port after {ATTEMPTS} tries: {last_err}"
-        ))
+        on_free_ports("redis-server", ATTEMPTS, || {
+            server.launch(crate::free_port())
+        })?;
+        Ok(server)
     }
 
     /// The port it listens on (127.0.0.1).
@@ -146,15 +142,8 @@ impl RedisServer {
     /// [`stop`](Self::stop), or kills the running one first). The data is gone.
     pub fn restart(&mut self) -> Result<(), String> {
         self.stop();
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            match self.launch(self.port) {
-                Ok(()) => return Ok(()),
-                Err(Launch::PortTaken(e)) if Instant::now() >= deadline => return Err(e),
-                Err(Launch::PortTaken(_)) => std::thread::sleep(Duration::from_millis(50)),
-                Err(Launch::Failed(e)) => return Err(e),
-            }
-        }
+        let port = self.port;
+        on_same_ports(READY_TIMEOUT, || self.launch(port))
     }
 
     fn launch(&mut self, port: u16) -> Result<(), Launch> {
@@ -183,9 +172,7 @@ impl RedisServer {
         let deadline = Instant::now() + READY_TIMEOUT;
         let mut last = String::from("no answer yet");
         loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                kill_group(&mut child);
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if let Some((status, log)) = exited_with_log(&mut child, &log_path) {
                 // The wrapper's `exec` failed: the shell's "not found".
                 if status.code() == Some(127) {
                     return Err(Launch::Failed(
@@ -194,15 +181,13 @@ impl RedisServer {
                             .into(),
                     ));
                 }
-                let msg = format!(
-                    "redis-server on port {port} exited ({status}){}",
-                    crate::process::tail("log", log.as_bytes())
-                );
-                return Err(if log.contains("Address already in use") {
-                    Launch::PortTaken(msg)
-                } else {
-                    Launch::Failed(msg)
-                });
+                return Err(exited_early(
+                    &format!("redis-server on port {port}"),
+                    status,
+                    "log",
+                    &log,
+                    &["Address already in use"],
+                ));
             }
             if Instant::now() >= deadline {
                 kill_group(&mut child);
@@ -240,11 +225,6 @@ impl RedisServer {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-}
-
-enum Launch {
-    PortTaken(String),
-    Failed(String),
 }
 
 impl Drop for RedisServer {

@@ -3,7 +3,7 @@
 //! gRPC on free loopback ports and printing every span it decodes.
 
 use crate::TempDir;
-use crate::process::kill_group;
+use crate::process::{Launch, kill_group};
 use std::fs::OpenOptions;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -55,13 +55,7 @@ impl Rotel {
     pub fn locate() -> Result<PathBuf, String> {
         static LOCATED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
         LOCATED
-            .get_or_init(|| {
-                let root = match std::env::var_os(OTEL_VENV_ENV) {
-                    Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-                    _ => crate::workspace_root()?.join("target/otel"),
-                };
-                agent_in(&root)
-            })
+            .get_or_init(|| agent_in(&crate::venv::root_from_env(OTEL_VENV_ENV, "target/otel")?))
             .clone()
     }
 
@@ -104,18 +98,9 @@ impl Rotel {
     }
 
     fn launch_on_free_ports(&mut self) -> Result<(), String> {
-        let rotel = self;
-        let mut last_err = String::new();
-        for _ in 0..ATTEMPTS {
-            match rotel.launch(crate::free_port(), crate::free_port()) {
-                Ok(()) => return Ok(()),
-                Err(Launch::PortTaken(e)) => last_err = e,
-                Err(Launch::Failed(e)) => return Err(e),
-            }
-        }
-        Err(format!(
-            "rotel-agent: no free ports after {ATTEMPTS} tries: {last_err}"
-        ))
+        crate::process::on_free_ports("rotel-agent", ATTEMPTS, || {
+            self.launch(crate::free_port(), crate::free_port())
+        })
     }
 
     /// The OTLP/HTTP port.
@@ -185,15 +170,8 @@ impl Rotel {
     /// kills the running one first).
     pub fn restart(&mut self) -> Result<(), String> {
         self.stop();
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            match self.launch(self.grpc_port, self.http_port) {
-                Ok(()) => return Ok(()),
-                Err(Launch::PortTaken(e)) if Instant::now() >= deadline => return Err(e),
-                Err(Launch::PortTaken(_)) => std::thread::sleep(Duration::from_millis(50)),
-                Err(Launch::Failed(e)) => return Err(e),
-            }
-        }
+        let (grpc, http) = (self.grpc_port, self.http_port);
+        crate::process::on_same_ports(READY_TIMEOUT, || self.launch(grpc, http))
     }
 
     fn output_path(&self) -> PathBuf {
@@ -241,16 +219,14 @@ impl Rotel {
         loop {
             if let Ok(Some(status)) = child.0.try_wait() {
                 let log = output(start_len);
-                let msg = format!(
-                    "rotel-agent on ports {grpc_port}/{http_port} exited ({status}){}",
-                    crate::process::tail("output", log.as_bytes())
-                );
                 kill_group(&mut child.0);
-                return Err(if log.contains("in use") {
-                    Launch::PortTaken(msg)
-                } else {
-                    Launch::Failed(msg)
-                });
+                return Err(crate::process::exited_early(
+                    &format!("rotel-agent on ports {grpc_port}/{http_port}"),
+                    status,
+                    "output",
+                    &log,
+                    &["in use"],
+                ));
             }
             if accepts(grpc_port) && accepts(http_port) {
                 // Another program may hold a port: then ours fails to bind and exits.
@@ -274,11 +250,6 @@ impl Rotel {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-}
-
-enum Launch {
-    PortTaken(String),
-    Failed(String),
 }
 
 impl Drop for Rotel {

@@ -2,7 +2,10 @@
 //! each on a free loopback port with a fresh data directory, dying with the test process.
 
 use crate::TempDir;
-use crate::process::{kill_group, run, run_ok, spawn_tethered, tethered};
+use crate::process::{
+    Launch, exited_early, exited_with_log, kill_group, on_free_ports, run, run_ok, spawn_tethered,
+    tethered,
+};
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -110,17 +113,8 @@ impl PostgresServer {
             bin,
             dir,
         };
-        let mut last = String::new();
-        for _ in 0..ATTEMPTS {
-            match server.launch(crate::free_port()) {
-                Ok(()) => return Ok(server),
-                Err(Launch::PortTaken(e)) => last = e,
-                Err(Launch::Failed(e)) => return Err(e),
-            }
-        }
-        Err(format!(
-            "postgres: no free port after {ATTEMPTS} tries: {last}"
-        ))
+        on_free_ports("postgres", ATTEMPTS, || server.launch(crate::free_port()))?;
+        Ok(server)
     }
 
     fn launch(&mut self, port: u16) -> Result<(), Launch> {
@@ -143,20 +137,14 @@ impl PostgresServer {
             .map_err(|e| Launch::Failed(crate::process::spawn_error("postgres", &cmd, &e)))?;
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                kill_group(&mut child);
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                let msg = format!(
-                    "postgres on port {port} exited ({status}){}",
-                    crate::process::tail("log", log.as_bytes())
-                );
-                return Err(
-                    if log.contains("could not bind") || log.contains("in use") {
-                        Launch::PortTaken(msg)
-                    } else {
-                        Launch::Failed(msg)
-                    },
-                );
+            if let Some((status, log)) = exited_with_log(&mut child, &log_path) {
+                return Err(exited_early(
+                    &format!("postgres on port {port}"),
+                    status,
+                    "log",
+                    &log,
+                    &["could not bind", "in use"],
+                ));
             }
             if Instant::now() >= deadline {
                 kill_group(&mut child);
@@ -246,11 +234,6 @@ impl Drop for PostgresServer {
     }
 }
 
-enum Launch {
-    PortTaken(String),
-    Failed(String),
-}
-
 /// A MariaDB server (`mariadbd`) on 127.0.0.1 and a free port, with a fresh data
 /// directory made by `mariadb-install-db`, durability off for a quick start, and a
 /// database `osprofiler`. `root` has no password from 127.0.0.1; [`sql`](Self::sql) runs
@@ -302,21 +285,10 @@ impl MariaDbServer {
             database: false,
             dir,
         };
-        let mut last = String::new();
-        for _ in 0..ATTEMPTS {
-            match server.launch(crate::free_port()) {
-                Ok(()) => {
-                    server.sql("CREATE DATABASE osprofiler")?;
-                    server.database = true;
-                    return Ok(server);
-                }
-                Err(Launch::PortTaken(e)) => last = e,
-                Err(Launch::Failed(e)) => return Err(e),
-            }
-        }
-        Err(format!(
-            "mariadbd: no free port after {ATTEMPTS} tries: {last}"
-        ))
+        on_free_ports("mariadbd", ATTEMPTS, || server.launch(crate::free_port()))?;
+        server.sql("CREATE DATABASE osprofiler")?;
+        server.database = true;
+        Ok(server)
     }
 
     fn launch(&mut self, port: u16) -> Result<(), Launch> {
@@ -351,25 +323,19 @@ impl MariaDbServer {
             .map_err(|e| Launch::Failed(crate::process::spawn_error("mariadbd", &cmd, &e)))?;
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                kill_group(&mut child);
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if let Some((status, log)) = exited_with_log(&mut child, &log_path) {
                 if status.code() == Some(127) {
                     return Err(Launch::Failed(
                         "`mariadbd` not found on PATH (Debian package mariadb-server)".into(),
                     ));
                 }
-                let msg = format!(
-                    "mariadbd on port {port} exited ({status}){}",
-                    crate::process::tail("log", log.as_bytes())
-                );
-                return Err(
-                    if log.contains("Bind on TCP/IP port") || log.contains("in use") {
-                        Launch::PortTaken(msg)
-                    } else {
-                        Launch::Failed(msg)
-                    },
-                );
+                return Err(exited_early(
+                    &format!("mariadbd on port {port}"),
+                    status,
+                    "log",
+                    &log,
+                    &["Bind on TCP/IP port", "in use"],
+                ));
             }
             if Instant::now() >= deadline {
                 kill_group(&mut child);

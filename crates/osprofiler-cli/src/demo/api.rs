@@ -4,12 +4,13 @@
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::http::header::CONTENT_TYPE;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use osprofiler::integrations::tower::HttpServerLayer;
 use osprofiler::{Id, Identity};
 use serde_json::{Value, json};
+
+use super::json_response;
 
 use super::conductor::ComputeTaskApi;
 use super::db::Db;
@@ -26,15 +27,6 @@ pub fn router(identity: Identity, db: Db, conductor: ComputeTaskApi) -> Router {
         .fallback(|| async { fault(StatusCode::NOT_FOUND, "itemNotFound", "no such resource") })
         .with_state(Api { db, conductor })
         .layer(HttpServerLayer::new().identity(identity))
-}
-
-fn json_response(status: StatusCode, body: &Value) -> Response {
-    (
-        status,
-        [(CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
 }
 
 /// An error as nova words them: `{"badRequest": {"code": 400, "message": …}}`.

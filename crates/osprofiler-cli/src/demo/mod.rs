@@ -689,6 +689,20 @@ impl Drop for StateDir {
     }
 }
 
+/// A JSON answer of the demo's HTTP services (nova's API, placement).
+fn json_response(
+    status: axum::http::StatusCode,
+    body: &serde_json::Value,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::{shell_word, shown_key};

@@ -18,6 +18,8 @@ use osprofiler::integrations::tower::HttpServerLayer;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use serde_json::{Value, json};
 
+use super::json_response;
+
 /// Resource providers and their inventory.
 const PROVIDERS: [&str; 2] = ["cmp-1", "cmp-2"];
 
@@ -33,15 +35,6 @@ pub fn router(identity: Identity) -> Router {
         .route("/allocations/{consumer}", put(claim))
         .with_state(Placement::default())
         .layer(HttpServerLayer::new().identity(identity))
-}
-
-fn json_response(status: StatusCode, body: &Value) -> Response {
-    (
-        status,
-        [(CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
 }
 
 async fn allocation_candidates() -> Response {

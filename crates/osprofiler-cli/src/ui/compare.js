@@ -8,21 +8,7 @@
   const b = decodeURIComponent(parts[3] || "");
   const status = document.getElementById("status");
 
-  function cell(row, text, cls) {
-    const td = document.createElement("td");
-    td.textContent = text;
-    if (cls) td.className = cls;
-    row.appendChild(td);
-    return td;
-  }
-
-  function link(parent, href, text) {
-    const el = document.createElement("a");
-    el.href = href;
-    el.textContent = text;
-    parent.appendChild(el);
-    return el;
-  }
+  // cell() and link(): dom.js.
 
   function ms(us) { return (us / 1000).toFixed(3) + " ms"; }
   function signed(us) { return (us > 0 ? "+" : us < 0 ? "−" : "±") + ms(Math.abs(us)); }

@@ -51,10 +51,12 @@ use crate::{Failure, StoreArgs, open_store, parse_duration_us, parse_time_us};
 mod compare;
 
 const INDEX_HTML: &str = include_str!("index.html");
-const UI_JS: &str = include_str!("ui.js");
+// Each page's script is served with the shared helpers (dom.js) in front of it: one
+// request, and the CSP's `script-src 'self'` stays as it is.
+const UI_JS: &str = concat!(include_str!("dom.js"), include_str!("ui.js"));
 const UI_CSS: &str = include_str!("ui.css");
 const COMPARE_HTML: &str = include_str!("compare.html");
-const COMPARE_JS: &str = include_str!("compare.js");
+const COMPARE_JS: &str = concat!(include_str!("dom.js"), include_str!("compare.js"));
 
 /// The search page's policy: its own script and style only, fetches to itself only.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \

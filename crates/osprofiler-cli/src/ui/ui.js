@@ -19,19 +19,9 @@
   const scatter = document.getElementById("scatter");
   const compareSelected = document.getElementById("compare-selected");
 
-  function cell(row, text, cls) {
-    const td = document.createElement("td");
-    td.textContent = text;
-    if (cls) td.className = cls;
-    row.appendChild(td);
-    return td;
-  }
-
-  function link(parent, href, text) {
-    const a = document.createElement("a");
-    a.href = href;
-    a.textContent = text;
-    parent.appendChild(a);
+  // cell() and link(): dom.js. Links side by side in a cell are kept apart by a space.
+  function spacedLink(parent, href, text) {
+    const a = link(parent, href, text);
     parent.appendChild(document.createTextNode(" "));
     return a;
   }
@@ -71,15 +61,15 @@
     cell(row, t.started);
     const root = cell(row, "");
     const id = encodeURIComponent(t.base_id);
-    link(root, "/trace/" + id, t.root ? t.root.label : t.base_id);
+    spacedLink(root, "/trace/" + id, t.root ? t.root.label : t.base_id);
     cell(row, t.duration_ms.toFixed(3) + " ms", "num");
     cell(row, String(t.points), "num");
     cell(row, t.services.join(", "));
     cell(row, t.error ? "yes" : "");
     const dl = cell(row, "");
-    link(dl, "/api/traces/" + id + "/html", "HTML").setAttribute("download", t.base_id + ".html");
-    link(dl, "/api/traces/" + id + "/json", "JSON").setAttribute("download", t.base_id + ".json");
-    link(dl, "/api/traces/" + id + "/dot", "DOT").setAttribute("download", t.base_id + ".dot");
+    spacedLink(dl, "/api/traces/" + id + "/html", "HTML").setAttribute("download", t.base_id + ".html");
+    spacedLink(dl, "/api/traces/" + id + "/json", "JSON").setAttribute("download", t.base_id + ".json");
+    spacedLink(dl, "/api/traces/" + id + "/dot", "DOT").setAttribute("download", t.base_id + ".dot");
     return row;
   }
 
