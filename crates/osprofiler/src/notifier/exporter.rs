@@ -9,12 +9,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use super::pool::recycle;
-use super::record::{Extra, Payload, Record, RecordKind};
+use super::record::{Extra, FieldsInfo, Payload, Record, RecordKind};
 use super::sink::Sink;
 use super::stats::{COUNTERS, LOSS_REPORT_INTERVAL, LossReport, note_error};
 use crate::event::{Event, EventInfo, EventKind};
 use crate::id::Id;
 use crate::identity::IdentityCache;
+use crate::info::Info;
 use crate::time::Timestamp;
 
 /// Tuning of the pipeline. The defaults suit a service; tests may lower them.
@@ -142,7 +143,11 @@ pub(crate) fn submit(batch: Vec<Record>) {
 fn events_in(batch: &[Record]) -> u64 {
     batch
         .iter()
-        .map(|r| if r.kind == RecordKind::Span { 2 } else { 1 })
+        .map(|r| match r.kind {
+            RecordKind::Span => 2,
+            RecordKind::Start | RecordKind::Stop => 1,
+            RecordKind::Field | RecordKind::More => 0,
+        })
         .sum()
 }
 
@@ -283,12 +288,23 @@ fn run(rx: Receiver<Msg>, queued: Arc<AtomicUsize>, cfg: Config) {
             match rx.try_recv() {
                 Ok(Msg::Batch(mut batch)) => {
                     let n = batch.len();
-                    for r in batch.drain(..) {
-                        push_events(r, &anchor, &mut idents, &mut events);
+                    let mut records = batch.drain(..).peekable();
+                    while let Some(r) = records.next() {
+                        // A point's field records follow it (none are orphans).
+                        let mut fields = None;
+                        while let Some(f) = records.next_if(|f| f.kind.is_field()) {
+                            fields.get_or_insert_with(FieldsInfo::default).add(&f);
+                        }
+                        if r.kind.is_field() {
+                            continue;
+                        }
+                        let fields = fields.map(FieldsInfo::into_info);
+                        push_events(r, fields, &anchor, &mut idents, &mut events);
                         if events.len() >= cfg.max_batch {
                             write(&mut sink, &mut events);
                         }
                     }
+                    drop(records);
                     recycle(batch);
                     queued.fetch_sub(n, Ordering::Relaxed);
                 }
@@ -347,6 +363,7 @@ fn sink_flush(sink: &mut Option<Box<dyn Sink>>) {
 
 fn push_events(
     r: Record,
+    fields: Option<Info>,
     anchor: &fastant::Anchor,
     idents: &mut IdentityCache,
     out: &mut Vec<Event>,
@@ -354,15 +371,10 @@ fn push_events(
     let ident = idents.get(r.identity);
     let micros = |at: fastant::Instant| Timestamp((at.as_unix_nanos(anchor) / 1000) as i64);
     let (name, start, stop) = match r.extra {
-        None => (Cow::Borrowed(r.name), None, None),
+        None => (Cow::Borrowed(r.name), fields.map(Payload::Info), None),
         Some(e) => {
-            let Extra {
-                name,
-                start,
-                stop,
-                fields,
-            } = *e;
-            let start = start.or_else(|| fields.map(|f| Payload::Info(f.to_info())));
+            let Extra { name, start, stop } = *e;
+            let start = start.or_else(|| fields.map(Payload::Info));
             let name = match name {
                 Some(n) => Cow::Owned(n.into_string()),
                 None => Cow::Borrowed(r.name),
@@ -388,5 +400,6 @@ fn push_events(
             out.push(event(name.clone(), EventKind::Start, r.at, start));
             out.push(event(name, EventKind::Stop, r.end, stop));
         }
+        RecordKind::Field | RecordKind::More => {}
     }
 }
