@@ -203,12 +203,25 @@ pub(crate) fn push_fields(
         let (tag, value) = match v {
             Field::Str(s) => {
                 let b = s.as_bytes();
-                let mut chunks = b.chunks(FIELD_TEXT);
-                let first = chunks.next().unwrap_or_default();
                 let ident = TAG_STR | ((b.len() as u32) << 8);
-                buf.push(text_record(RecordKind::Field, key, ident, first, at));
-                for c in chunks {
-                    buf.push(text_record(RecordKind::More, "", 0, c, at));
+                if b.len() <= FIELD_TEXT {
+                    buf.push(text_record(RecordKind::Field, key, ident, b, at));
+                    continue;
+                }
+                // Whole 48-byte blocks, the last one ending where the text
+                // ends (overlapping the one before): nothing to pad.
+                let last = b.len() - FIELD_TEXT;
+                let mut start = 0;
+                let (mut kind, mut k) = (RecordKind::Field, key);
+                loop {
+                    let at_start = start.min(last);
+                    let block = b.get(at_start..).unwrap_or_default();
+                    buf.push(text_record(kind, k, ident, block, at));
+                    if at_start == last {
+                        break;
+                    }
+                    start += FIELD_TEXT;
+                    (kind, k) = (RecordKind::More, "");
                 }
                 continue;
             }
@@ -272,7 +285,13 @@ impl FieldsInfo {
         b[..16].copy_from_slice(&r.base.to_le_bytes());
         b[16..32].copy_from_slice(&r.id.to_le_bytes());
         b[32..].copy_from_slice(&r.parent.to_le_bytes());
-        self.text.extend_from_slice(&b[..n]);
+        // A text longer than a block ends with a block that ends with it.
+        let part = if self.text.is_empty() || n == FIELD_TEXT {
+            &b[..n]
+        } else {
+            &b[FIELD_TEXT - n..]
+        };
+        self.text.extend_from_slice(part);
         self.left -= n;
         if self.left == 0 {
             self.end_text();
@@ -323,6 +342,11 @@ mod tests {
                 ("a", Field::F64(f64::NAN)),
             ],
             vec![("exact", Field::from("x".repeat(96).as_str()))],
+            vec![
+                ("one_over", Field::from(("y".repeat(48) + "z").as_str())),
+                ("block", Field::from("w".repeat(48).as_str())),
+                ("n", 1u32.into()),
+            ],
         ] {
             let at = fastant::Instant::now();
             let mut buf = Vec::new();
