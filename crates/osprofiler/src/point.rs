@@ -93,6 +93,10 @@ pub fn point_with(name: &'static str, info: impl Into<Info>) -> LocalPoint {
 /// thread. Fields that take more than 64 records (about 3 KiB of text) go through
 /// [`Info`] instead. The way for a `db` point to carry its statement.
 ///
+/// The keys are flat (`info.statement`): the sqlx integration's `db` points
+/// keep Python's nested `info.db.statement` and so still go through [`Info`];
+/// `#[trace]` records `info.function` without a JSON map already.
+///
 /// ```
 /// use osprofiler::Field;
 /// fn instance_get(statement: &str) -> usize {

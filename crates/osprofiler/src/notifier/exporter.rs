@@ -288,23 +288,30 @@ fn run(rx: Receiver<Msg>, queued: Arc<AtomicUsize>, cfg: Config) {
             match rx.try_recv() {
                 Ok(Msg::Batch(mut batch)) => {
                     let n = batch.len();
-                    let mut records = batch.drain(..).peekable();
-                    while let Some(r) = records.next() {
-                        // A point's field records follow it (none are orphans).
-                        let mut fields = None;
-                        while let Some(f) = records.next_if(|f| f.kind.is_field()) {
-                            fields.get_or_insert_with(FieldsInfo::default).add(&f);
+                    // By index: a point's field records follow it (none are
+                    // orphans); looking ahead costs a load, not a record's move.
+                    let mut i = 0;
+                    while i < n {
+                        let mut j = i + 1;
+                        while batch.get(j).is_some_and(|f| f.kind.is_field()) {
+                            j += 1;
                         }
-                        if r.kind.is_field() {
-                            continue;
+                        let fields = batch.get(i + 1..j).filter(|f| !f.is_empty()).map(|f| {
+                            let mut info = FieldsInfo::default();
+                            f.iter().for_each(|r| info.add(r));
+                            info.into_info()
+                        });
+                        if let Some(r) = batch.get_mut(i)
+                            && !r.kind.is_field()
+                        {
+                            push_events(r, fields, &anchor, &mut idents, &mut events);
+                            if events.len() >= cfg.max_batch {
+                                write(&mut sink, &mut events);
+                            }
                         }
-                        let fields = fields.map(FieldsInfo::into_info);
-                        push_events(r, fields, &anchor, &mut idents, &mut events);
-                        if events.len() >= cfg.max_batch {
-                            write(&mut sink, &mut events);
-                        }
+                        i = j;
                     }
-                    drop(records);
+                    batch.clear();
                     recycle(batch);
                     queued.fetch_sub(n, Ordering::Relaxed);
                 }
@@ -362,7 +369,7 @@ fn sink_flush(sink: &mut Option<Box<dyn Sink>>) {
 }
 
 fn push_events(
-    r: Record,
+    r: &mut Record,
     fields: Option<Info>,
     anchor: &fastant::Anchor,
     idents: &mut IdentityCache,
@@ -370,7 +377,7 @@ fn push_events(
 ) {
     let ident = idents.get(r.identity);
     let micros = |at: fastant::Instant| Timestamp((at.as_unix_nanos(anchor) / 1000) as i64);
-    let (name, start, stop) = match r.extra {
+    let (name, start, stop) = match r.extra.take() {
         None => (Cow::Borrowed(r.name), fields.map(Payload::Info), None),
         Some(e) => {
             let Extra { name, start, stop } = *e;
