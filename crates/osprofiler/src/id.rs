@@ -20,6 +20,14 @@ impl Id {
     ///
     /// From a per-thread generator seeded once from the OS (a system call per
     /// trace cost more than the rest of a short trace).
+    ///
+    /// After `fork()` (without `exec`), the child's copy of the forking thread
+    /// carries on from the same generator state as the parent's thread, so both
+    /// make the same next ids (trace ids here, point ids in `local.rs`). No cheap
+    /// safe guard exists: noticing the fork means a `getpid` system call per trace,
+    /// or an `unsafe` `pthread_atfork` hook, which the workspace forbids. A forked
+    /// child should trace from threads it starts itself (each seeds its own
+    /// generators from the OS), or `exec`.
     pub fn new_v4() -> Id {
         let (hi, lo) = RNG
             .try_with(|c| {

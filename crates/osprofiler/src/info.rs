@@ -141,80 +141,6 @@ impl From<usize> for Field<'_> {
     }
 }
 
-/// Most fields kept inline (more go through [`Info`]).
-pub(crate) const INLINE_FIELDS: usize = 4;
-
-#[derive(Clone, Copy)]
-enum Val {
-    /// `text[start..end]`.
-    Str(usize, usize),
-    I64(i64),
-    U64(u64),
-    F64(f64),
-    Bool(bool),
-}
-
-/// A point's fields as recorded: static keys, the values raw, every text in
-/// one string (one allocation, none when there is no text).
-#[derive(Clone)]
-pub(crate) struct Fields {
-    len: usize,
-    keys: [&'static str; INLINE_FIELDS],
-    vals: [Val; INLINE_FIELDS],
-    text: String,
-}
-
-impl Fields {
-    /// The fields copied; `None` when there are more than fit inline.
-    #[inline]
-    pub(crate) fn copy(fields: &[(&'static str, Field<'_>)]) -> Option<Fields> {
-        if fields.len() > INLINE_FIELDS {
-            return None;
-        }
-        let text_len = fields
-            .iter()
-            .map(|(_, v)| if let Field::Str(s) = v { s.len() } else { 0 })
-            .sum();
-        let mut out = Fields {
-            len: fields.len(),
-            keys: [""; INLINE_FIELDS],
-            vals: [Val::Bool(false); INLINE_FIELDS],
-            text: String::with_capacity(text_len),
-        };
-        for (i, (k, v)) in fields.iter().enumerate() {
-            out.keys[i] = k;
-            out.vals[i] = match *v {
-                Field::Str(s) => {
-                    let start = out.text.len();
-                    out.text.push_str(s);
-                    Val::Str(start, out.text.len())
-                }
-                Field::I64(n) => Val::I64(n),
-                Field::U64(n) => Val::U64(n),
-                Field::F64(f) => Val::F64(f),
-                Field::Bool(b) => Val::Bool(b),
-            };
-        }
-        Some(out)
-    }
-
-    /// The JSON object (on the exporter thread).
-    pub(crate) fn to_info(&self) -> Info {
-        let mut m = Map::new();
-        for (k, v) in self.keys.iter().zip(&self.vals).take(self.len) {
-            let v = match *v {
-                Val::Str(a, b) => Value::String(self.text.get(a..b).unwrap_or_default().to_owned()),
-                Val::I64(n) => Value::from(n),
-                Val::U64(n) => Value::from(n),
-                Val::F64(f) => Value::from(f),
-                Val::Bool(b) => Value::Bool(b),
-            };
-            m.insert((*k).to_owned(), v);
-        }
-        Info(m)
-    }
-}
-
 /// The fields as [`Info`] (when there are too many to keep inline).
 pub(crate) fn fields_info(fields: &[(&'static str, Field<'_>)]) -> Info {
     let mut m = Map::new();
@@ -246,7 +172,6 @@ mod tests {
         ];
         let want =
             serde_json::json!({"statement": "SELECT 1", "rows": 3, "ratio": 0.5, "cached": false});
-        assert_eq!(Value::Object(Fields::copy(&f).unwrap().to_info().0), want);
         assert_eq!(Value::Object(fields_info(&f).0), want);
         // Repeated keys: the last value, at the first key's place, as `Info::with` does.
         let twice = [
@@ -254,8 +179,9 @@ mod tests {
             ("b", "x".into()),
             ("a", Field::F64(f64::NAN)),
         ];
-        let info = Fields::copy(&twice).unwrap().to_info();
-        assert_eq!(info, Info::new().with("a", Value::Null).with("b", "x"));
-        assert!(Fields::copy(&[("k", Field::Bool(true)); 5]).is_none());
+        assert_eq!(
+            fields_info(&twice),
+            Info::new().with("a", Value::Null).with("b", "x")
+        );
     }
 }

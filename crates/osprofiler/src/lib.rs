@@ -81,6 +81,11 @@
 //! spawned task) installs it only while the future is polled, so it follows
 //! the request across `.await` and never leaks into other tasks.
 //!
+//! Trace and point ids come from per-thread generators seeded once from the OS.
+//! A process that `fork()`s and keeps running without `exec` should start its
+//! traces from threads the child starts: the forking thread's generators are
+//! copied into the child and repeat the parent's ids ([`Id::new_v4`]).
+//!
 //! ## Where events go
 //!
 //! Points are recorded into a per-thread buffer and handed in batches to one

@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::id::next_from;
+use crate::info::Field;
 use crate::keys::HmacKey;
-use crate::notifier::{BATCH, Extra, Payload, Record, RecordKind, new_buffer, submit};
+use crate::notifier::{BATCH, Extra, Payload, Record, RecordKind, new_buffer, push_fields, submit};
 
 /// Trace-wide facts, shared by every thread and task working for the trace.
 pub(crate) struct TraceShared {
@@ -159,6 +160,55 @@ impl Local {
         lean_slot(generation, index)
     }
 
+    /// [`Local::open_lean`] for a point with fields, which take `records`
+    /// records (`field_records`) right after its start record, in the same
+    /// buffer: no allocation.
+    #[inline]
+    pub(crate) fn open_lean_fields(
+        &mut self,
+        name: &'static str,
+        fields: &[(&'static str, Field<'_>)],
+        records: usize,
+    ) -> Option<LeanSlot> {
+        let t = self.scope.trace.as_deref()?;
+        let (base, identity) = (t.base, t.identity);
+        let id = next_from(&mut self.ids);
+        let parent = self.scope.current;
+        self.scope.current = id;
+        let at = fastant::Instant::now();
+        let needed = records + 1;
+        // The point and its fields go over in one batch: hand over first a
+        // buffer that is stale or would pass a full batch; grow a young one
+        // as pushing would (doubling, so its capacity keeps a pool).
+        if let Some(d) = self.deadline {
+            if at > d || self.buf.len() + needed > BATCH {
+                self.flush();
+            } else if self.buf.capacity() - self.buf.len() < needed {
+                self.grow(needed);
+            }
+        }
+        if self.deadline.is_none() {
+            self.start_buffer_for(at, needed);
+        }
+        let slot = (self.generation, self.buf.len());
+        self.buf.push(Record {
+            base,
+            id,
+            parent,
+            at,
+            end: at,
+            name,
+            extra: None,
+            identity,
+            kind: RecordKind::Start,
+        });
+        push_fields(&mut self.buf, fields, at);
+        if self.buf.len() >= BATCH {
+            self.flush();
+        }
+        lean_slot(slot.0, slot.1)
+    }
+
     /// The start record of a sync guard's point, while it is in the buffer.
     #[inline]
     fn lean_record(&mut self, slot: LeanSlot) -> Option<&mut Record> {
@@ -287,9 +337,30 @@ impl Local {
 
     #[cold]
     fn start_buffer(&mut self, at: fastant::Instant) {
+        self.start_buffer_for(at, 1);
+    }
+
+    #[cold]
+    fn grow(&mut self, needed: usize) {
+        let len = self.buf.len();
+        let cap = (len + needed)
+            .next_power_of_two()
+            .max(self.buf.capacity() * 2)
+            .min(BATCH);
+        self.buf.reserve_exact(cap - len);
+    }
+
+    /// Starts a buffer with room for at least `needed` records (at most
+    /// `MAX_FIELD_RECORDS` + 1, so always a pooled capacity).
+    #[cold]
+    fn start_buffer_for(&mut self, at: fastant::Instant, needed: usize) {
         self.deadline = Some(at + MAX_AGE);
-        if self.buf.capacity() == 0 {
-            self.buf = new_buffer(self.next_cap.max(SMALL_BATCH));
+        if self.buf.capacity() < needed {
+            let cap = self
+                .next_cap
+                .max(SMALL_BATCH)
+                .max(needed.next_power_of_two());
+            self.buf = new_buffer(cap);
         }
     }
 

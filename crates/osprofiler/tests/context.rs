@@ -518,3 +518,65 @@ fn a_point_started_here_and_finished_elsewhere() {
     assert_eq!(start_of(&ev, "db").parent_id, rpc_id);
     assert_eq!(stop_of(&ev, "rpc").info["etype"], "Timeout");
 }
+
+#[test]
+fn point_with_fields_records_its_fields_whatever_the_buffer_holds() {
+    use osprofiler::Field;
+    common::sink();
+    let long = "é".repeat(30) + &"SELECT id FROM instances WHERE project_id = ? ".repeat(20);
+    let ctx = osprofiler::init(None, None, None);
+    // Enough points that some fields points land at a buffer's end (handed
+    // over first, never split from their point) and some start a new one.
+    for i in 0..700u32 {
+        let _p = osprofiler::point_with_fields(
+            "db",
+            &[
+                (
+                    "statement",
+                    Field::from(if i.is_multiple_of(3) {
+                        long.as_str()
+                    } else {
+                        "SELECT 1"
+                    }),
+                ),
+                ("rows", i.into()),
+                ("neg", Field::I64(-i64::from(i))),
+                ("ok", (i.is_multiple_of(2)).into()),
+            ],
+        );
+        let _q = osprofiler::point("inner");
+    }
+    // Too much text for the buffer: through `Info`, same result.
+    let huge = "x".repeat(10_000);
+    {
+        let _p = osprofiler::point_with_fields("big", &[("statement", Field::from(&huge))]);
+    }
+    osprofiler::clean();
+    let ev = common::events_of(ctx.base_id());
+    assert_eq!(ev.len(), 2 * (700 * 2 + 1));
+    let db: Vec<_> = ev
+        .iter()
+        .filter(|e| e.name == "db" && e.kind == EventKind::Start)
+        .collect();
+    assert_eq!(db.len(), 700);
+    let mut seen = vec![false; 700];
+    for e in db {
+        let i = e.info["rows"].as_u64().unwrap() as usize;
+        seen[i] = true;
+        let want = if i.is_multiple_of(3) {
+            long.as_str()
+        } else {
+            "SELECT 1"
+        };
+        assert_eq!(e.info["statement"], want, "point {i}");
+        assert_eq!(e.info["neg"], -(i as i64));
+        assert_eq!(e.info["ok"], i.is_multiple_of(2));
+    }
+    assert!(seen.iter().all(|s| *s));
+    assert!(
+        ev.iter()
+            .filter(|e| e.name == "db" && e.kind == EventKind::Stop)
+            .all(|e| !e.info.contains_key("statement"))
+    );
+    assert_eq!(start_of(&ev, "big").info["statement"], huge.as_str());
+}

@@ -9,12 +9,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use super::pool::recycle;
-use super::record::{Extra, Payload, Record, RecordKind};
+use super::record::{Extra, FieldsInfo, Payload, Record, RecordKind};
 use super::sink::Sink;
 use super::stats::{COUNTERS, LOSS_REPORT_INTERVAL, LossReport, note_error};
 use crate::event::{Event, EventInfo, EventKind};
 use crate::id::Id;
 use crate::identity::IdentityCache;
+use crate::info::Info;
 use crate::time::Timestamp;
 
 /// Tuning of the pipeline. The defaults suit a service; tests may lower them.
@@ -142,7 +143,11 @@ pub(crate) fn submit(batch: Vec<Record>) {
 fn events_in(batch: &[Record]) -> u64 {
     batch
         .iter()
-        .map(|r| if r.kind == RecordKind::Span { 2 } else { 1 })
+        .map(|r| match r.kind {
+            RecordKind::Span => 2,
+            RecordKind::Start | RecordKind::Stop => 1,
+            RecordKind::Field | RecordKind::More => 0,
+        })
         .sum()
 }
 
@@ -283,12 +288,30 @@ fn run(rx: Receiver<Msg>, queued: Arc<AtomicUsize>, cfg: Config) {
             match rx.try_recv() {
                 Ok(Msg::Batch(mut batch)) => {
                     let n = batch.len();
-                    for r in batch.drain(..) {
-                        push_events(r, &anchor, &mut idents, &mut events);
-                        if events.len() >= cfg.max_batch {
-                            write(&mut sink, &mut events);
+                    // By index: a point's field records follow it (none are
+                    // orphans); looking ahead costs a load, not a record's move.
+                    let mut i = 0;
+                    while i < n {
+                        let mut j = i + 1;
+                        while batch.get(j).is_some_and(|f| f.kind.is_field()) {
+                            j += 1;
                         }
+                        let fields = batch.get(i + 1..j).filter(|f| !f.is_empty()).map(|f| {
+                            let mut info = FieldsInfo::default();
+                            f.iter().for_each(|r| info.add(r));
+                            info.into_info()
+                        });
+                        if let Some(r) = batch.get_mut(i)
+                            && !r.kind.is_field()
+                        {
+                            push_events(r, fields, &anchor, &mut idents, &mut events);
+                            if events.len() >= cfg.max_batch {
+                                write(&mut sink, &mut events);
+                            }
+                        }
+                        i = j;
                     }
+                    batch.clear();
                     recycle(batch);
                     queued.fetch_sub(n, Ordering::Relaxed);
                 }
@@ -346,23 +369,19 @@ fn sink_flush(sink: &mut Option<Box<dyn Sink>>) {
 }
 
 fn push_events(
-    r: Record,
+    r: &mut Record,
+    fields: Option<Info>,
     anchor: &fastant::Anchor,
     idents: &mut IdentityCache,
     out: &mut Vec<Event>,
 ) {
     let ident = idents.get(r.identity);
     let micros = |at: fastant::Instant| Timestamp((at.as_unix_nanos(anchor) / 1000) as i64);
-    let (name, start, stop) = match r.extra {
-        None => (Cow::Borrowed(r.name), None, None),
+    let (name, start, stop) = match r.extra.take() {
+        None => (Cow::Borrowed(r.name), fields.map(Payload::Info), None),
         Some(e) => {
-            let Extra {
-                name,
-                start,
-                stop,
-                fields,
-            } = *e;
-            let start = start.or_else(|| fields.map(|f| Payload::Info(f.to_info())));
+            let Extra { name, start, stop } = *e;
+            let start = start.or_else(|| fields.map(Payload::Info));
             let name = match name {
                 Some(n) => Cow::Owned(n.into_string()),
                 None => Cow::Borrowed(r.name),
@@ -388,5 +407,6 @@ fn push_events(
             out.push(event(name.clone(), EventKind::Start, r.at, start));
             out.push(event(name, EventKind::Stop, r.end, stop));
         }
+        RecordKind::Field | RecordKind::More => {}
     }
 }

@@ -62,7 +62,7 @@ pub use exporter::{
     set_boxed_sink, set_sink, shutdown, shutdown_timeout,
 };
 pub(crate) use pool::{BATCH, new_buffer};
-pub(crate) use record::{Extra, Payload, Record, RecordKind};
+pub(crate) use record::{Extra, Payload, Record, RecordKind, field_records, push_fields};
 pub use sink::{Sink, SinkError};
 pub use sinks::{JsonLinesSink, MemorySink};
 pub use stats::{
