@@ -301,6 +301,24 @@ impl TraceQuery {
     }
 }
 
+/// The summary of trace `id` from its event texts, if it has events and passes `query`:
+/// how every store summarises a trace that has no summary of its own.
+pub(crate) fn overview_from_texts(
+    id: &str,
+    texts: Vec<String>,
+    query: &TraceQuery,
+) -> Option<TraceOverview> {
+    if texts.is_empty() || !query.text_matches(&texts) {
+        return None;
+    }
+    let report = Report::from_json_texts(texts);
+    if report.is_empty() {
+        return None;
+    }
+    let t = TraceOverview::from_report(id, &report);
+    query.matches(&t).then_some(t)
+}
+
 /// [`TraceStore::search_traces`]'s default: lists the traces, reads each one's events.
 pub(crate) fn search_by_events<S: TraceStore + ?Sized>(
     store: &mut S,
@@ -324,17 +342,9 @@ pub(crate) fn search_by_events<S: TraceStore + ?Sized>(
             }
         }
         let texts = store.event_texts(&c.base_id)?;
-        if texts.is_empty() || !query.text_matches(&texts) {
+        let Some(t) = overview_from_texts(&c.base_id, texts, query) else {
             continue;
-        }
-        let report = Report::from_json_texts(texts);
-        if report.is_empty() {
-            continue;
-        }
-        let t = TraceOverview::from_report(&c.base_id, &report);
-        if !query.matches(&t) {
-            continue;
-        }
+        };
         if want.is_some_and(|w| matched.len() >= w) {
             more = true;
             break;

@@ -34,11 +34,9 @@
 
 use std::collections::BTreeSet;
 
-use osprofiler_report::Report;
-
 use super::resp::Reply;
 use super::{OPT_PREFIX, SUMMARY_PREFIX, key};
-use crate::summary::one_line;
+use crate::summary::{one_line, overview_from_texts};
 use crate::{ReadError, RootPoint, TraceOverview, TracePage, TraceQuery};
 
 /// Members of a summary (see the module's notes).
@@ -294,20 +292,10 @@ pub(crate) fn search<S: Source + ?Sized>(
                     t
                 }
                 (None, None) => continue,
-                (None, Some(texts)) => {
-                    if texts.is_empty() || !q.text_matches(&texts) {
-                        continue;
-                    }
-                    let report = Report::from_json_texts(texts);
-                    if report.is_empty() {
-                        continue;
-                    }
-                    let t = TraceOverview::from_report(&c.id, &report);
-                    if !q.matches(&t) {
-                        continue;
-                    }
-                    t
-                }
+                (None, Some(texts)) => match overview_from_texts(&c.id, texts, q) {
+                    Some(t) => t,
+                    None => continue,
+                },
             };
             if want.is_some_and(|w| matched.len() >= w) {
                 more = true;

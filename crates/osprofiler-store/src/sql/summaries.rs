@@ -20,9 +20,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use osprofiler::{Event, EventKind};
-use osprofiler_report::Report;
 
-use crate::summary::{one_line, root_name, root_rank};
+use crate::summary::{one_line, overview_from_texts, root_name, root_rank};
 use crate::{RootPoint, TraceOverview, TracePage, TraceQuery};
 
 /// The summaries' table.
@@ -233,16 +232,7 @@ fn from_events<S: Source + ?Sized>(
     q: &TraceQuery,
     id: &str,
 ) -> Result<Option<TraceOverview>, String> {
-    let texts = src.texts(id)?;
-    if texts.is_empty() || !q.text_matches(&texts) {
-        return Ok(None);
-    }
-    let report = Report::from_json_texts(texts);
-    if report.is_empty() {
-        return Ok(None);
-    }
-    let t = TraceOverview::from_report(id, &report);
-    Ok(q.matches(&t).then_some(t))
+    Ok(overview_from_texts(id, src.texts(id)?, q))
 }
 
 /// One page of `q`: from the summaries when they count every row of `data`, else per trace
