@@ -375,6 +375,23 @@ impl Point {
         }
     }
 
+    /// [`Point::start`] with a payload already made (the layers' typed ones).
+    pub(crate) fn start_payload(name: &'static str, payload: Payload) -> Point {
+        if !is_active() {
+            return Point {
+                inner: AsyncPoint::none(),
+            };
+        }
+        Point {
+            inner: AsyncPoint::start(Cow::Borrowed(name), Some(payload)),
+        }
+    }
+
+    /// Sets the stop payload (replacing any earlier stop info).
+    pub(crate) fn set_payload(&mut self, p: Payload) {
+        self.inner.set_payload(p);
+    }
+
     /// Whether a point is recorded (a trace was active at its start).
     pub fn is_recording(&self) -> bool {
         self.inner.is_recording()
