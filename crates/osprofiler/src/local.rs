@@ -511,7 +511,7 @@ impl Local {
     }
 
     /// Exchanges the thread's scope with `other`, keeps the fast flag in step,
-    /// and hands the buffer over when the thread leaves its last trace.
+    /// and parks (or hands over) the buffer when the thread leaves its last trace.
     #[inline]
     pub(crate) fn swap_scope(&mut self, other: &mut Scope) {
         std::mem::swap(&mut self.scope, other);

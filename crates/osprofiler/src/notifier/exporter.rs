@@ -27,7 +27,9 @@ pub struct Config {
     /// record memory is at most exactly `max_queued_events` × 96 bytes whatever
     /// the shape of the load (see the [module docs](super)).
     pub max_queued_events: usize,
-    /// How often the exporter wakes to collect batches.
+    /// How often the exporter wakes to collect batches, including the buffers
+    /// threads leave in their mailboxes between traces: about the longest a
+    /// finished short trace waits before it is written.
     pub interval: Duration,
     /// Most events the exporter hands to the sink in one `write`.
     pub max_batch: usize,
@@ -255,7 +257,8 @@ pub fn set_boxed_sink(sink: Box<dyn Sink>) -> NotifierGuard {
 static SINK_GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// Writes out everything this thread recorded and everything other threads
-/// have handed over (threads hand over their buffer when they leave a trace),
+/// have handed over or left waiting between their traces (a thread's buffer
+/// waits in its mailbox for at most about one `Config::interval` after a trace ends),
 /// and flushes the sink. Waits up to 5 seconds.
 pub fn flush() -> Result<(), FlushError> {
     flush_timeout(Duration::from_secs(5))
