@@ -556,7 +556,11 @@ pub(crate) mod tests {
         });
         let a = done_rx.recv().unwrap();
         notifier::flush().unwrap();
-        assert_eq!(sink.trace(a).len(), 2, "the flush collects the idle thread's trace");
+        assert_eq!(
+            sink.trace(a).len(),
+            2,
+            "the flush collects the idle thread's trace"
+        );
 
         let b = TraceContext::new(None, None, None);
         b.in_scope(|| drop(point("db")));
