@@ -531,6 +531,20 @@ impl<C: Client> Sink for SqlSink<C> {
     }
 }
 
+/// Whether a connect error is about TLS that trying again will not fix: a certificate
+/// not trusted, a CA file that cannot be read, TLS not built in.
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+pub(crate) fn tls_refused(error: &str) -> bool {
+    [
+        "invalid peer certificate",
+        "CA certificate",
+        "TLS setup",
+        "`tls` feature",
+    ]
+    .iter()
+    .any(|w| error.contains(w))
+}
+
 /// `text` on one line, for messages (server errors may span lines).
 pub(crate) fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
