@@ -386,8 +386,9 @@ mod with_tls {
         round_trip(&m, &with(&mq.transport_url()), 3);
     }
 
-    /// `rediscluster://…?ssl=true&ssl_ca_certs=…` against a cluster whose nodes talk TLS to
-    /// clients and to each other (`--tls-cluster yes`).
+    /// `rediscluster://…?ssl=true&ssl_ca_certs=…` against a cluster (three masters, a
+    /// replica each) whose nodes talk TLS to clients and to each other (`--tls-cluster
+    /// yes`, `--tls-replication yes`).
     #[test]
     fn redis_cluster_tls() {
         let Some(certs) = certs() else { return };
@@ -395,7 +396,7 @@ mod with_tls {
         let Some(cluster) = started(
             "redis cluster with TLS",
             t,
-            RedisCluster::start_tls(3, 0, &certs.ours),
+            RedisCluster::start_tls(3, 1, &certs.ours),
         ) else {
             return;
         };
@@ -421,6 +422,20 @@ mod with_tls {
             .map(|&p| cluster.cmd_on(p, &["DBSIZE"]).unwrap().as_int().unwrap())
             .sum();
         assert!(total >= 12, "{total} keys");
+        // The replicas follow their masters over TLS (`--tls-replication yes`).
+        for n in cluster
+            .cluster_nodes()
+            .unwrap()
+            .iter()
+            .filter(|n| !n.master)
+        {
+            let info = cluster
+                .cmd_on(n.port, &["INFO", "replication"])
+                .unwrap()
+                .into_string()
+                .unwrap();
+            assert!(info.contains("master_link_status:up"), "{info}");
+        }
         // Another CA, or the system roots, do not vouch for the nodes.
         for bad in [
             format!(

@@ -223,7 +223,13 @@ impl Cluster {
                     if e.breaks_connection() {
                         self.nodes[i].conn = None;
                     }
-                    why.push(format!("{host}:{port}: {e}"));
+                    // A failed connect names its node already.
+                    let (at, e) = (format!("{host}:{port}"), e.to_string());
+                    why.push(if e.starts_with(&at) {
+                        e
+                    } else {
+                        format!("{at}: {e}")
+                    });
                 }
             }
         }
