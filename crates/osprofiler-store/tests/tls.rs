@@ -306,6 +306,25 @@ mod with_tls {
             &opts(),
             2,
         );
+        // The certificate names 127.0.0.1: by another name it is refused unless only the
+        // chain is checked (VERIFY_CA, pymysql's ssl_check_hostname=false).
+        let by_name = |query: &str| {
+            cs(&format!(
+                "mysql+pymysql://tls_only:My-s3cret@localhost:{port}/osprofiler?{query}"
+            ))
+        };
+        let m = open_err(&by_name(&format!("ssl_ca={ca}")), &opts(), "My-s3cret");
+        assert!(m.contains("invalid peer certificate"), "{m}");
+        round_trip(
+            &by_name(&format!("ssl_ca={ca}&ssl_check_hostname=false")),
+            &opts(),
+            6,
+        );
+        round_trip(
+            &by_name(&format!("ssl_mode=VERIFY_CA&ssl_ca={ca}")),
+            &opts(),
+            7,
+        );
         // Unverified TLS: MySQL's REQUIRED, pymysql's ssl=true.
         round_trip(&url("tls_only", "ssl_mode=REQUIRED"), &opts(), 3);
         round_trip(&url("tls_only", "ssl=true"), &opts(), 4);
