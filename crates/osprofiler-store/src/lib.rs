@@ -100,7 +100,7 @@ pub use redis::write_event_json as __redis_event_json;
 
 pub use conn::{
     Backends, ConnectionString, ConnectionStringError, JAEGER_MAX_PACKET_SIZE, JaegerTarget,
-    OtlpProtocol, OtlpTarget, RedisTarget, SqlDialect, SqlTarget, redact,
+    OtlpProtocol, OtlpTarget, RedisTarget, SqlDialect, SqlTarget, SqlTls, redact,
 };
 pub use fanout::{BackendStats, backend_stats};
 #[cfg(feature = "jaeger")]

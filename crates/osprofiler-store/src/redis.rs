@@ -46,7 +46,7 @@ pub use resp::fuzz as resp_fuzz;
 mod sink;
 mod store;
 mod summaries;
-mod tls;
+pub(crate) mod tls;
 
 use std::time::Duration;
 
@@ -174,12 +174,25 @@ fn settings(cs: &ConnectionString, opts: &Options) -> Result<Settings, OpenError
             nodes,
             username,
             password,
+            tls,
+            ca_certs,
+            verify_tls,
         } => Ok(Settings {
-            // Replaced by each node's address.
+            // Replaced by each node's address (the TLS configuration kept, its server
+            // name replaced).
             target: Target::Direct {
                 host: nodes.first().map(|n| n.0.clone()).unwrap_or_default(),
                 port: nodes.first().map_or(6379, |n| n.1),
-                tls: None,
+                tls: cluster_tls(
+                    *tls,
+                    nodes.first().map_or("", |n| n.0.as_str()),
+                    ca_certs.as_deref(),
+                    *verify_tls,
+                )
+                .map_err(|reason| OpenError::Unavailable {
+                    store: cs.to_string(),
+                    reason,
+                })?,
             },
             username: username.clone(),
             password: password.clone(),
@@ -190,6 +203,25 @@ fn settings(cs: &ConnectionString, opts: &Options) -> Result<Settings, OpenError
             store: other.to_string(),
             reason: "not a Redis connection string".into(),
         }),
+    }
+}
+
+/// TLS for a Redis Cluster's nodes (`rediscluster://…?ssl=true`), with the `tls` feature.
+fn cluster_tls(
+    tls: bool,
+    host: &str,
+    ca_certs: Option<&std::path::Path>,
+    verify: bool,
+) -> Result<Option<tls::TlsSetup>, String> {
+    if !tls {
+        return Ok(None);
+    }
+    #[cfg(feature = "tls")]
+    return tls::setup(host, ca_certs, verify).map(Some);
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = (host, ca_certs, verify);
+        Err("ssl=true: TLS to a Redis Cluster needs osprofiler-store's `tls` feature".into())
     }
 }
 

@@ -78,11 +78,24 @@ pub struct PostgresServer {
     port: u16,
     bin: PathBuf,
     dir: TempDir,
+    /// More `-c` settings (TLS).
+    extra: Vec<String>,
 }
 
 impl PostgresServer {
     /// initdb, then start and wait until it answers.
     pub fn start() -> Result<PostgresServer, String> {
+        PostgresServer::start_with(None)
+    }
+
+    /// The same with TLS on (`ssl=on`, the certificate and key of `certs`, copied into
+    /// its directory and owned by `postgres`, as the server requires of a key): clients
+    /// choose TLS or not (`pg_stat_ssl` says which).
+    pub fn start_tls(certs: &crate::TestCerts) -> Result<PostgresServer, String> {
+        PostgresServer::start_with(Some(certs))
+    }
+
+    fn start_with(certs: Option<&crate::TestCerts>) -> Result<PostgresServer, String> {
         let bin = pg_bin()?;
         let dir = TempDir::try_new()?;
         if running_as_root() {
@@ -107,11 +120,36 @@ impl PostgresServer {
             .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"])
             .args(["--no-instructions", "--locale=C"]);
         run_ok("initdb", initdb, None, CMD_TIMEOUT)?;
+        let mut extra = Vec::new();
+        if let Some(c) = certs {
+            let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+            std::fs::copy(&c.cert, &cert).map_err(|e| format!("postgres cert: {e}"))?;
+            std::fs::copy(&c.key, &key).map_err(|e| format!("postgres key: {e}"))?;
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| format!("postgres key: {e}"))?;
+            }
+            if running_as_root() {
+                let mut c = Command::new("chown");
+                c.arg("postgres").arg(&cert).arg(&key);
+                run_ok("chown postgres", c, None, CMD_TIMEOUT)?;
+            }
+            extra = vec![
+                "-c".to_owned(),
+                "ssl=on".to_owned(),
+                "-c".to_owned(),
+                format!("ssl_cert_file={}", cert.display()),
+                "-c".to_owned(),
+                format!("ssl_key_file={}", key.display()),
+            ];
+        }
         let mut server = PostgresServer {
             child: None,
             port: 0,
             bin,
             dir,
+            extra,
         };
         on_free_ports("postgres", ATTEMPTS, || server.launch(crate::free_port()))?;
         Ok(server)
@@ -131,6 +169,7 @@ impl PostgresServer {
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
             .args(["-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
             .args(["-c", "max_connections=40", "-c", "shared_buffers=32MB"])
+            .args(&self.extra)
             .stdout(log.0)
             .stderr(log.1);
         let (mut child, stdin) = spawn_tethered(&mut cmd)
@@ -253,11 +292,23 @@ pub struct MariaDbServer {
     /// Whether database `osprofiler` exists yet.
     database: bool,
     dir: TempDir,
+    /// More server options (TLS).
+    extra: Vec<String>,
 }
 
 impl MariaDbServer {
     /// mariadb-install-db, then start and wait until it answers.
     pub fn start() -> Result<MariaDbServer, String> {
+        MariaDbServer::start_with(None)
+    }
+
+    /// The same with TLS (`--ssl-cert`, `--ssl-key`, `--ssl-ca` of `certs`): clients
+    /// choose TLS or not (`SHOW STATUS LIKE 'Ssl_cipher'` says which).
+    pub fn start_tls(certs: &crate::TestCerts) -> Result<MariaDbServer, String> {
+        MariaDbServer::start_with(Some(certs))
+    }
+
+    fn start_with(certs: Option<&crate::TestCerts>) -> Result<MariaDbServer, String> {
         let dir = TempDir::try_new()?;
         // A temporary directory of its own: servers of parallel tests sharing /tmp
         // have failed the install ("Could not remove temporary table '/tmp/#sql-…'").
@@ -279,11 +330,21 @@ impl MariaDbServer {
                 e
             }
         })?;
+        let extra = certs
+            .map(|c| {
+                vec![
+                    format!("--ssl-cert={}", c.cert.display()),
+                    format!("--ssl-key={}", c.key.display()),
+                    format!("--ssl-ca={}", c.ca.display()),
+                ]
+            })
+            .unwrap_or_default();
         let mut server = MariaDbServer {
             child: None,
             port: 0,
             database: false,
             dir,
+            extra,
         };
         on_free_ports("mariadbd", ATTEMPTS, || server.launch(crate::free_port()))?;
         server.sql("CREATE DATABASE osprofiler")?;
@@ -315,7 +376,8 @@ impl MariaDbServer {
                 "--innodb-flush-log-at-trx-commit=0",
                 "--skip-innodb-doublewrite",
             ])
-            .args(["--innodb-log-file-size=16M", "--max-connections=60"]);
+            .args(["--innodb-log-file-size=16M", "--max-connections=60"])
+            .args(&self.extra);
         if running_as_root() {
             cmd.arg("--user=root");
         }
