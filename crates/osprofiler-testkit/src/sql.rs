@@ -3,8 +3,8 @@
 
 use crate::TempDir;
 use crate::process::{
-    Launch, exited_early, exited_with_log, kill_group, on_free_ports, run, run_ok, spawn_tethered,
-    tethered,
+    Launch, exited_early, exited_with_log, kill_group, on_free_ports, on_same_ports, run, run_ok,
+    spawn_tethered, tethered,
 };
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
@@ -265,6 +265,25 @@ impl PostgresServer {
             drop(stdin);
         }
     }
+
+    /// Kills the server and its backends with SIGKILL, as a crash would: no shutdown, the
+    /// connections reset, the port stops answering.
+    pub fn kill(&mut self) {
+        if let Some((mut child, stdin)) = self.child.take() {
+            kill_group(&mut child);
+            drop(stdin);
+        }
+    }
+
+    /// Starts the server again on the same port and data directory (after
+    /// [`kill`](Self::kill) or [`stop`](Self::stop); kills a running one first). The data
+    /// stays: after a kill PostgreSQL recovers it from its WAL (but for the commits of the
+    /// last 200 ms or so: `synchronous_commit` is off).
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.kill();
+        let port = self.port;
+        on_same_ports(READY_TIMEOUT, || self.launch(port))
+    }
 }
 
 impl Drop for PostgresServer {
@@ -355,6 +374,11 @@ impl MariaDbServer {
     fn launch(&mut self, port: u16) -> Result<(), Launch> {
         let log_path = self.dir.join("mariadb.log");
         let _ = std::fs::remove_file(&log_path);
+        // What it writes before it opens its log (warnings about limits, say) goes here,
+        // not to the test's output.
+        let early = File::create(self.dir.join("mariadb.stderr"))
+            .and_then(|f| Ok((f.try_clone()?, f)))
+            .map_err(|e| Launch::Failed(format!("mariadbd: cannot create its stderr file: {e}")))?;
         let mut cmd = tethered("mariadb-wrapper", "mariadbd");
         cmd.arg("--no-defaults")
             .arg(format!("--datadir={}", self.dir.join("data").display()))
@@ -377,7 +401,9 @@ impl MariaDbServer {
                 "--skip-innodb-doublewrite",
             ])
             .args(["--innodb-log-file-size=16M", "--max-connections=60"])
-            .args(&self.extra);
+            .args(&self.extra)
+            .stdout(early.0)
+            .stderr(early.1);
         if running_as_root() {
             cmd.arg("--user=root");
         }
@@ -453,17 +479,67 @@ impl MariaDbServer {
         run_ok("mariadb", c, None, CMD_TIMEOUT).map(|s| s.trim().to_owned())
     }
 
-    /// Kills the server.
+    /// Kills the server with SIGKILL, as a crash would.
     pub fn stop(&mut self) {
         if let Some((mut child, stdin)) = self.child.take() {
             kill_group(&mut child);
             drop(stdin);
         }
     }
+
+    /// Starts the server again on the same port and data directory (after
+    /// [`stop`](Self::stop); kills a running one first). The data stays, InnoDB recovers
+    /// it after a kill, but for the last second's commits: the server writes its log once
+    /// a second (`--innodb-flush-log-at-trx-commit=0`, for speed).
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.stop();
+        let port = self.port;
+        on_same_ports(READY_TIMEOUT, || self.launch(port))
+    }
 }
 
 impl Drop for MariaDbServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_killed_restarts_on_its_port_with_its_data() {
+        let Some(mut pg) = crate::need("postgresql", PostgresServer::start()) else {
+            return;
+        };
+        pg.psql("CREATE TABLE t (v int); INSERT INTO t VALUES (7)")
+            .unwrap();
+        // The WAL writer's delay (see restart).
+        std::thread::sleep(Duration::from_millis(500));
+        let port = pg.port();
+        pg.kill();
+        assert!(pg.psql("SELECT 1").is_err(), "still answers after kill");
+        pg.restart().unwrap();
+        assert_eq!(pg.port(), port);
+        assert_eq!(pg.psql("SELECT v FROM t").unwrap(), "7");
+    }
+
+    #[test]
+    fn mariadb_killed_restarts_on_its_port_with_its_data() {
+        let Some(mut db) = crate::need("mariadb", MariaDbServer::start()) else {
+            return;
+        };
+        db.sql("CREATE TABLE t (v int); INSERT INTO t VALUES (7)")
+            .unwrap();
+        // The log is written once a second (see restart).
+        std::thread::sleep(Duration::from_millis(1500));
+        let port = db.port();
+        db.stop();
+        assert!(db.sql("SELECT 1").is_err(), "still answers after kill");
+        db.restart().unwrap();
+        assert_eq!(db.port(), port);
+        assert_eq!(db.sql("SELECT v FROM t").unwrap(), "7");
+        assert_eq!(db.sql("SELECT @@port").unwrap(), port.to_string());
     }
 }
