@@ -659,6 +659,15 @@ fn redis_killed_beside_a_live_otlp_collector() {
         .find(|b| b.backend.starts_with("redis"))
         .unwrap();
     assert!(red.failed + red.dropped > 0, "{red:?}");
+    // Each backend of a list logs its own losses at the configured interval.
+    assert!(
+        out.logs
+            .iter()
+            .any(|l| l.contains(&red.backend) && l.contains("lost")),
+        "no log line for {}: {:#?}",
+        red.backend,
+        out.logs
+    );
 }
 
 #[test]

@@ -145,6 +145,13 @@ fn collect(mut each: impl FnMut(Vec<Record>)) {
     });
 }
 
+/// The tuning in effect: what [`configure`] set last, else the defaults. Sinks that
+/// report on their own (a list of backends, each on its own thread) follow its
+/// `loss_report_interval`.
+pub fn configured() -> Config {
+    CONFIG.lock().ok().and_then(|c| *c).unwrap_or_default()
+}
+
 /// Hands a thread's batch to the exporter; never blocks.
 pub(crate) fn submit(batch: Vec<Record>) {
     if batch.is_empty() {

@@ -59,8 +59,8 @@ mod sinks;
 mod stats;
 
 pub use exporter::{
-    Config, FlushError, NotifierGuard, SHUTDOWN_TIMEOUT, configure, flush, flush_timeout,
-    set_boxed_sink, set_sink, shutdown, shutdown_timeout,
+    Config, FlushError, NotifierGuard, SHUTDOWN_TIMEOUT, configure, configured, flush,
+    flush_timeout, set_boxed_sink, set_sink, shutdown, shutdown_timeout,
 };
 pub(crate) use exporter::{Mailbox, mailbox, submit};
 pub(crate) use pool::{BATCH, new_buffer};
