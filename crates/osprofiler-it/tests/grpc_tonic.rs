@@ -5,16 +5,16 @@
 //!
 //! The service is written by hand over a raw-bytes codec: no protoc, no prost.
 
+mod grpc_support;
 mod http_support;
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE;
-use bytes::{Buf, BufMut, Bytes};
+use bytes::Bytes;
+use grpc_support::{BoxFuture, Client, RawCodec};
 use http_support::{KEY, info, point, runtime, wait_events};
 use osprofiler::integrations::tonic::GrpcClientInterceptor;
 use osprofiler::integrations::tonic::GrpcServerLayer;
@@ -22,52 +22,15 @@ use osprofiler::notifier::{self, MemorySink};
 use osprofiler::{HmacKey, HmacKeys, Identity, TraceContext, in_point, switches, trace};
 use osprofiler_testkit::need;
 use serde_json::json;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint, Server};
+use tonic::transport::{Endpoint, Server};
 use tonic::{Status, server::UnaryService};
-
-/// Messages are their bytes.
-#[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-    fn encoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-    fn decoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-}
 
 #[trace(name = "driver")]
 async fn spawn_vm(name: &str) -> usize {
     tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     name.len()
 }
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// `Say`: answers with the metadata it received (name=value lines), after a
 /// traced driver call.
@@ -126,22 +89,8 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for Compute {
     }
 }
 
-type Client = tonic::client::Grpc<InterceptedService<Channel, GrpcClientInterceptor>>;
-
 async fn call(client: &mut Client, path: &'static str) -> Result<Bytes, Status> {
-    client
-        .ready()
-        .await
-        .map_err(|e| Status::unavailable(e.to_string()))?;
-    let path = http::uri::PathAndQuery::from_static(path);
-    let resp = client
-        .unary(
-            tonic::Request::new(Bytes::from_static(b"hi")),
-            path,
-            RawCodec,
-        )
-        .await?;
-    Ok(resp.into_inner())
+    grpc_support::unary(client, path, b"hi").await
 }
 
 #[test]
