@@ -16,9 +16,7 @@
 mod grpc_support;
 
 use std::collections::{HashMap, HashSet};
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -26,7 +24,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use bytes::Bytes;
-use grpc_support::{BoxFuture, Client, RawCodec};
+use grpc_support::{BoxFuture, Client, RawCodec, Routes};
 use osprofiler::integrations::reqwest::HttpClientMiddleware;
 use osprofiler::integrations::tonic::GrpcClientInterceptor;
 use osprofiler::integrations::tonic::GrpcServerLayer;
@@ -86,27 +84,14 @@ impl UnaryService<Bytes> for Build {
     }
 }
 
-#[derive(Clone)]
-struct Compute;
-
-impl tower_service::Service<http::Request<tonic::body::Body>> for Compute {
-    type Response = http::Response<tonic::body::Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<Result<Self::Response, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        Box::pin(async move {
-            let mut grpc = tonic::server::Grpc::new(RawCodec);
-            Ok(match req.uri().path() {
-                "/compute.Compute/Build" => grpc.unary(Build, req).await,
-                _ => Status::unimplemented("no such method").into_http(),
-            })
-        })
-    }
+fn compute(req: http::Request<tonic::body::Body>) -> BoxFuture<http::Response<tonic::body::Body>> {
+    Box::pin(async move {
+        let mut grpc = tonic::server::Grpc::new(RawCodec);
+        match req.uri().path() {
+            "/compute.Compute/Build" => grpc.unary(Build, req).await,
+            _ => Status::unimplemented("no such method").into_http(),
+        }
+    })
 }
 
 async fn build(mut client: Client) -> Result<Bytes, Status> {
@@ -136,7 +121,10 @@ fn start(rt: &tokio::runtime::Runtime) -> Result<std::net::SocketAddr, String> {
         tokio::spawn(
             Server::builder()
                 .layer(GrpcServerLayer::new())
-                .serve_with_incoming(Compute, tonic::transport::server::TcpIncoming::from(grpc)),
+                .serve_with_incoming(
+                    Routes(compute),
+                    tonic::transport::server::TcpIncoming::from(grpc),
+                ),
         );
         let channel = Endpoint::from_shared(format!("http://{grpc_addr}"))
             .map_err(|e| e.to_string())?

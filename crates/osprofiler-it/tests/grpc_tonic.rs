@@ -8,13 +8,10 @@
 mod grpc_support;
 mod http_support;
 
-use std::convert::Infallible;
-use std::task::{Context, Poll};
-
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE;
 use bytes::Bytes;
-use grpc_support::{BoxFuture, Client, RawCodec};
+use grpc_support::{BoxFuture, Client, RawCodec, Routes};
 use http_support::{KEY, info, point, runtime, wait_events};
 use osprofiler::integrations::tonic::GrpcClientInterceptor;
 use osprofiler::integrations::tonic::GrpcServerLayer;
@@ -65,28 +62,15 @@ impl UnaryService<Bytes> for Fail {
 }
 
 /// The whole server: routes by path, as generated code would.
-#[derive(Clone)]
-struct Compute;
-
-impl tower_service::Service<http::Request<tonic::body::Body>> for Compute {
-    type Response = http::Response<tonic::body::Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<Result<Self::Response, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        Box::pin(async move {
-            let mut grpc = tonic::server::Grpc::new(RawCodec);
-            Ok(match req.uri().path() {
-                "/compute.Compute/Say" => grpc.unary(Say, req).await,
-                "/compute.Compute/Fail" => grpc.unary(Fail, req).await,
-                _ => Status::unimplemented("no such method").into_http(),
-            })
-        })
-    }
+fn compute(req: http::Request<tonic::body::Body>) -> BoxFuture<http::Response<tonic::body::Body>> {
+    Box::pin(async move {
+        let mut grpc = tonic::server::Grpc::new(RawCodec);
+        match req.uri().path() {
+            "/compute.Compute/Say" => grpc.unary(Say, req).await,
+            "/compute.Compute/Fail" => grpc.unary(Fail, req).await,
+            _ => Status::unimplemented("no such method").into_http(),
+        }
+    })
 }
 
 async fn call(client: &mut Client, path: &'static str) -> Result<Bytes, Status> {
@@ -110,7 +94,7 @@ fn grpc_calls_continue_the_trace() {
         tokio::spawn(
             Server::builder()
                 .layer(layer)
-                .serve_with_incoming(Compute, incoming),
+                .serve_with_incoming(Routes(compute), incoming),
         );
         let channel = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| e.to_string())?

@@ -1,14 +1,17 @@
 //! Shared by the gRPC tests: a tonic codec whose messages are their bytes (no protoc, no
-//! prost), and a signed client's unary call over it.
+//! prost), a server routing calls by path, and a signed client's unary call.
 
 #![allow(dead_code)]
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::{Buf, BufMut, Bytes};
 use osprofiler::integrations::tonic::GrpcClientInterceptor;
 use tonic::Status;
+use tonic::body::Body;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -71,4 +74,24 @@ pub async fn unary(
         )
         .await?;
     Ok(resp.into_inner())
+}
+
+/// A gRPC server, written by hand as generated code would be: the function answers each
+/// call, by its path.
+#[derive(Clone, Copy)]
+pub struct Routes(pub fn(http::Request<Body>) -> BoxFuture<http::Response<Body>>);
+
+impl tower_service::Service<http::Request<Body>> for Routes {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        let answer = (self.0)(req);
+        Box::pin(async move { Ok(answer.await) })
+    }
 }
