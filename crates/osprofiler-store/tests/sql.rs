@@ -9,8 +9,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::text::{T0, event, uuid, wsgi_db};
 use common::cs;
+use common::text::{T0, event, uuid, wsgi_db};
 use osprofiler::{Event, Timestamp};
 use osprofiler_store::{ConnectionString, OpenError, Options, TraceQuery, open, sink};
 use osprofiler_testkit::{MariaDbServer, Oracle, PostgresServer, free_port, need};
