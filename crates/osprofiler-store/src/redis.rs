@@ -240,16 +240,11 @@ fn push_score(out: &mut Vec<u8>, micros: i64) {
         out.push(b'-');
     }
     let abs = micros.unsigned_abs();
-    resp::push_uint(out, abs / 1_000_000);
+    osprofiler::private::push_decimal(out, abs / 1_000_000);
     out.push(b'.');
-    let frac = abs % 1_000_000;
-    let mut digits = [b'0'; 6];
-    let mut f = frac;
-    for d in digits.iter_mut().rev() {
-        *d = b'0' + (f % 10) as u8;
-        f /= 10;
-    }
-    out.extend_from_slice(&digits);
+    let mut frac = [0u8; 6];
+    osprofiler::private::write_decimal_fixed(&mut frac, (abs % 1_000_000) as u32);
+    out.extend_from_slice(&frac);
 }
 
 /// A score as Redis returns it, back to microseconds.
