@@ -31,10 +31,11 @@ use osprofiler::integrations::tower::HttpServerLayer;
 use osprofiler::notifier::{self, Config};
 use osprofiler::{HmacKey, HmacKeys, Id, Identity, TraceContext, switches};
 use osprofiler_store::{
-    BackendStats, Backends, ConnectionString, JaegerStats, Options, backend_stats,
+    BackendStats, Backends, ConnectionString, JaegerStats, Options, TransportUrl, backend_stats,
 };
 use osprofiler_testkit::{
-    MariaDbServer, PostgresServer, RedisServer, RespValue, Rotel, free_port, need,
+    MariaDbServer, PostgresServer, RabbitMqServer, RedisServer, RespValue, Rotel, free_port,
+    need,
 };
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 
@@ -221,6 +222,9 @@ enum Fault<'a> {
     KillRedisBesideRotel(&'a mut RedisServer, &'a Rotel),
     /// `kill -9` of the SQL server, restarted on its port and data directory.
     KillSql(&'a mut Sql, String),
+    /// RabbitMQ's node killed (with what it held: its queues are not durable) and started
+    /// again on its ports and data directory.
+    KillBroker(&'a mut RabbitMqServer),
     /// Nothing to restart (a dead UDP port, a hanging peer).
     None,
 }
@@ -257,6 +261,27 @@ impl Sql {
             Sql::MariaDb(s) => s.url(),
         }
     }
+}
+
+/// Whether trace `base`'s events wait on the bus (read back without consuming other
+/// traces' events).
+fn on_the_bus(transport_url: &str, base: Id) -> bool {
+    let Ok(tu) = transport_url.parse::<TransportUrl>() else {
+        return false;
+    };
+    let opts = Options {
+        transport_url: Some(tu),
+        ..Options::default()
+    };
+    let Ok(cs) = "messaging://".parse::<ConnectionString>() else {
+        return false;
+    };
+    let Ok(mut store) = osprofiler_store::open(&cs, &opts) else {
+        return false;
+    };
+    store
+        .events(&base.to_string())
+        .is_ok_and(|events| !events.is_empty())
 }
 
 /// Whether trace `base` is in the database complete: at least the client's, the server's
@@ -348,6 +373,10 @@ fn scenario(name: &str, backends: &str, mut fault: Fault<'_>) -> Outcome {
     let list: Backends = backends.parse().expect("connection strings");
     let opts = Options {
         socket_timeout: Duration::from_millis(500),
+        transport_url: match &fault {
+            Fault::KillBroker(mq) => Some(mq.transport_url().parse().expect("transport url")),
+            _ => None,
+        },
         ..Options::default()
     };
     let sink = osprofiler_store::sink_all(&list, &opts).expect("sink");
@@ -410,6 +439,12 @@ fn scenario(name: &str, backends: &str, mut fault: Fault<'_>) -> Outcome {
             sql.kill();
             std::thread::sleep(RESTART_AFTER);
             sql.restart().expect("sql restart");
+            restarted = Some(load_start.elapsed());
+        }
+        Fault::KillBroker(mq) => {
+            mq.stop();
+            std::thread::sleep(RESTART_AFTER);
+            mq.restart().expect("rabbitmq restart");
             restarted = Some(load_start.elapsed());
         }
         Fault::None => {}
@@ -482,6 +517,14 @@ fn scenario(name: &str, backends: &str, mut fault: Fault<'_>) -> Outcome {
             });
             note(format!(
                 "{name}: a new trace reached the restarted server, complete, in {t:.2?}"
+            ));
+        }
+        Fault::KillBroker(mq) => {
+            let t = wait_new_trace(&rt, &client, &url, "rabbitmq", |b| {
+                on_the_bus(&mq.transport_url(), b)
+            });
+            note(format!(
+                "{name}: a new trace reached the restarted broker in {t:.2?}"
             ));
         }
         Fault::None => {}
@@ -711,6 +754,20 @@ fn postgres_killed_and_restarted() {
     let mut sql = Sql::Postgres(pg);
     let cs = sql.url();
     scenario("postgres", &cs, Fault::KillSql(&mut sql, cs.clone()));
+}
+
+#[test]
+fn rabbitmq_killed_and_restarted() {
+    let Some(mq) = need("rabbitmq-server", RabbitMqServer::start()) else {
+        return;
+    };
+    if !is_child("rabbitmq_killed_and_restarted") {
+        drop(mq);
+        in_child("rabbitmq_killed_and_restarted");
+        return;
+    }
+    let mut mq = mq;
+    scenario("rabbitmq", "messaging://", Fault::KillBroker(&mut mq));
 }
 
 #[test]
