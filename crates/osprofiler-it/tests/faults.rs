@@ -34,8 +34,7 @@ use osprofiler_store::{
     BackendStats, Backends, ConnectionString, JaegerStats, Options, TransportUrl, backend_stats,
 };
 use osprofiler_testkit::{
-    MariaDbServer, PostgresServer, RabbitMqServer, RedisServer, RespValue, Rotel, free_port,
-    need,
+    MariaDbServer, PostgresServer, RabbitMqServer, RedisServer, RespValue, Rotel, free_port, need,
 };
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 
