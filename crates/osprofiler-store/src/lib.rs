@@ -69,6 +69,7 @@
 //! # std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 
+mod backoff;
 mod conn;
 mod fanout;
 mod file;

@@ -84,9 +84,10 @@
 //! let report = store.report("4f5c5a3e-0c1b-4b53-9f0e-52e4b0c7a1d2").unwrap(); // consumes the trace
 //! ```
 
+use crate::backoff::Backoff;
 use std::future::Future;
 use std::pin::Pin;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
@@ -109,9 +110,6 @@ pub const TRANSPORT_URL_ENV: &str = "OSPROFILER_TRANSPORT_URL";
 
 /// The notifier's topic and priority: oslo.messaging's queue and routing key.
 pub const ROUTING_KEY: &str = "profiler.info";
-
-const BACKOFF_FIRST: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// What the sink and the store share: where the broker is and how to declare its
 /// exchange and queue.
@@ -450,9 +448,7 @@ struct MessagingSink {
     name: String,
     v2: bool,
     link: Option<Link>,
-    failures: u32,
-    retry_at: Option<Instant>,
-    last_error: String,
+    backoff: Backoff,
     bodies: Vec<Vec<u8>>,
 }
 
@@ -466,9 +462,7 @@ pub(crate) fn open_sink(opts: &Options) -> Result<Box<dyn Sink>, OpenError> {
         name,
         v2: opts.messaging_v2,
         link: None,
-        failures: 0,
-        retry_at: None,
-        last_error: String::new(),
+        backoff: Backoff::default(),
         bodies: Vec::new(),
         bus,
     };
@@ -499,12 +493,7 @@ pub(crate) fn open_sink(opts: &Options) -> Result<Box<dyn Sink>, OpenError> {
 
 impl MessagingSink {
     fn failed(&mut self, e: String) {
-        self.failures = self.failures.saturating_add(1);
-        let delay = BACKOFF_FIRST
-            .saturating_mul(1 << (self.failures - 1).min(10))
-            .min(BACKOFF_MAX);
-        self.retry_at = Some(Instant::now() + delay);
-        self.last_error = e;
+        self.backoff.failed(e);
     }
 
     fn error(&self, e: impl std::fmt::Display) -> SinkError {
@@ -561,15 +550,8 @@ impl Sink for MessagingSink {
             return Ok(());
         }
         if self.link.is_none() {
-            if let Some(at) = self.retry_at {
-                let now = Instant::now();
-                if now < at {
-                    return Err(self.error(format_args!(
-                        "{} (next attempt in {} ms)",
-                        self.last_error,
-                        (at - now).as_millis()
-                    )));
-                }
+            if let Some(waiting) = self.backoff.waiting() {
+                return Err(self.error(waiting));
             }
             match self.bus.connect() {
                 Ok(link) => self.link = Some(link),
@@ -602,8 +584,7 @@ impl Sink for MessagingSink {
         );
         match confirm.and_then(|()| self.publish(&link)) {
             Ok(()) => {
-                self.failures = 0;
-                self.retry_at = None;
+                self.backoff.succeeded();
                 self.link = Some(link);
                 Ok(())
             }

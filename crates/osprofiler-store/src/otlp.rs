@@ -36,11 +36,12 @@ mod encode;
 mod grpc;
 mod http;
 
+use crate::backoff::Backoff;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 // (`channel` for outcomes: see `Sender::start`.)
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use osprofiler::Event;
@@ -56,9 +57,6 @@ pub(crate) const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024 - 64 * 1024;
 
 /// OTLP/HTTP connections, each with a thread and a request in flight.
 const HTTP_CONNECTIONS: usize = 2;
-
-const BACKOFF_FIRST: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 pub(crate) fn open_sink(t: &OtlpTarget, opts: &Options) -> Result<Box<dyn Sink>, OpenError> {
     let name = ConnectionString::Otlp(t.clone()).to_string();
@@ -110,9 +108,7 @@ pub(crate) fn open_sink(t: &OtlpTarget, opts: &Options) -> Result<Box<dyn Sink>,
         encoder: encode::Encoder::new(prefix),
         spare_bodies: Vec::new(),
         sender,
-        failures: 0,
-        retry_at: None,
-        last_error: String::new(),
+        backoff: Backoff::default(),
     }))
 }
 
@@ -289,20 +285,12 @@ struct OtlpSink {
     /// of a megabyte or more costs its page faults each time.
     spare_bodies: Vec<Vec<u8>>,
     sender: Sender,
-    /// Consecutive failures, for the backoff.
-    failures: u32,
-    retry_at: Option<Instant>,
-    last_error: String,
+    backoff: Backoff,
 }
 
 impl OtlpSink {
     fn failed(&mut self, message: &str) {
-        self.failures = self.failures.saturating_add(1);
-        let delay = BACKOFF_FIRST
-            .saturating_mul(1 << (self.failures - 1).min(10))
-            .min(BACKOFF_MAX);
-        self.retry_at = Some(Instant::now() + delay);
-        self.last_error = message.to_owned();
+        self.backoff.failed(message);
     }
 
     fn keep_body(&mut self, body: Vec<u8>) {
@@ -346,8 +334,7 @@ impl OtlpSink {
             self.keep_body(outcome.body);
             match outcome.result {
                 Ok(answer) => {
-                    self.failures = 0;
-                    self.retry_at = None;
+                    self.backoff.succeeded();
                     if answer.rejected > 0 {
                         let message = format!(
                             "the collector rejected {} spans: {}",
@@ -382,17 +369,10 @@ impl Sink for OtlpSink {
             return Ok(());
         }
         self.collect(false);
-        if let Some(at) = self.retry_at {
-            let now = Instant::now();
-            if now < at {
-                // Not even paired: a stop whose start is skipped here is dropped
-                // later as unmatched, which is all the pairing could do for it.
-                return Err(self.error(format_args!(
-                    "{} (next attempt in {} ms)",
-                    self.last_error,
-                    (at - now).as_millis()
-                )));
-            }
+        if let Some(waiting) = self.backoff.waiting() {
+            // Not even paired: a stop whose start is skipped here is dropped
+            // later as unmatched, which is all the pairing could do for it.
+            return Err(self.error(waiting));
         }
         // Borrowing from `events`: one vector per batch, not one string per attribute.
         let mut spans = Vec::with_capacity(events.len() / 2 + 1);

@@ -80,7 +80,8 @@ mod mysql;
 mod postgres;
 mod summaries;
 
-use std::time::{Duration, Instant};
+use crate::backoff::Backoff;
+use std::time::Duration;
 
 use osprofiler::Event;
 use osprofiler::json::write_python_json;
@@ -117,9 +118,6 @@ pub(crate) const INDEXED: [&str; 8] = [
 
 /// Most rows of one `INSERT` (9 parameters each; PostgreSQL and MySQL take at most 65,535).
 pub(crate) const ROWS_PER_INSERT: usize = 1000;
-
-const BACKOFF_FIRST: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// One row of `data`, all text (`None` is NULL).
 pub(crate) struct Row {
@@ -371,9 +369,7 @@ pub(crate) fn open_sink<C: Client>(
         timeout: opts.socket_timeout,
         name: name.clone(),
         client: None,
-        failures: 0,
-        retry_at: None,
-        last_error: String::new(),
+        backoff: Backoff::default(),
         rows: Vec::new(),
         buf: Vec::with_capacity(1024),
         summaries: opts.trace_summaries,
@@ -468,9 +464,7 @@ struct SqlSink<C> {
     timeout: Duration,
     name: String,
     client: Option<C>,
-    failures: u32,
-    retry_at: Option<Instant>,
-    last_error: String,
+    backoff: Backoff,
     // Reused from batch to batch.
     rows: Vec<Row>,
     buf: Vec<u8>,
@@ -480,16 +474,15 @@ struct SqlSink<C> {
 
 impl<C: Client> SqlSink<C> {
     fn failed(&mut self, e: String) {
-        self.failures = self.failures.saturating_add(1);
-        let delay = BACKOFF_FIRST
-            .saturating_mul(1 << (self.failures - 1).min(10))
-            .min(BACKOFF_MAX);
-        self.retry_at = Some(Instant::now() + delay);
-        self.last_error = e;
+        self.backoff.failed(e);
     }
 
     fn error(&self) -> osprofiler::notifier::SinkError {
-        osprofiler::notifier::SinkError::msg(format!("{}: {}", self.name, self.last_error))
+        osprofiler::notifier::SinkError::msg(format!(
+            "{}: {}",
+            self.name,
+            self.backoff.last_error()
+        ))
     }
 }
 
@@ -499,8 +492,11 @@ impl<C: Client> Sink for SqlSink<C> {
             return Ok(());
         }
         if self.client.is_none() {
-            if self.retry_at.is_some_and(|at| Instant::now() < at) {
-                return Err(self.error());
+            if let Some(waiting) = self.backoff.waiting() {
+                return Err(osprofiler::notifier::SinkError::msg(format!(
+                    "{}: {waiting}",
+                    self.name
+                )));
             }
             match C::connect(&self.target, self.timeout) {
                 Ok(c) => self.client = Some(c),
@@ -525,8 +521,7 @@ impl<C: Client> Sink for SqlSink<C> {
         };
         match client.insert(&self.rows, &traces) {
             Ok(()) => {
-                self.failures = 0;
-                self.retry_at = None;
+                self.backoff.succeeded();
                 Ok(())
             }
             Err(e) => {

@@ -376,6 +376,7 @@ impl Point {
     }
 
     /// [`Point::start`] with a payload already made (the layers' typed ones).
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     pub(crate) fn start_payload(name: &'static str, payload: Payload) -> Point {
         if !is_active() {
             return Point {
@@ -388,6 +389,7 @@ impl Point {
     }
 
     /// Sets the stop payload (replacing any earlier stop info).
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     pub(crate) fn set_payload(&mut self, p: Payload) {
         self.inner.set_payload(p);
     }

@@ -21,8 +21,8 @@
 //! doubling up to 5 s) and fails batches at once meanwhile, so a down server costs the
 //! exporter nothing but an error per batch.
 
+use crate::backoff::Backoff;
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
 use osprofiler::notifier::{Sink, SinkError};
 use osprofiler::private::decimal;
@@ -37,8 +37,6 @@ use super::{ERROR_INDEX, ERROR_PREFIX, INDEX, OPT_PREFIX, SUMMARY_PREFIX, push_s
 use crate::Options;
 use crate::summary::root_name;
 
-const BACKOFF_FIRST: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Most events per `LPUSH`.
 const PUSH_CHUNK: usize = 256;
 /// Bytes encoded before they are written to the socket (Redis works on them meanwhile).
@@ -84,10 +82,7 @@ pub(crate) struct RedisSink {
     ttl_ms: Option<u64>,
     filter_error_trace: bool,
     conn: Option<Conn>,
-    /// Consecutive failures, for the backoff.
-    failures: u32,
-    retry_at: Option<Instant>,
-    last_error: String,
+    backoff: Backoff,
     /// `LT` until a server refuses it, then `NX`.
     index_flag: &'static [u8],
     /// Summaries are written (until a server refuses their commands for good).
@@ -142,9 +137,7 @@ impl RedisSink {
                 .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)),
             filter_error_trace: opts.filter_error_trace,
             conn: None,
-            failures: 0,
-            retry_at: None,
-            last_error: String::new(),
+            backoff: Backoff::default(),
             index_flag: b"LT",
             summaries: opts.trace_summaries,
             writer: summaries::writer_id(),
@@ -187,8 +180,7 @@ impl RedisSink {
                 closed: false,
             }),
         );
-        sink.failures = 0;
-        sink.retry_at = None;
+        sink.backoff.succeeded();
         sink.cluster = Some(ClusterSide {
             client,
             commands: Vec::new(),
@@ -202,15 +194,8 @@ impl RedisSink {
     /// slot (see [`cluster`]); the commands that could not be written are counted in the
     /// error.
     fn write_cluster(&mut self, events: &[Event]) -> Result<(), SinkError> {
-        if let Some(at) = self.retry_at {
-            let now = Instant::now();
-            if now < at {
-                return Err(self.error(format_args!(
-                    "{} (next attempt in {} ms)",
-                    self.last_error,
-                    (at - now).as_millis()
-                )));
-            }
+        if let Some(waiting) = self.backoff.waiting() {
+            return Err(self.error(waiting));
         }
         self.encode(events, None);
         let Some(side) = self.cluster.as_mut() else {
@@ -245,8 +230,7 @@ impl RedisSink {
         self.cmds = cmds;
         match first {
             None => {
-                self.failures = 0;
-                self.retry_at = None;
+                self.backoff.succeeded();
                 Ok(())
             }
             Some(e) => {
@@ -262,12 +246,7 @@ impl RedisSink {
     }
 
     fn failed(&mut self, e: &ClientError) {
-        self.failures = self.failures.saturating_add(1);
-        let delay = BACKOFF_FIRST
-            .saturating_mul(1 << (self.failures - 1).min(10))
-            .min(BACKOFF_MAX);
-        self.retry_at = Some(Instant::now() + delay);
-        self.last_error = e.to_string();
+        self.backoff.failed(e.to_string());
     }
 
     fn error(&self, e: impl std::fmt::Display) -> SinkError {
@@ -690,15 +669,8 @@ impl Sink for RedisSink {
         }
         let mut fresh = false;
         if self.conn.is_none() {
-            if let Some(at) = self.retry_at {
-                let now = Instant::now();
-                if now < at {
-                    return Err(self.error(format_args!(
-                        "{} (next attempt in {} ms)",
-                        self.last_error,
-                        (at - now).as_millis()
-                    )));
-                }
+            if let Some(waiting) = self.backoff.waiting() {
+                return Err(self.error(waiting));
             }
             match self.settings.connect() {
                 Ok(c) => {
@@ -740,8 +712,7 @@ impl Sink for RedisSink {
         }
         match result {
             Ok(refused) => {
-                self.failures = 0;
-                self.retry_at = None;
+                self.backoff.succeeded();
                 let mut first = None;
                 for (_, cmd, e) in refused {
                     if cmd == Cmd::Index && self.index_flag == b"LT" && e.starts_with("ERR") {

@@ -64,9 +64,9 @@ pub use exporter::{
 };
 pub(crate) use exporter::{Mailbox, mailbox, submit};
 pub(crate) use pool::{BATCH, new_buffer};
-pub(crate) use record::{
-    Extra, Payload, Record, RecordKind, RequestInfo, ResponseInfo, field_records, push_fields,
-};
+pub(crate) use record::{Extra, Payload, Record, RecordKind, field_records, push_fields};
+#[cfg(feature = "tower")]
+pub(crate) use record::{RequestInfo, ResponseInfo};
 pub use sink::{Sink, SinkError};
 pub use sinks::{JsonLinesSink, MemorySink};
 pub use stats::{

@@ -32,9 +32,11 @@ pub(crate) enum Payload {
     Cancelled,
     /// An HTTP server point's start: `info.request` (and `info.function` for
     /// gRPC), kept as the request gave it; its JSON is made on the exporter thread.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     Request(Box<RequestInfo>),
     /// An HTTP server point's stop: `info.response` and, on failure, `info.etype`
     /// and `info.message`.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     Response(ResponseInfo),
 }
 
@@ -108,6 +110,7 @@ impl Serialize for GrpcFunction<'_> {
 }
 
 impl ResponseInfo {
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     pub(crate) fn is_empty(&self) -> bool {
         self.status.is_none() && self.grpc_status.is_none() && self.error.is_none()
     }
