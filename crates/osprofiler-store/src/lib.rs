@@ -481,7 +481,8 @@ pub fn default_connection_string() -> ConnectionString {
 
 /// The backends to use: `flag` if given, else `$OSPROFILER_CONNECTION_STRING`, else the
 /// configuration's `connection_string`, else the embedded default. Each may list
-/// several backends.
+/// several backends. Without the `sqlite` feature there is no default: nothing given is
+/// [`ConnectionStringError::FeatureMissing`].
 pub fn resolve(
     flag: Option<&str>,
     conf: Option<&ProfilerConf>,
@@ -497,7 +498,15 @@ pub fn resolve(
     if let Some(s) = conf.and_then(|c| c.connection_string.as_deref()) {
         return s.parse();
     }
-    Ok(Backends::one(default_connection_string()))
+    let default = default_connection_string();
+    // Not a store that cannot be opened later (the CLI would call it empty).
+    if let Some(feature) = default.missing_feature() {
+        return Err(ConnectionStringError::FeatureMissing {
+            feature,
+            string: default.to_string(),
+        });
+    }
+    Ok(Backends::one(default))
 }
 
 /// Why [`init_from_conf`] failed.
