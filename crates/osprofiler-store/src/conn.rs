@@ -276,7 +276,7 @@ impl FromStr for ConnectionString {
     /// Parses `s`, and refuses a backend this build lacks (after the syntax, so that a
     /// malformed string says what is wrong with it whatever the features).
     fn from_str(s: &str) -> Result<ConnectionString, ConnectionStringError> {
-        let cs = parse_syntax(s)?;
+        let cs = ConnectionString::parse_syntax(s)?;
         match cs.missing_feature() {
             None => Ok(cs),
             Some(feature) => Err(ConnectionStringError::FeatureMissing {
@@ -315,248 +315,251 @@ impl ConnectionString {
     }
 }
 
-/// `s` parsed whatever the features: which backend, and where.
-fn parse_syntax(s: &str) -> Result<ConnectionString, ConnectionStringError> {
-    let s = s.trim();
-    let (scheme, rest) = s
-        .split_once("://")
-        .ok_or_else(|| ConnectionStringError::NoScheme(redact(s)))?;
-    let invalid = |what: String| ConnectionStringError::Invalid {
-        what,
-        string: redact(s),
-    };
-    match scheme.to_ascii_lowercase().as_str() {
-        lower @ ("postgresql"
-        | "postgres"
-        | "postgresql+psycopg2"
-        | "postgresql+psycopg"
-        | "postgresql+pg8000"
-        | "mysql"
-        | "mysql+pymysql"
-        | "mysql+mysqldb"
-        | "mysql+mysqlconnector"
-        | "mariadb"
-        | "mariadb+pymysql"
-        | "mariadb+mysqldb") => {
-            let dialect = if lower.starts_with("postgres") {
-                SqlDialect::Postgres
-            } else {
-                SqlDialect::MySql
-            };
-            let (authority, path, query) = split_url(rest);
-            userinfo_in_authority(rest, authority).map_err(invalid)?;
-            let (user, password, hostport) = split_sql_userinfo(authority).map_err(invalid)?;
-            let default_port = match dialect {
-                SqlDialect::Postgres => 5432,
-                SqlDialect::MySql => 3306,
-            };
-            let (host, port) = parse_hostport(hostport, default_port).map_err(invalid)?;
-            let database = percent_decode(path.trim_matches('/')).map_err(invalid)?;
-            let database = match dialect {
-                _ if !database.is_empty() => Some(database),
-                // libpq's rule: the database named after the user (not repeated in
-                // messages: a lone user info may be a password, see `Display`).
-                SqlDialect::Postgres => None,
-                SqlDialect::MySql => return Err(invalid("no database name".into())),
-            };
-            for (k, v) in query_pairs(query).map_err(invalid)? {
-                // No TLS in this build: refuse rather than send a password in clear.
-                let tls_wanted = match k.as_str() {
-                    "sslmode" => !matches!(v.as_str(), "disable" | "allow" | "prefer"),
-                    "ssl" | "ssl_ca" | "ssl_cert" | "ssl_key" | "ssl_mode" | "sslrootcert"
-                    | "sslcert" | "sslkey" => true,
-                    // The rest (charset, connect_timeout, application_name, …): SQLAlchemy's
-                    // driver options we have no use for.
-                    _ => false,
+impl ConnectionString {
+    /// `s` parsed whatever the features: which backend, and where.
+    fn parse_syntax(s: &str) -> Result<ConnectionString, ConnectionStringError> {
+        let s = s.trim();
+        let (scheme, rest) = s
+            .split_once("://")
+            .ok_or_else(|| ConnectionStringError::NoScheme(redact(s)))?;
+        let invalid = |what: String| ConnectionStringError::Invalid {
+            what,
+            string: redact(s),
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            lower @ ("postgresql"
+            | "postgres"
+            | "postgresql+psycopg2"
+            | "postgresql+psycopg"
+            | "postgresql+pg8000"
+            | "mysql"
+            | "mysql+pymysql"
+            | "mysql+mysqldb"
+            | "mysql+mysqlconnector"
+            | "mariadb"
+            | "mariadb+pymysql"
+            | "mariadb+mysqldb") => {
+                let dialect = if lower.starts_with("postgres") {
+                    SqlDialect::Postgres
+                } else {
+                    SqlDialect::MySql
                 };
-                if tls_wanted {
-                    return Err(invalid(format!(
-                        "option {k:?}: TLS to SQL servers is not supported yet"
-                    )));
-                }
-            }
-            Ok(ConnectionString::Sql(SqlTarget {
-                dialect,
-                scheme: lower.to_owned(),
-                host,
-                port,
-                user,
-                password,
-                database,
-            }))
-        }
-        "sqlite" => {
-            let path = rest.split(['?', '#']).next().unwrap_or("");
-            if path.is_empty() {
-                return Err(invalid("no database file".into()));
-            }
-            // `sqlite://:pa#ss@/x.db`: the path would end at the `#` and show `:pa`,
-            // the `@` that hides it being cut off with the rest.
-            if rest[path.len()..].contains('@') {
-                return Err(invalid(
-                    "'@' after the path: write ? and # in a path as %3F and %23".into(),
-                ));
-            }
-            Ok(ConnectionString::Sqlite {
-                path: PathBuf::from(percent_decode(path).map_err(invalid)?),
-            })
-        }
-        "file" => {
-            if rest.is_empty() {
-                return Err(invalid("no file".into()));
-            }
-            Ok(ConnectionString::File {
-                path: PathBuf::from(percent_decode(rest).map_err(invalid)?),
-            })
-        }
-        "redis" | "rediss" => {
-            let tls = scheme.eq_ignore_ascii_case("rediss");
-            let (authority, path, query) = split_url(rest);
-            userinfo_in_authority(rest, authority).map_err(invalid)?;
-            let (user, password, hostport) = split_userinfo(authority).map_err(invalid)?;
-            let (host, port) = parse_hostport(hostport, 6379).map_err(invalid)?;
-            let db = parse_db(path).map_err(invalid)?;
-            let mut target = RedisTarget {
-                host,
-                port,
-                username: user,
-                password,
-                db,
-                tls,
-                ca_certs: None,
-                verify_tls: true,
-            };
-            for (k, v) in query_pairs(query).map_err(invalid)? {
-                match k.as_str() {
-                    "db" => {
-                        target.db = v
-                            .parse()
-                            .map_err(|_| invalid(format!("invalid database number {v:?}")))?
-                    }
-                    "ssl_ca_certs" => target.ca_certs = Some(PathBuf::from(v)),
-                    "ssl_cert_reqs" => {
-                        target.verify_tls = match v.to_ascii_lowercase().as_str() {
-                            "required" | "cert_required" => true,
-                            "none" | "cert_none" => false,
-                            _ => {
-                                return Err(invalid(format!(
-                                    "invalid ssl_cert_reqs {v:?} (required or none)"
-                                )));
-                            }
-                        }
-                    }
-                    // Options of redis-py we have no use for are accepted and ignored.
-                    _ => {}
-                }
-            }
-            Ok(ConnectionString::Redis(target))
-        }
-        "redissentinel" => {
-            let (authority, path, _query) = split_url(rest);
-            userinfo_in_authority(rest, authority).map_err(invalid)?;
-            let (_user, password, hosts) = split_userinfo(authority).map_err(invalid)?;
-            let mut sentinels = Vec::new();
-            for h in hosts.split(',').filter(|h| !h.is_empty()) {
-                sentinels.push(parse_hostport(h, 26379).map_err(invalid)?);
-            }
-            if sentinels.is_empty() {
-                return Err(invalid("no sentinel host".into()));
-            }
-            Ok(ConnectionString::RedisSentinel {
-                sentinels,
-                password,
-                db: parse_db(path).map_err(invalid)?,
-            })
-        }
-        "rediscluster" => {
-            let (authority, path, _query) = split_url(rest);
-            userinfo_in_authority(rest, authority).map_err(invalid)?;
-            let (username, password, hosts) = split_userinfo(authority).map_err(invalid)?;
-            let mut nodes = Vec::new();
-            for h in hosts.split(',').filter(|h| !h.is_empty()) {
-                nodes.push(parse_hostport(h, 6379).map_err(invalid)?);
-            }
-            if nodes.is_empty() {
-                return Err(invalid("no cluster node".into()));
-            }
-            // A cluster has database 0 only.
-            if parse_db(path).map_err(invalid)? != 0 {
-                return Err(invalid("a Redis Cluster has database 0 only".into()));
-            }
-            Ok(ConnectionString::RedisCluster {
-                nodes,
-                username,
-                password,
-            })
-        }
-        "otlp" | "otlps" | "otlp+http" | "otlps+http" | "otlp+https" | "otlp+grpc"
-        | "otlps+grpc" | "otlp+grpcs" => {
-            let lower = scheme.to_ascii_lowercase();
-            let tls =
-                lower.starts_with("otlps") || matches!(lower.as_str(), "otlp+https" | "otlp+grpcs");
-            let protocol = if lower.contains("grpc") {
-                OtlpProtocol::Grpc
-            } else {
-                OtlpProtocol::HttpProtobuf
-            };
-            let (authority, path, query) = split_url(rest);
-            userinfo_in_authority(rest, authority).map_err(invalid)?;
-            no_userinfo(authority).map_err(invalid)?;
-            let default_port = match protocol {
-                OtlpProtocol::HttpProtobuf => 4318,
-                OtlpProtocol::Grpc => 4317,
-            };
-            let (host, port) = parse_hostport(authority, default_port).map_err(invalid)?;
-            let path = path.trim_matches('/');
-            if !(path.is_empty() || protocol == OtlpProtocol::HttpProtobuf && path == "v1/traces") {
-                return Err(invalid(format!(
-                    "unexpected path /{path} (spans go to /v1/traces)"
-                )));
-            }
-            let mut target = OtlpTarget {
-                host,
-                port,
-                protocol,
-                tls,
-                ca_certs: None,
-                service_name_prefix: None,
-                timeout: None,
-            };
-            for (k, v) in query_pairs(query).map_err(invalid)? {
-                match k.as_str() {
-                    "service_name_prefix" => {
-                        target.service_name_prefix = Some(v).filter(|v| !v.is_empty())
-                    }
-                    "ca_certs" | "ssl_ca_certs" => target.ca_certs = Some(PathBuf::from(v)),
-                    "timeout" => target.timeout = Some(parse_seconds(&v).map_err(invalid)?),
-                    _ => {
+                let (authority, path, query) = split_url(rest);
+                userinfo_in_authority(rest, authority).map_err(invalid)?;
+                let (user, password, hostport) = split_sql_userinfo(authority).map_err(invalid)?;
+                let default_port = match dialect {
+                    SqlDialect::Postgres => 5432,
+                    SqlDialect::MySql => 3306,
+                };
+                let (host, port) = parse_hostport(hostport, default_port).map_err(invalid)?;
+                let database = percent_decode(path.trim_matches('/')).map_err(invalid)?;
+                let database = match dialect {
+                    _ if !database.is_empty() => Some(database),
+                    // libpq's rule: the database named after the user (not repeated in
+                    // messages: a lone user info may be a password, see `Display`).
+                    SqlDialect::Postgres => None,
+                    SqlDialect::MySql => return Err(invalid("no database name".into())),
+                };
+                for (k, v) in query_pairs(query).map_err(invalid)? {
+                    // No TLS in this build: refuse rather than send a password in clear.
+                    let tls_wanted = match k.as_str() {
+                        "sslmode" => !matches!(v.as_str(), "disable" | "allow" | "prefer"),
+                        "ssl" | "ssl_ca" | "ssl_cert" | "ssl_key" | "ssl_mode" | "sslrootcert"
+                        | "sslcert" | "sslkey" => true,
+                        // The rest (charset, connect_timeout, application_name, …): SQLAlchemy's
+                        // driver options we have no use for.
+                        _ => false,
+                    };
+                    if tls_wanted {
                         return Err(invalid(format!(
-                            "unknown option {k:?} (otlp takes service_name_prefix, ca_certs, timeout)"
+                            "option {k:?}: TLS to SQL servers is not supported yet"
                         )));
                     }
                 }
+                Ok(ConnectionString::Sql(SqlTarget {
+                    dialect,
+                    scheme: lower.to_owned(),
+                    host,
+                    port,
+                    user,
+                    password,
+                    database,
+                }))
             }
-            if target.ca_certs.is_some() && !target.tls {
-                return Err(invalid("ca_certs needs TLS (otlps://)".into()));
+            "sqlite" => {
+                let path = rest.split(['?', '#']).next().unwrap_or("");
+                if path.is_empty() {
+                    return Err(invalid("no database file".into()));
+                }
+                // `sqlite://:pa#ss@/x.db`: the path would end at the `#` and show `:pa`,
+                // the `@` that hides it being cut off with the rest.
+                if rest[path.len()..].contains('@') {
+                    return Err(invalid(
+                        "'@' after the path: write ? and # in a path as %3F and %23".into(),
+                    ));
+                }
+                Ok(ConnectionString::Sqlite {
+                    path: PathBuf::from(percent_decode(path).map_err(invalid)?),
+                })
             }
-            Ok(ConnectionString::Otlp(target))
-        }
-        "jaeger" => {
-            let (authority, path, query) = split_url(rest);
-            userinfo_in_authority(rest, authority).map_err(invalid)?;
-            no_userinfo(authority).map_err(invalid)?;
-            if !path.trim_matches('/').is_empty() {
-                return Err(invalid(format!("unexpected path /{path}")));
+            "file" => {
+                if rest.is_empty() {
+                    return Err(invalid("no file".into()));
+                }
+                Ok(ConnectionString::File {
+                    path: PathBuf::from(percent_decode(rest).map_err(invalid)?),
+                })
             }
-            let (host, port) = parse_hostport(authority, 6831).map_err(invalid)?;
-            let mut target = JaegerTarget {
-                host,
-                port,
-                max_packet_size: JAEGER_MAX_PACKET_SIZE,
-                service_name_prefix: None,
-            };
-            for (k, v) in query_pairs(query).map_err(invalid)? {
-                match k.as_str() {
+            "redis" | "rediss" => {
+                let tls = scheme.eq_ignore_ascii_case("rediss");
+                let (authority, path, query) = split_url(rest);
+                userinfo_in_authority(rest, authority).map_err(invalid)?;
+                let (user, password, hostport) = split_userinfo(authority).map_err(invalid)?;
+                let (host, port) = parse_hostport(hostport, 6379).map_err(invalid)?;
+                let db = parse_db(path).map_err(invalid)?;
+                let mut target = RedisTarget {
+                    host,
+                    port,
+                    username: user,
+                    password,
+                    db,
+                    tls,
+                    ca_certs: None,
+                    verify_tls: true,
+                };
+                for (k, v) in query_pairs(query).map_err(invalid)? {
+                    match k.as_str() {
+                        "db" => {
+                            target.db = v
+                                .parse()
+                                .map_err(|_| invalid(format!("invalid database number {v:?}")))?
+                        }
+                        "ssl_ca_certs" => target.ca_certs = Some(PathBuf::from(v)),
+                        "ssl_cert_reqs" => {
+                            target.verify_tls = match v.to_ascii_lowercase().as_str() {
+                                "required" | "cert_required" => true,
+                                "none" | "cert_none" => false,
+                                _ => {
+                                    return Err(invalid(format!(
+                                        "invalid ssl_cert_reqs {v:?} (required or none)"
+                                    )));
+                                }
+                            }
+                        }
+                        // Options of redis-py we have no use for are accepted and ignored.
+                        _ => {}
+                    }
+                }
+                Ok(ConnectionString::Redis(target))
+            }
+            "redissentinel" => {
+                let (authority, path, _query) = split_url(rest);
+                userinfo_in_authority(rest, authority).map_err(invalid)?;
+                let (_user, password, hosts) = split_userinfo(authority).map_err(invalid)?;
+                let mut sentinels = Vec::new();
+                for h in hosts.split(',').filter(|h| !h.is_empty()) {
+                    sentinels.push(parse_hostport(h, 26379).map_err(invalid)?);
+                }
+                if sentinels.is_empty() {
+                    return Err(invalid("no sentinel host".into()));
+                }
+                Ok(ConnectionString::RedisSentinel {
+                    sentinels,
+                    password,
+                    db: parse_db(path).map_err(invalid)?,
+                })
+            }
+            "rediscluster" => {
+                let (authority, path, _query) = split_url(rest);
+                userinfo_in_authority(rest, authority).map_err(invalid)?;
+                let (username, password, hosts) = split_userinfo(authority).map_err(invalid)?;
+                let mut nodes = Vec::new();
+                for h in hosts.split(',').filter(|h| !h.is_empty()) {
+                    nodes.push(parse_hostport(h, 6379).map_err(invalid)?);
+                }
+                if nodes.is_empty() {
+                    return Err(invalid("no cluster node".into()));
+                }
+                // A cluster has database 0 only.
+                if parse_db(path).map_err(invalid)? != 0 {
+                    return Err(invalid("a Redis Cluster has database 0 only".into()));
+                }
+                Ok(ConnectionString::RedisCluster {
+                    nodes,
+                    username,
+                    password,
+                })
+            }
+            "otlp" | "otlps" | "otlp+http" | "otlps+http" | "otlp+https" | "otlp+grpc"
+            | "otlps+grpc" | "otlp+grpcs" => {
+                let lower = scheme.to_ascii_lowercase();
+                let tls = lower.starts_with("otlps")
+                    || matches!(lower.as_str(), "otlp+https" | "otlp+grpcs");
+                let protocol = if lower.contains("grpc") {
+                    OtlpProtocol::Grpc
+                } else {
+                    OtlpProtocol::HttpProtobuf
+                };
+                let (authority, path, query) = split_url(rest);
+                userinfo_in_authority(rest, authority).map_err(invalid)?;
+                no_userinfo(authority).map_err(invalid)?;
+                let default_port = match protocol {
+                    OtlpProtocol::HttpProtobuf => 4318,
+                    OtlpProtocol::Grpc => 4317,
+                };
+                let (host, port) = parse_hostport(authority, default_port).map_err(invalid)?;
+                let path = path.trim_matches('/');
+                if !(path.is_empty()
+                    || protocol == OtlpProtocol::HttpProtobuf && path == "v1/traces")
+                {
+                    return Err(invalid(format!(
+                        "unexpected path /{path} (spans go to /v1/traces)"
+                    )));
+                }
+                let mut target = OtlpTarget {
+                    host,
+                    port,
+                    protocol,
+                    tls,
+                    ca_certs: None,
+                    service_name_prefix: None,
+                    timeout: None,
+                };
+                for (k, v) in query_pairs(query).map_err(invalid)? {
+                    match k.as_str() {
+                        "service_name_prefix" => {
+                            target.service_name_prefix = Some(v).filter(|v| !v.is_empty())
+                        }
+                        "ca_certs" | "ssl_ca_certs" => target.ca_certs = Some(PathBuf::from(v)),
+                        "timeout" => target.timeout = Some(parse_seconds(&v).map_err(invalid)?),
+                        _ => {
+                            return Err(invalid(format!(
+                                "unknown option {k:?} (otlp takes service_name_prefix, ca_certs, timeout)"
+                            )));
+                        }
+                    }
+                }
+                if target.ca_certs.is_some() && !target.tls {
+                    return Err(invalid("ca_certs needs TLS (otlps://)".into()));
+                }
+                Ok(ConnectionString::Otlp(target))
+            }
+            "jaeger" => {
+                let (authority, path, query) = split_url(rest);
+                userinfo_in_authority(rest, authority).map_err(invalid)?;
+                no_userinfo(authority).map_err(invalid)?;
+                if !path.trim_matches('/').is_empty() {
+                    return Err(invalid(format!("unexpected path /{path}")));
+                }
+                let (host, port) = parse_hostport(authority, 6831).map_err(invalid)?;
+                let mut target = JaegerTarget {
+                    host,
+                    port,
+                    max_packet_size: JAEGER_MAX_PACKET_SIZE,
+                    service_name_prefix: None,
+                };
+                for (k, v) in query_pairs(query).map_err(invalid)? {
+                    match k.as_str() {
                         "service_name_prefix" => {
                             target.service_name_prefix = Some(v).filter(|v| !v.is_empty())
                         }
@@ -577,23 +580,24 @@ fn parse_syntax(s: &str) -> Result<ConnectionString, ConnectionStringError> {
                             )));
                         }
                     }
+                }
+                Ok(ConnectionString::Jaeger(target))
             }
-            Ok(ConnectionString::Jaeger(target))
-        }
-        "messaging" => {
-            // Python's `messaging://` names no broker either: oslo.messaging's
-            // `transport_url` does.
-            if !rest.trim_matches('/').is_empty() {
-                return Err(invalid(
+            "messaging" => {
+                // Python's `messaging://` names no broker either: oslo.messaging's
+                // `transport_url` does.
+                if !rest.trim_matches('/').is_empty() {
+                    return Err(invalid(
                         "messaging:// takes nothing after it: give the broker as the transport URL (--transport-url rabbit://user:password@host:5672/)".into(),
                     ));
+                }
+                Ok(ConnectionString::Messaging)
             }
-            Ok(ConnectionString::Messaging)
+            other => Err(ConnectionStringError::UnknownScheme {
+                scheme: other.to_owned(),
+                string: redact(s),
+            }),
         }
-        other => Err(ConnectionStringError::UnknownScheme {
-            scheme: other.to_owned(),
-            string: redact(s),
-        }),
     }
 }
 
@@ -730,7 +734,11 @@ pub(crate) fn percent_decode(s: &str) -> Result<String, String> {
 pub fn redact(s: &str) -> String {
     let parts = split_list(s);
     // Only a real list is redacted string by string: a password may hold `,x://`.
-    if parts.len() > 1 && parts.iter().all(|p| parse_syntax(p).is_ok()) {
+    if parts.len() > 1
+        && parts
+            .iter()
+            .all(|p| ConnectionString::parse_syntax(p).is_ok())
+    {
         return parts
             .into_iter()
             .map(redact_one)
@@ -947,7 +955,9 @@ impl FromStr for Backends {
             Ok(list) => list,
             // Each part well-formed, one compiled out: a list (as `redact` judges), refused.
             Err((_, e @ ConnectionStringError::FeatureMissing { .. }))
-                if parts.iter().all(|p| parse_syntax(p).is_ok()) =>
+                if parts
+                    .iter()
+                    .all(|p| ConnectionString::parse_syntax(p).is_ok()) =>
             {
                 return Err(e);
             }
@@ -1067,7 +1077,7 @@ mod tests {
     /// A string parsed whatever the features (the checks of the syntax below run in any
     /// build; `compiled_out_backends_are_refused_in_one_line` checks the features).
     fn cs(s: &str) -> Result<ConnectionString, ConnectionStringError> {
-        parse_syntax(s)
+        ConnectionString::parse_syntax(s)
     }
 
     fn redis(s: &str) -> RedisTarget {
@@ -1339,7 +1349,7 @@ mod tests {
             let missing = needs
                 .iter()
                 .find(|f| !built.iter().any(|(name, on)| name == *f && *on));
-            let syntax = parse_syntax(s).unwrap();
+            let syntax = ConnectionString::parse_syntax(s).unwrap();
             assert_eq!(syntax.missing_feature(), missing.copied(), "{s}");
             match (s.parse::<ConnectionString>(), missing) {
                 (Ok(cs), None) => assert_eq!(cs, syntax),
