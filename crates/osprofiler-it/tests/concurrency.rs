@@ -13,19 +13,18 @@
 //!                             └ compute (in_point) → rpc (tonic) → vm (tokio::spawn)
 //! ```
 
+mod grpc_support;
+
 use std::collections::{HashMap, HashSet};
-use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use bytes::{Buf, BufMut, Bytes};
+use bytes::Bytes;
+use grpc_support::{BoxFuture, Client, RawCodec, Routes};
 use osprofiler::integrations::reqwest::HttpClientMiddleware;
 use osprofiler::integrations::tonic::GrpcClientInterceptor;
 use osprofiler::integrations::tonic::GrpcServerLayer;
@@ -36,10 +35,9 @@ use osprofiler::{
 };
 use osprofiler_testkit::need;
 use reqwest_middleware::ClientBuilder;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::server::UnaryService;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint, Server};
+use tonic::transport::{Endpoint, Server};
 use tonic::{Request, Response, Status};
 
 const KEY: &str = "SECRET_KEY";
@@ -56,42 +54,6 @@ const SHAPE: [(&str, &str); 7] = [
     ("rpc", "compute"),
     ("vm", "rpc"),
 ];
-
-/// Messages are their bytes: no protoc, no prost.
-#[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-    fn encoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-    fn decoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// A spawned subtask with a point of its own, yielding so that tasks interleave on the
 /// workers (and may resume on another thread).
@@ -122,41 +84,18 @@ impl UnaryService<Bytes> for Build {
     }
 }
 
-#[derive(Clone)]
-struct Compute;
-
-impl tower_service::Service<http::Request<tonic::body::Body>> for Compute {
-    type Response = http::Response<tonic::body::Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<Result<Self::Response, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        Box::pin(async move {
-            let mut grpc = tonic::server::Grpc::new(RawCodec);
-            Ok(match req.uri().path() {
-                "/compute.Compute/Build" => grpc.unary(Build, req).await,
-                _ => Status::unimplemented("no such method").into_http(),
-            })
-        })
-    }
+fn compute(req: http::Request<tonic::body::Body>) -> BoxFuture<http::Response<tonic::body::Body>> {
+    Box::pin(async move {
+        let mut grpc = tonic::server::Grpc::new(RawCodec);
+        match req.uri().path() {
+            "/compute.Compute/Build" => grpc.unary(Build, req).await,
+            _ => Status::unimplemented("no such method").into_http(),
+        }
+    })
 }
 
-type Client = tonic::client::Grpc<InterceptedService<Channel, GrpcClientInterceptor>>;
-
 async fn build(mut client: Client) -> Result<Bytes, Status> {
-    client
-        .ready()
-        .await
-        .map_err(|e| Status::unavailable(e.to_string()))?;
-    let path = http::uri::PathAndQuery::from_static("/compute.Compute/Build");
-    let resp = client
-        .unary(Request::new(Bytes::from_static(b"vm")), path, RawCodec)
-        .await?;
-    Ok(resp.into_inner())
+    grpc_support::unary(&mut client, "/compute.Compute/Build", b"vm").await
 }
 
 /// `GET /v1/boot`: two spawned subtasks and a gRPC call, concurrently.
@@ -182,7 +121,10 @@ fn start(rt: &tokio::runtime::Runtime) -> Result<std::net::SocketAddr, String> {
         tokio::spawn(
             Server::builder()
                 .layer(GrpcServerLayer::new())
-                .serve_with_incoming(Compute, tonic::transport::server::TcpIncoming::from(grpc)),
+                .serve_with_incoming(
+                    Routes(compute),
+                    tonic::transport::server::TcpIncoming::from(grpc),
+                ),
         );
         let channel = Endpoint::from_shared(format!("http://{grpc_addr}"))
             .map_err(|e| e.to_string())?

@@ -1,13 +1,15 @@
 //! Faults under load: an axum service behind `HttpServerLayer` (a `db` point inside the
 //! handler) on a multi-threaded runtime, 32 concurrent signed clients, the notifier
 //! writing to a real backend that the test kills and restarts in the middle of the load:
-//! Redis, the OTLP collector (rotel), a Jaeger UDP port nobody reads, a TCP peer that
+//! Redis, the OTLP collector (rotel), PostgreSQL and MariaDB (`kill -9`, restarted on the
+//! same port and data directory), a Jaeger UDP port nobody reads, a TCP peer that
 //! accepts and never answers (as `otlp://` and as `redis://`), and Redis + OTLP at once.
-//! (PostgreSQL and RabbitMQ backends do not exist yet: not tested here.)
+//! (RabbitMQ: `osprofiler-store/tests/messaging.rs`.)
 //!
 //! For each: every request is answered 200; the traced p99 latency with the fault stays
 //! within `LATENCY_FACTOR` × the untraced p99 (measured in the same test) + `LATENCY_SLACK`;
-//! RSS growth stays under `RSS_BOUND`; after a restart a new trace reaches the backend;
+//! RSS growth stays under `RSS_BOUND`; after a restart a new trace reaches the backend
+//! (for SQL: complete, every start with its stop);
 //! losses are counted (`notifier::stats`, `backend_stats`) and logged through `log` at
 //! most once per `loss_report_interval`; the library prints nothing.
 //!
@@ -28,8 +30,12 @@ use osprofiler::integrations::reqwest::HttpClientMiddleware;
 use osprofiler::integrations::tower::HttpServerLayer;
 use osprofiler::notifier::{self, Config};
 use osprofiler::{HmacKey, HmacKeys, Id, Identity, TraceContext, switches};
-use osprofiler_store::{BackendStats, Backends, JaegerStats, Options, backend_stats};
-use osprofiler_testkit::{RedisServer, RespValue, Rotel, free_port, need};
+use osprofiler_store::{
+    BackendStats, Backends, ConnectionString, JaegerStats, Options, TransportUrl, backend_stats,
+};
+use osprofiler_testkit::{
+    MariaDbServer, PostgresServer, RabbitMqServer, RedisServer, RespValue, Rotel, free_port, need,
+};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 
 const CHILD_ENV: &str = "OSPROFILER_FAULTS_CHILD";
@@ -213,6 +219,11 @@ enum Fault<'a> {
     KillRotel(&'a mut Rotel),
     /// Kill `redis` only; `rotel` must keep receiving through it all.
     KillRedisBesideRotel(&'a mut RedisServer, &'a Rotel),
+    /// `kill -9` of the SQL server, restarted on its port and data directory.
+    KillSql(&'a mut Sql, String),
+    /// RabbitMQ's node killed (with what it held: its queues are not durable) and started
+    /// again on its ports and data directory.
+    KillBroker(&'a mut RabbitMqServer),
     /// Nothing to restart (a dead UDP port, a hanging peer).
     None,
 }
@@ -222,6 +233,86 @@ fn in_redis(redis: &RedisServer, base: Id) -> bool {
         redis.cmd(&["EXISTS", &format!("osprofiler_opt:{base}")]),
         Ok(RespValue::Integer(1))
     )
+}
+
+/// A SQL server the test kills.
+enum Sql {
+    Postgres(PostgresServer),
+    MariaDb(MariaDbServer),
+}
+
+impl Sql {
+    fn kill(&mut self) {
+        match self {
+            Sql::Postgres(s) => s.kill(),
+            Sql::MariaDb(s) => s.stop(),
+        }
+    }
+    fn restart(&mut self) -> Result<(), String> {
+        match self {
+            Sql::Postgres(s) => s.restart(),
+            Sql::MariaDb(s) => s.restart(),
+        }
+    }
+    fn url(&self) -> String {
+        match self {
+            Sql::Postgres(s) => s.url(),
+            Sql::MariaDb(s) => s.url(),
+        }
+    }
+}
+
+/// Whether trace `base`'s events wait on the bus (read back without consuming other
+/// traces' events).
+fn on_the_bus(transport_url: &str, base: Id) -> bool {
+    let Ok(tu) = transport_url.parse::<TransportUrl>() else {
+        return false;
+    };
+    let opts = Options {
+        transport_url: Some(tu),
+        ..Options::default()
+    };
+    let Ok(cs) = "messaging://".parse::<ConnectionString>() else {
+        return false;
+    };
+    let Ok(mut store) = osprofiler_store::open(&cs, &opts) else {
+        return false;
+    };
+    store
+        .events(&base.to_string())
+        .is_ok_and(|events| !events.is_empty())
+}
+
+/// Whether trace `base` is in the database complete: at least the client's, the server's
+/// and the handler's points, each start with its stop.
+fn complete_in_sql(cs: &str, base: Id) -> bool {
+    let Ok(cs) = cs.parse::<ConnectionString>() else {
+        return false;
+    };
+    let Ok(mut store) = osprofiler_store::open(&cs, &Options::default()) else {
+        return false;
+    };
+    let Ok(events) = store.events(&base.to_string()) else {
+        return false;
+    };
+    let mut open = std::collections::HashMap::new();
+    for e in &events {
+        let (Some(name), Some(point)) = (e["name"].as_str(), e["trace_id"].as_str()) else {
+            return false;
+        };
+        let side = if let Some(n) = name.strip_suffix("-start") {
+            (n, 1)
+        } else if let Some(n) = name.strip_suffix("-stop") {
+            (n, -1)
+        } else {
+            return false;
+        };
+        *open.entry((side.0, point)).or_insert(0) += side.1;
+    }
+    let names: std::collections::HashSet<&str> = open.keys().map(|(n, _)| *n).collect();
+    open.len() >= 3
+        && open.values().all(|v| *v == 0)
+        && ["wsgi", "db"].iter().all(|n| names.contains(n))
 }
 
 fn in_rotel(rotel: &Rotel, base: Id) -> bool {
@@ -267,6 +358,8 @@ struct Outcome {
     backends: Vec<BackendStats>,
     jaeger: Vec<JaegerStats>,
     lost: u64,
+    /// The log records' texts.
+    logs: Vec<String>,
 }
 
 fn scenario(name: &str, backends: &str, mut fault: Fault<'_>) -> Outcome {
@@ -279,6 +372,10 @@ fn scenario(name: &str, backends: &str, mut fault: Fault<'_>) -> Outcome {
     let list: Backends = backends.parse().expect("connection strings");
     let opts = Options {
         socket_timeout: Duration::from_millis(500),
+        transport_url: match &fault {
+            Fault::KillBroker(mq) => Some(mq.transport_url().parse().expect("transport url")),
+            _ => None,
+        },
         ..Options::default()
     };
     let sink = osprofiler_store::sink_all(&list, &opts).expect("sink");
@@ -335,6 +432,18 @@ fn scenario(name: &str, backends: &str, mut fault: Fault<'_>) -> Outcome {
             rotel.stop();
             std::thread::sleep(RESTART_AFTER);
             rotel.restart().expect("rotel restart");
+            restarted = Some(load_start.elapsed());
+        }
+        Fault::KillSql(sql, _) => {
+            sql.kill();
+            std::thread::sleep(RESTART_AFTER);
+            sql.restart().expect("sql restart");
+            restarted = Some(load_start.elapsed());
+        }
+        Fault::KillBroker(mq) => {
+            mq.stop();
+            std::thread::sleep(RESTART_AFTER);
+            mq.restart().expect("rabbitmq restart");
             restarted = Some(load_start.elapsed());
         }
         Fault::None => {}
@@ -401,6 +510,22 @@ fn scenario(name: &str, backends: &str, mut fault: Fault<'_>) -> Outcome {
             let t = wait_new_trace(&rt, &client, &url, "rotel", |b| in_rotel(rotel, b));
             note(format!("{name}: and rotel in {t:.2?}"));
         }
+        Fault::KillSql(_, cs) => {
+            let t = wait_new_trace(&rt, &client, &url, "the SQL server", |b| {
+                complete_in_sql(cs, b)
+            });
+            note(format!(
+                "{name}: a new trace reached the restarted server, complete, in {t:.2?}"
+            ));
+        }
+        Fault::KillBroker(mq) => {
+            let t = wait_new_trace(&rt, &client, &url, "rabbitmq", |b| {
+                on_the_bus(&mq.transport_url(), b)
+            });
+            note(format!(
+                "{name}: a new trace reached the restarted broker in {t:.2?}"
+            ));
+        }
         Fault::None => {}
     }
     let _ = notifier::flush_timeout(Duration::from_secs(5));
@@ -408,16 +533,24 @@ fn scenario(name: &str, backends: &str, mut fault: Fault<'_>) -> Outcome {
     // 5. Losses counted and logged once per interval, never per event.
     let s = notifier::stats();
     let lost = (s.dropped - before_stats.dropped) + (s.failed - before_stats.failed);
-    let logs = RECORDS.lock().unwrap().clone();
+    // The lines a service shows at its usual level; debug records (a driver saying its
+    // connection closed) are bounded apart below.
+    let (logs, debug): (Vec<_>, Vec<_>) = RECORDS
+        .lock()
+        .unwrap()
+        .clone()
+        .into_iter()
+        .partition(|(_, level, _)| *level <= log::Level::Info);
     let backends = backend_stats();
     note(format!(
         "{name}: during the fault: exported {}, dropped {}, failed {} events ({} sink \
-         errors); {} log records; backends {backends:?}",
+         errors); {} log records (+ {} debug); backends {backends:?}",
         s.exported - before_stats.exported,
         s.dropped - before_stats.dropped,
         s.failed - before_stats.failed,
         s.sink_errors - before_stats.sink_errors,
         logs.len(),
+        debug.len(),
     ));
     let per_backend_lost: u64 = backends.iter().map(|b| b.dropped + b.failed).sum();
     let jaeger_refused: u64 = osprofiler_store::jaeger_stats()
@@ -447,6 +580,12 @@ fn scenario(name: &str, backends: &str, mut fault: Fault<'_>) -> Outcome {
     for (_, level, text) in &logs {
         assert!(*level <= log::Level::Warn, "{level}: {text}");
     }
+    // Debug records: a few per fault, never one per event or batch.
+    assert!(
+        debug.len() <= 10,
+        "{} debug records: {debug:#?}",
+        debug.len()
+    );
     if let Some((_, _, text)) = logs.first() {
         note(format!("{name}: first log record: {text}"));
     }
@@ -454,15 +593,21 @@ fn scenario(name: &str, backends: &str, mut fault: Fault<'_>) -> Outcome {
         backends,
         jaeger: osprofiler_store::jaeger_stats(),
         lost,
+        logs: logs.into_iter().map(|(_, _, t)| t).collect(),
     }
 }
 
 // --- the child process -------------------------------------------------------------
 
+/// Whether this process is the child running `test`.
+fn is_child(test: &str) -> bool {
+    std::env::var(CHILD_ENV).as_deref() == Ok(test)
+}
+
 /// In the parent: runs `test` (this test's own name) in a child process and checks that
 /// the child passed and printed nothing but libtest's lines. In the child: `true`.
 fn in_child(test: &str) -> bool {
-    if std::env::var(CHILD_ENV).as_deref() == Ok(test) {
+    if is_child(test) {
         return true;
     }
     let report = std::env::temp_dir().join(format!(
@@ -556,6 +701,15 @@ fn redis_killed_beside_a_live_otlp_collector() {
         .find(|b| b.backend.starts_with("redis"))
         .unwrap();
     assert!(red.failed + red.dropped > 0, "{red:?}");
+    // Each backend of a list logs its own losses at the configured interval.
+    assert!(
+        out.logs
+            .iter()
+            .any(|l| l.contains(&red.backend) && l.contains("lost")),
+        "no log line for {}: {:#?}",
+        red.backend,
+        out.logs
+    );
 }
 
 #[test]
@@ -566,9 +720,68 @@ fn jaeger_port_nobody_reads() {
     // Nothing listens there: datagrams are refused (ICMP) or vanish.
     let cs = format!("jaeger://127.0.0.1:{}", free_port());
     let out = scenario("jaeger", &cs, Fault::None);
-    // UDP "succeeds" for the pipeline; the refusals are the Jaeger sink's own counters.
+    // UDP "succeeds"; the sink counts the refusals and reports the spans not sent to the
+    // pipeline as failed events (two per span), which its interval line logs.
     let refused: u64 = out.jaeger.iter().map(|j| j.datagrams_refused).sum();
-    assert!(refused > 0, "{:?}", out.jaeger);
+    let dropped: u64 = out.jaeger.iter().map(|j| j.spans_dropped).sum();
+    assert!(refused > 0 && dropped > 0, "{:?}", out.jaeger);
+    assert!(
+        out.lost >= 2 * dropped,
+        "{} events lost for the pipeline, {dropped} spans dropped",
+        out.lost
+    );
+    assert!(
+        out.logs
+            .iter()
+            .any(|l| l.contains("jaeger://") && l.contains("datagrams refused")),
+        "{:#?}",
+        out.logs
+    );
+}
+
+#[test]
+fn postgres_killed_and_restarted() {
+    let Some(pg) = need("postgresql", PostgresServer::start()) else {
+        return;
+    };
+    if !is_child("postgres_killed_and_restarted") {
+        // Started to skip with the reason; the child starts its own.
+        drop(pg);
+        in_child("postgres_killed_and_restarted");
+        return;
+    }
+    let mut sql = Sql::Postgres(pg);
+    let cs = sql.url();
+    scenario("postgres", &cs, Fault::KillSql(&mut sql, cs.clone()));
+}
+
+#[test]
+fn rabbitmq_killed_and_restarted() {
+    let Some(mq) = need("rabbitmq-server", RabbitMqServer::start()) else {
+        return;
+    };
+    if !is_child("rabbitmq_killed_and_restarted") {
+        drop(mq);
+        in_child("rabbitmq_killed_and_restarted");
+        return;
+    }
+    let mut mq = mq;
+    scenario("rabbitmq", "messaging://", Fault::KillBroker(&mut mq));
+}
+
+#[test]
+fn mariadb_killed_and_restarted() {
+    let Some(db) = need("mariadb", MariaDbServer::start()) else {
+        return;
+    };
+    if !is_child("mariadb_killed_and_restarted") {
+        drop(db);
+        in_child("mariadb_killed_and_restarted");
+        return;
+    }
+    let mut sql = Sql::MariaDb(db);
+    let cs = sql.url();
+    scenario("mariadb", &cs, Fault::KillSql(&mut sql, cs.clone()));
 }
 
 #[test]

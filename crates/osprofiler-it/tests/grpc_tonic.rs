@@ -5,16 +5,13 @@
 //!
 //! The service is written by hand over a raw-bytes codec: no protoc, no prost.
 
+mod grpc_support;
 mod http_support;
-
-use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE;
-use bytes::{Buf, BufMut, Bytes};
+use bytes::Bytes;
+use grpc_support::{BoxFuture, Client, RawCodec, Routes};
 use http_support::{KEY, info, point, runtime, wait_events};
 use osprofiler::integrations::tonic::GrpcClientInterceptor;
 use osprofiler::integrations::tonic::GrpcServerLayer;
@@ -22,52 +19,15 @@ use osprofiler::notifier::{self, MemorySink};
 use osprofiler::{HmacKey, HmacKeys, Identity, TraceContext, in_point, switches, trace};
 use osprofiler_testkit::need;
 use serde_json::json;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint, Server};
+use tonic::transport::{Endpoint, Server};
 use tonic::{Status, server::UnaryService};
-
-/// Messages are their bytes.
-#[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-    fn encoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-    fn decoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-}
 
 #[trace(name = "driver")]
 async fn spawn_vm(name: &str) -> usize {
     tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     name.len()
 }
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// `Say`: answers with the metadata it received (name=value lines), after a
 /// traced driver call.
@@ -102,46 +62,19 @@ impl UnaryService<Bytes> for Fail {
 }
 
 /// The whole server: routes by path, as generated code would.
-#[derive(Clone)]
-struct Compute;
-
-impl tower_service::Service<http::Request<tonic::body::Body>> for Compute {
-    type Response = http::Response<tonic::body::Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<Result<Self::Response, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        Box::pin(async move {
-            let mut grpc = tonic::server::Grpc::new(RawCodec);
-            Ok(match req.uri().path() {
-                "/compute.Compute/Say" => grpc.unary(Say, req).await,
-                "/compute.Compute/Fail" => grpc.unary(Fail, req).await,
-                _ => Status::unimplemented("no such method").into_http(),
-            })
-        })
-    }
+fn compute(req: http::Request<tonic::body::Body>) -> BoxFuture<http::Response<tonic::body::Body>> {
+    Box::pin(async move {
+        let mut grpc = tonic::server::Grpc::new(RawCodec);
+        match req.uri().path() {
+            "/compute.Compute/Say" => grpc.unary(Say, req).await,
+            "/compute.Compute/Fail" => grpc.unary(Fail, req).await,
+            _ => Status::unimplemented("no such method").into_http(),
+        }
+    })
 }
 
-type Client = tonic::client::Grpc<InterceptedService<Channel, GrpcClientInterceptor>>;
-
 async fn call(client: &mut Client, path: &'static str) -> Result<Bytes, Status> {
-    client
-        .ready()
-        .await
-        .map_err(|e| Status::unavailable(e.to_string()))?;
-    let path = http::uri::PathAndQuery::from_static(path);
-    let resp = client
-        .unary(
-            tonic::Request::new(Bytes::from_static(b"hi")),
-            path,
-            RawCodec,
-        )
-        .await?;
-    Ok(resp.into_inner())
+    grpc_support::unary(client, path, b"hi").await
 }
 
 #[test]
@@ -161,7 +94,7 @@ fn grpc_calls_continue_the_trace() {
         tokio::spawn(
             Server::builder()
                 .layer(layer)
-                .serve_with_incoming(Compute, incoming),
+                .serve_with_incoming(Routes(compute), incoming),
         );
         let channel = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| e.to_string())?

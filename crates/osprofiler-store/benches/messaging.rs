@@ -12,6 +12,9 @@
 //! Python osprofiler 4.4.0's messaging driver (oslo.messaging) publishing 2,000 events, and
 //! its `trace show` reading the same 10,000-point trace, are measured in the same run when
 //! the oracle venv (with oslo.messaging) is there, and printed first.
+//!
+//! Run as a test (nextest runs every benchmark once, each in its own process), Python is
+//! not timed and the traces are a tenth of the size: each case is a quick check.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -23,6 +26,17 @@ use osprofiler_testkit::{Oracle, RabbitMqServer};
 
 const POINTS: usize = 20_000;
 const READ_POINTS: usize = 10_000;
+
+/// Whether divan measures (`cargo bench`) rather than runs each benchmark once as a test.
+fn measuring() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test")
+}
+
+/// `n` points when measuring, a tenth in a test run.
+fn scaled(n: usize) -> usize {
+    if measuring() { n } else { n / 10 }
+}
 
 /// The broker `main` started (it stays owned by `main`, so that it is stopped at exit),
 /// shared with the benchmarks by reference.
@@ -43,6 +57,10 @@ fn purge(mq: &RabbitMqServer) {
 }
 
 fn main() {
+    // Listing (nextest does, before running each case) needs no broker.
+    if std::env::args().any(|a| a == "--list") {
+        return divan::main();
+    }
     let mq = match RabbitMqServer::start() {
         Ok(m) => m,
         Err(e) => {
@@ -52,7 +70,9 @@ fn main() {
     };
     let url = mq.transport_url();
     *MQ.lock().unwrap_or_else(|e| e.into_inner()) = Some((mq.port(), url.clone()));
-    python_rates(&mq, &url);
+    if measuring() {
+        python_rates(&mq, &url);
+    }
     purge(&mq);
 
     notifier::configure(notifier::Config {
@@ -165,14 +185,15 @@ print(f"{n / (time.perf_counter() - t):.0f}")
 /// `POINTS` points in traces of `points_per_trace`, then a flush.
 #[divan::bench(args = [10, 1_000], sample_count = 5, sample_size = 1)]
 fn publish_events(b: Bencher, points_per_trace: usize) {
-    b.counter(ItemsCount::new(2 * POINTS))
+    let points = scaled(POINTS);
+    b.counter(ItemsCount::new(2 * points))
         .with_inputs(|| {
             if let Some(mq) = PURGE.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
                 purge(mq);
             }
         })
         .bench_local_values(|()| {
-            for _ in 0..POINTS / points_per_trace {
+            for _ in 0..points / points_per_trace {
                 let ctx = TraceContext::new(None, None, None);
                 let _in = ctx.enter();
                 for _ in 0..points_per_trace {
@@ -191,12 +212,13 @@ fn read_trace(b: Bencher) {
         None => return,
     };
     let o = opts(&url);
-    b.counter(ItemsCount::new(2 * READ_POINTS))
+    let points = scaled(READ_POINTS);
+    b.counter(ItemsCount::new(2 * points))
         .with_inputs(|| {
             if let Some(mq) = PURGE.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
                 purge(mq);
             }
-            let (base, events) = synthetic_trace(READ_POINTS);
+            let (base, events) = synthetic_trace(points);
             let mut sink = osprofiler_store::sink(&ConnectionString::Messaging, &o).expect("sink");
             for chunk in events.chunks(4096) {
                 sink.write(chunk).expect("published");
@@ -207,6 +229,6 @@ fn read_trace(b: Bencher) {
             let mut store =
                 osprofiler_store::open(&ConnectionString::Messaging, &o).expect("store");
             let report = store.report(&base).expect("read").expect("found");
-            assert_eq!(report.len(), READ_POINTS);
+            assert_eq!(report.len(), points);
         });
 }

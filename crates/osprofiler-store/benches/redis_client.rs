@@ -17,6 +17,9 @@
 //!
 //! `cluster`: the same batch through our sink into a Redis Cluster of 3 masters + 3
 //! replicas (`rediscluster://`, started here too), beside `ours` into the single server.
+//!
+//! Run as a test (nextest runs every benchmark once, each in its own process), nothing is
+//! measured before the benchmarks and the cluster is started only for the `cluster` ones.
 
 // The counting allocator must implement the (unsafe) GlobalAlloc trait.
 #![allow(unsafe_code)]
@@ -160,7 +163,27 @@ fn batch(points_per_trace: usize) -> Vec<Event> {
     out
 }
 
+/// Whether divan measures (`cargo bench`) rather than runs each benchmark once as a test.
+fn measuring() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test")
+}
+
+/// Whether the `cluster` benchmarks may run: the filters name them, or no client.
+fn cluster_wanted() -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let named = |s: &str| filters.iter().any(|f| f.contains(s));
+    named("cluster") || !(named("ours") || named("redis_crate"))
+}
+
 fn main() {
+    // Listing (nextest does, before running each case) needs no servers.
+    if std::env::args().any(|a| a == "--list") {
+        return divan::main();
+    }
     let server = match RedisServer::start() {
         Ok(r) => r,
         Err(e) => {
@@ -179,7 +202,10 @@ fn main() {
         groups: Vec::new(),
     };
     let flush = client.get_connection().expect("redis crate connection");
-    let cluster = match RedisCluster::start() {
+    let cluster = match cluster_wanted()
+        .then(RedisCluster::start)
+        .unwrap_or_else(|| Err("not asked for".into()))
+    {
         Ok(cl) => {
             let cs: ConnectionString = cl.url().parse().expect("cluster url");
             let sink = osprofiler_store::sink(&cs, &Options::default()).expect("cluster sink");
@@ -200,7 +226,9 @@ fn main() {
 
     // Allocations per event, one batch after a warm-up batch (buffers reused as in the
     // exporter), for each client and trace size.
-    for points in [10, 1_000] {
+    // Measured figures, not checks: only under `cargo bench`.
+    let sizes: &[usize] = if measuring() { &[10, 1_000] } else { &[] };
+    for &points in sizes {
         let events = batch(points);
         for (name, to) in [
             ("ours", To::Ours),

@@ -7,6 +7,10 @@
 //! fetched by base id and built into a report. Python osprofiler 4.4.0's sqlalchemy driver (SQLAlchemy 1.4, one INSERT and
 //! commit per event) is measured in the same run when its virtualenv is there, and printed
 //! first.
+//!
+//! Run as a test (nextest runs every benchmark once, each in its own process, and each
+//! process redoes this setup), the fills are small and Python is not timed: each case is
+//! a quick check that the benchmark still works.
 
 use std::sync::{Mutex, OnceLock};
 
@@ -17,7 +21,7 @@ use osprofiler_testkit::{MariaDbServer, Oracle, PostgresServer};
 
 const BATCH: usize = 4096;
 const BATCHES: usize = 8;
-/// The traces fetched: (points, base id).
+/// The traces fetched: (points when measuring, base id).
 const FETCHED: [(usize, &str); 2] = [
     (10_000, "ffffffff-0000-4000-8000-000000000001"),
     (100_000, "ffffffff-0000-4000-8000-000000000002"),
@@ -30,13 +34,47 @@ static MARIA: OnceLock<String> = OnceLock::new();
 static PG_SEARCH: OnceLock<String> = OnceLock::new();
 static MARIA_SEARCH: OnceLock<String> = OnceLock::new();
 
+/// Whether divan measures (`cargo bench`) rather than runs each benchmark once as a test.
+fn measuring() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test")
+}
+
+/// A fill of `n` when measuring; a hundredth of it in a test run.
+fn scaled(n: usize) -> usize {
+    if measuring() { n } else { n / 100 }
+}
+
+/// Whether the benchmarks asked for need `server` (`postgres`, `mariadb`): all do,
+/// unless the filters name only the other (as a test run's single case does).
+fn wanted(server: &str) -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let named = |s: &str| filters.iter().any(|f| f.contains(s));
+    named(server) || !(named("postgres") || named("mariadb"))
+}
+
 fn main() {
-    let pg = PostgresServer::start()
-        .map_err(|e| eprintln!("PostgreSQL benchmarks skipped: {e}"))
-        .ok();
-    let maria = MariaDbServer::start()
-        .map_err(|e| eprintln!("MariaDB benchmarks skipped: {e}"))
-        .ok();
+    // Listing (nextest does, before running each case) needs no servers.
+    if std::env::args().any(|a| a == "--list") {
+        return divan::main();
+    }
+    let pg = wanted("postgres")
+        .then(|| {
+            PostgresServer::start()
+                .map_err(|e| eprintln!("PostgreSQL benchmarks skipped: {e}"))
+                .ok()
+        })
+        .flatten();
+    let maria = wanted("mariadb")
+        .then(|| {
+            MariaDbServer::start()
+                .map_err(|e| eprintln!("MariaDB benchmarks skipped: {e}"))
+                .ok()
+        })
+        .flatten();
     let pg_search = pg.as_ref().and_then(|s| {
         s.psql("CREATE DATABASE search")
             .map_err(|e| eprintln!("search database: {e}"))
@@ -69,7 +107,9 @@ fn main() {
         ),
     ] {
         let Some(url) = url else { continue };
-        python_rate(name, &url);
+        if measuring() {
+            python_rate(name, &url);
+        }
         fill_fetch_trace(&url);
         fill_search_traces(&url);
         let _ = cell.set(url);
@@ -106,7 +146,7 @@ fn fill_fetch_trace(url: &str) {
     let mut sink = osprofiler_store::sink(&cs(url), &Options::default()).expect("sink");
     for (points, base) in FETCHED {
         let mut batch = Vec::with_capacity(BATCH);
-        for p in 0..points {
+        for p in 0..scaled(points) {
             batch.extend(point_events(base, p, 1_764_072_000_000_000));
             if batch.len() >= BATCH {
                 sink.write(&batch).expect("write");
@@ -117,13 +157,14 @@ fn fill_fetch_trace(url: &str) {
     }
 }
 
-/// Traces listed by `search_*`: one point each, a second apart.
+/// Traces listed by `search_*` (a hundredth in a test run: still two pages): one point
+/// each, a second apart.
 const SEARCHED: usize = 10_000;
 
 fn fill_search_traces(url: &str) {
     let mut sink = osprofiler_store::sink(&cs(url), &Options::default()).expect("sink");
     let mut batch = Vec::with_capacity(BATCH);
-    for t in 0..SEARCHED {
+    for t in 0..scaled(SEARCHED) {
         let base = format!("dddddddd-0000-4000-8000-{t:012}");
         batch.extend(point_events(
             &base,
@@ -238,10 +279,12 @@ fn write(b: Bencher, url: Option<&String>, points_per_trace: usize, summaries: b
     let sink: Mutex<Box<dyn Sink>> =
         Mutex::new(osprofiler_store::sink(&cs(url), &opts).expect("sink"));
     let mut n = 0usize;
-    b.counter(ItemsCount::new(BATCH * BATCHES))
+    // One batch in a test run.
+    let batches = if measuring() { BATCHES } else { 1 };
+    b.counter(ItemsCount::new(BATCH * batches))
         .with_inputs(|| {
             n += 1;
-            (0..BATCHES)
+            (0..batches)
                 .map(|k| {
                     (0..BATCH / 2)
                         .flat_map(|p| {
@@ -272,7 +315,7 @@ fn fetch(b: Bencher, url: Option<&String>, points: usize) {
         osprofiler_store::open(&cs(url), &Options::default()).expect("store");
     b.bench_local(|| {
         let report = store.report(base).expect("read").expect("trace");
-        assert_eq!(report.len(), points);
+        assert_eq!(report.len(), scaled(points));
         report
     });
 }

@@ -13,6 +13,7 @@ use std::str::FromStr;
 /// | `rediss://…[?ssl_ca_certs=/ca.pem&ssl_cert_reqs=required]` | Redis over TLS |
 /// | `redissentinel://[:password@]host:port[,host:port…][/db]` | Redis through Sentinel (master name from `sentinel_service_name`) |
 /// | `rediscluster://[[user]:password@]host:port[,host:port…]` | a Redis Cluster (the nodes are seeds: the others are found from them) |
+/// | `rediscluster://…?ssl=true[&ssl_ca_certs=/ca.pem&ssl_cert_reqs=required]` | the same over TLS (feature `tls`) |
 /// | `file:///path/to/events.jsonl` | osprofiler JSON, one event per line |
 /// | `otlp://host[:4318][?service_name_prefix=P&timeout=S]` | OpenTelemetry collector, OTLP over HTTP/protobuf (write only) |
 /// | `otlps://host[:4318][?ca_certs=/ca.pem]` | the same over HTTPS |
@@ -20,6 +21,7 @@ use std::str::FromStr;
 /// | `jaeger://host[:6831][?max_packet_size=N]` | Jaeger agent, UDP Thrift compact (write only) |
 /// | `postgresql://[user[:password]@]host[:5432][/db]`, `postgresql+psycopg2://…`, `postgres://…` | PostgreSQL, osprofiler's SQLAlchemy table `data` (feature `postgres`; db defaults to the user) |
 /// | `mysql://[user[:password]@]host[:3306]/db`, `mysql+pymysql://…`, `mysql+mysqldb://…`, `mariadb://…` | MySQL or MariaDB, the same table (feature `mysql`) |
+/// | `postgresql://…?sslmode=verify-full&sslrootcert=/ca.pem`, `mysql://…?ssl_ca=/ca.pem`, `?ssl_mode=REQUIRED`, … | the same over TLS (feature `tls`; see [`SqlTls`]) |
 /// | `messaging://` | OpenStack notifications on RabbitMQ (feature `messaging`); the broker is the `transport_url` option, [`TransportUrl`](crate::TransportUrl) |
 ///
 /// Several backends are a [`Backends`] list.
@@ -59,6 +61,12 @@ pub enum ConnectionString {
         username: Option<String>,
         /// Password of every node.
         password: Option<String>,
+        /// TLS to every node (`ssl=true`; feature `tls`).
+        tls: bool,
+        /// CA bundle to trust for TLS (`ssl_ca_certs`); the system's roots otherwise.
+        ca_certs: Option<PathBuf>,
+        /// Whether to verify the nodes' certificates (`ssl_cert_reqs`, default required).
+        verify_tls: bool,
     },
     /// A file of osprofiler JSON events, one per line.
     File {
@@ -102,6 +110,40 @@ pub struct SqlTarget {
     pub password: Option<String>,
     /// The database; `None` (PostgreSQL only): named after the user, as libpq does.
     pub database: Option<String>,
+    /// TLS (`sslmode=`; MySQL's `ssl_mode=`, pymysql's `ssl=`, `ssl_ca=`).
+    pub tls: SqlTls,
+    /// CA bundle to verify the server against (`sslrootcert=`, `ssl_ca=`); the system's
+    /// roots otherwise (MySQL: the mysql crate's bundled Mozilla roots).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// How an SQL connection uses TLS: libpq's `sslmode` values, which MySQL's `ssl_mode`
+/// (`DISABLED`, `PREFERRED`, `REQUIRED`, `VERIFY_CA`, `VERIFY_IDENTITY`) and pymysql's
+/// `ssl=true` / `ssl_ca=` / `ssl_check_hostname=false` map to. A CA file given with
+/// `Require` makes it `VerifyCa`, as libpq and MySQL's client do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlTls {
+    /// Plain TCP (`disable`, `allow`).
+    Disable,
+    /// TLS when the server offers it, the certificate not verified, else plain (`prefer`,
+    /// libpq's default; MySQL: plain, the mysql crate cannot fall back).
+    Prefer,
+    /// TLS, the certificate not verified (`require`).
+    Require,
+    /// TLS, the certificate's chain verified, not its host name (`verify-ca`).
+    VerifyCa,
+    /// TLS, the chain and the host name verified (`verify-full`).
+    VerifyFull,
+}
+
+impl SqlTls {
+    /// Whether the connection must be TLS (every mode but `Disable` and `Prefer`).
+    pub fn required(self) -> bool {
+        matches!(
+            self,
+            SqlTls::Require | SqlTls::VerifyCa | SqlTls::VerifyFull
+        )
+    }
 }
 
 /// How OTLP is carried.
@@ -288,23 +330,20 @@ impl FromStr for ConnectionString {
 }
 
 impl ConnectionString {
-    /// The cargo feature of osprofiler-store this backend needs and this build lacks:
-    /// its driver's, then `tls` for a TLS string. `None` when it can be used.
+    /// The cargo feature of osprofiler-store this backend's driver needs and this build
+    /// lacks. `None` when it is built in.
     pub(crate) fn missing_feature(&self) -> Option<&'static str> {
         let off = |on: bool, feature: &'static str| (!on).then_some(feature);
-        let tls = |wanted: bool| off(!wanted || cfg!(feature = "tls"), "tls");
         match self {
             ConnectionString::Sqlite { .. } => off(cfg!(feature = "sqlite"), "sqlite"),
-            ConnectionString::Redis(t) => off(cfg!(feature = "redis"), "redis").or(tls(t.tls)),
-            ConnectionString::RedisSentinel { .. } | ConnectionString::RedisCluster { .. } => {
-                off(cfg!(feature = "redis"), "redis")
-            }
+            ConnectionString::Redis(_)
+            | ConnectionString::RedisSentinel { .. }
+            | ConnectionString::RedisCluster { .. } => off(cfg!(feature = "redis"), "redis"),
             ConnectionString::File { .. } => None,
             ConnectionString::Otlp(t) => match t.protocol {
                 OtlpProtocol::HttpProtobuf => off(cfg!(feature = "otlp"), "otlp"),
                 OtlpProtocol::Grpc => off(cfg!(feature = "otlp-grpc"), "otlp-grpc"),
-            }
-            .or(tls(t.tls)),
+            },
             ConnectionString::Jaeger(_) => off(cfg!(feature = "jaeger"), "jaeger"),
             ConnectionString::Sql(t) => match t.dialect {
                 SqlDialect::Postgres => off(cfg!(feature = "postgres"), "postgres"),
@@ -312,6 +351,18 @@ impl ConnectionString {
             },
             ConnectionString::Messaging => off(cfg!(feature = "messaging"), "messaging"),
         }
+    }
+
+    /// `Some("tls")` when the string asks for TLS (`rediss://`, `otlps://`) and this build
+    /// has none: such a string parses, opening it is refused (as the SQL, cluster and
+    /// `amqps://` TLS options are, by their drivers).
+    pub(crate) fn missing_tls(&self) -> Option<&'static str> {
+        let wanted = match self {
+            ConnectionString::Redis(t) => t.tls,
+            ConnectionString::Otlp(t) => t.tls,
+            _ => false,
+        };
+        (wanted && !cfg!(feature = "tls")).then_some("tls")
     }
 }
 
@@ -360,22 +411,8 @@ impl ConnectionString {
                     SqlDialect::Postgres => None,
                     SqlDialect::MySql => return Err(invalid("no database name".into())),
                 };
-                for (k, v) in query_pairs(query).map_err(invalid)? {
-                    // No TLS in this build: refuse rather than send a password in clear.
-                    let tls_wanted = match k.as_str() {
-                        "sslmode" => !matches!(v.as_str(), "disable" | "allow" | "prefer"),
-                        "ssl" | "ssl_ca" | "ssl_cert" | "ssl_key" | "ssl_mode" | "sslrootcert"
-                        | "sslcert" | "sslkey" => true,
-                        // The rest (charset, connect_timeout, application_name, …): SQLAlchemy's
-                        // driver options we have no use for.
-                        _ => false,
-                    };
-                    if tls_wanted {
-                        return Err(invalid(format!(
-                            "option {k:?}: TLS to SQL servers is not supported yet"
-                        )));
-                    }
-                }
+                let (tls, ca_file) =
+                    sql_tls(dialect, query_pairs(query).map_err(invalid)?).map_err(invalid)?;
                 Ok(ConnectionString::Sql(SqlTarget {
                     dialect,
                     scheme: lower.to_owned(),
@@ -384,6 +421,8 @@ impl ConnectionString {
                     user,
                     password,
                     database,
+                    tls,
+                    ca_file,
                 }))
             }
             "sqlite" => {
@@ -435,17 +474,7 @@ impl ConnectionString {
                                 .map_err(|_| invalid(format!("invalid database number {v:?}")))?
                         }
                         "ssl_ca_certs" => target.ca_certs = Some(PathBuf::from(v)),
-                        "ssl_cert_reqs" => {
-                            target.verify_tls = match v.to_ascii_lowercase().as_str() {
-                                "required" | "cert_required" => true,
-                                "none" | "cert_none" => false,
-                                _ => {
-                                    return Err(invalid(format!(
-                                        "invalid ssl_cert_reqs {v:?} (required or none)"
-                                    )));
-                                }
-                            }
-                        }
+                        "ssl_cert_reqs" => target.verify_tls = cert_reqs(&v).map_err(invalid)?,
                         // Options of redis-py we have no use for are accepted and ignored.
                         _ => {}
                     }
@@ -470,7 +499,7 @@ impl ConnectionString {
                 })
             }
             "rediscluster" => {
-                let (authority, path, _query) = split_url(rest);
+                let (authority, path, query) = split_url(rest);
                 userinfo_in_authority(rest, authority).map_err(invalid)?;
                 let (username, password, hosts) = split_userinfo(authority).map_err(invalid)?;
                 let mut nodes = Vec::new();
@@ -484,10 +513,36 @@ impl ConnectionString {
                 if parse_db(path).map_err(invalid)? != 0 {
                     return Err(invalid("a Redis Cluster has database 0 only".into()));
                 }
+                let (mut tls, mut ca_certs, mut verify_tls) = (false, None, true);
+                for (k, v) in query_pairs(query).map_err(invalid)? {
+                    match k.as_str() {
+                        // redis-py's `ssl` argument: a cluster URL has no `rediss` form.
+                        "ssl" => {
+                            tls = match v.to_ascii_lowercase().as_str() {
+                                "1" | "true" | "yes" | "on" => true,
+                                "0" | "false" | "no" | "off" => false,
+                                _ => {
+                                    return Err(invalid(format!(
+                                        "invalid ssl {v:?} (true or false)"
+                                    )));
+                                }
+                            }
+                        }
+                        "ssl_ca_certs" => ca_certs = Some(PathBuf::from(v)),
+                        "ssl_cert_reqs" => verify_tls = cert_reqs(&v).map_err(invalid)?,
+                        _ => {}
+                    }
+                }
+                if ca_certs.is_some() && !tls {
+                    return Err(invalid("ssl_ca_certs needs TLS (ssl=true)".into()));
+                }
                 Ok(ConnectionString::RedisCluster {
                     nodes,
                     username,
                     password,
+                    tls,
+                    ca_certs,
+                    verify_tls,
                 })
             }
             "otlp" | "otlps" | "otlp+http" | "otlps+http" | "otlp+https" | "otlp+grpc"
@@ -601,6 +656,107 @@ impl ConnectionString {
     }
 }
 
+/// redis-py's `ssl_cert_reqs`: whether the server's certificate is verified.
+fn cert_reqs(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "required" | "cert_required" => Ok(true),
+        "none" | "cert_none" => Ok(false),
+        _ => Err(format!("invalid ssl_cert_reqs {v:?} (required or none)")),
+    }
+}
+
+/// The TLS mode and CA file of an SQL URL's options, in libpq's spelling (`sslmode`,
+/// `sslrootcert`) for PostgreSQL, MySQL's and pymysql's (`ssl_mode`, `ssl`, `ssl_ca`,
+/// `ssl_check_hostname`) for MySQL. Client certificates are refused, not ignored.
+fn sql_tls(
+    dialect: SqlDialect,
+    pairs: Vec<(String, String)>,
+) -> Result<(SqlTls, Option<PathBuf>), String> {
+    let truth = |k: &str, v: &str| match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!("invalid {k} {v:?} (true or false)")),
+    };
+    // Absent: libpq's default for PostgreSQL, pymysql's (no TLS) for MySQL.
+    let mut mode = None;
+    let mut ca_file = None;
+    let mut pymysql_ssl = false;
+    let mut check_hostname = true;
+    let mut system_roots = false;
+    for (k, v) in pairs {
+        match (dialect, k.as_str()) {
+            (SqlDialect::Postgres, "sslmode") => {
+                mode = Some(match v.as_str() {
+                    "disable" | "allow" => SqlTls::Disable,
+                    "prefer" => SqlTls::Prefer,
+                    "require" => SqlTls::Require,
+                    "verify-ca" => SqlTls::VerifyCa,
+                    "verify-full" => SqlTls::VerifyFull,
+                    _ => {
+                        return Err(format!(
+                            "invalid sslmode {v:?} (disable, allow, prefer, require, verify-ca or verify-full)"
+                        ));
+                    }
+                })
+            }
+            // libpq 16's `system`: the system's roots, and the host name verified.
+            (SqlDialect::Postgres, "sslrootcert") if v == "system" => system_roots = true,
+            (SqlDialect::Postgres, "sslrootcert") => ca_file = Some(PathBuf::from(v)),
+            (SqlDialect::MySql, "ssl_mode") => {
+                mode = Some(match v.to_ascii_uppercase().as_str() {
+                    "DISABLED" => SqlTls::Disable,
+                    "PREFERRED" => SqlTls::Prefer,
+                    "REQUIRED" => SqlTls::Require,
+                    "VERIFY_CA" => SqlTls::VerifyCa,
+                    "VERIFY_IDENTITY" => SqlTls::VerifyFull,
+                    _ => {
+                        return Err(format!(
+                            "invalid ssl_mode {v:?} (DISABLED, PREFERRED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY)"
+                        ));
+                    }
+                })
+            }
+            (SqlDialect::MySql, "ssl") => pymysql_ssl = truth("ssl", &v)?,
+            (SqlDialect::MySql, "ssl_ca") => ca_file = Some(PathBuf::from(v)),
+            (SqlDialect::MySql, "ssl_check_hostname") => {
+                check_hostname = truth("ssl_check_hostname", &v)?
+            }
+            (_, "sslcert" | "sslkey" | "ssl_cert" | "ssl_key" | "ssl_capath" | "sslcrl") => {
+                return Err(format!(
+                    "option {k:?}: not supported (server certificates only)"
+                ));
+            }
+            // The rest (charset, connect_timeout, application_name, …): SQLAlchemy's
+            // driver options we have no use for.
+            _ => {}
+        }
+    }
+    if system_roots {
+        return match mode {
+            None | Some(SqlTls::VerifyFull) => Ok((SqlTls::VerifyFull, None)),
+            Some(_) => Err("sslrootcert=system needs sslmode=verify-full".into()),
+        };
+    }
+    let mode = match (mode, dialect) {
+        (Some(m), _) => m,
+        // pymysql: `ssl_ca` verifies the certificate and, unless told not to, the host.
+        (None, SqlDialect::MySql) if ca_file.is_some() && check_hostname => SqlTls::VerifyFull,
+        (None, SqlDialect::MySql) if ca_file.is_some() => SqlTls::VerifyCa,
+        (None, SqlDialect::MySql) if pymysql_ssl => SqlTls::Require,
+        (None, SqlDialect::MySql) => SqlTls::Disable,
+        (None, SqlDialect::Postgres) => SqlTls::Prefer,
+    };
+    // A CA given: verified, as libpq's `require` with a root certificate does.
+    let mode = match mode {
+        SqlTls::Require if ca_file.is_some() => SqlTls::VerifyCa,
+        m => m,
+    };
+    if ca_file.is_some() && !mode.required() {
+        return Err("a CA file needs TLS (sslmode=verify-full, ssl_mode=VERIFY_IDENTITY)".into());
+    }
+    Ok((mode, ca_file))
+}
+
 /// (authority, path, query) of what follows `scheme://`.
 fn split_url(rest: &str) -> (&str, &str, &str) {
     let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -712,7 +868,7 @@ fn parse_db(path: &str) -> Result<u32, String> {
         .map_err(|_| format!("invalid database number {path:?}"))
 }
 
-fn query_pairs(q: &str) -> Result<Vec<(String, String)>, String> {
+pub(crate) fn query_pairs(q: &str) -> Result<Vec<(String, String)>, String> {
     q.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
@@ -844,6 +1000,8 @@ impl fmt::Display for ConnectionString {
                 nodes,
                 username,
                 password,
+                tls,
+                ..
             } => {
                 let hosts: Vec<String> = nodes
                     .iter()
@@ -851,9 +1009,10 @@ impl fmt::Display for ConnectionString {
                     .collect();
                 write!(
                     f,
-                    "rediscluster://{}{}",
+                    "rediscluster://{}{}{}",
                     auth(username, password),
-                    hosts.join(",")
+                    hosts.join(","),
+                    if *tls { "?ssl=true" } else { "" }
                 )
             }
             ConnectionString::RedisSentinel {
@@ -1055,6 +1214,7 @@ impl fmt::Debug for SqlTarget {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("database", &self.database)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -1199,6 +1359,89 @@ mod tests {
     }
 
     #[test]
+    fn sql_tls_options() {
+        let sql = |s: &str| match cs(s).unwrap() {
+            ConnectionString::Sql(t) => (t.tls, t.ca_file.map(|p| p.display().to_string())),
+            other => panic!("{other:?}"),
+        };
+        let ca = Some("/ca.pem".to_owned());
+        for (s, want) in [
+            // libpq's default, and its values.
+            ("postgresql://h/db", (SqlTls::Prefer, None)),
+            ("postgresql://h/db?sslmode=disable", (SqlTls::Disable, None)),
+            ("postgresql://h/db?sslmode=allow", (SqlTls::Disable, None)),
+            ("postgresql://h/db?sslmode=require", (SqlTls::Require, None)),
+            // require with a root certificate verifies the chain, as libpq does.
+            (
+                "postgresql://h/db?sslmode=require&sslrootcert=/ca.pem",
+                (SqlTls::VerifyCa, ca.clone()),
+            ),
+            (
+                "postgresql://h/db?sslmode=verify-ca&sslrootcert=/ca.pem",
+                (SqlTls::VerifyCa, ca.clone()),
+            ),
+            (
+                "postgresql+psycopg2://h/db?sslmode=verify-full",
+                (SqlTls::VerifyFull, None),
+            ),
+            (
+                "postgresql://h/db?sslrootcert=system",
+                (SqlTls::VerifyFull, None),
+            ),
+            // pymysql: nothing by default; ssl_ca verifies the host too unless told not to.
+            ("mysql://h/db", (SqlTls::Disable, None)),
+            ("mysql+pymysql://h/db?ssl=true", (SqlTls::Require, None)),
+            (
+                "mysql+pymysql://h/db?ssl_ca=/ca.pem",
+                (SqlTls::VerifyFull, ca.clone()),
+            ),
+            (
+                "mysql+pymysql://h/db?ssl_ca=/ca.pem&ssl_check_hostname=false",
+                (SqlTls::VerifyCa, ca.clone()),
+            ),
+            // MySQL's ssl_mode, any case.
+            ("mysql://h/db?ssl_mode=PREFERRED", (SqlTls::Prefer, None)),
+            ("mysql://h/db?ssl_mode=required", (SqlTls::Require, None)),
+            (
+                "mysql://h/db?ssl_mode=VERIFY_CA&ssl_ca=/ca.pem",
+                (SqlTls::VerifyCa, ca.clone()),
+            ),
+            (
+                "mariadb://h/db?ssl_mode=VERIFY_IDENTITY",
+                (SqlTls::VerifyFull, None),
+            ),
+        ] {
+            assert_eq!(sql(s), want, "{s}");
+        }
+        assert!(cs("postgresql://h/db?sslmode=require&sslrootcert=system").is_err());
+    }
+
+    #[test]
+    fn rediscluster_tls_options() {
+        let c: ConnectionString = cs(
+            "rediscluster://:pw@n1:7000,n2:7001?ssl=true&ssl_ca_certs=/ca.pem&ssl_cert_reqs=none",
+        )
+        .unwrap();
+        let ConnectionString::RedisCluster {
+            tls,
+            ca_certs,
+            verify_tls,
+            ..
+        } = &c
+        else {
+            panic!("{c:?}")
+        };
+        assert_eq!(
+            (*tls, ca_certs.as_deref(), *verify_tls),
+            (true, Some(std::path::Path::new("/ca.pem")), false)
+        );
+        assert_eq!(
+            c.to_string(),
+            "rediscluster://:***@n1:7000,n2:7001?ssl=true"
+        );
+    }
+
+    #[test]
     #[cfg_attr(
         not(all(
             feature = "redis",
@@ -1220,6 +1463,9 @@ mod tests {
                 ],
                 username: None,
                 password: Some("p@w".into()),
+                tls: false,
+                ca_certs: None,
+                verify_tls: true,
             }
         );
         assert_eq!(
@@ -1311,9 +1557,9 @@ mod tests {
         assert_eq!(b.to_string(), "redis://h:6379/0 messaging://");
     }
 
-    /// Every backend's string, with a password: parsed when its features are built in,
-    /// else refused in one line that names the feature and not the password; `open` and
-    /// `sink` of a hand-built value refuse it the same way.
+    /// Every backend's string, with a password: parsed when its backend is built in, else
+    /// refused in one line that names the feature and not the password; `open` and `sink`
+    /// of a hand-built value refuse it the same way, and a TLS string without `tls`.
     #[test]
     fn compiled_out_backends_are_refused_in_one_line() {
         let cases: [(&str, &[&str]); 13] = [
@@ -1346,13 +1592,39 @@ mod tests {
             .iter()
             .chain([("messaging://", &["messaging"][..])].iter())
         {
-            let missing = needs
-                .iter()
-                .find(|f| !built.iter().any(|(name, on)| name == *f && *on));
+            let off = |f: &&&str| !built.iter().any(|(name, on)| name == *f && *on);
+            // The backend's own feature refuses the string; `tls` refuses opening it.
+            let missing = needs.iter().filter(|f| **f != "tls").find(off);
+            let no_tls = needs.iter().find(|f| **f == "tls").filter(off);
             let syntax = ConnectionString::parse_syntax(s).unwrap();
             assert_eq!(syntax.missing_feature(), missing.copied(), "{s}");
+            assert_eq!(syntax.missing_tls(), no_tls.copied(), "{s}");
+            let refused = |what: &str, f: &str| {
+                let opts = crate::Options::default();
+                for r in [
+                    crate::open(&syntax, &opts).map(|_| ()),
+                    crate::sink(&syntax, &opts).map(|_| ()),
+                ] {
+                    match r {
+                        Err(crate::OpenError::FeatureMissing { feature, store }) => {
+                            assert_eq!(feature, f, "{what}");
+                            assert!(!store.contains("s3cret"));
+                        }
+                        // OTLP and Jaeger have no read side whatever the features.
+                        Err(crate::OpenError::WriteOnly { .. }) => {
+                            assert!(!syntax.is_readable())
+                        }
+                        other => panic!("{what}: {:?}", other.map_err(|e| e.to_string())),
+                    }
+                }
+            };
             match (s.parse::<ConnectionString>(), missing) {
-                (Ok(cs), None) => assert_eq!(cs, syntax),
+                (Ok(cs), None) => {
+                    assert_eq!(cs, syntax);
+                    if let Some(f) = no_tls {
+                        refused(s, f);
+                    }
+                }
                 (Err(e), Some(f)) => {
                     let text = e.to_string();
                     assert_eq!(
@@ -1367,23 +1639,7 @@ mod tests {
                     // A list holding it is refused the same way.
                     let list = format!("file:///tmp/e.jsonl {s}");
                     assert_eq!(list.parse::<Backends>().unwrap_err().to_string(), text);
-                    let opts = crate::Options::default();
-                    for r in [
-                        crate::open(&syntax, &opts).map(|_| ()),
-                        crate::sink(&syntax, &opts).map(|_| ()),
-                    ] {
-                        match r {
-                            Err(crate::OpenError::FeatureMissing { feature, store }) => {
-                                assert_eq!(feature, *f);
-                                assert!(!store.contains("s3cret"));
-                            }
-                            // OTLP and Jaeger have no read side whatever the features.
-                            Err(crate::OpenError::WriteOnly { .. }) => {
-                                assert!(!syntax.is_readable())
-                            }
-                            other => panic!("{s}: {:?}", other.map_err(|e| e.to_string())),
-                        }
-                    }
+                    refused(s, f);
                 }
                 (r, m) => panic!("{s}: {:?}, missing {m:?}", r.map_err(|e| e.to_string())),
             }
@@ -1523,8 +1779,20 @@ mod tests {
                 "no database name in connection string mysql://u:***@h",
             ),
             (
-                "postgresql://u:pw@h/db?sslmode=require",
-                "option \"sslmode\": TLS to SQL servers is not supported yet in connection string postgresql://u:***@h/db?sslmode=require",
+                "postgresql://u:pw@h/db?sslmode=sometimes",
+                "invalid sslmode \"sometimes\" (disable, allow, prefer, require, verify-ca or verify-full) in connection string postgresql://u:***@h/db?sslmode=sometimes",
+            ),
+            (
+                "postgresql://u:pw@h/db?sslmode=prefer&sslrootcert=/ca.pem",
+                "a CA file needs TLS (sslmode=verify-full, ssl_mode=VERIFY_IDENTITY) in connection string postgresql://u:***@h/db?sslmode=prefer&sslrootcert=/ca.pem",
+            ),
+            (
+                "mysql://u:pw@h/db?ssl_cert=/c.pem",
+                "option \"ssl_cert\": not supported (server certificates only) in connection string mysql://u:***@h/db?ssl_cert=/c.pem",
+            ),
+            (
+                "rediscluster://:pw@h:1?ssl_ca_certs=/ca.pem",
+                "ssl_ca_certs needs TLS (ssl=true) in connection string rediscluster://:***@h:1?ssl_ca_certs=/ca.pem",
             ),
             (
                 "postgresql://u:pw@h:x/db",

@@ -89,7 +89,7 @@ struct Lane {
 
 impl Lane {
     fn report_losses(&mut self) {
-        if self.reported.1.elapsed() < osprofiler::notifier::LOSS_REPORT_INTERVAL {
+        if self.reported.1.elapsed() < osprofiler::notifier::configured().loss_report_interval {
             return;
         }
         let c = &self.counters;

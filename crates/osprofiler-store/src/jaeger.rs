@@ -50,6 +50,13 @@
 //! counted, never waited for. A connected UDP socket reports a previous datagram's ICMP
 //! "port unreachable" as `ECONNREFUSED` on the next send; that is an agent that is down,
 //! counted ([`JaegerStats::datagrams_refused`]) and not an error of every batch.
+//!
+//! UDP gives no error for most losses, so a batch "succeeds" even when some of its spans
+//! were not sent. Those spans (two events each) are reported to the pipeline afterwards
+//! with [`report_late_failure`](osprofiler::notifier::report_late_failure), at the next
+//! write, flush or close: then `notifier::stats().failed` counts them and the notifier's
+//! once-per-interval loss line says so, as for any other sink. Later rather than at once
+//! because the pipeline counts a batch as exported only once `write` returns.
 
 use std::collections::HashMap;
 use std::io;
@@ -556,6 +563,8 @@ pub(crate) struct JaegerSink {
     body: Vec<u8>,
     datagram: Vec<u8>,
     counters: Arc<Counters>,
+    /// `spans_dropped` and `datagrams_refused` as last reported to the pipeline.
+    reported: (u64, u64),
 }
 
 pub(crate) fn open_sink(t: &JaegerTarget, opts: &Options) -> Result<Box<dyn Sink>, OpenError> {
@@ -614,6 +623,7 @@ impl JaegerSink {
             body: Vec::new(),
             datagram: Vec::new(),
             counters,
+            reported: (0, 0),
         })
     }
 
@@ -714,6 +724,39 @@ impl JaegerSink {
         }
     }
 
+    /// Reports the spans dropped since the last report as failed events (see the module
+    /// docs), with a message saying how many datagrams were refused.
+    fn report_drops(&mut self) {
+        let c = &self.counters;
+        let (dropped, refused) = (
+            c.spans_dropped.load(Ordering::Relaxed),
+            c.datagrams_refused.load(Ordering::Relaxed),
+        );
+        let (new_dropped, new_refused) = (
+            dropped.saturating_sub(self.reported.0),
+            refused.saturating_sub(self.reported.1),
+        );
+        self.reported = (dropped, refused);
+        if new_dropped == 0 {
+            return;
+        }
+        let why = if new_refused > 0 {
+            format!(
+                "{new_refused} datagrams refused (nothing listens on {})",
+                self.peer
+            )
+        } else {
+            "the socket buffer was full or they did not fit a datagram".to_owned()
+        };
+        osprofiler::notifier::report_late_failure(
+            2 * new_dropped,
+            &SinkError::msg(format!(
+                "{}: {new_dropped} spans not sent: {why}",
+                self.agent
+            )),
+        );
+    }
+
     fn publish_assembler_stats(&self) {
         let s = self.asm.stats();
         let c = &self.counters;
@@ -728,6 +771,8 @@ impl JaegerSink {
 
 impl Sink for JaegerSink {
     fn write(&mut self, events: &[Event]) -> Result<(), SinkError> {
+        // The previous batches were counted as exported by now.
+        self.report_drops();
         let mut spans = Vec::with_capacity(events.len() / 2 + 1);
         self.asm.push_batch(events, &mut spans);
         // One process per datagram: group the spans by origin, in order of appearance.
@@ -765,6 +810,11 @@ impl Sink for JaegerSink {
                     .spans_dropped
                     .load(Ordering::Relaxed)
                     .saturating_sub(dropped_before);
+                // The pipeline counts this whole batch as failed: not reported again.
+                self.reported = (
+                    self.counters.spans_dropped.load(Ordering::Relaxed),
+                    self.counters.datagrams_refused.load(Ordering::Relaxed),
+                );
                 Err(SinkError::msg(format!(
                     "{} (agent {}): {dropped} of {total} spans not sent: {e}",
                     self.agent, self.peer
@@ -772,10 +822,17 @@ impl Sink for JaegerSink {
             }
         }
     }
+
+    fn flush(&mut self) -> Result<(), SinkError> {
+        // Nothing is buffered (each batch is sent at once): only the losses to report.
+        self.report_drops();
+        Ok(())
+    }
 }
 
 impl Drop for JaegerSink {
     fn drop(&mut self) {
+        self.report_drops();
         // Open points are never sent half open: they are counted as orphans.
         self.asm.close();
         self.publish_assembler_stats();

@@ -115,7 +115,7 @@ pub use redis::write_event_json as __redis_event_json;
 
 pub use conn::{
     Backends, ConnectionString, ConnectionStringError, JAEGER_MAX_PACKET_SIZE, JaegerTarget,
-    OtlpProtocol, OtlpTarget, RedisTarget, SqlDialect, SqlTarget, redact,
+    OtlpProtocol, OtlpTarget, RedisTarget, SqlDialect, SqlTarget, SqlTls, redact,
 };
 pub use fanout::{BackendStats, backend_stats};
 #[cfg(feature = "jaeger")]
@@ -393,6 +393,7 @@ pub fn open(cs: &ConnectionString, opts: &Options) -> Result<Box<dyn TraceStore>
 /// The error for a backend (or its TLS) this build lacks, if it does.
 fn compiled_out(cs: &ConnectionString) -> Option<OpenError> {
     cs.missing_feature()
+        .or_else(|| cs.missing_tls())
         .map(|feature| OpenError::FeatureMissing {
             store: cs.to_string(),
             feature,

@@ -69,7 +69,8 @@
 //! [lapin](https://docs.rs/lapin) on a small tokio runtime owned by each sink and store
 //! (one worker thread: lapin's own I/O thread drives its socket through the runtime's
 //! reactor, which a current-thread runtime would only run while the exporter waits on it).
-//! Plain TCP only (no `amqps`), as the test harness's broker offers.
+//! TLS with the `tls` feature (`amqps://…`, `rabbit://…?ssl=true`; see [`TransportUrl`]):
+//! lapin's rustls (ring), the system's roots plus the URL's `ssl_ca_file`.
 //!
 //! ```no_run
 //! use osprofiler_store::{ConnectionString, Options, TransportUrl, open, sink};
@@ -91,6 +92,7 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
+use lapin::tcp::OwnedTLSConfig;
 use lapin::types::FieldTable;
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
@@ -240,9 +242,14 @@ impl Bus {
     /// exchange and the queue as oslo.messaging does.
     fn connect(&self) -> Result<Link, String> {
         let mut last = String::from("no broker host");
+        let tls = self.tls_config()?;
         for h in &self.url.hosts {
             let uri = AMQPUri {
-                scheme: AMQPScheme::AMQP,
+                scheme: if self.url.tls {
+                    AMQPScheme::AMQPS
+                } else {
+                    AMQPScheme::AMQP
+                },
                 authority: AMQPAuthority {
                     userinfo: AMQPUserInfo {
                         username: h.username.clone(),
@@ -255,12 +262,19 @@ impl Bus {
                 query: AMQPQueryString::default(),
             };
             let exchange = self.exchange.clone();
+            let tls = tls.clone();
             let r = self.run(
                 self.timeout,
                 Box::pin(async move {
-                    let conn = Connection::connect_uri(uri, ConnectionProperties::default())
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    let runtime = lapin::runtime::default_runtime().map_err(|e| e.to_string())?;
+                    let conn = Connection::connect_uri_with_config(
+                        uri,
+                        ConnectionProperties::default(),
+                        tls,
+                        runtime,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
                     let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
                     declare(&ch, &exchange).await.map_err(|e| e.to_string())?;
                     Ok(Link { conn, ch })
@@ -272,6 +286,32 @@ impl Bus {
             }
         }
         Err(last)
+    }
+
+    /// lapin's TLS settings: the system's roots, and `ssl_ca_file`'s certificates too.
+    fn tls_config(&self) -> Result<OwnedTLSConfig, String> {
+        if !self.url.tls {
+            return Ok(OwnedTLSConfig::default());
+        }
+        #[cfg(feature = "tls")]
+        {
+            let cert_chain = match &self.url.ca_file {
+                Some(path) => {
+                    // Checked here: lapin would skip what it cannot parse.
+                    crate::tls::root_certs(Some(path), "ssl_ca_file")?;
+                    Some(std::fs::read_to_string(path).map_err(|e| {
+                        format!("cannot read CA certificates from {}: {e}", path.display())
+                    })?)
+                }
+                None => None,
+            };
+            Ok(OwnedTLSConfig {
+                identity: None,
+                cert_chain,
+            })
+        }
+        #[cfg(not(feature = "tls"))]
+        Err("amqps: TLS needs osprofiler-store's `tls` feature".into())
     }
 
     fn close(&self, link: Link) {
@@ -434,7 +474,19 @@ pub(crate) fn open_sink(opts: &Options) -> Result<Box<dyn Sink>, OpenError> {
     };
     match sink.bus.connect() {
         Ok(link) => sink.link = Some(link),
-        Err(e) if e.contains("ACCESS_REFUSED") || e.contains("NOT_ALLOWED") => {
+        // Refused for good: the login, or TLS (a certificate not trusted, a CA file that
+        // cannot be read, TLS not built in), which trying again will not fix.
+        Err(e)
+            if [
+                "ACCESS_REFUSED",
+                "NOT_ALLOWED",
+                "invalid peer certificate",
+                "CA certificates",
+                "`tls` feature",
+            ]
+            .iter()
+            .any(|w| e.contains(w)) =>
+        {
             return Err(OpenError::Unavailable {
                 store: sink.name.clone(),
                 reason: e,

@@ -47,11 +47,11 @@ mod sink;
 mod store;
 mod summaries;
 #[cfg(feature = "tls")]
-mod tls;
+pub(crate) mod tls;
 /// Without the `tls` feature a `rediss://` string is refused before it gets here
 /// (`ConnectionString::missing_feature`): no value of this type can exist.
 #[cfg(not(feature = "tls"))]
-mod tls {
+pub(crate) mod tls {
     #[derive(Clone)]
     pub(crate) enum TlsSetup {}
 
@@ -190,12 +190,25 @@ fn settings(cs: &ConnectionString, opts: &Options) -> Result<Settings, OpenError
             nodes,
             username,
             password,
+            tls,
+            ca_certs,
+            verify_tls,
         } => Ok(Settings {
-            // Replaced by each node's address.
+            // Replaced by each node's address (the TLS configuration kept, its server
+            // name replaced).
             target: Target::Direct {
                 host: nodes.first().map(|n| n.0.clone()).unwrap_or_default(),
                 port: nodes.first().map_or(6379, |n| n.1),
-                tls: None,
+                tls: cluster_tls(
+                    *tls,
+                    nodes.first().map_or("", |n| n.0.as_str()),
+                    ca_certs.as_deref(),
+                    *verify_tls,
+                )
+                .map_err(|reason| OpenError::Unavailable {
+                    store: cs.to_string(),
+                    reason,
+                })?,
             },
             username: username.clone(),
             password: password.clone(),
@@ -206,6 +219,25 @@ fn settings(cs: &ConnectionString, opts: &Options) -> Result<Settings, OpenError
             store: other.to_string(),
             reason: "not a Redis connection string".into(),
         }),
+    }
+}
+
+/// TLS for a Redis Cluster's nodes (`rediscluster://…?ssl=true`), with the `tls` feature.
+fn cluster_tls(
+    tls: bool,
+    host: &str,
+    ca_certs: Option<&std::path::Path>,
+    verify: bool,
+) -> Result<Option<tls::TlsSetup>, String> {
+    if !tls {
+        return Ok(None);
+    }
+    #[cfg(feature = "tls")]
+    return tls::setup(host, ca_certs, verify).map(Some);
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = (host, ca_certs, verify);
+        Err("ssl=true: TLS to a Redis Cluster needs osprofiler-store's `tls` feature".into())
     }
 }
 
@@ -224,16 +256,11 @@ fn push_score(out: &mut Vec<u8>, micros: i64) {
         out.push(b'-');
     }
     let abs = micros.unsigned_abs();
-    resp::push_uint(out, abs / 1_000_000);
+    osprofiler::private::push_decimal(out, abs / 1_000_000);
     out.push(b'.');
-    let frac = abs % 1_000_000;
-    let mut digits = [b'0'; 6];
-    let mut f = frac;
-    for d in digits.iter_mut().rev() {
-        *d = b'0' + (f % 10) as u8;
-        f /= 10;
-    }
-    out.extend_from_slice(&digits);
+    let mut frac = [0u8; 6];
+    osprofiler::private::write_decimal_fixed(&mut frac, (abs % 1_000_000) as u32);
+    out.extend_from_slice(&frac);
 }
 
 /// A score as Redis returns it, back to microseconds.

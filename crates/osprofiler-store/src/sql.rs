@@ -30,6 +30,14 @@
 //! waits (50 ms, doubling up to 5 s; batches fail at once meanwhile, counted by the
 //! notifier) and connects again.
 //!
+//! TLS (feature `tls`, options in [`SqlTls`](crate::SqlTls)): PostgreSQL through
+//! tokio-postgres-rustls (the well-kept adapter; 0.13, whose hashing is ring's, as the rest
+//! of the build) with our rustls configuration: the connection string's CA file or the
+//! system's roots, `verify-ca` checking the chain and not the name, `require` and `prefer`
+//! nothing. MySQL through the mysql crate's own rustls (ring): it trusts its bundled Mozilla
+//! roots and adds the CA file to them. A certificate refused is an error at once (the sink
+//! does not retry it). Without the feature, a string that needs TLS is refused.
+//!
 //! Why the embedded SQLite store keeps its own layout: see the crate docs.
 //!
 //! # Indexes and query plans
@@ -640,6 +648,20 @@ impl<C: Client> Sink for SqlSink<C> {
             }
         }
     }
+}
+
+/// Whether a connect error is about TLS that trying again will not fix: a certificate
+/// not trusted, a CA file that cannot be read, TLS not built in.
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+pub(crate) fn tls_refused(error: &str) -> bool {
+    [
+        "invalid peer certificate",
+        "CA certificate",
+        "TLS setup",
+        "`tls` feature",
+    ]
+    .iter()
+    .any(|w| error.contains(w))
 }
 
 /// `text` on one line, for messages (server errors may span lines).

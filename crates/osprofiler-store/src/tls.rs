@@ -3,9 +3,11 @@
 
 use std::path::Path;
 
-use rustls::RootCertStore;
-use rustls::pki_types::CertificateDer;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 /// The CA certificates to trust: every certificate of the PEM file `ca_certs` (each
 /// must be a valid trust anchor), or else the system's. `option` names the connection
@@ -59,4 +61,142 @@ pub(crate) fn root_store(ca_certs: Option<&Path>, option: &str) -> Result<RootCe
     // Every one was checked by `root_certs`.
     store.add_parsable_certificates(root_certs(ca_certs, option)?);
     Ok(store)
+}
+
+/// Any certificate accepted (`ssl_cert_reqs=none`, redis-py's `CERT_NONE`; `sslmode=require`).
+/// The handshake's signatures are still checked, so the peer holds the certificate's key.
+#[derive(Debug)]
+pub(crate) struct NoVerify(pub(crate) WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
+/// How much of the server's certificate an SQL client verifies.
+#[cfg(all(feature = "tls", feature = "postgres"))]
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Verify {
+    /// Nothing (libpq's `require`, `prefer`).
+    Nothing,
+    /// The chain, not the host name (`verify-ca`).
+    Chain,
+    /// The chain and the host name (`verify-full`).
+    Full,
+}
+
+/// A rustls client configuration (ring) trusting `ca` or else the system's roots.
+#[cfg(all(feature = "tls", feature = "postgres"))]
+pub(crate) fn client_config(
+    ca: Option<&Path>,
+    option: &str,
+    verify: Verify,
+) -> Result<rustls::ClientConfig, String> {
+    use std::sync::Arc;
+    // An explicit provider: the process-wide default may be unset or another one.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?;
+    Ok(match verify {
+        Verify::Nothing => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify(
+                provider.signature_verification_algorithms,
+            ))),
+        Verify::Full => builder.with_root_certificates(root_store(ca, option)?),
+        Verify::Chain => {
+            let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(root_store(ca, option)?),
+                provider,
+            )
+            .build()
+            .map_err(|e| format!("TLS setup: {e}"))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki)))
+        }
+    }
+    .with_no_client_auth())
+}
+
+/// `verify-ca`: webpki's verdict, except that a certificate for another host name passes.
+/// webpki checks the name last, after the chain, so that error means the chain is good.
+#[cfg(all(feature = "tls", feature = "postgres"))]
+#[derive(Debug)]
+struct ChainOnly(std::sync::Arc<rustls::client::WebPkiServerVerifier>);
+
+#[cfg(all(feature = "tls", feature = "postgres"))]
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        use rustls::CertificateError::{NotValidForName, NotValidForNameContext};
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                NotValidForName | NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
 }

@@ -2,6 +2,7 @@
 //! of `messaging://`.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use crate::conn::ConnectionStringError;
@@ -9,14 +10,22 @@ use crate::conn::ConnectionStringError;
 /// AMQP's port when the URL gives none.
 pub const AMQP_PORT: u16 = 5672;
 
+/// AMQP over TLS's port when the URL gives none (`amqps://`, `?ssl=true`).
+pub const AMQPS_PORT: u16 = 5671;
+
 /// Where the message bus is: oslo.messaging's `transport_url`,
 /// `rabbit://[user[:password]@]host[:port][,[user[:password]@]host[:port]…]/[vhost]`.
 ///
 /// Several hosts are the nodes of one cluster, tried in order. A host without credentials
 /// takes those of the host before it, else `guest`/`guest` (kombu's default). The virtual
 /// host is the path, percent-decoded; an empty path (`…:5672/`) is RabbitMQ's default
-/// virtual host `/`, as kombu takes it. Query options (`?heartbeat=…`) are accepted and
-/// ignored. Passwords never show: [`Display`](fmt::Display) and [`Debug`] print `***`.
+/// virtual host `/`, as kombu takes it. Passwords never show: [`Display`](fmt::Display)
+/// and [`Debug`] print `***`.
+///
+/// TLS (feature `tls`): `amqps://…` (kombu's spelling, port 5671 by default), or
+/// `rabbit://…?ssl=true`; `ssl_ca_file=/ca.pem` (oslo.messaging's `[oslo_messaging_rabbit]`
+/// option name) adds a CA to the system's roots. Other query options (`?heartbeat=…`) are
+/// accepted and ignored.
 ///
 /// ```
 /// use osprofiler_store::TransportUrl;
@@ -32,6 +41,10 @@ pub struct TransportUrl {
     pub hosts: Vec<BrokerHost>,
     /// The virtual host (`/` by default).
     pub virtual_host: String,
+    /// TLS (`amqps://`, `ssl=true`).
+    pub tls: bool,
+    /// A CA to trust besides the system's roots (`ssl_ca_file`).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// One node of a [`TransportUrl`].
@@ -61,11 +74,15 @@ impl FromStr for TransportUrl {
             .ok_or_else(|| invalid("transport URL has no scheme (rabbit://…)".into()))?;
         // oslo.messaging's RabbitMQ driver ("kombu" is its old name); "amqp" is its
         // AMQP 1.0 driver, which this one does not speak.
-        if !matches!(scheme.to_ascii_lowercase().as_str(), "rabbit" | "kombu") {
-            return Err(invalid(format!(
-                "unsupported transport {scheme:?} (rabbit:// is supported)"
-            )));
-        }
+        let mut tls = match scheme.to_ascii_lowercase().as_str() {
+            "rabbit" | "kombu" => false,
+            "amqps" => true,
+            _ => {
+                return Err(invalid(format!(
+                    "unsupported transport {scheme:?} (rabbit:// and amqps:// are supported)"
+                )));
+            }
+        };
         let full = rest;
         let rest = rest.split(['?', '#']).next().unwrap_or("");
         // A raw `?` or `#` in a password ended the hosts early: refuse, quoting nothing.
@@ -74,6 +91,29 @@ impl FromStr for TransportUrl {
                 "`@` after the hosts: percent-encode `?`, `#`, `/` and `,` in a user name or password".into(),
             ));
         }
+        let mut ca_file = None;
+        if let Some((_, query)) = full.split_once('?') {
+            let query = query.split('#').next().unwrap_or("");
+            for (k, v) in crate::conn::query_pairs(query).map_err(invalid)? {
+                match k.as_str() {
+                    "ssl" => {
+                        tls |= match v.to_ascii_lowercase().as_str() {
+                            "1" | "true" | "yes" | "on" => true,
+                            "0" | "false" | "no" | "off" => false,
+                            _ => return Err(invalid(format!("invalid ssl {v:?} (true or false)"))),
+                        }
+                    }
+                    "ssl_ca_file" => ca_file = Some(PathBuf::from(v)),
+                    _ => {}
+                }
+            }
+        }
+        if ca_file.is_some() && !tls {
+            return Err(invalid(
+                "ssl_ca_file needs TLS (amqps:// or ssl=true)".into(),
+            ));
+        }
+        let default_port = if tls { AMQPS_PORT } else { AMQP_PORT };
         // The hosts end at the first `/` after the last `@` (a password holds no raw `/`:
         // oslo.messaging's own parser would cut it there too).
         let after_at = rest.rfind('@').map_or(0, |i| i + 1);
@@ -102,12 +142,13 @@ impl FromStr for TransportUrl {
             };
             // Not quoted: with a raw `,` in a password, a piece of it would be read as a
             // host or port.
-            let (host, port) = crate::conn::parse_hostport(hostport, AMQP_PORT).map_err(|_| {
-                invalid(
+            let (host, port) =
+                crate::conn::parse_hostport(hostport, default_port).map_err(|_| {
+                    invalid(
                     "invalid host or port in the transport URL (percent-encode `,` in a password)"
                         .into(),
                 )
-            })?;
+                })?;
             hosts.push(BrokerHost {
                 host,
                 port,
@@ -122,6 +163,8 @@ impl FromStr for TransportUrl {
         Ok(TransportUrl {
             hosts,
             virtual_host: if vhost.is_empty() { "/".into() } else { vhost },
+            tls,
+            ca_file,
         })
     }
 }
@@ -129,7 +172,7 @@ impl FromStr for TransportUrl {
 impl fmt::Display for TransportUrl {
     /// The URL with every password shown as `***`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("rabbit://")?;
+        f.write_str(if self.tls { "amqps://" } else { "rabbit://" })?;
         for (i, h) in self.hosts.iter().enumerate() {
             if i > 0 {
                 f.write_str(",")?;
@@ -204,12 +247,30 @@ mod tests {
         assert_eq!(t.hosts[1].username, "v");
         assert_eq!(t.virtual_host, "/");
         assert_eq!(t.to_string(), "rabbit://u:***@[::1]:5673,v:***@h2:5672/");
+        assert!(!t.tls);
+        let t: TransportUrl = "amqps://u:p@h1,h2:5999/?ssl_ca_file=%2Fetc%2Fca.pem"
+            .parse()
+            .unwrap();
+        assert!(t.tls);
+        assert_eq!((t.hosts[0].port, t.hosts[1].port), (5671, 5999));
+        assert_eq!(
+            t.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
+        assert_eq!(t.to_string(), "amqps://u:***@h1:5671,u:***@h2:5999/");
+        let t: TransportUrl = "rabbit://u:p@h/?ssl=1".parse().unwrap();
+        assert_eq!((t.tls, t.hosts[0].port), (true, 5671));
     }
 
     #[test]
     fn errors_hide_passwords() {
         for (s, what) in [
             ("amqp://u:pw@h", "unsupported transport \"amqp\""),
+            ("rabbit://u:pw@h/?ssl=maybe", "invalid ssl \"maybe\""),
+            (
+                "rabbit://u:pw@h/?ssl_ca_file=/ca.pem",
+                "ssl_ca_file needs TLS",
+            ),
             ("rabbit://u:pw@h:99999/", "invalid host or port"),
             ("rabbit://u:pw@/", "invalid host or port"),
             ("rabbit://u:p?w@h/", "`@` after the hosts"),

@@ -762,7 +762,7 @@ fn an_agent_that_is_down_costs_nothing_and_is_counted() {
         .parse()
         .unwrap();
     let guard = notifier::set_boxed_sink(osprofiler_store::sink(&cs, &Options::default()).unwrap());
-    let errors_before = notifier::stats().sink_errors;
+    let before = notifier::stats();
     let ctx = TraceContext::new(HmacKey::new("SECRET_KEY"), None, None)
         .with_identity(&Identity::new("nova", "api", "h1"));
     let started = Instant::now();
@@ -780,14 +780,32 @@ fn an_agent_that_is_down_costs_nothing_and_is_counted() {
     notifier::flush().unwrap();
     let flushed = started.elapsed();
     let stats = stats_of(port);
+    let after = notifier::stats();
     drop(guard);
     assert!(traced < Duration::from_secs(1), "{traced:?}");
     assert!(flushed < Duration::from_secs(2), "{flushed:?}");
     assert_eq!(stats.spans_sent + stats.spans_dropped, 300, "{stats:?}");
-    // The kernel reports the agent's absence on the next datagram: counted, not an error.
+    // The kernel reports the agent's absence on the next datagram: counted, and the
+    // spans not sent are the pipeline's failed events too (two per span, reported by the
+    // flush at the latest), no batch failed as a whole.
     assert!(
         stats.datagrams_refused > 0 && stats.spans_dropped > 0,
         "{stats:?}"
     );
-    assert_eq!(notifier::stats().sink_errors, errors_before);
+    assert_eq!(
+        after.failed - before.failed,
+        2 * stats.spans_dropped,
+        "{after:?}"
+    );
+    assert_eq!(
+        after.exported - before.exported,
+        2 * stats.spans_sent,
+        "{after:?}"
+    );
+    assert!(after.sink_errors > before.sink_errors, "{after:?}");
+    assert!(
+        notifier::last_error().is_some_and(|e| e.contains("datagrams refused")),
+        "{:?}",
+        notifier::last_error()
+    );
 }

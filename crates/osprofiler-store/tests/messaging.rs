@@ -6,9 +6,12 @@
 //! Each test starts its own node ([`RabbitMqServer`], a few seconds) and skips (fails under
 //! `CI=true`) when `rabbitmq-server` or the Python oracle (with oslo.messaging) is missing.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use osprofiler::{Event, Timestamp};
+use common::text::{uuid, wsgi_db};
+use osprofiler::Event;
 use osprofiler_store::{ConnectionString, Options, Report, TransportUrl, open, sink};
 use osprofiler_testkit::{Oracle, RabbitMqServer, need};
 use serde_json::{Value, json};
@@ -30,61 +33,15 @@ fn oracle() -> Option<Oracle> {
     Some(py)
 }
 
-const T0: i64 = 1_764_072_000_000_000; // 2025-11-25T12:00:00
-
-fn event(base: &str, id: &str, parent: &str, name: &str, at_us: i64, info: Value) -> Event {
-    let mut info = info;
-    info["host"] = json!("host-a");
-    let v = json!({
-        "name": name,
-        "base_id": base,
-        "trace_id": id,
-        "parent_id": parent,
-        "timestamp": Timestamp(T0 + at_us).to_string(),
-        "info": info,
-        "project": "nova",
-        "service": "api",
-    });
-    Event::from_json(&v.to_string()).expect("valid event")
-}
-
-fn uuid(n: u32) -> String {
-    format!("aaaaaaaa-0000-4000-8000-{n:012}")
-}
-
 /// A wsgi point with a failing db point inside.
 fn small_trace(base: &str) -> Vec<Event> {
-    let (w, d) = (
-        format!("bbbbbbbb{}", &base[8..]),
-        format!("cccccccc{}", &base[8..]),
-    );
-    vec![
-        event(
-            base,
-            &w,
-            base,
-            "wsgi-start",
-            0,
-            json!({"request": {"path": "/"}}),
-        ),
-        event(
-            base,
-            &d,
-            &w,
-            "db-start",
-            100,
-            json!({"db": {"statement": "SELECT 1"}}),
-        ),
-        event(
-            base,
-            &d,
-            &w,
-            "db-stop",
-            500,
-            json!({"etype": "OperationalError", "message": "gone"}),
-        ),
-        event(base, &w, base, "wsgi-stop", 900, json!({})),
-    ]
+    wsgi_db(
+        base,
+        0,
+        json!({"request": {"path": "/"}}),
+        json!({"db": {"statement": "SELECT 1"}}),
+        json!({"etype": "OperationalError", "message": "gone"}),
+    )
 }
 
 /// The report of `events`, built here (what any store holding them gives).

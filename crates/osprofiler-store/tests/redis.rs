@@ -6,46 +6,22 @@
 //! Each test skips (or fails under `CI=true`) when redis-server, openssl or the Python
 //! oracle is missing.
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
-use osprofiler::{Event, Timestamp};
+use common::text::{T0, event, uuid};
+use common::{Sentinel, cs};
+use osprofiler::Event;
 use osprofiler_store::{ConnectionString, OpenError, Options, open, sink};
-use osprofiler_testkit::{Oracle, RedisConn, RedisServer, TempDir, free_port, need};
+use osprofiler_testkit::{Oracle, RedisServer, TempDir, free_port, need};
 use serde_json::{Value, json};
-
-fn cs(s: &str) -> ConnectionString {
-    s.parse().expect("valid connection string")
-}
 
 fn opts() -> Options {
     Options {
         socket_timeout: Duration::from_secs(2),
         ..Options::default()
     }
-}
-
-const T0: i64 = 1_764_072_000_000_000; // 2025-11-25T12:00:00
-
-/// A synthetic event at `T0 + at_us`.
-fn event(base: &str, id: &str, parent: &str, name: &str, at_us: i64, info: Value) -> Event {
-    let mut info = info;
-    info["host"] = json!("host-a");
-    let v = json!({
-        "name": name,
-        "base_id": base,
-        "trace_id": id,
-        "parent_id": parent,
-        "timestamp": Timestamp(T0 + at_us).to_string(),
-        "info": info,
-        "project": "nova",
-        "service": "api",
-    });
-    Event::from_json(&v.to_string()).expect("valid event")
-}
-
-fn uuid(n: u32) -> String {
-    format!("aaaaaaaa-0000-4000-8000-{n:012}")
 }
 
 /// A two-point trace: a wsgi point with a db point inside, the db point failing.
@@ -498,67 +474,6 @@ fn tls() {
     assert!(m.starts_with("cannot open redis://"), "{m}");
 }
 
-/// A `redis-server --sentinel` child process (the harness cannot pass a config file first).
-struct Sentinel {
-    child: Child,
-    port: u16,
-    _dir: TempDir,
-}
-
-impl Sentinel {
-    fn start(monitors: &[(&str, u16)]) -> Result<Sentinel, String> {
-        let dir = TempDir::try_new()?;
-        let conf = dir.join("sentinel.conf");
-        let mut text = String::new();
-        for (name, port) in monitors {
-            text.push_str(&format!("sentinel monitor {name} 127.0.0.1 {port} 1\n"));
-        }
-        std::fs::write(&conf, text).map_err(|e| e.to_string())?;
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .arg(&conf)
-            .args([
-                "--sentinel",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("redis-server --sentinel: {e}"))?;
-        let mut s = Sentinel {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let ok = RedisConn::connect(port, None)
-                .and_then(|mut c| c.cmd(&["SENTINEL", "masters"]))
-                .is_ok();
-            if ok {
-                return Ok(s);
-            }
-            if Instant::now() > deadline || s.child.try_wait().ok().flatten().is_some() {
-                return Err(format!("sentinel on port {port} did not start"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Sentinel {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn sentinel() {
     let Some(master) = need(
@@ -572,7 +487,14 @@ fn sentinel() {
     };
     let Some(sentinel) = need(
         "redis-server --sentinel",
-        Sentinel::start(&[("mymaster", master.port()), ("billing", other.port())]),
+        Sentinel::start(
+            &format!(
+                "sentinel monitor mymaster 127.0.0.1 {} 1\nsentinel monitor billing 127.0.0.1 {} 1\n",
+                master.port(),
+                other.port()
+            ),
+            None,
+        ),
     ) else {
         return;
     };

@@ -5,17 +5,17 @@
 //! killed under load. Each test skips (or fails under `CI=true`) without redis-server or
 //! redis-cli.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use common::cs;
+use common::text::{T0, uuid, wsgi_db};
 use osprofiler::{Event, Timestamp};
-use osprofiler_store::{ConnectionString, Options, open, sink};
+use osprofiler_store::{Options, open, sink};
 use osprofiler_testkit::{RedisCluster, need};
 use serde_json::{Value, json};
-
-fn cs(s: &str) -> ConnectionString {
-    s.parse().expect("valid connection string")
-}
 
 fn opts() -> Options {
     Options {
@@ -25,60 +25,21 @@ fn opts() -> Options {
     }
 }
 
-const T0: i64 = 1_764_072_000_000_000; // 2025-11-25T12:00:00
-
-fn event(base: &str, id: &str, parent: &str, name: &str, at_us: i64, info: Value) -> Event {
-    let mut info = info;
-    info["host"] = json!("host-a");
-    let v = json!({
-        "name": name,
-        "base_id": base,
-        "trace_id": id,
-        "parent_id": parent,
-        "timestamp": Timestamp(T0 + at_us).to_string(),
-        "info": info,
-        "project": "nova",
-        "service": "api",
-    });
-    Event::from_json(&v.to_string()).expect("valid event")
-}
-
-fn uuid(n: u32) -> String {
-    format!("aaaaaaaa-0000-4000-8000-{n:012}")
-}
-
 /// A two-point trace starting at `T0 + start`: wsgi with a db point inside, the db point
 /// failing when `error`.
 fn trace(base: &str, start: i64, error: bool) -> Vec<Event> {
-    let (w, d) = (
-        format!("bbbbbbbb{}", &base[8..]),
-        format!("cccccccc{}", &base[8..]),
-    );
     let stop = if error {
         json!({"etype": "OperationalError", "message": "gone"})
     } else {
         json!({})
     };
-    vec![
-        event(
-            base,
-            &w,
-            base,
-            "wsgi-start",
-            start,
-            json!({"request": {"path": "/"}}),
-        ),
-        event(
-            base,
-            &d,
-            &w,
-            "db-start",
-            start + 100,
-            json!({"db": {"statement": "SELECT 1"}}),
-        ),
-        event(base, &d, &w, "db-stop", start + 500, stop),
-        event(base, &w, base, "wsgi-stop", start + 900, json!({})),
-    ]
+    wsgi_db(
+        base,
+        start,
+        json!({"request": {"path": "/"}}),
+        json!({"db": {"statement": "SELECT 1"}}),
+        stop,
+    )
 }
 
 fn list_key(base: &str) -> String {
@@ -272,6 +233,20 @@ fn finish_migration(c: &RedisCluster, slot: u16, to: u16) {
     }
 }
 
+/// The key of trace `base`'s events, its slot, the master holding it and another master.
+fn slot_and_masters(c: &RedisCluster, base: &str) -> (String, u16, u16, u16) {
+    let key = list_key(base);
+    let slot = c.keyslot(&key).unwrap();
+    let from = c.master_of(slot).unwrap();
+    let to = *c
+        .master_ports()
+        .unwrap()
+        .iter()
+        .find(|&&m| m != from)
+        .unwrap();
+    (key, slot, from, to)
+}
+
 #[test]
 fn moved_is_followed_after_a_slot_migrated() {
     let Some(cluster) = need("redis cluster", RedisCluster::start()) else {
@@ -285,15 +260,7 @@ fn moved_is_followed_after_a_slot_migrated() {
     w.write(&events[..2]).unwrap();
     assert_eq!(r.events(&base).unwrap().len(), 2);
 
-    let key = list_key(&base);
-    let slot = cluster.keyslot(&key).unwrap();
-    let from = cluster.master_of(slot).unwrap();
-    let to = *cluster
-        .master_ports()
-        .unwrap()
-        .iter()
-        .find(|&&m| m != from)
-        .unwrap();
+    let (key, slot, from, to) = slot_and_masters(&cluster, &base);
     migrate(&cluster, slot, from, to, true);
     assert_eq!(llen_on(&cluster, to, &key).unwrap(), 2);
     // The old owner now redirects.
@@ -325,15 +292,7 @@ fn ask_is_followed_during_a_migration() {
     w.write(&events[..2]).unwrap();
     assert_eq!(r.events(&base).unwrap().len(), 2);
 
-    let key = list_key(&base);
-    let slot = cluster.keyslot(&key).unwrap();
-    let from = cluster.master_of(slot).unwrap();
-    let to = *cluster
-        .master_ports()
-        .unwrap()
-        .iter()
-        .find(|&&m| m != from)
-        .unwrap();
+    let (key, slot, from, to) = slot_and_masters(&cluster, &base);
     // The key moved, the slot still migrating: the old owner answers ASK.
     migrate(&cluster, slot, from, to, false);
     let ask = cluster.cmd_on(from, &["LLEN", &key]).unwrap_err();

@@ -4,21 +4,16 @@
 //! summarised from their events. The expected page is always the one built from each
 //! trace's events (`TraceOverview::from_report`), so a summary that drifts fails here.
 
-use std::borrow::Cow;
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use osprofiler::{Event, EventInfo, EventKind, Id, Timestamp};
-use osprofiler_report::Report;
-use osprofiler_store::{
-    ConnectionString, Options, TraceOverview, TracePage, TraceQuery, TraceStore, open, sink,
-};
+use common::typed::{T0, event};
+use common::{cs, expected};
+use osprofiler::{Event, EventKind, Id, Timestamp};
+use osprofiler_store::{Options, TraceOverview, TraceQuery, TraceStore, open, sink};
 use osprofiler_testkit::{Oracle, RedisCluster, RedisServer, need};
-use serde_json::{Map, Value, json};
-
-fn cs(s: &str) -> ConnectionString {
-    s.parse().expect("valid connection string")
-}
+use serde_json::{Value, json};
 
 fn opts() -> Options {
     Options {
@@ -27,195 +22,47 @@ fn opts() -> Options {
     }
 }
 
-const T0: i64 = 1_790_000_000_000_000;
-
-#[allow(clippy::too_many_arguments)]
-fn event(
-    base: u128,
-    point: u128,
-    parent: u128,
-    name: &'static str,
-    service: &str,
-    kind: EventKind,
-    us: i64,
-    info: Value,
-) -> Event {
-    let mut map = match info {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    };
-    map.insert("host".into(), json!("host-a"));
-    Event {
-        name: Cow::Borrowed(name),
-        kind,
-        base_id: Id(base),
-        trace_id: Id(point),
-        parent_id: Id(parent),
-        timestamp: Timestamp(us),
-        info: EventInfo::from(map),
-        project: Some(Arc::from("nova")),
-        service: Some(Arc::from(service)),
-    }
-}
-
 /// Trace `base` as two services' exporters send it: `compute`'s batch (an `rpc` point
 /// under the db one, failing when `fail`), then `api`'s (the `wsgi` root,
 /// `POST /v2.1/servers`, lasting `dur` µs, with a `db` child).
 fn trace_batches(base: u128, start: i64, dur: i64, fail: bool) -> [Vec<Event>; 2] {
-    let (root, db, rpc) = (base + 1, base + 2, base + 3);
-    let req = json!({"request": {"method": "POST", "path": "/v2.1/servers", "query": "", "scheme": "http"}});
-    let stop_info = if fail {
-        json!({"etype": "ValueError", "message": "boom"})
-    } else {
-        json!({})
-    };
-    use EventKind::{Start, Stop};
-    [
-        vec![
-            event(
-                base,
-                rpc,
-                db,
-                "rpc",
-                "compute",
-                Start,
-                start + 20,
-                json!({"function": {"name": "build_instance"}}),
-            ),
-            event(base, rpc, db, "rpc", "compute", Stop, start + 30, stop_info),
-        ],
-        vec![
-            event(base, root, base, "wsgi", "api", Start, start, req),
-            event(
-                base,
-                db,
-                root,
-                "db",
-                "api",
-                Start,
-                start + 10,
-                json!({"db": {"statement": "SELECT * FROM instances", "params": {}}}),
-            ),
-            event(base, db, root, "db", "api", Stop, start + 40, json!({})),
-            event(
-                base,
-                root,
-                base,
-                "wsgi",
-                "api",
-                Stop,
-                start + dur,
-                json!({}),
-            ),
-        ],
-    ]
+    common::typed::trace_batches(base, start, dur, fail.then_some("boom"))
 }
 
 fn id(base: u128) -> String {
     Id(base).to_string()
 }
 
-/// The page `q` selects, built from every listed trace's events: what the summaries must
-/// give.
-fn expected(store: &mut dyn TraceStore, q: &TraceQuery) -> TracePage {
-    let mut all = Vec::new();
-    for t in store.list_traces(None).unwrap() {
-        let texts = store.event_texts(&t.base_id).unwrap();
-        if !q.text_matches(&texts) {
-            continue;
-        }
-        let o = TraceOverview::from_report(&t.base_id, &Report::from_json_texts(texts));
-        if q.matches(&o) {
-            all.push(o);
-        }
-    }
-    let end = q.limit.map_or(all.len(), |l| (q.offset + l).min(all.len()));
-    TracePage {
-        more: end < all.len(),
-        traces: all
-            .get(q.offset.min(end)..end)
-            .map(<[_]>::to_vec)
-            .unwrap_or_default(),
-    }
-}
-
 /// The queries every test checks, against `expected`.
 fn queries() -> Vec<TraceQuery> {
     let q = TraceQuery::default;
-    vec![
-        q(),
-        TraceQuery {
-            limit: Some(5),
-            ..q()
-        },
-        TraceQuery {
-            limit: Some(5),
-            offset: 5,
-            ..q()
-        },
-        TraceQuery {
-            limit: Some(7),
-            offset: 14,
-            ..q()
-        },
-        TraceQuery {
-            errors_only: true,
-            ..q()
-        },
-        TraceQuery {
-            errors_only: true,
-            limit: Some(2),
-            offset: 1,
-            ..q()
-        },
-        TraceQuery {
-            service: Some("compute".into()),
-            ..q()
-        },
-        TraceQuery {
-            service: Some("nobody".into()),
-            ..q()
-        },
-        TraceQuery {
-            name: Some("rpc".into()),
-            ..q()
-        },
-        TraceQuery {
-            name: Some("SERVERS".into()),
-            limit: Some(3),
-            ..q()
-        },
-        TraceQuery {
-            text: Some("build_INSTANCE".into()),
-            limit: Some(4),
-            ..q()
-        },
-        TraceQuery {
-            text: Some("no such text".into()),
-            ..q()
-        },
-        TraceQuery {
-            min_duration_us: Some(8_000),
-            ..q()
-        },
-        TraceQuery {
-            max_duration_us: Some(5_000),
-            min_duration_us: Some(2_000),
-            ..q()
-        },
-        TraceQuery {
-            since_us: Some(T0 + 3_000_000),
-            until_us: Some(T0 + 9_000_000),
-            ..q()
-        },
-    ]
+    common::queries(
+        T0,
+        vec![
+            TraceQuery {
+                service: Some("nobody".into()),
+                ..q()
+            },
+            TraceQuery {
+                name: Some("rpc".into()),
+                ..q()
+            },
+            TraceQuery {
+                name: Some("SERVERS".into()),
+                limit: Some(3),
+                ..q()
+            },
+            TraceQuery {
+                text: Some("build_INSTANCE".into()),
+                limit: Some(4),
+                ..q()
+            },
+        ],
+    )
 }
 
 fn check_queries(store: &mut dyn TraceStore) {
-    for q in queries() {
-        let got = store.search_traces(&q).unwrap();
-        assert_eq!(got, expected(store, &q), "{q:?}");
-    }
+    common::check_queries(store, queries());
 }
 
 /// `ZRANGE osprofiler_summary:<id> 0 -1 WITHSCORES` as (member, score) pairs.

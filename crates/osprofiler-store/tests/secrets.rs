@@ -5,18 +5,20 @@
 //! searched for the secret and for every piece of it of four characters or more, raw and
 //! percent-encoded.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Once;
-use std::time::{Duration, Instant};
+mod common;
 
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+use std::time::Duration;
+
+use common::Sentinel;
 use osprofiler::config::{Ini, ProfilerConf};
 use osprofiler::notifier::{self, MemorySink};
 use osprofiler::{HmacKey, HmacKeys, Info, TraceContext};
 use osprofiler_report::{Report, render_dot, render_html};
 use osprofiler_store::{ConnectionString, Options, TraceStore, redact};
 use osprofiler_testkit::secrets::{Outputs, Secrets, assert_hidden, percent_encode};
-use osprofiler_testkit::{RedisConn, RedisServer, TempDir, free_port, need};
+use osprofiler_testkit::{RedisServer, free_port, need};
 
 /// `sqlite://u:pw@/x.db` is the relative path `u:pw@/x.db`: the sinks made here create
 /// files relative to the working directory, which is a scratch directory under `target/`.
@@ -348,13 +350,13 @@ fn redis_servers_that_refuse_the_password() {
     // refused), one that names a master wanting the other password.
     let Some(guarded) = need(
         "redis-server --sentinel",
-        Sentinel::start(&wants_other, Some(&other)),
+        Sentinel::start(&monitoring(&wants_other), Some(&other)),
     ) else {
         return;
     };
     let Some(open_sentinel) = need(
         "redis-server --sentinel",
-        Sentinel::start(&wants_other, None),
+        Sentinel::start(&monitoring(&wants_other), None),
     ) else {
         return;
     };
@@ -403,69 +405,13 @@ fn redis_servers_that_refuse_the_password() {
     assert!(all.contains("no sentinel gave the master"), "{all}");
 }
 
-/// A `redis-server --sentinel` child process monitoring `master` as `mymaster`, wanting
-/// `password` from its clients if given (the harness cannot pass a config file first).
-struct Sentinel {
-    child: Child,
-    port: u16,
-    _dir: TempDir,
-}
-
-impl Sentinel {
-    fn start(master: &RedisServer, password: Option<&str>) -> Result<Sentinel, String> {
-        let dir = TempDir::try_new()?;
-        let conf = dir.join("sentinel.conf");
-        let mut text = format!("sentinel monitor mymaster 127.0.0.1 {} 1\n", master.port());
-        if let Some(auth) = master.password() {
-            text.push_str(&format!("sentinel auth-pass mymaster \"{auth}\"\n"));
-        }
-        if let Some(pw) = password {
-            text.push_str(&format!("requirepass \"{pw}\"\n"));
-        }
-        std::fs::write(&conf, text).map_err(|e| e.to_string())?;
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .arg(&conf)
-            .args([
-                "--sentinel",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("redis-server --sentinel: {e}"))?;
-        let mut s = Sentinel {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let ok = RedisConn::connect(port, password)
-                .and_then(|mut c| c.cmd(&["SENTINEL", "masters"]))
-                .is_ok();
-            if ok {
-                return Ok(s);
-            }
-            if Instant::now() > deadline || s.child.try_wait().ok().flatten().is_some() {
-                return Err(format!("sentinel on port {port} did not start"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+/// The config of a sentinel monitoring `master` as `mymaster`, with its password.
+fn monitoring(master: &RedisServer) -> String {
+    let mut text = format!("sentinel monitor mymaster 127.0.0.1 {} 1\n", master.port());
+    if let Some(auth) = master.password() {
+        text.push_str(&format!("sentinel auth-pass mymaster \"{auth}\"\n"));
     }
-}
-
-impl Drop for Sentinel {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    text
 }
 
 #[test]

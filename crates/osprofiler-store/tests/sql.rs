@@ -5,19 +5,16 @@
 //! its reads raise). Each test skips (or fails under `CI=true`) when a server or the Python
 //! oracle is missing.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::cs;
+use common::text::{T0, event, uuid, wsgi_db};
 use osprofiler::{Event, Timestamp};
-use osprofiler_report::Report;
-use osprofiler_store::{
-    ConnectionString, OpenError, Options, TraceOverview, TracePage, TraceQuery, open, sink,
-};
+use osprofiler_store::{ConnectionString, OpenError, Options, TraceQuery, open, sink};
 use osprofiler_testkit::{MariaDbServer, Oracle, PostgresServer, free_port, need};
 use serde_json::{Value, json};
-
-fn cs(s: &str) -> ConnectionString {
-    s.parse().expect("valid connection string")
-}
 
 fn opts() -> Options {
     Options {
@@ -26,59 +23,20 @@ fn opts() -> Options {
     }
 }
 
-const T0: i64 = 1_764_072_000_000_000; // 2025-11-25T12:00:00
-
-fn event(base: &str, id: &str, parent: &str, name: &str, at_us: i64, info: Value) -> Event {
-    let mut info = info;
-    info["host"] = json!("host-a");
-    let v = json!({
-        "name": name,
-        "base_id": base,
-        "trace_id": id,
-        "parent_id": parent,
-        "timestamp": Timestamp(T0 + at_us).to_string(),
-        "info": info,
-        "project": "nova",
-        "service": "api",
-    });
-    Event::from_json(&v.to_string()).expect("valid event")
-}
-
-fn uuid(n: u32) -> String {
-    format!("aaaaaaaa-0000-4000-8000-{n:012}")
-}
-
 /// A wsgi point with a db point inside, the db point failing when `fail`.
 fn small_trace(base: &str, at_us: i64, fail: bool) -> Vec<Event> {
-    let (w, d) = (
-        format!("bbbbbbbb{}", &base[8..]),
-        format!("cccccccc{}", &base[8..]),
-    );
     let stop = if fail {
         json!({"etype": "OperationalError", "message": "gone — ü \"q\""})
     } else {
         json!({})
     };
-    vec![
-        event(
-            base,
-            &w,
-            base,
-            "wsgi-start",
-            at_us,
-            json!({"request": {"path": "/", "method": "GET"}}),
-        ),
-        event(
-            base,
-            &d,
-            &w,
-            "db-start",
-            at_us + 100,
-            json!({"db": {"statement": "SELECT 1", "params": {}}}),
-        ),
-        event(base, &d, &w, "db-stop", at_us + 500, stop),
-        event(base, &w, base, "wsgi-stop", at_us + 900, json!({})),
-    ]
+    wsgi_db(
+        base,
+        at_us,
+        json!({"request": {"path": "/", "method": "GET"}}),
+        json!({"db": {"statement": "SELECT 1", "params": {}}}),
+        stop,
+    )
 }
 
 /// A server of either kind, through one interface.
@@ -530,110 +488,36 @@ fn mariadb_big_trace() {
 // ---------------------------------------------------------------------------------------
 // Per-trace summaries and `search_traces`.
 
-/// The page `q` should give, built from every trace's events (as `search_by_events` does).
-fn expected(store: &mut dyn osprofiler_store::TraceStore, q: &TraceQuery) -> TracePage {
-    let mut all = Vec::new();
-    for t in store.list_traces(None).unwrap() {
-        let texts = store.event_texts(&t.base_id).unwrap();
-        if !q.text_matches(&texts) {
-            continue;
-        }
-        let o = TraceOverview::from_report(&t.base_id, &Report::from_json_texts(texts));
-        if q.matches(&o) {
-            all.push(o);
-        }
-    }
-    let end = q.limit.map_or(all.len(), |l| (q.offset + l).min(all.len()));
-    TracePage {
-        more: end < all.len(),
-        traces: all
-            .get(q.offset.min(end)..end)
-            .map(<[_]>::to_vec)
-            .unwrap_or_default(),
-    }
-}
-
 fn queries() -> Vec<TraceQuery> {
     let q = TraceQuery::default;
-    vec![
-        q(),
-        TraceQuery {
-            limit: Some(5),
-            ..q()
-        },
-        TraceQuery {
-            limit: Some(5),
-            offset: 5,
-            ..q()
-        },
-        TraceQuery {
-            limit: Some(7),
-            offset: 14,
-            ..q()
-        },
-        TraceQuery {
-            errors_only: true,
-            ..q()
-        },
-        TraceQuery {
-            errors_only: true,
-            limit: Some(2),
-            offset: 1,
-            ..q()
-        },
-        TraceQuery {
-            service: Some("compute".into()),
-            ..q()
-        },
-        TraceQuery {
-            service: Some("compute".into()),
-            limit: Some(3),
-            offset: 2,
-            ..q()
-        },
-        TraceQuery {
-            name: Some("db".into()),
-            ..q()
-        },
-        TraceQuery {
-            name: Some("servers".into()),
-            ..q()
-        },
-        TraceQuery {
-            text: Some("select 1".into()),
-            limit: Some(4),
-            ..q()
-        },
-        TraceQuery {
-            text: Some("no such text".into()),
-            ..q()
-        },
-        TraceQuery {
-            min_duration_us: Some(8_000),
-            ..q()
-        },
-        TraceQuery {
-            max_duration_us: Some(5_000),
-            min_duration_us: Some(2_000),
-            ..q()
-        },
-        TraceQuery {
-            since_us: Some(T0 + 3_000_000),
-            until_us: Some(T0 + 9_000_000),
-            ..q()
-        },
-    ]
+    common::queries(
+        T0,
+        vec![
+            TraceQuery {
+                service: Some("compute".into()),
+                limit: Some(3),
+                offset: 2,
+                ..q()
+            },
+            TraceQuery {
+                name: Some("db".into()),
+                ..q()
+            },
+            TraceQuery {
+                name: Some("servers".into()),
+                ..q()
+            },
+            TraceQuery {
+                text: Some("select 1".into()),
+                limit: Some(4),
+                ..q()
+            },
+        ],
+    )
 }
 
 fn check_queries(store: &mut dyn osprofiler_store::TraceStore) -> usize {
-    let mut nonempty = 0;
-    for q in queries() {
-        let got = store.search_traces(&q).unwrap();
-        let want = expected(store, &q);
-        assert_eq!(got, want, "{q:?}");
-        nonempty += usize::from(!got.traces.is_empty());
-    }
-    nonempty
+    common::check_queries(store, queries())
 }
 
 /// Trace `i` of the summary tests: services, errors and durations that vary with `i`.

@@ -3,16 +3,16 @@
 //! through the `file://` store); filters and paging; a version 1 file upgraded; a store of
 //! 10,000 traces.
 
-use std::borrow::Cow;
-use std::path::Path;
-use std::sync::Arc;
+mod common;
 
-use osprofiler::{Event, EventInfo, EventKind, Id, Timestamp};
+use std::path::Path;
+
+use common::typed::T0;
+use osprofiler::{Event, Id, Timestamp};
 use osprofiler_store::{
     ConnectionString, Options, RootPoint, TraceOverview, TraceQuery, TraceStore, open, sink,
 };
 use osprofiler_testkit::TempDir;
-use serde_json::{Map, Value, json};
 
 fn cs(s: String) -> ConnectionString {
     s.parse().unwrap()
@@ -22,118 +22,11 @@ fn sqlite(path: &Path) -> ConnectionString {
     cs(format!("sqlite://{}", path.display()))
 }
 
-/// An event as the notifier hands it to a sink.
-#[allow(clippy::too_many_arguments)]
-fn event(
-    base: u128,
-    point: u128,
-    parent: u128,
-    name: &'static str,
-    service: &str,
-    kind: EventKind,
-    us: i64,
-    info: Value,
-) -> Event {
-    let mut map = match info {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    };
-    map.insert("host".into(), json!("host-a"));
-    Event {
-        name: Cow::Borrowed(name),
-        kind,
-        base_id: Id(base),
-        trace_id: Id(point),
-        parent_id: Id(parent),
-        timestamp: Timestamp(us),
-        info: EventInfo::from(map),
-        project: Some(Arc::from("nova")),
-        service: Some(Arc::from(service)),
-    }
-}
-
-const T0: i64 = 1_790_000_000_000_000;
-
 /// Trace `base` in two batches, as two services' exporters would send it: `api` has the
 /// `wsgi` root (`POST /v2.1/servers`, `dur` µs) with a `db` child; `compute` an `rpc`
 /// point under the db one, which fails when `fail`.
 fn trace_batches(base: u128, start: i64, dur: i64, fail: bool) -> [Vec<Event>; 2] {
-    let root = base + 1;
-    let db = base + 2;
-    let rpc = base + 3;
-    let req = json!({"request": {"method": "POST", "path": "/v2.1/servers", "query": "", "scheme": "http"}});
-    let stop_info = if fail {
-        json!({"etype": "ValueError", "message": "<b>boom</b>"})
-    } else {
-        json!({})
-    };
-    [
-        // compute's batch arrives first, without the root.
-        vec![
-            event(
-                base,
-                rpc,
-                db,
-                "rpc",
-                "compute",
-                EventKind::Start,
-                start + 20,
-                json!({"function": {"name": "build_instance"}}),
-            ),
-            event(
-                base,
-                rpc,
-                db,
-                "rpc",
-                "compute",
-                EventKind::Stop,
-                start + 30,
-                stop_info,
-            ),
-        ],
-        vec![
-            event(
-                base,
-                root,
-                base,
-                "wsgi",
-                "api",
-                EventKind::Start,
-                start,
-                req,
-            ),
-            event(
-                base,
-                db,
-                root,
-                "db",
-                "api",
-                EventKind::Start,
-                start + 10,
-                json!({"db": {"statement": "SELECT * FROM instances", "params": {}}}),
-            ),
-            event(
-                base,
-                db,
-                root,
-                "db",
-                "api",
-                EventKind::Stop,
-                start + 40,
-                json!({}),
-            ),
-            event(
-                base,
-                root,
-                base,
-                "wsgi",
-                "api",
-                EventKind::Stop,
-                start + dur,
-                json!({}),
-            ),
-        ],
-    ]
+    common::typed::trace_batches(base, start, dur, fail.then_some("<b>boom</b>"))
 }
 
 /// Writes the same batches to a SQLite and a file store; returns both, read side.

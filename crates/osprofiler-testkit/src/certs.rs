@@ -9,7 +9,8 @@ use std::process::Command;
 pub struct TestCerts {
     /// The CA certificate, to trust.
     pub ca: PathBuf,
-    /// The server certificate (CN and subjectAltName `IP:127.0.0.1`), signed by the CA.
+    /// The server certificate (CN and subjectAltName `IP:127.0.0.1`), signed by the CA;
+    /// good for client authentication too (Redis Cluster's TLS bus and replication).
     pub cert: PathBuf,
     /// The server's private key (PKCS#8).
     pub key: PathBuf,
@@ -36,7 +37,7 @@ impl TestCerts {
         };
         std::fs::write(
             dir.join("server.ext"),
-            "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+            "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
         )
         .map_err(|e| e.to_string())?;
         let ec = [

@@ -40,6 +40,8 @@ pub struct RabbitMqServer {
     port: u16,
     dist_port: u16,
     epmd_port: u16,
+    /// The certificates and port of the TLS listener, if any.
+    tls: Option<(crate::TestCerts, u16)>,
     // Dropped last: the processes are killed first (see Drop).
     dir: TempDir,
 }
@@ -47,6 +49,16 @@ pub struct RabbitMqServer {
 impl RabbitMqServer {
     /// Starts a node and waits until its AMQP port answers the protocol header.
     pub fn start() -> Result<RabbitMqServer, String> {
+        RabbitMqServer::start_with(None)
+    }
+
+    /// The same with a TLS listener too (`listeners.ssl.default` on another free port,
+    /// `ssl_options` from `certs`, no client certificate asked for): [`tls_port`](Self::tls_port).
+    pub fn start_tls(certs: &crate::TestCerts) -> Result<RabbitMqServer, String> {
+        RabbitMqServer::start_with(Some(certs))
+    }
+
+    fn start_with(certs: Option<&crate::TestCerts>) -> Result<RabbitMqServer, String> {
         if !Path::new(SERVER_SCRIPT).exists() {
             return Err(format!(
                 "rabbitmq-server: {SERVER_SCRIPT} not found (Debian package rabbitmq-server; \
@@ -60,6 +72,7 @@ impl RabbitMqServer {
             port: 0,
             dist_port: 0,
             epmd_port: 0,
+            tls: certs.map(|c| (c.clone(), 0)),
             dir,
         };
         let mut last = String::new();
@@ -67,6 +80,9 @@ impl RabbitMqServer {
             server.port = crate::free_port();
             server.dist_port = crate::free_port();
             server.epmd_port = crate::free_port();
+            if let Some((_, port)) = server.tls.as_mut() {
+                *port = crate::free_port();
+            }
             match server.launch() {
                 Ok(()) => return Ok(server),
                 Err(e) => {
@@ -81,6 +97,11 @@ impl RabbitMqServer {
     /// The AMQP port (127.0.0.1).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The TLS listener's port (a node from [`start_tls`](Self::start_tls)).
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls.as_ref().map(|t| t.1)
     }
 
     /// oslo.messaging's transport URL of this node: `rabbit://guest:guest@127.0.0.1:PORT/`.
@@ -165,6 +186,22 @@ impl RabbitMqServer {
     }
 
     fn launch(&mut self) -> Result<(), String> {
+        // The TLS listener beside the plain one (RABBITMQ_NODE_PORT), in rabbitmq.conf.
+        if let Some((c, port)) = &self.tls {
+            let conf = format!(
+                "listeners.ssl.default = 127.0.0.1:{port}\n\
+                 ssl_options.cacertfile = {}\n\
+                 ssl_options.certfile = {}\n\
+                 ssl_options.keyfile = {}\n\
+                 ssl_options.verify = verify_none\n\
+                 ssl_options.fail_if_no_peer_cert = false\n",
+                c.ca.display(),
+                c.cert.display(),
+                c.key.display()
+            );
+            std::fs::write(self.dir.join("rabbitmq.conf"), conf)
+                .map_err(|e| format!("rabbitmq-server: cannot write rabbitmq.conf: {e}"))?;
+        }
         let log = |name: &str| -> Result<(File, File), String> {
             let f = File::create(self.dir.join(name))
                 .map_err(|e| format!("rabbitmq-server: cannot create {name}: {e}"))?;
@@ -200,7 +237,13 @@ impl RabbitMqServer {
                     crate::process::tail("log", self.log().as_bytes())
                 ));
             }
-            if amqp_answers(self.port) {
+            // The TLS listener starts with the plain one; it accepts connections then.
+            if amqp_answers(self.port)
+                && self
+                    .tls
+                    .as_ref()
+                    .is_none_or(|t| wait_port(t.1, Duration::from_secs(5)).is_ok())
+            {
                 return Ok(());
             }
             if Instant::now() >= deadline {

@@ -28,6 +28,8 @@ pub struct RedisCluster {
     /// `None` once stopped.
     nodes: Vec<Option<RedisServer>>,
     ports: Vec<u16>,
+    /// Each node's TLS port, in the order of `ports` (empty without TLS).
+    tls_ports: Vec<u16>,
 }
 
 /// One line of `CLUSTER NODES`.
@@ -53,23 +55,76 @@ impl RedisCluster {
 
     /// `masters` masters with `replicas` replicas each.
     pub fn start_with(masters: usize, replicas: usize) -> Result<RedisCluster, String> {
+        RedisCluster::start_nodes(masters, replicas, None)
+    }
+
+    /// The same with TLS (`--tls-port` on each node, `--tls-cluster yes`,
+    /// `--tls-replication yes`, client certificates not asked for): the nodes keep their
+    /// plain ports for the harness (readiness, `redis-cli --cluster create`, [`cmd_on`]);
+    /// clients reach them over TLS at [`tls_url`](Self::tls_url). A node answers
+    /// `CLUSTER SLOTS` over TLS with the TLS ports.
+    ///
+    /// [`cmd_on`]: Self::cmd_on
+    pub fn start_tls(
+        masters: usize,
+        replicas: usize,
+        certs: &crate::TestCerts,
+    ) -> Result<RedisCluster, String> {
+        RedisCluster::start_nodes(masters, replicas, Some(certs))
+    }
+
+    fn start_nodes(
+        masters: usize,
+        replicas: usize,
+        certs: Option<&crate::TestCerts>,
+    ) -> Result<RedisCluster, String> {
         let mut nodes = Vec::new();
+        let mut tls_ports = Vec::new();
         for _ in 0..masters * (1 + replicas) {
             let bus = crate::free_port().to_string();
             let timeout = CLUSTER_NODE_TIMEOUT_MS.to_string();
-            nodes.push(RedisServer::start_with(&[
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-                "--cluster-node-timeout",
-                &timeout,
-                "--cluster-port",
-                &bus,
-                // A replica takes over without waiting for its data to be fresh.
-                "--cluster-replica-validity-factor",
-                "0",
-            ])?);
+            let mut tls: Vec<String> = Vec::new();
+            if let Some(c) = certs {
+                let port = crate::free_port();
+                tls_ports.push(port);
+                let path = |p: &std::path::Path| p.display().to_string();
+                tls = vec![
+                    "--tls-port".into(),
+                    port.to_string(),
+                    "--tls-cert-file".into(),
+                    path(&c.cert),
+                    "--tls-key-file".into(),
+                    path(&c.key),
+                    "--tls-ca-cert-file".into(),
+                    path(&c.ca),
+                    "--tls-auth-clients".into(),
+                    "no".into(),
+                    "--tls-cluster".into(),
+                    "yes".into(),
+                    "--tls-replication".into(),
+                    "yes".into(),
+                ];
+            }
+            let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+            nodes.push(RedisServer::start_with(
+                &[
+                    &tls[..],
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        &timeout,
+                        "--cluster-port",
+                        &bus,
+                        // A replica takes over without waiting for its data to be fresh.
+                        "--cluster-replica-validity-factor",
+                        "0",
+                    ],
+                ]
+                .concat(),
+            )?);
         }
         let ports: Vec<u16> = nodes.iter().map(RedisServer::port).collect();
         let mut cmd = Command::new("redis-cli");
@@ -91,6 +146,7 @@ impl RedisCluster {
         let cluster = RedisCluster {
             nodes: nodes.into_iter().map(Some).collect(),
             ports,
+            tls_ports,
         };
         if !out.contains("[OK] All 16384 slots covered") {
             return Err(format!("redis-cli --cluster create failed:\n{out}"));
@@ -107,6 +163,22 @@ impl RedisCluster {
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
         format!("rediscluster://{}", nodes.join(","))
+    }
+
+    /// `rediscluster://127.0.0.1:T1,…?ssl=true` with every node's TLS port as a seed (a
+    /// cluster from [`start_tls`](Self::start_tls); add `&ssl_ca_certs=…` to trust it).
+    pub fn tls_url(&self) -> String {
+        let nodes: Vec<String> = self
+            .tls_ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("rediscluster://{}?ssl=true", nodes.join(","))
+    }
+
+    /// Every node's TLS port (empty without TLS).
+    pub fn tls_ports(&self) -> &[u16] {
+        &self.tls_ports
     }
 
     /// Every node's port (stopped ones too).

@@ -3,8 +3,8 @@
 
 use crate::TempDir;
 use crate::process::{
-    Launch, exited_early, exited_with_log, kill_group, on_free_ports, run, run_ok, spawn_tethered,
-    tethered,
+    Launch, exited_early, exited_with_log, kill_group, on_free_ports, on_same_ports, run, run_ok,
+    spawn_tethered, tethered,
 };
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
@@ -78,11 +78,24 @@ pub struct PostgresServer {
     port: u16,
     bin: PathBuf,
     dir: TempDir,
+    /// More `-c` settings (TLS).
+    extra: Vec<String>,
 }
 
 impl PostgresServer {
     /// initdb, then start and wait until it answers.
     pub fn start() -> Result<PostgresServer, String> {
+        PostgresServer::start_with(None)
+    }
+
+    /// The same with TLS on (`ssl=on`, the certificate and key of `certs`, copied into
+    /// its directory and owned by `postgres`, as the server requires of a key): clients
+    /// choose TLS or not (`pg_stat_ssl` says which).
+    pub fn start_tls(certs: &crate::TestCerts) -> Result<PostgresServer, String> {
+        PostgresServer::start_with(Some(certs))
+    }
+
+    fn start_with(certs: Option<&crate::TestCerts>) -> Result<PostgresServer, String> {
         let bin = pg_bin()?;
         let dir = TempDir::try_new()?;
         if running_as_root() {
@@ -107,11 +120,36 @@ impl PostgresServer {
             .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"])
             .args(["--no-instructions", "--locale=C"]);
         run_ok("initdb", initdb, None, CMD_TIMEOUT)?;
+        let mut extra = Vec::new();
+        if let Some(c) = certs {
+            let (cert, key) = (dir.join("server.pem"), dir.join("server.key"));
+            std::fs::copy(&c.cert, &cert).map_err(|e| format!("postgres cert: {e}"))?;
+            std::fs::copy(&c.key, &key).map_err(|e| format!("postgres key: {e}"))?;
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| format!("postgres key: {e}"))?;
+            }
+            if running_as_root() {
+                let mut c = Command::new("chown");
+                c.arg("postgres").arg(&cert).arg(&key);
+                run_ok("chown postgres", c, None, CMD_TIMEOUT)?;
+            }
+            extra = vec![
+                "-c".to_owned(),
+                "ssl=on".to_owned(),
+                "-c".to_owned(),
+                format!("ssl_cert_file={}", cert.display()),
+                "-c".to_owned(),
+                format!("ssl_key_file={}", key.display()),
+            ];
+        }
         let mut server = PostgresServer {
             child: None,
             port: 0,
             bin,
             dir,
+            extra,
         };
         on_free_ports("postgres", ATTEMPTS, || server.launch(crate::free_port()))?;
         Ok(server)
@@ -131,6 +169,7 @@ impl PostgresServer {
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
             .args(["-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
             .args(["-c", "max_connections=40", "-c", "shared_buffers=32MB"])
+            .args(&self.extra)
             .stdout(log.0)
             .stderr(log.1);
         let (mut child, stdin) = spawn_tethered(&mut cmd)
@@ -226,6 +265,25 @@ impl PostgresServer {
             drop(stdin);
         }
     }
+
+    /// Kills the server and its backends with SIGKILL, as a crash would: no shutdown, the
+    /// connections reset, the port stops answering.
+    pub fn kill(&mut self) {
+        if let Some((mut child, stdin)) = self.child.take() {
+            kill_group(&mut child);
+            drop(stdin);
+        }
+    }
+
+    /// Starts the server again on the same port and data directory (after
+    /// [`kill`](Self::kill) or [`stop`](Self::stop); kills a running one first). The data
+    /// stays: after a kill PostgreSQL recovers it from its WAL (but for the commits of the
+    /// last 200 ms or so: `synchronous_commit` is off).
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.kill();
+        let port = self.port;
+        on_same_ports(READY_TIMEOUT, || self.launch(port))
+    }
 }
 
 impl Drop for PostgresServer {
@@ -253,11 +311,23 @@ pub struct MariaDbServer {
     /// Whether database `osprofiler` exists yet.
     database: bool,
     dir: TempDir,
+    /// More server options (TLS).
+    extra: Vec<String>,
 }
 
 impl MariaDbServer {
     /// mariadb-install-db, then start and wait until it answers.
     pub fn start() -> Result<MariaDbServer, String> {
+        MariaDbServer::start_with(None)
+    }
+
+    /// The same with TLS (`--ssl-cert`, `--ssl-key`, `--ssl-ca` of `certs`): clients
+    /// choose TLS or not (`SHOW STATUS LIKE 'Ssl_cipher'` says which).
+    pub fn start_tls(certs: &crate::TestCerts) -> Result<MariaDbServer, String> {
+        MariaDbServer::start_with(Some(certs))
+    }
+
+    fn start_with(certs: Option<&crate::TestCerts>) -> Result<MariaDbServer, String> {
         let dir = TempDir::try_new()?;
         // A temporary directory of its own: servers of parallel tests sharing /tmp
         // have failed the install ("Could not remove temporary table '/tmp/#sql-…'").
@@ -279,11 +349,21 @@ impl MariaDbServer {
                 e
             }
         })?;
+        let extra = certs
+            .map(|c| {
+                vec![
+                    format!("--ssl-cert={}", c.cert.display()),
+                    format!("--ssl-key={}", c.key.display()),
+                    format!("--ssl-ca={}", c.ca.display()),
+                ]
+            })
+            .unwrap_or_default();
         let mut server = MariaDbServer {
             child: None,
             port: 0,
             database: false,
             dir,
+            extra,
         };
         on_free_ports("mariadbd", ATTEMPTS, || server.launch(crate::free_port()))?;
         server.sql("CREATE DATABASE osprofiler")?;
@@ -294,6 +374,11 @@ impl MariaDbServer {
     fn launch(&mut self, port: u16) -> Result<(), Launch> {
         let log_path = self.dir.join("mariadb.log");
         let _ = std::fs::remove_file(&log_path);
+        // What it writes before it opens its log (warnings about limits, say) goes here,
+        // not to the test's output.
+        let early = File::create(self.dir.join("mariadb.stderr"))
+            .and_then(|f| Ok((f.try_clone()?, f)))
+            .map_err(|e| Launch::Failed(format!("mariadbd: cannot create its stderr file: {e}")))?;
         let mut cmd = tethered("mariadb-wrapper", "mariadbd");
         cmd.arg("--no-defaults")
             .arg(format!("--datadir={}", self.dir.join("data").display()))
@@ -315,7 +400,10 @@ impl MariaDbServer {
                 "--innodb-flush-log-at-trx-commit=0",
                 "--skip-innodb-doublewrite",
             ])
-            .args(["--innodb-log-file-size=16M", "--max-connections=60"]);
+            .args(["--innodb-log-file-size=16M", "--max-connections=60"])
+            .args(&self.extra)
+            .stdout(early.0)
+            .stderr(early.1);
         if running_as_root() {
             cmd.arg("--user=root");
         }
@@ -391,17 +479,67 @@ impl MariaDbServer {
         run_ok("mariadb", c, None, CMD_TIMEOUT).map(|s| s.trim().to_owned())
     }
 
-    /// Kills the server.
+    /// Kills the server with SIGKILL, as a crash would.
     pub fn stop(&mut self) {
         if let Some((mut child, stdin)) = self.child.take() {
             kill_group(&mut child);
             drop(stdin);
         }
     }
+
+    /// Starts the server again on the same port and data directory (after
+    /// [`stop`](Self::stop); kills a running one first). The data stays, InnoDB recovers
+    /// it after a kill, but for the last second's commits: the server writes its log once
+    /// a second (`--innodb-flush-log-at-trx-commit=0`, for speed).
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.stop();
+        let port = self.port;
+        on_same_ports(READY_TIMEOUT, || self.launch(port))
+    }
 }
 
 impl Drop for MariaDbServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_killed_restarts_on_its_port_with_its_data() {
+        let Some(mut pg) = crate::need("postgresql", PostgresServer::start()) else {
+            return;
+        };
+        pg.psql("CREATE TABLE t (v int); INSERT INTO t VALUES (7)")
+            .unwrap();
+        // The WAL writer's delay (see restart).
+        std::thread::sleep(Duration::from_millis(500));
+        let port = pg.port();
+        pg.kill();
+        assert!(pg.psql("SELECT 1").is_err(), "still answers after kill");
+        pg.restart().unwrap();
+        assert_eq!(pg.port(), port);
+        assert_eq!(pg.psql("SELECT v FROM t").unwrap(), "7");
+    }
+
+    #[test]
+    fn mariadb_killed_restarts_on_its_port_with_its_data() {
+        let Some(mut db) = crate::need("mariadb", MariaDbServer::start()) else {
+            return;
+        };
+        db.sql("CREATE TABLE t (v int); INSERT INTO t VALUES (7)")
+            .unwrap();
+        // The log is written once a second (see restart).
+        std::thread::sleep(Duration::from_millis(1500));
+        let port = db.port();
+        db.stop();
+        assert!(db.sql("SELECT 1").is_err(), "still answers after kill");
+        db.restart().unwrap();
+        assert_eq!(db.port(), port);
+        assert_eq!(db.sql("SELECT v FROM t").unwrap(), "7");
+        assert_eq!(db.sql("SELECT @@port").unwrap(), port.to_string());
     }
 }

@@ -384,6 +384,8 @@ impl serde::Serialize for EventInfo {
                 m.serialize_entry("message", message)?;
             }
             Some(Payload::Cancelled) => m.serialize_entry("cancelled", &true)?,
+            Some(Payload::Request(r)) => r.serialize_entries(&mut m)?,
+            Some(Payload::Response(r)) => r.serialize_entries(&mut m)?,
         }
         m.serialize_entry("host", &**host)?;
         m.end()

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::digits::{hex_u128, write_hex};
+
 /// A trace or point identifier: a UUID, printed lowercase and hyphenated
 /// (`6f1c2b1e-8a5d-4c1e-9f0b-3d2a1c0b9e8f`) as osprofiler's `uuid4` ids are.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -12,8 +14,6 @@ pub struct Id(pub u128);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not a hyphenated UUID: {0:?}")]
 pub struct ParseIdError(pub String);
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 impl Id {
     /// A fresh random version-4 id, as osprofiler makes for a new trace.
@@ -51,22 +51,21 @@ impl Id {
 
     /// Writes the 36-byte hyphenated form into `out`.
     pub fn write_hyphenated(self, out: &mut [u8; 36]) {
-        let mut pos = 0;
-        for i in 0..16 {
-            if matches!(i, 4 | 6 | 8 | 10) {
-                out[pos] = b'-';
-                pos += 1;
-            }
-            let byte = (self.0 >> (120 - 8 * i)) as u8;
-            out[pos] = HEX[(byte >> 4) as usize];
-            out[pos + 1] = HEX[(byte & 0xf) as usize];
-            pos += 2;
+        let b = self.0.to_be_bytes();
+        write_hex(&mut out[..8], &b[..4]);
+        write_hex(&mut out[9..13], &b[4..6]);
+        write_hex(&mut out[14..18], &b[6..8]);
+        write_hex(&mut out[19..23], &b[8..10]);
+        write_hex(&mut out[24..], &b[10..]);
+        for at in [8, 13, 18, 23] {
+            out[at] = b'-';
         }
     }
 
     /// The 32 lowercase hex digits without hyphens (a W3C trace id).
     pub fn simple(self) -> String {
-        format!("{:032x}", self.0)
+        // Only ASCII hex digits.
+        String::from_utf8(hex_u128(self.0).to_vec()).unwrap_or_default()
     }
 }
 

@@ -49,12 +49,7 @@ impl HmacKey {
 
     /// Lowercase hex HMAC-SHA1 of `data` (osprofiler's `generate_hmac`).
     pub fn sign_hex(&self, data: &[u8]) -> String {
-        let mut s = String::with_capacity(40);
-        for b in self.sign(data) {
-            s.push(char::from(b"0123456789abcdef"[(b >> 4) as usize]));
-            s.push(char::from(b"0123456789abcdef"[(b & 15) as usize]));
-        }
-        s
+        crate::digits::hex_string(&self.sign(data))
     }
 
     /// Whether `tag` is the HMAC of `data` under this key, compared in

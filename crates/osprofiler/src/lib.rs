@@ -126,6 +126,7 @@
 pub mod carrier;
 pub mod config;
 mod context;
+mod digits;
 pub mod event;
 mod explicit;
 pub mod id;

@@ -13,7 +13,9 @@ use std::time::Duration;
 use crate::id::next_from;
 use crate::info::Field;
 use crate::keys::HmacKey;
-use crate::notifier::{BATCH, Extra, Payload, Record, RecordKind, new_buffer, push_fields, submit};
+use crate::notifier::{
+    BATCH, Extra, Mailbox, Payload, Record, RecordKind, mailbox, new_buffer, push_fields, submit,
+};
 
 /// Trace-wide facts, shared by every thread and task working for the trace.
 pub(crate) struct TraceShared {
@@ -65,6 +67,18 @@ pub(crate) struct Local {
     // on busy threads), small after a small one (little memory held in the
     // queue by per-request hand-overs).
     next_cap: usize,
+    // Start records of sync guards in `buf`: while there are some, leaving the
+    // trace hands the buffer over (their bookkeeping, `parked`, is made then).
+    lean_open: u32,
+    // Where the buffer waits while the thread works for no trace: finished
+    // short traces gather there and go over together, when the buffer fills
+    // or ages, or when the exporter collects it (every `Config::interval`), so
+    // a request's end costs a lock nobody else holds, not a hand-over.
+    mailbox: Option<Arc<Mailbox>>,
+    // `buf` is in the mailbox (unless the exporter has taken it since), with
+    // this deadline.
+    in_mailbox: bool,
+    mailbox_deadline: Option<fastant::Instant>,
 }
 
 const SMALL_BATCH: usize = 16;
@@ -120,7 +134,7 @@ impl Local {
             name: static_name,
             extra,
             identity,
-            kind: RecordKind::Start,
+            kind: RecordKind::OwnedStart,
         });
         Some(OpenPoint {
             name,
@@ -157,6 +171,7 @@ impl Local {
             identity,
             kind: RecordKind::Start,
         });
+        self.lean_open += 1;
         lean_slot(generation, index)
     }
 
@@ -190,6 +205,7 @@ impl Local {
         if self.deadline.is_none() {
             self.start_buffer_for(at, needed);
         }
+        self.lean_open += 1;
         let slot = (self.generation, self.buf.len());
         self.buf.push(Record {
             base,
@@ -233,6 +249,7 @@ impl Local {
             if self.scope.current == id {
                 self.scope.current = parent;
             }
+            self.lean_open = self.lean_open.saturating_sub(1);
             return;
         }
         self.close_parked(slot, panicking);
@@ -302,10 +319,15 @@ impl Local {
             self.scope.current = p.parent;
         }
         let (generation, index) = p.slot;
+        if generation == self.generation {
+            // Its start may wait in the mailbox: take the buffer back to
+            // complete the record in place.
+            self.reclaim();
+        }
         if generation == self.generation
             && let Some(r) = self.buf.get_mut(index)
             && r.id == p.id
-            && r.kind == RecordKind::Start
+            && matches!(r.kind, RecordKind::Start | RecordKind::OwnedStart)
         {
             r.kind = RecordKind::Span;
             r.end = fastant::Instant::now();
@@ -340,6 +362,64 @@ impl Local {
         self.start_buffer_for(at, 1);
     }
 
+    /// Takes the buffer back from the mailbox, if the exporter has not taken
+    /// it meanwhile (then the next records start a new buffer).
+    #[inline]
+    fn reclaim(&mut self) {
+        if self.in_mailbox {
+            self.reclaim_slow();
+        }
+    }
+
+    #[cold]
+    fn reclaim_slow(&mut self) {
+        self.in_mailbox = false;
+        let deadline = self.mailbox_deadline.take();
+        // A lock held by someone else is the exporter taking the buffer.
+        let back = self.mailbox.as_ref().and_then(|m| match m.try_lock() {
+            Ok(mut held) if !held.is_empty() => Some(std::mem::take(&mut *held)),
+            _ => None,
+        });
+        match back {
+            Some(buf) => {
+                // `self.buf` is the mailbox's empty vector: nothing lost.
+                self.buf = buf;
+                self.deadline = deadline;
+            }
+            None => {
+                // Handed over by the exporter: slots into it are stale.
+                self.generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
+                self.deadline = None;
+            }
+        }
+    }
+
+    /// Leaves the buffer in the mailbox rather than handing it over, when
+    /// nothing in it needs this thread's bookkeeping; `false` when it cannot.
+    #[inline]
+    fn park(&mut self) -> bool {
+        if self.lean_open != 0 || self.buf.len() >= BATCH || self.in_mailbox {
+            return false;
+        }
+        if self.mailbox.is_none() {
+            self.mailbox = mailbox();
+        }
+        let Some(m) = &self.mailbox else {
+            return false;
+        };
+        let Ok(mut held) = m.try_lock() else {
+            return false;
+        };
+        if !held.is_empty() {
+            return false;
+        }
+        std::mem::swap(&mut *held, &mut self.buf);
+        drop(held);
+        self.in_mailbox = true;
+        self.mailbox_deadline = self.deadline.take();
+        true
+    }
+
     #[cold]
     fn grow(&mut self, needed: usize) {
         let len = self.buf.len();
@@ -354,6 +434,18 @@ impl Local {
     /// `MAX_FIELD_RECORDS` + 1, so always a pooled capacity).
     #[cold]
     fn start_buffer_for(&mut self, at: fastant::Instant, needed: usize) {
+        self.reclaim();
+        if let Some(d) = self.deadline {
+            // The buffer back from the mailbox: go on filling it, unless it
+            // is stale or has no room.
+            if at <= d && self.buf.len() + needed <= BATCH {
+                if self.buf.capacity() - self.buf.len() < needed {
+                    self.grow(needed);
+                }
+                return;
+            }
+            self.flush();
+        }
         self.deadline = Some(at + MAX_AGE);
         if self.buf.capacity() < needed {
             let cap = self
@@ -365,7 +457,9 @@ impl Local {
     }
 
     fn flush(&mut self) {
+        self.reclaim();
         self.deadline = None;
+        self.lean_open = 0;
         let handed = self.generation;
         self.generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
         for (index, r) in self.buf.iter_mut().enumerate() {
@@ -406,15 +500,25 @@ impl Local {
         }
     }
 
+    /// The thread leaves its last trace: the buffer waits in the mailbox, or
+    /// is handed over when it cannot.
+    #[inline]
+    fn leave(&mut self) {
+        if self.buf.is_empty() || self.park() {
+            return;
+        }
+        self.flush();
+    }
+
     /// Exchanges the thread's scope with `other`, keeps the fast flag in step,
-    /// and hands the buffer over when the thread leaves its last trace.
+    /// and parks (or hands over) the buffer when the thread leaves its last trace.
     #[inline]
     pub(crate) fn swap_scope(&mut self, other: &mut Scope) {
         std::mem::swap(&mut self.scope, other);
         let active = self.scope.trace.is_some();
         let _ = ACTIVE.try_with(|a| a.set(active));
         if !active {
-            self.flush();
+            self.leave();
         }
     }
 }
@@ -461,6 +565,10 @@ thread_local! {
             parked: Vec::new(),
             parked_stops: Vec::new(),
             next_cap: SMALL_BATCH,
+            lean_open: 0,
+            mailbox: None,
+            in_mailbox: false,
+            mailbox_deadline: None,
         })
     };
 }
@@ -523,9 +631,9 @@ pub(crate) fn close_point(p: OpenPoint, payload: Option<Box<Payload>>, restore: 
         {
             l.close(p, payload, restore);
             // Stopped on a thread that works for no trace (a point finished by
-            // another thread): nothing would hand this buffer over soon.
+            // another thread): it goes where a trace's end would put it.
             if l.scope.trace.is_none() {
-                l.flush();
+                l.leave();
             }
         }
     });

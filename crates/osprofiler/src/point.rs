@@ -375,6 +375,23 @@ impl Point {
         }
     }
 
+    /// [`Point::start`] with a payload already made (the layers' typed ones).
+    pub(crate) fn start_payload(name: &'static str, payload: Payload) -> Point {
+        if !is_active() {
+            return Point {
+                inner: AsyncPoint::none(),
+            };
+        }
+        Point {
+            inner: AsyncPoint::start(Cow::Borrowed(name), Some(payload)),
+        }
+    }
+
+    /// Sets the stop payload (replacing any earlier stop info).
+    pub(crate) fn set_payload(&mut self, p: Payload) {
+        self.inner.set_payload(p);
+    }
+
     /// Whether a point is recorded (a trace was active at its start).
     pub fn is_recording(&self) -> bool {
         self.inner.is_recording()
@@ -518,5 +535,44 @@ pub(crate) mod tests {
         assert!(stop("db").get("etype").is_none());
         assert_eq!(stop("boom")["etype"], "panic");
         assert!(stop("cleared").get("x").is_none());
+    }
+
+    /// A short trace's buffer waits in its thread's mailbox: another thread's
+    /// flush gets it while that thread is idle, and without any flush it still
+    /// reaches the sink within a few exporter intervals.
+    #[test]
+    fn short_traces_left_in_a_mailbox_still_arrive() {
+        let _turn = turn();
+        let sink = MemorySink::new();
+        let _n = notifier::set_sink(sink.clone());
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let (exit_tx, exit_rx) = std::sync::mpsc::channel::<()>();
+        let idle = std::thread::spawn(move || {
+            let a = TraceContext::new(None, None, None);
+            a.in_scope(|| drop(point("db")));
+            done_tx.send(a.base_id()).unwrap();
+            // Idle, not exiting: exit would hand the buffer over by itself.
+            let _ = exit_rx.recv();
+        });
+        let a = done_rx.recv().unwrap();
+        notifier::flush().unwrap();
+        assert_eq!(
+            sink.trace(a).len(),
+            2,
+            "the flush collects the idle thread's trace"
+        );
+
+        let b = TraceContext::new(None, None, None);
+        b.in_scope(|| drop(point("db")));
+        let start = std::time::Instant::now();
+        while sink.trace(b.base_id()).len() < 2 {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(2),
+                "a lone trace waited over 2 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        drop(exit_tx);
+        idle.join().unwrap();
     }
 }

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::digits::write_decimal_fixed;
+
 /// A point in time, in microseconds since the Unix epoch (UTC).
 ///
 /// Displays as osprofiler's naive UTC text with six fractional digits,
@@ -37,20 +39,13 @@ impl Timestamp {
         let sod = secs.rem_euclid(86_400) as u32;
         let (y, m, d) = civil_from_days(days);
         let mut buf = [0u8; 26];
-        let mut put = |pos: usize, v: u32, width: usize| {
-            let mut v = v;
-            for i in (0..width).rev() {
-                buf[pos + i] = b'0' + (v % 10) as u8;
-                v /= 10;
-            }
-        };
-        put(0, y.clamp(0, 9999) as u32, 4);
-        put(5, m, 2);
-        put(8, d, 2);
-        put(11, sod / 3600, 2);
-        put(14, sod / 60 % 60, 2);
-        put(17, sod % 60, 2);
-        put(20, micros, 6);
+        write_decimal_fixed(&mut buf[..4], y.clamp(0, 9999) as u32);
+        write_decimal_fixed(&mut buf[5..7], m);
+        write_decimal_fixed(&mut buf[8..10], d);
+        write_decimal_fixed(&mut buf[11..13], sod / 3600);
+        write_decimal_fixed(&mut buf[14..16], sod / 60 % 60);
+        write_decimal_fixed(&mut buf[17..19], sod % 60);
+        write_decimal_fixed(&mut buf[20..], micros);
         buf[4] = b'-';
         buf[7] = b'-';
         buf[10] = b'T';

@@ -2,7 +2,10 @@
 //! that hangs forever (a sink that never returns from `write`, as a TCP peer that accepts
 //! and never answers would), 5 million traced points over 4 threads grow the process's
 //! RSS by less than the stated bound, and once the sink is released every event is
-//! accounted for: exported + dropped + failed = recorded.
+//! accounted for: exported + dropped + failed = recorded. Two shapes, each in a process
+//! of its own (RSS is per process): long traces, which hand over full buffers, and
+//! buffers handed over with two records each (a guard open when its thread leaves the
+//! trace), which the queue's budget counts by their capacity.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -56,6 +59,25 @@ fn rss() -> usize {
 
 #[test]
 fn rss_stays_under_the_bound_with_a_hung_backend() {
+    let Ok(shape) = std::env::var("MEMORY_BOUND_SHAPE") else {
+        for shape in ["long", "small"] {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "rss_stays_under_the_bound_with_a_hung_backend",
+                    "--nocapture",
+                ])
+                .env("MEMORY_BOUND_SHAPE", shape)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stderr);
+            eprintln!("{shape}: {text}");
+            assert!(out.status.success(), "{shape} failed: {text}");
+            assert!(text.contains("growth"), "{shape} did not run: {text}");
+        }
+        return;
+    };
+    let small = shape == "small";
     let cfg = Config::default();
     notifier::configure(cfg);
     let sink = Hung::default();
@@ -92,7 +114,20 @@ fn rss_stays_under_the_bound_with_a_hung_backend() {
     let start = Instant::now();
     let workers: Vec<_> = (0..THREADS)
         .map(|_| {
-            std::thread::spawn(|| {
+            std::thread::spawn(move || {
+                if small {
+                    // A guard still open when the thread leaves the trace: its
+                    // buffer is handed over then, with two records (the last
+                    // point's stop, this one's start) in 16 slots.
+                    let ctx = TraceContext::new(None, None, None);
+                    for _ in 0..POINTS / THREADS {
+                        let entered = ctx.enter();
+                        let p = osprofiler::point("db");
+                        drop(entered);
+                        drop(p);
+                    }
+                    return;
+                }
                 for _ in 0..POINTS / THREADS / PER_TRACE {
                     let ctx = TraceContext::new(None, None, None);
                     ctx.in_scope(|| {

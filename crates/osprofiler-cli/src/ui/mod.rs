@@ -91,10 +91,6 @@ fn digest(s: &str) -> [u8; 20] {
     Sha1::digest(s.as_bytes()).into()
 }
 
-fn to_hex(d: &[u8; 20]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn from_hex(s: &str) -> Option<[u8; 20]> {
     let b = s.as_bytes();
     if b.len() != 40 {
@@ -262,7 +258,7 @@ async fn auth(State(ui): State<Arc<Ui>>, req: Request, next: Next) -> Response {
         // hex is a valid cookie value whatever characters the token holds.
         let cookie = format!(
             "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
-            to_hex(want)
+            osprofiler::private::hex_string(want)
         );
         if let Ok(v) = HeaderValue::from_str(&cookie) {
             r.headers_mut().insert(header::SET_COOKIE, v);

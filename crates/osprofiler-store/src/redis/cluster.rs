@@ -162,10 +162,23 @@ impl Cluster {
 
     fn connect(&self, host: &str, port: u16) -> Result<Conn, ClientError> {
         let mut s = self.template.clone();
+        // The template's TLS configuration, for this node's name.
+        let tls = match &self.template.target {
+            #[cfg(not(feature = "tls"))]
+            Target::Direct { tls: Some(t), .. } => match *t {},
+            #[cfg(feature = "tls")]
+            Target::Direct { tls: Some(t), .. } => Some(super::tls::TlsSetup {
+                config: t.config.clone(),
+                server_name: rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(
+                    |_| ClientError::Tls(format!("{host:?} is not a valid TLS server name")),
+                )?,
+            }),
+            _ => None,
+        };
         s.target = Target::Direct {
             host: host.to_owned(),
             port,
-            tls: None,
+            tls,
         };
         s.db = 0;
         s.connect()
@@ -213,7 +226,13 @@ impl Cluster {
                     if e.breaks_connection() {
                         self.nodes[i].conn = None;
                     }
-                    why.push(format!("{host}:{port}: {e}"));
+                    // A failed connect names its node already.
+                    let (at, e) = (format!("{host}:{port}"), e.to_string());
+                    why.push(if e.starts_with(&at) {
+                        e
+                    } else {
+                        format!("{at}: {e}")
+                    });
                 }
             }
         }

@@ -4,6 +4,9 @@
 
 use std::io::{self, Read};
 
+// No formatting machinery: this runs per event.
+use osprofiler::private::push_decimal;
+
 /// Largest bulk string accepted (Redis's own `proto-max-bulk-len` default).
 const MAX_BULK: usize = 512 * 1024 * 1024;
 /// Deepest nesting of arrays accepted (our commands get at most two levels back).
@@ -73,14 +76,14 @@ pub(crate) enum RespError {
 /// Appends `*<n>\r\n`.
 pub(crate) fn array_header(out: &mut Vec<u8>, n: usize) {
     out.push(b'*');
-    push_uint(out, n as u64);
+    push_decimal(out, n as u64);
     out.extend_from_slice(b"\r\n");
 }
 
 /// Appends `$<len>\r\n` (the bulk's bytes and `\r\n` follow).
 pub(crate) fn bulk_header(out: &mut Vec<u8>, len: usize) {
     out.push(b'$');
-    push_uint(out, len as u64);
+    push_decimal(out, len as u64);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -97,21 +100,6 @@ pub(crate) fn command(out: &mut Vec<u8>, args: &[&[u8]]) {
     for a in args {
         bulk(out, a);
     }
-}
-
-/// Appends the decimal digits of `n` (no formatting machinery: this runs per event).
-pub(crate) fn push_uint(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 /// Parses a RESP integer (`-?[0-9]+`), rejecting overflow.
@@ -468,7 +456,7 @@ mod tests {
         assert_eq!(out, b"*3\r\n$5\r\nLPUSH\r\n$1\r\nk\r\n$0\r\n\r\n");
         for n in [0u64, 7, 10, 4096, u64::MAX] {
             let mut s = Vec::new();
-            push_uint(&mut s, n);
+            push_decimal(&mut s, n);
             assert_eq!(s, n.to_string().as_bytes());
         }
         assert_eq!(parse_int(b"-0"), Some(0));

@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use osprofiler::notifier::{Sink, SinkError};
+use osprofiler::private::decimal;
 use osprofiler::{Event, EventKind};
 use serde_json::Value;
 
@@ -662,19 +663,21 @@ fn push_member(out: &mut Vec<u8>, prefix: &[u8], name: &str) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// `n` in decimal as one bulk string, its digits on the stack (this runs per trace).
 fn push_int_bulk(out: &mut Vec<u8>, n: i64) {
-    let mut s = Vec::with_capacity(20);
+    let mut buf = [0u8; 20];
+    let digits = decimal(n.unsigned_abs(), &mut buf);
+    resp::bulk_header(out, usize::from(n < 0) + digits.len());
     if n < 0 {
-        s.push(b'-');
+        out.push(b'-');
     }
-    resp::push_uint(&mut s, n.unsigned_abs());
-    resp::bulk(out, &s);
+    out.extend_from_slice(digits);
+    out.extend_from_slice(b"\r\n");
 }
 
 fn push_ttl_bulk(out: &mut Vec<u8>, ms: u64) {
-    let mut s = Vec::with_capacity(20);
-    resp::push_uint(&mut s, ms);
-    resp::bulk(out, &s);
+    let mut buf = [0u8; 20];
+    resp::bulk(out, decimal(ms, &mut buf));
 }
 
 impl Sink for RedisSink {
@@ -770,5 +773,23 @@ impl Sink for RedisSink {
                 Err(self.error(&e))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_are_bulk_strings() {
+        let mut out = Vec::new();
+        push_int_bulk(&mut out, -42);
+        push_int_bulk(&mut out, 0);
+        push_int_bulk(&mut out, i64::MIN);
+        push_ttl_bulk(&mut out, 86_400_000);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "$3\r\n-42\r\n$1\r\n0\r\n$20\r\n-9223372036854775808\r\n$8\r\n86400000\r\n"
+        );
     }
 }

@@ -9,6 +9,8 @@ use mysql::{Conn, OptsBuilder, Params, Value};
 use super::summaries::{BatchTrace, MEMBER, SUMMARY};
 use super::{COLUMNS, INDEXED, READ_COLUMNS, ROWS_PER_INSERT, ReadRow, Row, TABLE, one_line};
 use crate::SqlTarget;
+#[cfg(feature = "tls")]
+use crate::SqlTls;
 
 /// SQLAlchemy 1.4's DDL for Python's table on MySQL (`Integer` primary key →
 /// `INTEGER AUTO_INCREMENT`, `String(n)` → `VARCHAR(n)`, `JSON` → `JSON`, which MariaDB
@@ -102,6 +104,32 @@ fn rows<T: mysql::prelude::FromRow>(rows: Vec<mysql::Row>) -> Result<Vec<T>, Str
         .collect()
 }
 
+/// The mysql crate's TLS options for the target (`None`: plain TCP). `PREFERRED` is
+/// plain: the crate fails rather than fall back when the server has no TLS.
+fn ssl_opts(t: &SqlTarget) -> Result<Option<mysql::SslOpts>, String> {
+    if !t.tls.required() {
+        return Ok(None);
+    }
+    #[cfg(feature = "tls")]
+    {
+        // The crate trusts its bundled Mozilla roots, and the CA file too when given.
+        let opts = mysql::SslOpts::default()
+            .with_root_cert_path(t.ca_file.clone())
+            .with_danger_accept_invalid_certs(t.tls == SqlTls::Require)
+            .with_danger_skip_domain_validation(t.tls == SqlTls::VerifyCa);
+        if let Some(ca) = &t.ca_file {
+            // Read here, so a bad file is reported as such and not as a failed handshake.
+            crate::tls::root_certs(Some(ca), "ssl_ca")?;
+        }
+        Ok(Some(opts))
+    }
+    #[cfg(not(feature = "tls"))]
+    Err(format!(
+        "ssl_mode {:?}: TLS needs osprofiler-store's `tls` feature",
+        t.tls
+    ))
+}
+
 impl super::Client for MySql {
     fn connect(t: &SqlTarget, timeout: Duration) -> Result<Self, String> {
         let opts = OptsBuilder::new()
@@ -114,7 +142,8 @@ impl super::Client for MySql {
             .prefer_socket(false)
             .tcp_connect_timeout(Some(timeout))
             .read_timeout(Some(timeout))
-            .write_timeout(Some(timeout));
+            .write_timeout(Some(timeout))
+            .ssl_opts(ssl_opts(t)?);
         let mut conn = Conn::new(opts).map_err(my_error)?;
         conn.query_drop(create_table()).map_err(my_error)?;
         for t in create_summary_tables() {
@@ -309,6 +338,6 @@ impl super::Client for MySql {
     }
 
     fn is_transient(error: &str) -> bool {
-        !error.starts_with("ERROR ")
+        !(error.starts_with("ERROR ") || super::tls_refused(error))
     }
 }

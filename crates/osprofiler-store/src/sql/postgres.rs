@@ -7,12 +7,48 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures_core::Stream;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client as PgClient, NoTls, Statement};
 
 use super::summaries::{BatchTrace, MEMBER, SUMMARY};
 use super::{COLUMNS, INDEXED, READ_COLUMNS, ROWS_PER_INSERT, ReadRow, Row, TABLE, one_line};
 use crate::SqlTarget;
+#[cfg(feature = "tls")]
+use crate::SqlTls;
+
+#[cfg(feature = "tls")]
+type Tls = tokio_postgres_rustls::MakeRustlsConnect;
+/// Without the `tls` feature there is no connector: only plain connections.
+#[cfg(not(feature = "tls"))]
+type Tls = std::convert::Infallible;
+
+/// The TLS connector for `sslmode` (`None`: plain TCP).
+fn tls_connector(t: &SqlTarget) -> Result<Option<Tls>, String> {
+    #[cfg(feature = "tls")]
+    {
+        use crate::tls::Verify;
+        let verify = match t.tls {
+            SqlTls::Disable => return Ok(None),
+            SqlTls::Prefer | SqlTls::Require => Verify::Nothing,
+            SqlTls::VerifyCa => Verify::Chain,
+            SqlTls::VerifyFull => Verify::Full,
+        };
+        let config = crate::tls::client_config(t.ca_file.as_deref(), "sslrootcert", verify)?;
+        Ok(Some(tokio_postgres_rustls::MakeRustlsConnect::new(config)))
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        // `prefer` (libpq's default) falls back to plain TCP, as against a server without TLS.
+        if t.tls.required() {
+            return Err(format!(
+                "sslmode {:?}: TLS needs osprofiler-store's `tls` feature",
+                t.tls
+            ));
+        }
+        Ok(None)
+    }
+}
 
 /// SQLAlchemy 1.4's DDL for Python's table on PostgreSQL (`Integer` primary key →
 /// `SERIAL`, `String(n)` → `VARCHAR(n)`, `JSON` → `JSON`), and its indexes.
@@ -212,13 +248,29 @@ impl super::Client for Postgres {
             .enable_time()
             .build()
             .map_err(|e| format!("cannot start the PostgreSQL runtime: {e}"))?;
-        let (client, connection) = run(&runtime, timeout, config.connect(NoTls))?;
         // The connection's I/O runs on our runtime while a call blocks on it.
-        runtime.spawn(async move {
-            if let Err(e) = connection.await {
-                log::debug!("osprofiler: PostgreSQL connection closed: {e}");
+        let closed = |e: tokio_postgres::Error| {
+            log::debug!("osprofiler: PostgreSQL connection closed: {e}");
+        };
+        let client = match tls_connector(t)? {
+            None => {
+                config.ssl_mode(SslMode::Disable);
+                let (client, connection) = run(&runtime, timeout, config.connect(NoTls))?;
+                runtime.spawn(async move { connection.await.unwrap_or_else(closed) });
+                client
             }
-        });
+            #[cfg(feature = "tls")]
+            Some(tls) => {
+                config.ssl_mode(if t.tls.required() {
+                    SslMode::Require
+                } else {
+                    SslMode::Prefer
+                });
+                let (client, connection) = run(&runtime, timeout, config.connect(tls))?;
+                runtime.spawn(async move { connection.await.unwrap_or_else(closed) });
+                client
+            }
+        };
         let pg = Postgres {
             client,
             inserts: HashMap::new(),
@@ -387,7 +439,8 @@ impl super::Client for Postgres {
     }
 
     fn is_transient(error: &str) -> bool {
-        // Refused or timed out connecting; a server's answer (password, database) is not.
-        !(error.starts_with("FATAL") || error.starts_with("ERROR"))
+        // Refused or timed out connecting; a server's answer (password, database) is not,
+        // nor is a certificate we do not trust or TLS we cannot set up.
+        !(error.starts_with("FATAL") || error.starts_with("ERROR") || super::tls_refused(error))
     }
 }

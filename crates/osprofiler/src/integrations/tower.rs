@@ -57,14 +57,14 @@ use std::task::{Context, Poll, ready};
 use http::{HeaderMap, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use serde_json::{Map, Value};
 use tower_layer::Layer;
 use tower_service::Service;
 
 #[cfg(feature = "tonic")]
 use crate::integrations::tonic::{grpc_error, grpc_status};
+use crate::notifier::{Payload, RequestInfo, ResponseInfo};
 use crate::propagation::IncomingTrace;
-use crate::{Identity, Info, Point, TraceContext};
+use crate::{Identity, Point, TraceContext};
 
 /// Marker: the point stops when the response head is ready (the default).
 ///
@@ -334,7 +334,7 @@ where
     // already do work (routing, a handler's synchronous part) that belongs to
     // the point too.
     let _in = ctx.enter();
-    let point = Point::start(cfg.name, info);
+    let point = Point::start_payload(cfg.name, info);
     let Some(here) = point.context() else {
         return (inner.call(req), None);
     };
@@ -441,26 +441,30 @@ where
         let this = self.project();
         match this.tracking {
             None => this.inner.poll(cx),
-            Some(_) => poll_traced(this.inner, this.tracking, cx),
+            Some(_) => poll_traced(this.inner, this.tracking, cx, true).map(|(out, _)| out),
         }
     }
 }
 
-/// The traced half of [`ResponseFuture::poll`], out of line so the untraced
-/// half inlines into the caller.
+/// The traced half of both response futures' `poll`, out of line so the
+/// untraced half inlines into the caller: polls `inner` inside the trace and,
+/// once it is ready, records the outcome. With `stop`, the point stops there,
+/// still inside the trace (the thread leaves it once, with the point's record
+/// complete); otherwise the tracking is handed back, for the body.
 #[cold]
 #[inline(never)]
 fn poll_traced<F, B, E>(
     inner: Pin<&mut F>,
     tracking: &mut Option<Box<Tracking>>,
     cx: &mut Context<'_>,
-) -> Poll<F::Output>
+    stop: bool,
+) -> Poll<(F::Output, Option<Box<Tracking>>)>
 where
     F: Future<Output = Result<Response<B>, E>>,
     E: fmt::Display,
 {
     let Some(t) = tracking.as_mut() else {
-        return inner.poll(cx);
+        return inner.poll(cx).map(|out| (out, None));
     };
     let in_trace = t.ctx.enter();
     t.polling = true;
@@ -470,11 +474,15 @@ where
         return Poll::Pending;
     };
     t.outcome(&out);
-    // Dropping the tracking stops the point, still inside the trace: the
-    // thread hands its records over once, when it leaves.
-    *tracking = None;
+    let tracking = tracking.take();
+    let handed = if stop {
+        drop(tracking);
+        None
+    } else {
+        tracking
+    };
     drop(in_trace);
-    Poll::Ready(out)
+    Poll::Ready((out, handed))
 }
 
 impl<F> fmt::Debug for ResponseFuture<F> {
@@ -515,21 +523,12 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let Some(t) = this.tracking.as_mut() else {
+        if this.tracking.is_none() {
             let out = ready!(this.inner.poll(cx));
             return Poll::Ready(out.map(|r| r.map(TracedBody::untraced)));
-        };
-        let in_trace = t.ctx.enter();
-        t.polling = true;
-        let polled = this.inner.poll(cx);
-        t.polling = false;
-        drop(in_trace);
-        let Poll::Ready(out) = polled else {
-            return Poll::Pending;
-        };
-        t.outcome(&out);
+        }
         // On to the body, which stops the point when it ends.
-        let tracking = this.tracking.take();
+        let (out, tracking) = ready!(poll_traced(this.inner, this.tracking, cx, false));
         Poll::Ready(out.map(|r| r.map(|inner| TracedBody { inner, tracking })))
     }
 }
@@ -683,24 +682,18 @@ impl Tracking {
         }
     }
 
-    fn stop_info(&mut self) -> Info {
-        let mut info = Info::new();
+    /// The stop's payload: typed, made JSON on the exporter thread.
+    fn stop_payload(&mut self) -> Option<Payload> {
         if self.polling || std::thread::panicking() {
-            return info.with("etype", "panic").with("message", "panicked");
+            return Some(Payload::Error {
+                etype: Cow::Borrowed("panic"),
+                message: "panicked".to_owned(),
+            });
         }
         if !self.answered {
-            return info.with("cancelled", true);
+            return Some(Payload::Cancelled);
         }
-        let mut response = Map::new();
-        if let Some(status) = self.status {
-            response.insert("status".into(), status.into());
-        }
-        if let Some((code, _)) = &self.grpc_status {
-            response.insert("grpc_status".into(), (*code).into());
-        }
-        if !response.is_empty() {
-            info.insert("response", Value::Object(response));
-        }
+        let grpc_code = self.grpc_status.as_ref().map(|(code, _)| *code);
         let grpc_error = grpc_error(self.grpc_status.take());
         let error = if let Some(e) = self.error.take() {
             Some(e)
@@ -720,11 +713,12 @@ impl Tracking {
         } else {
             None
         };
-        if let Some((etype, message)) = error {
-            info.insert("etype", etype.into_owned());
-            info.insert("message", message);
-        }
-        info
+        let response = ResponseInfo {
+            status: self.status,
+            grpc_status: grpc_code,
+            error,
+        };
+        (!response.is_empty()).then_some(Payload::Response(response))
     }
 }
 
@@ -733,7 +727,9 @@ impl Drop for Tracking {
         let Some(mut point) = self.point.take() else {
             return;
         };
-        point.set_stop_info(self.stop_info());
+        if let Some(p) = self.stop_payload() {
+            point.set_payload(p);
+        }
         // Stop inside the trace: leaving it hands the stop record to the
         // exporter at once (stopped outside any trace, it would wait in this
         // thread's buffer until the thread next leaves a trace).
@@ -743,7 +739,7 @@ impl Drop for Tracking {
 }
 
 /// `info.request` (plus `info.function` for gRPC) of a request.
-fn request_info<B>(req: &Request<B>, grpc: bool) -> Info {
+fn request_info<B>(req: &Request<B>, grpc: bool) -> Payload {
     let uri = req.uri();
     // HTTP/1 requests carry an origin-form URI: the scheme is not known here.
     let scheme = uri.scheme_str().unwrap_or("http");
@@ -751,23 +747,30 @@ fn request_info<B>(req: &Request<B>, grpc: bool) -> Info {
         .port_u16()
         .or_else(|| host_port(req.headers()))
         .unwrap_or(if scheme == "https" { 443 } else { 80 });
-    // Sized once: five keys, no regrowth.
-    let mut request = Map::with_capacity(5);
-    request.insert("path".into(), uri.path().into());
-    request.insert("query".into(), uri.query().unwrap_or("").into());
-    request.insert("method".into(), req.method().as_str().into());
-    request.insert("scheme".into(), scheme.into());
-    request.insert("port".into(), port.into());
-    let mut info = Info::new().with("request", Value::Object(request));
-    if grpc {
-        // `/pkg.Service/Method` → `pkg.Service.Method`: the report shows the
-        // last component of an `rpc` point's function name.
-        let name = uri.path().trim_start_matches('/').replacen('/', ".", 1);
-        let mut function = Map::new();
-        function.insert("name".into(), name.into());
-        info.insert("function", Value::Object(function));
+    let (path, query) = (uri.path(), uri.query().unwrap_or(""));
+    let mut path_query = String::with_capacity(path.len() + query.len());
+    path_query.push_str(path);
+    path_query.push_str(query);
+    Payload::Request(Box::new(RequestInfo {
+        path_query: path_query.into_boxed_str(),
+        path_len: path.len(),
+        method: static_or_owned(req.method().as_str(), METHODS),
+        scheme: static_or_owned(scheme, &["http", "https"]),
+        port,
+        grpc,
+    }))
+}
+
+const METHODS: &[&str] = &[
+    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+];
+
+/// `s` as one of the `known` static strings (no allocation), else owned.
+fn static_or_owned(s: &str, known: &[&'static str]) -> Cow<'static, str> {
+    match known.iter().find(|k| **k == s) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(s.to_owned()),
     }
-    info
 }
 
 /// The port of the `Host` header (`host:port`, `[v6]:port`).
@@ -808,14 +811,38 @@ mod tests {
         let req = Request::post("/helloworld.Greeter/SayHello?x=1")
             .body(())
             .unwrap();
-        let info = request_info(&req, true);
-        assert_eq!(
-            Value::Object(info.0),
-            serde_json::json!({
+        let info = crate::event::EventInfo::recorded(Some(request_info(&req, true)), "h".into());
+        let mut want = serde_json::json!({
                 "request": {"path": "/helloworld.Greeter/SayHello", "query": "x=1",
                             "method": "POST", "scheme": "http", "port": 80},
-                "function": {"name": "helloworld.Greeter.SayHello"}
-            })
+                "function": {"name": "helloworld.Greeter.SayHello"},
+                "host": "h"
+        });
+        assert_eq!(serde_json::to_value(&info).unwrap(), want);
+        let req = Request::builder()
+            .method("PURGE")
+            .uri("https://x:8443/a/b")
+            .body(())
+            .unwrap();
+        let info = crate::event::EventInfo::recorded(Some(request_info(&req, false)), "h".into());
+        want = serde_json::json!({
+            "request": {"path": "/a/b", "query": "", "method": "PURGE", "scheme": "https", "port": 8443},
+            "host": "h"
+        });
+        assert_eq!(serde_json::to_value(&info).unwrap(), want);
+        // The stop, as the text the `Info` maps made (key order included).
+        let stop = ResponseInfo {
+            status: Some(503),
+            grpc_status: None,
+            error: Some((
+                Cow::Borrowed("HTTPServerError"),
+                "503 Service Unavailable".into(),
+            )),
+        };
+        let info = crate::event::EventInfo::recorded(Some(Payload::Response(stop)), "h".into());
+        assert_eq!(
+            serde_json::to_string(&info).unwrap(),
+            r#"{"response":{"status":503},"etype":"HTTPServerError","message":"503 Service Unavailable","host":"h"}"#
         );
     }
 }

@@ -21,10 +21,15 @@ use crate::time::Timestamp;
 /// Tuning of the pipeline. The defaults suit a service; tests may lower them.
 #[derive(Debug, Clone, Copy)]
 pub struct Config {
-    /// Most records (a record is one event, or the two of a short point)
+    /// Most records (a record is one event, or the two of a short point, 96 bytes)
     /// waiting for the exporter before new ones are dropped: the memory bound.
+    /// Counted by the capacity of the buffers that carry them, so the queue's
+    /// record memory is at most exactly `max_queued_events` × 96 bytes whatever
+    /// the shape of the load (see the [module docs](super)).
     pub max_queued_events: usize,
-    /// How often the exporter wakes to collect batches.
+    /// How often the exporter wakes to collect batches, including the buffers
+    /// threads leave in their mailboxes between traces: about the longest a
+    /// finished short trace waits before it is written.
     pub interval: Duration,
     /// Most events the exporter hands to the sink in one `write`.
     pub max_batch: usize,
@@ -99,12 +104,61 @@ pub fn configure(cfg: Config) {
     }
 }
 
+/// Where a thread's buffer waits between its traces (see `local.rs`): the
+/// exporter takes what it finds there at each wake-up, flush and sink change.
+pub(crate) type Mailbox = Mutex<Vec<Record>>;
+
+// Every thread's mailbox; the exporter drops those whose thread has gone.
+static MAILBOXES: Mutex<Vec<Arc<Mailbox>>> = Mutex::new(Vec::new());
+
+/// A new mailbox for this thread, registered with the exporter; `None` when
+/// there is no sink to write to (records are then discarded at once, as
+/// before) or the registry is busy (the thread hands over directly this time).
+pub(crate) fn mailbox() -> Option<Arc<Mailbox>> {
+    let ex = EXPORTER.get().and_then(Option::as_ref)?;
+    if !ex.has_sink.load(Ordering::Relaxed) {
+        return None;
+    }
+    let m = Arc::new(Mailbox::default());
+    MAILBOXES.try_lock().ok()?.push(m.clone());
+    Some(m)
+}
+
+/// Takes every waiting buffer (on the exporter thread). A thread holds its
+/// mailbox's lock only to swap a vector in or out, so waiting for it is short;
+/// the threads themselves never wait for the exporter's hold.
+fn collect(mut each: impl FnMut(Vec<Record>)) {
+    let mut all = match MAILBOXES.lock() {
+        Ok(all) => all,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    all.retain(|m| {
+        let buf = match m.lock() {
+            Ok(mut held) => std::mem::take(&mut *held),
+            Err(_) => Vec::new(),
+        };
+        if !buf.is_empty() {
+            each(buf);
+        }
+        // The thread's own reference is gone with the thread.
+        Arc::strong_count(m) > 1
+    });
+}
+
+/// The tuning in effect: what [`configure`] set last, else the defaults. Sinks that
+/// report on their own (a list of backends, each on its own thread) follow its
+/// `loss_report_interval`.
+pub fn configured() -> Config {
+    CONFIG.lock().ok().and_then(|c| *c).unwrap_or_default()
+}
+
 /// Hands a thread's batch to the exporter; never blocks.
 pub(crate) fn submit(batch: Vec<Record>) {
-    let n = batch.len();
-    if n == 0 {
+    if batch.is_empty() {
         return;
     }
+    // The memory the batch holds while queued: its capacity, not its length.
+    let n = batch.capacity();
     let Some(ex) = EXPORTER.get().and_then(Option::as_ref) else {
         COUNTERS
             .discarded
@@ -118,7 +172,7 @@ pub(crate) fn submit(batch: Vec<Record>) {
         recycle(batch);
         return;
     }
-    // The bound counts records (memory); the counters count events.
+    // The bound counts record slots (memory); the counters count events.
     let before = ex.queued.fetch_add(n, Ordering::Relaxed);
     if before + n > ex.max_queued.load(Ordering::Relaxed) {
         ex.queued.fetch_sub(n, Ordering::Relaxed);
@@ -145,7 +199,7 @@ fn events_in(batch: &[Record]) -> u64 {
         .iter()
         .map(|r| match r.kind {
             RecordKind::Span => 2,
-            RecordKind::Start | RecordKind::Stop => 1,
+            RecordKind::Start | RecordKind::OwnedStart | RecordKind::Stop => 1,
             RecordKind::Field | RecordKind::More => 0,
         })
         .sum()
@@ -210,7 +264,8 @@ pub fn set_boxed_sink(sink: Box<dyn Sink>) -> NotifierGuard {
 static SINK_GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// Writes out everything this thread recorded and everything other threads
-/// have handed over (threads hand over their buffer when they leave a trace),
+/// have handed over or left waiting between their traces (a thread's buffer
+/// waits in its mailbox for at most about one `Config::interval` after a trace ends),
 /// and flushes the sink. Waits up to 5 seconds.
 pub fn flush() -> Result<(), FlushError> {
     flush_timeout(Duration::from_secs(5))
@@ -284,43 +339,51 @@ fn run(rx: Receiver<Msg>, queued: Arc<AtomicUsize>, cfg: Config) {
     let mut sink: Option<Box<dyn Sink>> = None;
     let mut events: Vec<Event> = Vec::with_capacity(cfg.max_batch);
     loop {
+        let mut convert =
+            |mut batch: Vec<Record>, sink: &mut Option<Box<dyn Sink>>, events: &mut Vec<Event>| {
+                let n = batch.len();
+                // By index: a point's field records follow it (none are
+                // orphans); looking ahead costs a load, not a record's move.
+                let mut i = 0;
+                while i < n {
+                    let mut j = i + 1;
+                    while batch.get(j).is_some_and(|f| f.kind.is_field()) {
+                        j += 1;
+                    }
+                    let fields = batch.get(i + 1..j).filter(|f| !f.is_empty()).map(|f| {
+                        let mut info = FieldsInfo::default();
+                        f.iter().for_each(|r| info.add(r));
+                        info.into_info()
+                    });
+                    if let Some(r) = batch.get_mut(i)
+                        && !r.kind.is_field()
+                    {
+                        push_events(r, fields, &anchor, &mut idents, events);
+                        if events.len() >= cfg.max_batch {
+                            write(sink, events);
+                        }
+                    }
+                    i = j;
+                }
+                batch.clear();
+                recycle(batch);
+            };
         loop {
             match rx.try_recv() {
-                Ok(Msg::Batch(mut batch)) => {
-                    let n = batch.len();
-                    // By index: a point's field records follow it (none are
-                    // orphans); looking ahead costs a load, not a record's move.
-                    let mut i = 0;
-                    while i < n {
-                        let mut j = i + 1;
-                        while batch.get(j).is_some_and(|f| f.kind.is_field()) {
-                            j += 1;
-                        }
-                        let fields = batch.get(i + 1..j).filter(|f| !f.is_empty()).map(|f| {
-                            let mut info = FieldsInfo::default();
-                            f.iter().for_each(|r| info.add(r));
-                            info.into_info()
-                        });
-                        if let Some(r) = batch.get_mut(i)
-                            && !r.kind.is_field()
-                        {
-                            push_events(r, fields, &anchor, &mut idents, &mut events);
-                            if events.len() >= cfg.max_batch {
-                                write(&mut sink, &mut events);
-                            }
-                        }
-                        i = j;
-                    }
-                    batch.clear();
-                    recycle(batch);
+                Ok(Msg::Batch(batch)) => {
+                    let n = batch.capacity();
+                    convert(batch, &mut sink, &mut events);
                     queued.fetch_sub(n, Ordering::Relaxed);
                 }
                 Ok(Msg::Flush(ack)) => {
+                    // What waits in the threads' mailboxes was recorded before the flush.
+                    collect(|b| convert(b, &mut sink, &mut events));
                     write(&mut sink, &mut events);
                     sink_flush(&mut sink);
                     let _ = ack.try_send(());
                 }
                 Ok(Msg::SetSink(new, ack)) => {
+                    collect(|b| convert(b, &mut sink, &mut events));
                     write(&mut sink, &mut events);
                     sink_flush(&mut sink);
                     sink = new;
@@ -330,6 +393,9 @@ fn run(rx: Receiver<Msg>, queued: Arc<AtomicUsize>, cfg: Config) {
                 Err(TryRecvError::Disconnected) => return,
             }
         }
+        // Short traces gathered since the last wake-up: each one leaves within
+        // about one `interval` of its end.
+        collect(|b| convert(b, &mut sink, &mut events));
         write(&mut sink, &mut events);
         losses.tick();
         // Parked, not blocked on the channel: a sending thread then never pays
@@ -401,7 +467,9 @@ fn push_events(
         service: Some(ident.service.clone()),
     };
     match r.kind {
-        RecordKind::Start => out.push(event(name, EventKind::Start, r.at, start)),
+        RecordKind::Start | RecordKind::OwnedStart => {
+            out.push(event(name, EventKind::Start, r.at, start))
+        }
         RecordKind::Stop => out.push(event(name, EventKind::Stop, r.at, stop)),
         RecordKind::Span => {
             out.push(event(name.clone(), EventKind::Start, r.at, start));

@@ -13,8 +13,8 @@
 //!
 //! | part | bound | default |
 //! |---|---|---|
-//! | the queue to the exporter | `max_queued_events` × 96 B (a record) | 65,536 × 96 = 6,291,456 B (6 MiB) |
-//! | each recording thread's buffer | `BATCH` × 96 B = 512 × 96 | 49,152 B per thread |
+//! | the queue to the exporter | `max_queued_events` × 96 B (a record), exactly: the budget counts the capacity of the queued buffers | 65,536 × 96 = 6,291,456 B (6 MiB) |
+//! | each recording thread's buffer (in the thread, or between its traces in its mailbox, which the exporter empties at each wake-up) | `BATCH` × 96 B = 512 × 96 | 49,152 B per thread |
 //! | the pools of spare buffers | `POOL_MAX` × `BATCH` × 96 B = 64 × 512 × 96, and `SMALL_POOL_MAX` × (16 + 32 + … + 256) × 96 B = 16 × 496 × 96 | 3,145,728 + 761,856 B (3.7 MiB) |
 //! | the exporter's batch in hand | 512 records + `max_batch` events of 336 B | 49,152 + 1,376,256 B |
 //! | the channel's slots | 16,384 × 32 B | 524,288 B |
@@ -27,13 +27,15 @@
 //! a run-time name, function arguments or an error message is a heap allocation per point
 //! (its size is the caller's), and an event's `info` is its JSON-ready form.
 //!
-//! The queue bound counts records, not the capacity of the buffers that carry them: a
-//! buffer sent with few records (a thread's buffer flushed by age, `MAX_AGE` = 100 ms)
-//! keeps its capacity (up to 512 records) while queued. The steady state under load is
-//! full buffers; the pathological worst case (every one of the 16,384 channel slots a
-//! full-size buffer holding one record) would be 16,384 × 512 × 96 B = 805 MB.
-//! `tests/memory_bound.rs` shows the bound: 5 million points over 4 threads against a
-//! sink that never returns grow the RSS by about 7 MB, under the 11.6 MB stated.
+//! The queue's bound is in bytes whatever the shape of the load: queue length × batch
+//! size × record size, where the queue length is what `max_queued_events` admits and
+//! a batch counts its buffer's capacity (a buffer handed over with few records, a
+//! thread's buffer flushed by age or a short trace's, still holds its capacity while
+//! queued), so at most min(`max_queued_events`, 16,384 slots × 512) × 96 B. (Counting
+//! records instead, as before, let 16,384 small buffers of 16 slots holding 2 records
+//! each take 25 MB against the 6 MiB stated.) `tests/memory_bound.rs` shows the bound
+//! for both shapes: 5 million points over 4 threads, in long traces (full buffers) and
+//! in buffers handed over with two records each, against a sink that never returns.
 //!
 //! ```
 //! use osprofiler::notifier::{self, MemorySink};
@@ -56,13 +58,15 @@ mod sink;
 mod sinks;
 mod stats;
 
-pub(crate) use exporter::submit;
 pub use exporter::{
-    Config, FlushError, NotifierGuard, SHUTDOWN_TIMEOUT, configure, flush, flush_timeout,
-    set_boxed_sink, set_sink, shutdown, shutdown_timeout,
+    Config, FlushError, NotifierGuard, SHUTDOWN_TIMEOUT, configure, configured, flush,
+    flush_timeout, set_boxed_sink, set_sink, shutdown, shutdown_timeout,
 };
+pub(crate) use exporter::{Mailbox, mailbox, submit};
 pub(crate) use pool::{BATCH, new_buffer};
-pub(crate) use record::{Extra, Payload, Record, RecordKind, field_records, push_fields};
+pub(crate) use record::{
+    Extra, Payload, Record, RecordKind, RequestInfo, ResponseInfo, field_records, push_fields,
+};
 pub use sink::{Sink, SinkError};
 pub use sinks::{JsonLinesSink, MemorySink};
 pub use stats::{

@@ -3,6 +3,8 @@
 
 use std::borrow::Cow;
 
+use serde::Serialize;
+use serde::ser::SerializeMap;
 use serde_json::{Map, Value};
 
 use crate::info::{Field, Info};
@@ -28,13 +30,126 @@ pub(crate) enum Payload {
     },
     /// A point whose future was dropped before it finished.
     Cancelled,
+    /// An HTTP server point's start: `info.request` (and `info.function` for
+    /// gRPC), kept as the request gave it; its JSON is made on the exporter thread.
+    Request(Box<RequestInfo>),
+    /// An HTTP server point's stop: `info.response` and, on failure, `info.etype`
+    /// and `info.message`.
+    Response(ResponseInfo),
+}
+
+/// What an HTTP server point records of its request: one allocation (the path
+/// and query), against a dozen for the same JSON as `serde_json` maps.
+#[derive(Clone, Debug)]
+pub(crate) struct RequestInfo {
+    /// The path, then the query.
+    pub(crate) path_query: Box<str>,
+    pub(crate) path_len: usize,
+    pub(crate) method: Cow<'static, str>,
+    pub(crate) scheme: Cow<'static, str>,
+    pub(crate) port: u16,
+    /// gRPC: `info.function.name` is the path as `pkg.Service.Method`.
+    pub(crate) grpc: bool,
+}
+
+/// What an HTTP server point records at its stop.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ResponseInfo {
+    pub(crate) status: Option<u16>,
+    pub(crate) grpc_status: Option<i32>,
+    pub(crate) error: Option<(Cow<'static, str>, String)>,
+}
+
+impl RequestInfo {
+    pub(crate) fn path(&self) -> &str {
+        self.path_query.get(..self.path_len).unwrap_or_default()
+    }
+
+    pub(crate) fn query(&self) -> &str {
+        self.path_query.get(self.path_len..).unwrap_or_default()
+    }
+
+    /// Writes `request` (and `function`) as the layer's `Info` maps did.
+    pub(crate) fn serialize_entries<M: SerializeMap>(&self, m: &mut M) -> Result<(), M::Error> {
+        m.serialize_entry("request", &RequestJson(self))?;
+        if self.grpc {
+            m.serialize_entry("function", &GrpcFunction(self.path()))?;
+        }
+        Ok(())
+    }
+}
+
+struct RequestJson<'a>(&'a RequestInfo);
+
+impl Serialize for RequestJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        let mut m = s.serialize_map(Some(5))?;
+        m.serialize_entry("path", r.path())?;
+        m.serialize_entry("query", r.query())?;
+        m.serialize_entry("method", &r.method)?;
+        m.serialize_entry("scheme", &r.scheme)?;
+        m.serialize_entry("port", &r.port)?;
+        m.end()
+    }
+}
+
+struct GrpcFunction<'a>(&'a str);
+
+impl Serialize for GrpcFunction<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // `/pkg.Service/Method` → `pkg.Service.Method`: the report shows the
+        // last component of an `rpc` point's function name.
+        let name = self.0.trim_start_matches('/').replacen('/', ".", 1);
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry("name", &name)?;
+        m.end()
+    }
+}
+
+impl ResponseInfo {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.status.is_none() && self.grpc_status.is_none() && self.error.is_none()
+    }
+
+    /// Writes `response` (when there is a status) and the error, as the
+    /// layer's `Info` maps did.
+    pub(crate) fn serialize_entries<M: SerializeMap>(&self, m: &mut M) -> Result<(), M::Error> {
+        if self.status.is_some() || self.grpc_status.is_some() {
+            m.serialize_entry("response", &ResponseJson(self))?;
+        }
+        if let Some((etype, message)) = &self.error {
+            m.serialize_entry("etype", etype)?;
+            m.serialize_entry("message", message)?;
+        }
+        Ok(())
+    }
+}
+
+struct ResponseJson<'a>(&'a ResponseInfo);
+
+impl Serialize for ResponseJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        if let Some(status) = self.0.status {
+            m.serialize_entry("status", &status)?;
+        }
+        if let Some(code) = self.0.grpc_status {
+            m.serialize_entry("grpc_status", &code)?;
+        }
+        m.end()
+    }
 }
 
 /// What a record stands for.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum RecordKind {
-    /// A start whose stop comes in a later record.
+    /// A start whose stop comes in a later record (a sync guard's: what the
+    /// stop needs is in this record, or in the thread's `parked` once handed over).
     Start,
+    /// A start whose guard keeps all its stop needs (`OpenPoint`): the thread
+    /// keeps no bookkeeping for it when the record is handed over.
+    OwnedStart,
     /// A stop whose start went out in an earlier batch.
     Stop,
     /// A whole point: the start record, completed in place at stop because it

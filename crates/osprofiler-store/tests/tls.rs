@@ -1,0 +1,482 @@
+//! TLS to the servers of the SQL, messaging and Redis Cluster backends (feature `tls`),
+//! each a real server started with certificates from the harness's throwaway CA: a write
+//! and a read over TLS, the server's own word that the connection is TLS (PostgreSQL's
+//! `pg_stat_ssl`, MariaDB's `REQUIRE SSL` user and `Ssl_accepts`, a plain client refused on
+//! a TLS-only port), a certificate from another CA refused with a one-line error that
+//! shows no password, and plain TCP still working. Each test skips (or fails under
+//! `CI=true`) when its server or `openssl` is missing. Without the feature, one test checks
+//! that TLS strings are refused.
+
+use std::time::Duration;
+
+use osprofiler_store::{ConnectionString, OpenError, Options, open, sink};
+
+fn cs(s: &str) -> ConnectionString {
+    s.parse().expect("valid connection string")
+}
+
+fn opts() -> Options {
+    Options {
+        socket_timeout: Duration::from_secs(5),
+        ..Options::default()
+    }
+}
+
+/// The error of opening `c`: unavailable, on one line, without `secret`.
+fn open_err(c: &ConnectionString, o: &Options, secret: &str) -> String {
+    match open(c, o) {
+        Ok(_) => panic!("{c} opened"),
+        Err(e @ OpenError::Unavailable { .. }) => {
+            let m = e.to_string();
+            assert!(!m.contains('\n'), "one line: {m}");
+            assert!(!m.contains(secret), "shows the password: {m}");
+            eprintln!("refused as expected: {m}");
+            m
+        }
+        Err(e) => panic!("{c}: unexpected error {e}"),
+    }
+}
+
+/// Without the `tls` feature, every string that asks for TLS is refused at once, on one
+/// line, by the sink and the store alike (no server needed: nothing is sent).
+#[cfg(not(feature = "tls"))]
+#[test]
+fn tls_needs_the_feature() {
+    use osprofiler_store::TransportUrl;
+    let m = ConnectionString::Messaging;
+    let amqps = Options {
+        transport_url: Some(
+            "amqps://guest:S3cret@127.0.0.1:1/"
+                .parse::<TransportUrl>()
+                .unwrap(),
+        ),
+        ..opts()
+    };
+    for (c, o) in [
+        (
+            cs("postgresql://u:S3cret@127.0.0.1:1/db?sslmode=verify-full"),
+            opts(),
+        ),
+        (
+            cs("postgresql://u:S3cret@127.0.0.1:1/db?sslmode=require"),
+            opts(),
+        ),
+        (
+            cs("mysql+pymysql://u:S3cret@127.0.0.1:1/db?ssl_ca=/ca.pem"),
+            opts(),
+        ),
+        (
+            cs("mysql://u:S3cret@127.0.0.1:1/db?ssl_mode=REQUIRED"),
+            opts(),
+        ),
+        (cs("rediscluster://:S3cret@127.0.0.1:1?ssl=true"), opts()),
+        (m, amqps),
+    ] {
+        let e = open_err(&c, &o, "S3cret");
+        assert!(e.contains("`tls` feature"), "{e}");
+        match sink(&c, &o) {
+            Err(e) => assert!(e.to_string().contains("`tls` feature"), "{e}"),
+            Ok(_) => panic!("a sink for {c}"),
+        }
+    }
+}
+
+/// The tests against servers with TLS.
+#[cfg(feature = "tls")]
+mod with_tls {
+    use super::*;
+    use std::time::Instant;
+
+    use osprofiler::{Event, Timestamp};
+    use osprofiler_store::TransportUrl;
+    use osprofiler_testkit::{
+        MariaDbServer, PostgresServer, RabbitMqServer, RedisCluster, TempDir, TestCerts, need,
+    };
+    use serde_json::{Value, json};
+
+    const T0: i64 = 1_764_072_000_000_000; // 2025-11-25T12:00:00
+
+    fn event(base: &str, id: &str, parent: &str, name: &str, at_us: i64, info: Value) -> Event {
+        let mut info = info;
+        info["host"] = json!("host-a");
+        let v = json!({
+            "name": name,
+            "base_id": base,
+            "trace_id": id,
+            "parent_id": parent,
+            "timestamp": Timestamp(T0 + at_us).to_string(),
+            "info": info,
+            "project": "nova",
+            "service": "api",
+        });
+        Event::from_json(&v.to_string()).expect("valid event")
+    }
+
+    fn uuid(n: u32) -> String {
+        format!("aaaaaaaa-0000-4000-8000-{n:012}")
+    }
+
+    /// A wsgi point with a db point inside: four events.
+    fn small_trace(base: &str) -> Vec<Event> {
+        let (w, d) = (
+            format!("bbbbbbbb{}", &base[8..]),
+            format!("cccccccc{}", &base[8..]),
+        );
+        vec![
+            event(
+                base,
+                &w,
+                base,
+                "wsgi-start",
+                0,
+                json!({"request": {"path": "/"}}),
+            ),
+            event(
+                base,
+                &d,
+                &w,
+                "db-start",
+                100,
+                json!({"db": {"statement": "SELECT 1"}}),
+            ),
+            event(base, &d, &w, "db-stop", 500, json!({})),
+            event(base, &w, base, "wsgi-stop", 900, json!({})),
+        ]
+    }
+
+    /// Two throwaway CAs with a server certificate each: the server's, and another one
+    /// whose CA must not be trusted for it. Both CAs have the same name, so rustls finds the
+    /// other as the issuer and says `BadSignature` (the system roots: `UnknownIssuer`).
+    struct Certs {
+        ours: TestCerts,
+        other: TestCerts,
+        _dirs: (TempDir, TempDir),
+    }
+
+    fn certs() -> Option<Certs> {
+        let (a, b) = (TempDir::new(), TempDir::new());
+        let ours = need("openssl", TestCerts::make(a.path()))?;
+        let other = need("openssl", TestCerts::make(b.path()))?;
+        Some(Certs {
+            ours,
+            other,
+            _dirs: (a, b),
+        })
+    }
+
+    /// Writes one trace through a sink of `c` and reads its four events back with a store.
+    fn round_trip(c: &ConnectionString, o: &Options, n: u32) {
+        let base = uuid(n);
+        let mut w = sink(c, o).unwrap_or_else(|e| panic!("{c}: {e}"));
+        w.write(&small_trace(&base)).unwrap();
+        w.flush().unwrap();
+        drop(w);
+        let mut store = open(c, o).unwrap_or_else(|e| panic!("{c}: {e}"));
+        assert_eq!(store.event_texts(&base).unwrap().len(), 4, "{c}");
+    }
+
+    /// rustls' words for a certificate no trusted CA signed.
+    fn refused_certificate(m: &str) -> bool {
+        m.contains("invalid peer certificate: UnknownIssuer")
+            || m.contains("invalid peer certificate: BadSignature")
+    }
+
+    fn started<T>(what: &str, t: Instant, server: Result<T, String>) -> Option<T> {
+        let s = need(what, server)?;
+        eprintln!("{what} started in {:?}", t.elapsed());
+        Some(s)
+    }
+
+    /// `sslmode` (libpq's values) and `sslrootcert` against a PostgreSQL with `ssl=on`.
+    #[test]
+    fn postgres_tls() {
+        let Some(certs) = certs() else { return };
+        let t = Instant::now();
+        let Some(pg) = started(
+            "postgresql with TLS",
+            t,
+            PostgresServer::start_tls(&certs.ours),
+        ) else {
+            return;
+        };
+        let port = pg.port();
+        // Trust authentication: the password is not needed, only never shown.
+        let url = |host: &str, query: &str| {
+            cs(&format!(
+                "postgresql+psycopg2://postgres:Pg-s3cret@{host}:{port}/postgres?{query}"
+            ))
+        };
+        let ca = certs.ours.ca.display().to_string();
+        // How many of our connections the server has, over TLS and not.
+        let ours = |ssl: bool| -> usize {
+            pg.psql(&format!(
+                "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+                 WHERE a.application_name = 'osprofiler-rs' AND s.ssl = {ssl}"
+            ))
+            .unwrap()
+            .parse()
+            .unwrap()
+        };
+
+        let full = url(
+            "127.0.0.1",
+            &format!("sslmode=verify-full&sslrootcert={ca}"),
+        );
+        round_trip(&full, &opts(), 1);
+        let store = open(&full, &opts()).unwrap();
+        assert_eq!((ours(true), ours(false)), (1, 0));
+        drop(store);
+
+        // verify-ca: the certificate names 127.0.0.1, not localhost; the chain is enough.
+        let by_name = url(
+            "localhost",
+            &format!("sslmode=verify-full&sslrootcert={ca}"),
+        );
+        let m = open_err(&by_name, &opts(), "Pg-s3cret");
+        assert!(m.contains("invalid peer certificate"), "{m}");
+        round_trip(
+            &url("localhost", &format!("sslmode=verify-ca&sslrootcert={ca}")),
+            &opts(),
+            2,
+        );
+        // require: TLS, nothing verified; libpq's default (prefer) takes TLS when offered.
+        round_trip(&url("127.0.0.1", "sslmode=require"), &opts(), 3);
+        let store = open(&url("127.0.0.1", ""), &opts()).unwrap();
+        assert_eq!(ours(true), 1, "prefer takes TLS");
+        drop(store);
+
+        // Another CA's certificate, and the system roots, do not vouch for this server.
+        let other = certs.other.ca.display();
+        for c in [
+            url(
+                "127.0.0.1",
+                &format!("sslmode=verify-full&sslrootcert={other}"),
+            ),
+            url(
+                "127.0.0.1",
+                &format!("sslmode=verify-ca&sslrootcert={other}"),
+            ),
+            url("127.0.0.1", "sslmode=verify-full"),
+        ] {
+            let m = open_err(&c, &opts(), "Pg-s3cret");
+            assert!(refused_certificate(&m), "{m}");
+            assert!(sink(&c, &opts()).is_err(), "a sink for {c}");
+        }
+        // Plain TCP still works, and is plain.
+        let plain = url("127.0.0.1", "sslmode=disable");
+        round_trip(&plain, &opts(), 4);
+        let store = open(&plain, &opts()).unwrap();
+        assert_eq!((ours(true), ours(false)), (0, 1));
+        drop(store);
+    }
+
+    /// MySQL's `ssl_mode` and pymysql's `ssl_ca` against a MariaDB started with
+    /// `--ssl-cert`/`--ssl-key`.
+    #[test]
+    fn mariadb_tls() {
+        let Some(certs) = certs() else { return };
+        let t = Instant::now();
+        let Some(db) = started("mariadb with TLS", t, MariaDbServer::start_tls(&certs.ours)) else {
+            return;
+        };
+        // `tls_only` may log in over TLS only: the server refuses it a plain connection.
+        db.sql(
+            "CREATE USER 'tls_only'@'127.0.0.1' IDENTIFIED BY 'My-s3cret' REQUIRE SSL; \
+             GRANT ALL ON osprofiler.* TO 'tls_only'@'127.0.0.1'; \
+             CREATE USER 'plain'@'127.0.0.1' IDENTIFIED BY 'My-s3cret'; \
+             GRANT ALL ON osprofiler.* TO 'plain'@'127.0.0.1'",
+        )
+        .unwrap();
+        let port = db.port();
+        let url = |user: &str, query: &str| {
+            cs(&format!(
+                "mysql+pymysql://{user}:My-s3cret@127.0.0.1:{port}/osprofiler?{query}"
+            ))
+        };
+        let accepts = || -> u64 {
+            let out = db.sql("SHOW GLOBAL STATUS LIKE 'Ssl_accepts'").unwrap();
+            out.split_whitespace().last().unwrap().parse().unwrap()
+        };
+        let ca = certs.ours.ca.display().to_string();
+
+        let before = accepts();
+        round_trip(&url("tls_only", &format!("ssl_ca={ca}")), &opts(), 1);
+        round_trip(
+            &url("tls_only", &format!("ssl_mode=VERIFY_IDENTITY&ssl_ca={ca}")),
+            &opts(),
+            2,
+        );
+        // The certificate names 127.0.0.1: by another name it is refused unless only the
+        // chain is checked (VERIFY_CA, pymysql's ssl_check_hostname=false).
+        let by_name = |query: &str| {
+            cs(&format!(
+                "mysql+pymysql://tls_only:My-s3cret@localhost:{port}/osprofiler?{query}"
+            ))
+        };
+        let m = open_err(&by_name(&format!("ssl_ca={ca}")), &opts(), "My-s3cret");
+        assert!(m.contains("invalid peer certificate"), "{m}");
+        round_trip(
+            &by_name(&format!("ssl_ca={ca}&ssl_check_hostname=false")),
+            &opts(),
+            6,
+        );
+        round_trip(
+            &by_name(&format!("ssl_mode=VERIFY_CA&ssl_ca={ca}")),
+            &opts(),
+            7,
+        );
+        // Unverified TLS: MySQL's REQUIRED, pymysql's ssl=true.
+        round_trip(&url("tls_only", "ssl_mode=REQUIRED"), &opts(), 3);
+        round_trip(&url("tls_only", "ssl=true"), &opts(), 4);
+        assert!(accepts() >= before + 8, "{before} -> {}", accepts());
+
+        // Another CA, or the crate's bundled roots, do not vouch for this server.
+        let other = certs.other.ca.display();
+        for c in [
+            url("tls_only", &format!("ssl_ca={other}")),
+            url("tls_only", "ssl_mode=VERIFY_CA"),
+        ] {
+            let m = open_err(&c, &opts(), "My-s3cret");
+            assert!(refused_certificate(&m), "{m}");
+            assert!(sink(&c, &opts()).is_err(), "a sink for {c}");
+        }
+        // Plain TCP: refused to the TLS-only user by the server, fine for the other.
+        let m = open_err(&url("tls_only", ""), &opts(), "My-s3cret");
+        assert!(m.contains("Access denied"), "{m}");
+        // The mariadb command of `accepts` may itself count (its client takes TLS).
+        let a0 = accepts();
+        let a1 = accepts();
+        round_trip(&url("plain", "ssl_mode=DISABLED"), &opts(), 5);
+        assert_eq!(accepts() - a1, a1 - a0, "plain connections are plain");
+    }
+
+    /// `amqps://` (and `rabbit://…?ssl=true`) with `ssl_ca_file` against a RabbitMQ with a TLS
+    /// listener beside its plain one.
+    #[test]
+    fn messaging_tls() {
+        let Some(certs) = certs() else { return };
+        let t = Instant::now();
+        let Some(mq) = started(
+            "rabbitmq-server with TLS",
+            t,
+            RabbitMqServer::start_tls(&certs.ours),
+        ) else {
+            return;
+        };
+        let tls_port = mq.tls_port().unwrap();
+        let with = |url: &str| Options {
+            transport_url: Some(url.parse::<TransportUrl>().unwrap()),
+            ..opts()
+        };
+        let ca = certs.ours.ca.display().to_string();
+        let m = ConnectionString::Messaging;
+        round_trip(
+            &m,
+            &with(&format!(
+                "amqps://guest:guest@127.0.0.1:{tls_port}/?ssl_ca_file={ca}"
+            )),
+            1,
+        );
+        round_trip(
+            &m,
+            &with(&format!(
+                "rabbit://guest:guest@127.0.0.1:{tls_port}/?ssl=true&ssl_ca_file={ca}"
+            )),
+            2,
+        );
+        // Another CA, or the system roots alone, do not vouch for it.
+        for url in [
+            format!(
+                "amqps://guest:guest@127.0.0.1:{tls_port}/?ssl_ca_file={}",
+                certs.other.ca.display()
+            ),
+            format!("amqps://guest:guest@127.0.0.1:{tls_port}/"),
+        ] {
+            let e = open_err(&m, &with(&url), ":guest@");
+            assert!(refused_certificate(&e), "{e}");
+            assert!(sink(&m, &with(&url)).is_err(), "a sink for {url}");
+        }
+        // A plain client gets nowhere on the TLS port; plain TCP works on the plain one.
+        let short = Options {
+            socket_timeout: Duration::from_secs(2),
+            ..with(&format!("rabbit://guest:guest@127.0.0.1:{tls_port}/"))
+        };
+        open_err(&m, &short, ":guest@");
+        round_trip(&m, &with(&mq.transport_url()), 3);
+    }
+
+    /// `rediscluster://…?ssl=true&ssl_ca_certs=…` against a cluster (three masters, a
+    /// replica each) whose nodes talk TLS to clients and to each other (`--tls-cluster
+    /// yes`, `--tls-replication yes`).
+    #[test]
+    fn redis_cluster_tls() {
+        let Some(certs) = certs() else { return };
+        let t = Instant::now();
+        let Some(cluster) = started(
+            "redis cluster with TLS",
+            t,
+            RedisCluster::start_tls(3, 1, &certs.ours),
+        ) else {
+            return;
+        };
+        let ca = certs.ours.ca.display().to_string();
+        let url = format!("{}&ssl_ca_certs={ca}", cluster.tls_url());
+        let c = cs(&url);
+        assert!(c.to_string().ends_with("?ssl=true"), "{c}");
+        // Several traces, so that every master is written to.
+        let mut w = sink(&c, &opts()).unwrap();
+        for n in 0..12 {
+            w.write(&small_trace(&uuid(n))).unwrap();
+        }
+        w.flush().unwrap();
+        drop(w);
+        let mut store = open(&c, &opts()).unwrap();
+        for n in 0..12 {
+            assert_eq!(store.event_texts(&uuid(n)).unwrap().len(), 4);
+        }
+        // They are in the cluster (read over the harness's plain ports).
+        let masters = cluster.master_ports().unwrap();
+        let total: i64 = masters
+            .iter()
+            .map(|&p| cluster.cmd_on(p, &["DBSIZE"]).unwrap().as_int().unwrap())
+            .sum();
+        assert!(total >= 12, "{total} keys");
+        // The replicas follow their masters over TLS (`--tls-replication yes`).
+        for n in cluster
+            .cluster_nodes()
+            .unwrap()
+            .iter()
+            .filter(|n| !n.master)
+        {
+            let info = cluster
+                .cmd_on(n.port, &["INFO", "replication"])
+                .unwrap()
+                .into_string()
+                .unwrap();
+            assert!(info.contains("master_link_status:up"), "{info}");
+        }
+        // Another CA, or the system roots, do not vouch for the nodes.
+        for bad in [
+            format!(
+                "{}&ssl_ca_certs={}",
+                cluster.tls_url(),
+                certs.other.ca.display()
+            ),
+            cluster.tls_url(),
+        ] {
+            let m = open_err(&cs(&bad), &opts(), "ssl_ca_certs=");
+            assert!(refused_certificate(&m), "{m}");
+        }
+        // A plain client gets nowhere on the TLS ports; the plain ports still work.
+        let short = Options {
+            socket_timeout: Duration::from_millis(500),
+            ..opts()
+        };
+        let plain_on_tls = url
+            .replace("?ssl=true", "?ssl=false")
+            .replace(&format!("&ssl_ca_certs={ca}"), "");
+        open_err(&cs(&plain_on_tls), &short, "\u{0}");
+        let mut store = open(&cs(&cluster.url()), &opts()).unwrap();
+        assert_eq!(store.event_texts(&uuid(3)).unwrap().len(), 4);
+    }
+}
