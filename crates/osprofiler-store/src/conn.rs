@@ -267,6 +267,17 @@ pub enum ConnectionStringError {
         /// The string, password hidden.
         string: String,
     },
+    /// A well-formed string whose backend (or its TLS) was compiled out of this build.
+    #[error(
+        "osprofiler-store was built without the `{feature}` feature: {}",
+        on_one_line(.string)
+    )]
+    FeatureMissing {
+        /// The cargo feature of osprofiler-store it needs.
+        feature: &'static str,
+        /// The string, password hidden.
+        string: String,
+    },
 }
 
 /// `s` with its control characters escaped (`\n`, `\r`): a string from a multi-line INI
@@ -294,6 +305,9 @@ impl ConnectionStringError {
             ConnectionStringError::Invalid { what, .. } => {
                 ConnectionStringError::Invalid { what, string }
             }
+            ConnectionStringError::FeatureMissing { feature, .. } => {
+                ConnectionStringError::FeatureMissing { feature, string }
+            }
         }
     }
 }
@@ -301,7 +315,60 @@ impl ConnectionStringError {
 impl FromStr for ConnectionString {
     type Err = ConnectionStringError;
 
+    /// Parses `s`, and refuses a backend this build lacks (after the syntax, so that a
+    /// malformed string says what is wrong with it whatever the features).
     fn from_str(s: &str) -> Result<ConnectionString, ConnectionStringError> {
+        let cs = ConnectionString::parse_syntax(s)?;
+        match cs.missing_feature() {
+            None => Ok(cs),
+            Some(feature) => Err(ConnectionStringError::FeatureMissing {
+                feature,
+                string: redact(s.trim()),
+            }),
+        }
+    }
+}
+
+impl ConnectionString {
+    /// The cargo feature of osprofiler-store this backend's driver needs and this build
+    /// lacks. `None` when it is built in.
+    pub(crate) fn missing_feature(&self) -> Option<&'static str> {
+        let off = |on: bool, feature: &'static str| (!on).then_some(feature);
+        match self {
+            ConnectionString::Sqlite { .. } => off(cfg!(feature = "sqlite"), "sqlite"),
+            ConnectionString::Redis(_)
+            | ConnectionString::RedisSentinel { .. }
+            | ConnectionString::RedisCluster { .. } => off(cfg!(feature = "redis"), "redis"),
+            ConnectionString::File { .. } => None,
+            ConnectionString::Otlp(t) => match t.protocol {
+                OtlpProtocol::HttpProtobuf => off(cfg!(feature = "otlp"), "otlp"),
+                OtlpProtocol::Grpc => off(cfg!(feature = "otlp-grpc"), "otlp-grpc"),
+            },
+            ConnectionString::Jaeger(_) => off(cfg!(feature = "jaeger"), "jaeger"),
+            ConnectionString::Sql(t) => match t.dialect {
+                SqlDialect::Postgres => off(cfg!(feature = "postgres"), "postgres"),
+                SqlDialect::MySql => off(cfg!(feature = "mysql"), "mysql"),
+            },
+            ConnectionString::Messaging => off(cfg!(feature = "messaging"), "messaging"),
+        }
+    }
+
+    /// `Some("tls")` when the string asks for TLS (`rediss://`, `otlps://`) and this build
+    /// has none: such a string parses, opening it is refused (as the SQL, cluster and
+    /// `amqps://` TLS options are, by their drivers).
+    pub(crate) fn missing_tls(&self) -> Option<&'static str> {
+        let wanted = match self {
+            ConnectionString::Redis(t) => t.tls,
+            ConnectionString::Otlp(t) => t.tls,
+            _ => false,
+        };
+        (wanted && !cfg!(feature = "tls")).then_some("tls")
+    }
+}
+
+impl ConnectionString {
+    /// `s` parsed whatever the features: which backend, and where.
+    fn parse_syntax(s: &str) -> Result<ConnectionString, ConnectionStringError> {
         let s = s.trim();
         let (scheme, rest) = s
             .split_once("://")
@@ -823,7 +890,11 @@ pub(crate) fn percent_decode(s: &str) -> Result<String, String> {
 pub fn redact(s: &str) -> String {
     let parts = split_list(s);
     // Only a real list is redacted string by string: a password may hold `,x://`.
-    if parts.len() > 1 && parts.iter().all(|p| p.parse::<ConnectionString>().is_ok()) {
+    if parts.len() > 1
+        && parts
+            .iter()
+            .all(|p| ConnectionString::parse_syntax(p).is_ok())
+    {
         return parts
             .into_iter()
             .map(redact_one)
@@ -1041,6 +1112,14 @@ impl FromStr for Backends {
             .collect();
         let list = match parsed {
             Ok(list) => list,
+            // Each part well-formed, one compiled out: a list (as `redact` judges), refused.
+            Err((_, e @ ConnectionStringError::FeatureMissing { .. }))
+                if parts
+                    .iter()
+                    .all(|p| ConnectionString::parse_syntax(p).is_ok()) =>
+            {
+                return Err(e);
+            }
             // What looked like a list may be one string whose password holds `,x://`:
             // then it is parsed (and its error shown, password hidden) as one.
             Err((at, e)) if parts.len() > 1 && s.contains('@') => match s.parse() {
@@ -1155,8 +1234,14 @@ impl fmt::Debug for RedisTarget {
 mod tests {
     use super::*;
 
+    /// A string parsed whatever the features (the checks of the syntax below run in any
+    /// build; `compiled_out_backends_are_refused_in_one_line` checks the features).
+    fn cs(s: &str) -> Result<ConnectionString, ConnectionStringError> {
+        ConnectionString::parse_syntax(s)
+    }
+
     fn redis(s: &str) -> RedisTarget {
-        match s.parse::<ConnectionString>().unwrap() {
+        match cs(s).unwrap() {
             ConnectionString::Redis(t) => t,
             other => panic!("{other:?}"),
         }
@@ -1194,26 +1279,24 @@ mod tests {
     #[test]
     fn other_forms() {
         assert_eq!(
-            "sqlite:///var/lib/osprofiler/traces.db"
-                .parse::<ConnectionString>()
-                .unwrap(),
+            cs("sqlite:///var/lib/osprofiler/traces.db").unwrap(),
             ConnectionString::Sqlite {
                 path: "/var/lib/osprofiler/traces.db".into()
             }
         );
         assert_eq!(
-            "sqlite://traces.db".parse::<ConnectionString>().unwrap(),
+            cs("sqlite://traces.db").unwrap(),
             ConnectionString::Sqlite {
                 path: "traces.db".into()
             }
         );
         assert_eq!(
-            "file:///tmp/e.jsonl".parse::<ConnectionString>().unwrap(),
+            cs("file:///tmp/e.jsonl").unwrap(),
             ConnectionString::File {
                 path: "/tmp/e.jsonl".into()
             }
         );
-        let s: ConnectionString = "redissentinel://:pw@s1:26379,s2:26380/1".parse().unwrap();
+        let s: ConnectionString = cs("redissentinel://:pw@s1:26379,s2:26380/1").unwrap();
         assert_eq!(
             s,
             ConnectionString::RedisSentinel {
@@ -1227,7 +1310,7 @@ mod tests {
 
     #[test]
     fn sql_forms() {
-        let sql = |s: &str| match s.parse::<ConnectionString>().unwrap() {
+        let sql = |s: &str| match cs(s).unwrap() {
             ConnectionString::Sql(t) => t,
             other => panic!("{other:?}"),
         };
@@ -1255,31 +1338,19 @@ mod tests {
         assert_eq!(sql("MariaDB://u@h:3307/x").scheme, "mariadb");
         // Shown as given, password hidden; a lone user hidden as `redact` hides it.
         assert_eq!(
-            "postgresql+psycopg2://nova:secret@h/db"
-                .parse::<ConnectionString>()
+            cs("postgresql+psycopg2://nova:secret@h/db")
                 .unwrap()
                 .to_string(),
             "postgresql+psycopg2://nova:***@h:5432/db"
         );
         assert_eq!(
-            "mysql://nova@h/db"
-                .parse::<ConnectionString>()
-                .unwrap()
-                .to_string(),
+            cs("mysql://nova@h/db").unwrap().to_string(),
             "mysql://***@h:3306/db"
         );
         assert!(!format!("{:?}", sql("mysql://u:secret@h/db")).contains("secret"));
-        assert!(
-            "postgresql://h"
-                .parse::<ConnectionString>()
-                .unwrap()
-                .is_readable()
-        );
+        assert!(cs("postgresql://h").unwrap().is_readable());
         // SQLAlchemy's absolute SQLite path, `sqlite:////abs/x.db`, is the same file.
-        match "sqlite:////var/lib/x.db"
-            .parse::<ConnectionString>()
-            .unwrap()
-        {
+        match cs("sqlite:////var/lib/x.db").unwrap() {
             ConnectionString::Sqlite { path } => {
                 assert_eq!(path, PathBuf::from("/var/lib/x.db"))
             }
@@ -1289,7 +1360,7 @@ mod tests {
 
     #[test]
     fn sql_tls_options() {
-        let sql = |s: &str| match s.parse::<ConnectionString>().unwrap() {
+        let sql = |s: &str| match cs(s).unwrap() {
             ConnectionString::Sql(t) => (t.tls, t.ca_file.map(|p| p.display().to_string())),
             other => panic!("{other:?}"),
         };
@@ -1342,19 +1413,15 @@ mod tests {
         ] {
             assert_eq!(sql(s), want, "{s}");
         }
-        assert!(
-            "postgresql://h/db?sslmode=require&sslrootcert=system"
-                .parse::<ConnectionString>()
-                .is_err()
-        );
+        assert!(cs("postgresql://h/db?sslmode=require&sslrootcert=system").is_err());
     }
 
     #[test]
     fn rediscluster_tls_options() {
-        let c: ConnectionString =
-            "rediscluster://:pw@n1:7000,n2:7001?ssl=true&ssl_ca_certs=/ca.pem&ssl_cert_reqs=none"
-                .parse()
-                .unwrap();
+        let c: ConnectionString = cs(
+            "rediscluster://:pw@n1:7000,n2:7001?ssl=true&ssl_ca_certs=/ca.pem&ssl_cert_reqs=none",
+        )
+        .unwrap();
         let ConnectionString::RedisCluster {
             tls,
             ca_certs,
@@ -1375,10 +1442,17 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        not(all(
+            feature = "redis",
+            feature = "otlp",
+            feature = "jaeger",
+            feature = "messaging"
+        )),
+        ignore = "a list of backends parses only with each one's feature"
+    )]
     fn rediscluster_forms() {
-        let c: ConnectionString = "rediscluster://:p%40w@n1:7000,[::1]:7001,n3"
-            .parse()
-            .unwrap();
+        let c: ConnectionString = cs("rediscluster://:p%40w@n1:7000,[::1]:7001,n3").unwrap();
         assert_eq!(
             c,
             ConnectionString::RedisCluster {
@@ -1398,14 +1472,14 @@ mod tests {
             c.to_string(),
             "rediscluster://:***@n1:7000,[::1]:7001,n3:6379"
         );
-        let c: ConnectionString = "rediscluster://u:pw@n1:7000/0".parse().unwrap();
+        let c: ConnectionString = cs("rediscluster://u:pw@n1:7000/0").unwrap();
         assert_eq!(c.to_string(), "rediscluster://u:***@n1:7000");
         for (bad, why) in [
             ("rediscluster://", "no cluster node"),
             ("rediscluster://n1:7000/2", "database 0 only"),
             ("rediscluster://:pw@n1:0", "invalid port"),
         ] {
-            let e = bad.parse::<ConnectionString>().unwrap_err().to_string();
+            let e = cs(bad).unwrap_err().to_string();
             assert!(e.contains(why), "{bad}: {e}");
             assert!(!e.contains("pw@"), "{e}");
         }
@@ -1421,7 +1495,7 @@ mod tests {
 
     #[test]
     fn otlp_and_jaeger_forms() {
-        let otlp = |s: &str| match s.parse::<ConnectionString>().unwrap() {
+        let otlp = |s: &str| match cs(s).unwrap() {
             ConnectionString::Otlp(t) => t,
             other => panic!("{other:?}"),
         };
@@ -1446,70 +1520,142 @@ mod tests {
         assert_eq!(t.service_name_prefix.as_deref(), Some("cloud"));
         assert_eq!(t.timeout, Some(std::time::Duration::from_millis(500)));
         assert_eq!(
-            "otlps+grpc://h"
-                .parse::<ConnectionString>()
-                .unwrap()
-                .to_string(),
+            cs("otlps+grpc://h").unwrap().to_string(),
             "otlps+grpc://h:4317"
         );
         assert!(otlp("otlp+https://h").tls);
-        match "jaeger://localhost?max_packet_size=1400&service_name_prefix=p"
-            .parse::<ConnectionString>()
-            .unwrap()
-        {
+        match cs("jaeger://localhost?max_packet_size=1400&service_name_prefix=p").unwrap() {
             ConnectionString::Jaeger(t) => {
                 assert_eq!((t.port, t.max_packet_size), (6831, 1400));
                 assert_eq!(t.service_name_prefix.as_deref(), Some("p"));
             }
             other => panic!("{other:?}"),
         }
-        assert!(
-            !"jaeger://h"
-                .parse::<ConnectionString>()
-                .unwrap()
-                .is_readable()
-        );
-        assert!(
-            "redis://h"
-                .parse::<ConnectionString>()
-                .unwrap()
-                .is_readable()
-        );
+        assert!(!cs("jaeger://h").unwrap().is_readable());
+        assert!(cs("redis://h").unwrap().is_readable());
     }
 
     #[test]
+    #[cfg_attr(
+        not(all(
+            feature = "redis",
+            feature = "otlp",
+            feature = "jaeger",
+            feature = "messaging"
+        )),
+        ignore = "a list of backends parses only with each one's feature"
+    )]
     fn messaging() {
-        let m: ConnectionString = "messaging://".parse().unwrap();
+        let m: ConnectionString = cs("messaging://").unwrap();
         assert_eq!(m, ConnectionString::Messaging);
         assert_eq!(m.to_string(), "messaging://");
         assert!(m.is_readable());
-        let e = "messaging://u:pw@broker"
-            .parse::<ConnectionString>()
-            .unwrap_err();
+        let e = cs("messaging://u:pw@broker").unwrap_err();
         assert!(e.to_string().contains("--transport-url"), "{e}");
         assert!(!e.to_string().contains("pw"), "{e}");
         let b: Backends = "redis://h messaging://".parse().unwrap();
         assert_eq!(b.to_string(), "redis://h:6379/0 messaging://");
-        // Without the feature the string still parses; opening it says what is missing.
-        #[cfg(not(feature = "messaging"))]
-        for r in [
-            crate::open(&m, &crate::Options::default()).map(|_| ()),
-            crate::sink(&m, &crate::Options::default()).map(|_| ()),
-        ] {
-            assert!(
-                matches!(
-                    r,
-                    Err(crate::OpenError::FeatureMissing {
-                        feature: "messaging",
-                        ..
-                    })
-                ),
-                "{r:?}"
-            );
+    }
+
+    /// Every backend's string, with a password: parsed when its backend is built in, else
+    /// refused in one line that names the feature and not the password; `open` and `sink`
+    /// of a hand-built value refuse it the same way, and a TLS string without `tls`.
+    #[test]
+    fn compiled_out_backends_are_refused_in_one_line() {
+        let cases: [(&str, &[&str]); 13] = [
+            ("sqlite:///tmp/x.db", &["sqlite"]),
+            ("redis://:s3cret@h:6379/0", &["redis"]),
+            ("rediss://:s3cret@h:6379/0", &["redis", "tls"]),
+            ("redissentinel://:s3cret@s1:26379", &["redis"]),
+            ("rediscluster://:s3cret@n1:7000", &["redis"]),
+            ("file:///tmp/e.jsonl", &[]),
+            ("otlp://c:4318", &["otlp"]),
+            ("otlps://c:4318", &["otlp", "tls"]),
+            ("otlp+grpc://c:4317", &["otlp-grpc"]),
+            ("otlps+grpc://c:4317", &["otlp-grpc", "tls"]),
+            ("jaeger://a:6831", &["jaeger"]),
+            ("postgresql://nova:s3cret@db/osprofiler", &["postgres"]),
+            ("mysql+pymysql://nova:s3cret@db/osprofiler", &["mysql"]),
+        ];
+        let built: [(&str, bool); 9] = [
+            ("sqlite", cfg!(feature = "sqlite")),
+            ("redis", cfg!(feature = "redis")),
+            ("tls", cfg!(feature = "tls")),
+            ("otlp", cfg!(feature = "otlp")),
+            ("otlp-grpc", cfg!(feature = "otlp-grpc")),
+            ("jaeger", cfg!(feature = "jaeger")),
+            ("postgres", cfg!(feature = "postgres")),
+            ("mysql", cfg!(feature = "mysql")),
+            ("messaging", cfg!(feature = "messaging")),
+        ];
+        for (s, needs) in cases
+            .iter()
+            .chain([("messaging://", &["messaging"][..])].iter())
+        {
+            let off = |f: &&&str| !built.iter().any(|(name, on)| name == *f && *on);
+            // The backend's own feature refuses the string; `tls` refuses opening it.
+            let missing = needs.iter().filter(|f| **f != "tls").find(off);
+            let no_tls = needs.iter().find(|f| **f == "tls").filter(off);
+            let syntax = ConnectionString::parse_syntax(s).unwrap();
+            assert_eq!(syntax.missing_feature(), missing.copied(), "{s}");
+            assert_eq!(syntax.missing_tls(), no_tls.copied(), "{s}");
+            let refused = |what: &str, f: &str| {
+                let opts = crate::Options::default();
+                for r in [
+                    crate::open(&syntax, &opts).map(|_| ()),
+                    crate::sink(&syntax, &opts).map(|_| ()),
+                ] {
+                    match r {
+                        Err(crate::OpenError::FeatureMissing { feature, store }) => {
+                            assert_eq!(feature, f, "{what}");
+                            assert!(!store.contains("s3cret"));
+                        }
+                        // OTLP and Jaeger have no read side whatever the features.
+                        Err(crate::OpenError::WriteOnly { .. }) => {
+                            assert!(!syntax.is_readable())
+                        }
+                        other => panic!("{what}: {:?}", other.map_err(|e| e.to_string())),
+                    }
+                }
+            };
+            match (s.parse::<ConnectionString>(), missing) {
+                (Ok(cs), None) => {
+                    assert_eq!(cs, syntax);
+                    if let Some(f) = no_tls {
+                        refused(s, f);
+                    }
+                }
+                (Err(e), Some(f)) => {
+                    let text = e.to_string();
+                    assert_eq!(
+                        text,
+                        format!(
+                            "osprofiler-store was built without the `{f}` feature: {}",
+                            redact(s)
+                        ),
+                    );
+                    assert!(!text.contains("s3cret") && !format!("{e:?}").contains("s3cret"));
+                    assert!(matches!(e, ConnectionStringError::FeatureMissing { .. }));
+                    // A list holding it is refused the same way.
+                    let list = format!("file:///tmp/e.jsonl {s}");
+                    assert_eq!(list.parse::<Backends>().unwrap_err().to_string(), text);
+                    refused(s, f);
+                }
+                (r, m) => panic!("{s}: {:?}, missing {m:?}", r.map_err(|e| e.to_string())),
+            }
         }
     }
 
     #[test]
+    #[cfg_attr(
+        not(all(
+            feature = "redis",
+            feature = "otlp",
+            feature = "jaeger",
+            feature = "messaging"
+        )),
+        ignore = "a list of backends parses only with each one's feature"
+    )]
     fn lists_of_backends() {
         let b: Backends = "redissentinel://:pw@s1:26379,s2:26380/1,otlp://c:4318  jaeger://a"
             .parse()
@@ -1658,7 +1804,7 @@ mod tests {
             ),
         ];
         for (input, message) in cases {
-            let e = input.parse::<ConnectionString>().unwrap_err();
+            let e = cs(input).unwrap_err();
             assert_eq!(e.to_string(), message);
             assert!(!e.to_string().contains('\n'));
         }

@@ -5,14 +5,15 @@
 //!
 //! A connection string picks the backend ([`ConnectionString`]):
 //!
-//! - `sqlite:///path/traces.db`: an embedded SQLite file, the default when nothing is
-//!   configured ([`default_connection_string`]), so everything works without a server;
-//! - `redis://`, `rediss://`, `redissentinel://`: Redis, in osprofiler 4.4.0's layout, so
-//!   Python services and tools share the traces;
-//! - `rediscluster://host:port[,host:port…]`: a Redis Cluster, the same key names (one
-//!   trace in one slot) with the listing index sharded over the masters;
+//! - `sqlite:///path/traces.db` (feature `sqlite`, on by default): an embedded SQLite
+//!   file, the default when nothing is configured ([`default_connection_string`]), so
+//!   everything works without a server;
+//! - `redis://`, `rediss://` (with `tls`), `redissentinel://` (feature `redis`): Redis, in
+//!   osprofiler 4.4.0's layout, so Python services and tools share the traces;
+//! - `rediscluster://host:port[,host:port…]` (feature `redis`): a Redis Cluster, the same
+//!   key names (one trace in one slot) with the listing index sharded over the masters;
 //! - `file:///path/events.jsonl`: osprofiler JSON, one event per line;
-//! - `otlp://`, `otlps://`, `otlp+grpc://` (features `otlp`, `otlp-grpc`): spans to an
+//! - `otlp://`, `otlps://`, `otlp+grpc://` (features `otlp`, `otlp-grpc`; TLS: `tls`): spans to an
 //!   OpenTelemetry collector, hence Jaeger, Grafana Tempo and the like (write only);
 //! - `jaeger://` (feature `jaeger`): spans to a Jaeger agent over UDP (write only);
 //! - `messaging://` (feature `messaging`): OpenStack notifications on RabbitMQ, as Python's
@@ -46,6 +47,11 @@
 //! table plus per-trace tables of our own (Python ignores unknown tables), as the SQL
 //! drivers already keep for the search.
 //!
+//! Each backend is a cargo feature, so that a service compiles only what it uses; `tls`
+//! (rustls) adds TLS to the enabled ones. A string naming a backend this build lacks is
+//! refused when parsed, in one line that names the feature
+//! ([`ConnectionStringError::FeatureMissing`]).
+//!
 //! Several backends at once are a [`Backends`] list (`"redis://… otlp://…"`): every event
 //! goes to each ([`sink_all`]), each with its own queue, so a slow one holds up no other.
 //!
@@ -76,15 +82,22 @@ mod file;
 #[cfg(feature = "jaeger")]
 mod jaeger;
 #[cfg(feature = "messaging")]
+#[cfg_attr(docsrs, doc(cfg(feature = "messaging")))]
 pub mod messaging;
 #[cfg(feature = "otlp")]
 mod otlp;
+#[cfg(feature = "redis")]
 mod redis;
 #[cfg(any(feature = "otlp", feature = "jaeger"))]
 mod spans;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 mod sql;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 mod summary;
+#[cfg(feature = "tls")]
+// Used by the TLS clients of the backends that are built: `tls` alone has none.
+#[cfg_attr(not(any(feature = "redis", feature = "otlp")), allow(dead_code))]
 mod tls;
 mod transport_url;
 
@@ -92,10 +105,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// The private parsers the fuzz targets (`fuzz/`) reach: not an API, may change at any time.
+#[cfg(feature = "redis")]
 #[doc(hidden)]
 pub use redis::resp_fuzz as __fuzz;
 /// The Redis sink's event JSON writer, for benches/redis_client.rs (the `redis` crate side
 /// serializes with it too, so that only the clients differ): not an API.
+#[cfg(feature = "redis")]
 #[doc(hidden)]
 pub use redis::write_event_json as __redis_event_json;
 
@@ -105,6 +120,7 @@ pub use conn::{
 };
 pub use fanout::{BackendStats, backend_stats};
 #[cfg(feature = "jaeger")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jaeger")))]
 pub use jaeger::{JaegerStats, jaeger_stats};
 use osprofiler::config::ProfilerConf;
 use osprofiler::notifier::NotifierGuard;
@@ -256,10 +272,10 @@ pub enum OpenError {
         /// Which store.
         store: String,
     },
-    /// This build has no driver for the backend.
-    #[error(
-        "{store} needs osprofiler-store's cargo feature `{feature}`, not enabled in this build"
-    )]
+    /// This build has no driver for the backend (or no TLS for it): a string naming it
+    /// does not parse either ([`ConnectionStringError::FeatureMissing`]), but a
+    /// [`ConnectionString`] can be built by hand.
+    #[error("osprofiler-store was built without the `{feature}` feature: {store}")]
     FeatureMissing {
         /// Which store.
         store: String,
@@ -343,25 +359,46 @@ pub trait TraceStore: Send {
 
 /// Opens the read side of a backend.
 pub fn open(cs: &ConnectionString, opts: &Options) -> Result<Box<dyn TraceStore>, OpenError> {
+    if let ConnectionString::Otlp(_) | ConnectionString::Jaeger(_) = cs {
+        return Err(OpenError::WriteOnly {
+            store: cs.to_string(),
+        });
+    }
+    if let Some(e) = compiled_out(cs) {
+        return Err(e);
+    }
     match cs {
+        #[cfg(feature = "sqlite")]
         ConnectionString::Sqlite { path } => sqlite::open_store(path, opts),
-        ConnectionString::Redis(_) | ConnectionString::RedisSentinel { .. } => {
-            redis::open_store(cs, opts)
-        }
-        ConnectionString::RedisCluster { .. } => redis::open_store(cs, opts),
+        #[cfg(feature = "redis")]
+        ConnectionString::Redis(_)
+        | ConnectionString::RedisSentinel { .. }
+        | ConnectionString::RedisCluster { .. } => redis::open_store(cs, opts),
         ConnectionString::File { path } => file::open_store(path),
+        #[cfg(any(feature = "postgres", feature = "mysql"))]
         ConnectionString::Sql(t) => sql::open_store_for(t, opts),
         #[cfg(feature = "messaging")]
         ConnectionString::Messaging => messaging::open_store(opts),
-        #[cfg(not(feature = "messaging"))]
-        ConnectionString::Messaging => Err(OpenError::FeatureMissing {
-            store: cs.to_string(),
-            feature: "messaging",
-        }),
-        ConnectionString::Otlp(_) | ConnectionString::Jaeger(_) => Err(OpenError::WriteOnly {
-            store: cs.to_string(),
-        }),
+        // Refused above: `compiled_out` names the feature.
+        #[allow(unreachable_patterns)]
+        _ => {
+            let _ = opts;
+            Err(OpenError::FeatureMissing {
+                store: cs.to_string(),
+                feature: "?",
+            })
+        }
     }
+}
+
+/// The error for a backend (or its TLS) this build lacks, if it does.
+fn compiled_out(cs: &ConnectionString) -> Option<OpenError> {
+    cs.missing_feature()
+        .or_else(|| cs.missing_tls())
+        .map(|feature| OpenError::FeatureMissing {
+            store: cs.to_string(),
+            feature,
+        })
 }
 
 /// Opens the read side of the first backend of `backends` that has one.
@@ -400,13 +437,18 @@ pub fn fan_out(sinks: Vec<(String, Box<dyn Sink>)>) -> Box<dyn Sink> {
 
 /// Opens the write side of a backend, for [`osprofiler::notifier::set_boxed_sink`].
 pub fn sink(cs: &ConnectionString, opts: &Options) -> Result<Box<dyn Sink>, OpenError> {
+    if let Some(e) = compiled_out(cs) {
+        return Err(e);
+    }
     match cs {
+        #[cfg(feature = "sqlite")]
         ConnectionString::Sqlite { path } => sqlite::open_sink(path, opts),
-        ConnectionString::Redis(_) | ConnectionString::RedisSentinel { .. } => {
-            redis::open_sink(cs, opts)
-        }
-        ConnectionString::RedisCluster { .. } => redis::open_sink(cs, opts),
+        #[cfg(feature = "redis")]
+        ConnectionString::Redis(_)
+        | ConnectionString::RedisSentinel { .. }
+        | ConnectionString::RedisCluster { .. } => redis::open_sink(cs, opts),
         ConnectionString::File { path } => file::open_sink(path),
+        #[cfg(any(feature = "postgres", feature = "mysql"))]
         ConnectionString::Sql(t) => sql::open_sink_for(t, opts),
         #[cfg(feature = "otlp")]
         ConnectionString::Otlp(t) => otlp::open_sink(t, opts),
@@ -414,20 +456,15 @@ pub fn sink(cs: &ConnectionString, opts: &Options) -> Result<Box<dyn Sink>, Open
         ConnectionString::Jaeger(t) => jaeger::open_sink(t, opts),
         #[cfg(feature = "messaging")]
         ConnectionString::Messaging => messaging::open_sink(opts),
-        #[cfg(not(feature = "messaging"))]
-        ConnectionString::Messaging => Err(OpenError::FeatureMissing {
-            store: cs.to_string(),
-            feature: "messaging",
-        }),
+        // Refused above: `compiled_out` names the feature.
         #[allow(unreachable_patterns)]
-        ConnectionString::Otlp(_) | ConnectionString::Jaeger(_) => Err(OpenError::FeatureMissing {
-            store: cs.to_string(),
-            feature: match cs {
-                ConnectionString::Jaeger(_) => "jaeger",
-                ConnectionString::Otlp(t) if t.protocol == OtlpProtocol::Grpc => "otlp-grpc",
-                _ => "otlp",
-            },
-        }),
+        _ => {
+            let _ = opts;
+            Err(OpenError::FeatureMissing {
+                store: cs.to_string(),
+                feature: "?",
+            })
+        }
     }
 }
 
@@ -446,7 +483,8 @@ pub fn default_connection_string() -> ConnectionString {
 
 /// The backends to use: `flag` if given, else `$OSPROFILER_CONNECTION_STRING`, else the
 /// configuration's `connection_string`, else the embedded default. Each may list
-/// several backends.
+/// several backends. Without the `sqlite` feature there is no default: nothing given is
+/// [`ConnectionStringError::FeatureMissing`].
 pub fn resolve(
     flag: Option<&str>,
     conf: Option<&ProfilerConf>,
@@ -462,7 +500,15 @@ pub fn resolve(
     if let Some(s) = conf.and_then(|c| c.connection_string.as_deref()) {
         return s.parse();
     }
-    Ok(Backends::one(default_connection_string()))
+    let default = default_connection_string();
+    // Not a store that cannot be opened later (the CLI would call it empty).
+    if let Some(feature) = default.missing_feature() {
+        return Err(ConnectionStringError::FeatureMissing {
+            feature,
+            string: default.to_string(),
+        });
+    }
+    Ok(Backends::one(default))
 }
 
 /// Why [`init_from_conf`] failed.

@@ -46,7 +46,23 @@ pub use resp::fuzz as resp_fuzz;
 mod sink;
 mod store;
 mod summaries;
+#[cfg(feature = "tls")]
 pub(crate) mod tls;
+/// Without the `tls` feature a `rediss://` string is refused before it gets here
+/// (`ConnectionString::missing_feature`): no value of this type can exist.
+#[cfg(not(feature = "tls"))]
+pub(crate) mod tls {
+    #[derive(Clone)]
+    pub(crate) enum TlsSetup {}
+
+    pub(crate) fn setup(
+        _host: &str,
+        _ca_certs: Option<&std::path::Path>,
+        _verify: bool,
+    ) -> Result<TlsSetup, String> {
+        Err("osprofiler-store was built without the `tls` feature".into())
+    }
+}
 
 use std::time::Duration;
 

@@ -24,7 +24,9 @@ use prost::Message;
 use prost::bytes::BufMut;
 use tonic::client::Grpc;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+#[cfg(feature = "tls")]
+use tonic::transport::ClientTlsConfig;
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 // tonic's paths are the `http` crate's, which ureq re-exports (the same crate).
 use ureq::http::Uri;
@@ -57,12 +59,15 @@ impl Drop for OwnRuntime {
 
 impl GrpcExporter {
     pub(crate) fn new(t: &OtlpTarget, timeout: Duration) -> Result<GrpcExporter, String> {
+        #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
         let mut endpoint = Endpoint::from_shared(t.url())
             .map_err(|e| format!("invalid collector address: {e}"))?
             .connect_timeout(timeout)
             .timeout(timeout)
             .user_agent(format!("osprofiler-rs/{}", env!("CARGO_PKG_VERSION")))
             .map_err(|e| e.to_string())?;
+        // Without `tls`, `otlps+grpc://` is refused before it gets here.
+        #[cfg(feature = "tls")]
         if t.tls {
             let roots = crate::tls::root_store(t.ca_certs.as_deref(), "ca_certs")?;
             endpoint = endpoint

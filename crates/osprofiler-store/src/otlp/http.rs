@@ -1,9 +1,11 @@
 //! OTLP/HTTP: `POST /v1/traces` with a protobuf body, on a kept-alive connection
 //! (ureq, blocking: the exporter thread needs no runtime).
 
+#[cfg(feature = "tls")]
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "tls")]
 use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 
 use super::{ExportError, Exported};
@@ -21,6 +23,7 @@ pub(crate) struct HttpExporter {
 
 impl HttpExporter {
     pub(crate) fn new(t: &OtlpTarget, timeout: Duration) -> Result<HttpExporter, String> {
+        #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
         let mut config = ureq::Agent::config_builder()
             // Statuses are judged here (which ones deserve a backoff).
             .http_status_as_error(false)
@@ -29,6 +32,8 @@ impl HttpExporter {
             .max_redirects(0)
             // One exporter thread: one connection in use, kept alive.
             .max_idle_connections_per_host(1);
+        // Without `tls`, `otlps://` is refused before it gets here.
+        #[cfg(feature = "tls")]
         if t.tls {
             let certs: Vec<Certificate<'static>> =
                 crate::tls::root_certs(t.ca_certs.as_deref(), "ca_certs")?

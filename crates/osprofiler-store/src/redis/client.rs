@@ -6,6 +6,7 @@ use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
+#[cfg(feature = "tls")]
 use rustls::{ClientConnection, StreamOwned};
 
 use super::resp::{self, Reply, RespError, RespReader};
@@ -22,6 +23,7 @@ pub(crate) enum ClientError {
         closed: bool,
     },
     /// The TLS handshake failed (certificate, protocol).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     #[error("{0}")]
     Tls(String),
     /// The server answered with an error reply (`WRONGPASS …`, `ERR …`).
@@ -76,6 +78,7 @@ fn transient_server_error(m: &str) -> bool {
 /// ("invalid peer certificate: UnknownIssuer").
 fn io_error(e: &io::Error) -> ClientError {
     use io::ErrorKind::*;
+    #[cfg(feature = "tls")]
     if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
         return ClientError::Tls(format!("TLS: {tls}"));
     }
@@ -108,6 +111,7 @@ impl From<RespError> for ClientError {
 
 pub(crate) enum Stream {
     Tcp(TcpStream),
+    #[cfg(feature = "tls")]
     Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
 }
 
@@ -115,6 +119,7 @@ impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.read(buf),
+            #[cfg(feature = "tls")]
             Stream::Tls(s) => s.read(buf),
         }
     }
@@ -124,6 +129,7 @@ impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.write(buf),
+            #[cfg(feature = "tls")]
             Stream::Tls(s) => s.write(buf),
         }
     }
@@ -131,6 +137,7 @@ impl Write for Stream {
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.flush(),
+            #[cfg(feature = "tls")]
             Stream::Tls(s) => s.flush(),
         }
     }
@@ -189,6 +196,7 @@ impl Conn {
                 Err(e) => last = Some(io_error(&e)),
             }
         }
+        #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
         let Some(mut tcp) = tcp else {
             return Err(last.unwrap_or(ClientError::Io {
                 message: format!("{host} has no address"),
@@ -204,6 +212,9 @@ impl Conn {
         setup(&tcp).map_err(|e| io_error(&e))?;
         let stream = match tls {
             None => Stream::Tcp(tcp),
+            #[cfg(not(feature = "tls"))]
+            Some(t) => match *t {},
+            #[cfg(feature = "tls")]
             Some(t) => {
                 let mut conn = ClientConnection::new(t.config.clone(), t.server_name.clone())
                     .map_err(|e| ClientError::Tls(format!("TLS: {e}")))?;

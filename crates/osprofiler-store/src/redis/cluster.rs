@@ -164,6 +164,9 @@ impl Cluster {
         let mut s = self.template.clone();
         // The template's TLS configuration, for this node's name.
         let tls = match &self.template.target {
+            #[cfg(not(feature = "tls"))]
+            Target::Direct { tls: Some(t), .. } => match *t {},
+            #[cfg(feature = "tls")]
             Target::Direct { tls: Some(t), .. } => Some(super::tls::TlsSetup {
                 config: t.config.clone(),
                 server_name: rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(

@@ -259,7 +259,11 @@ impl super::Client for MySql {
         Ok(out)
     }
 
-    fn trace_rows(&mut self, base_id: &str) -> Result<Vec<ReadRow>, String> {
+    fn trace_rows(
+        &mut self,
+        base_id: &str,
+        each: &mut dyn FnMut(&ReadRow<'_>),
+    ) -> Result<(), String> {
         let sql = format!(
             // The base_id index holds the primary key, so it gives a trace's rows in `id`
             // order; MariaDB's planner would rather scan the whole table once a trace is a
@@ -267,30 +271,32 @@ impl super::Client for MySql {
             "SELECT {} FROM {TABLE} FORCE INDEX (ix_{TABLE}_base_id) WHERE base_id = ? ORDER BY id",
             READ_COLUMNS.replace("timestamp", "`timestamp`")
         );
-        let got: Vec<mysql::Row> = self.conn.exec(sql, (base_id,)).map_err(my_error)?;
-        type Cols = (
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        );
-        Ok(rows::<Cols>(got)?
-            .into_iter()
-            .map(|r| ReadRow {
-                timestamp: r.0,
-                base_id: r.1,
-                parent_id: r.2,
-                trace_id: r.3,
-                project: r.4,
-                service: r.5,
-                name: r.6,
-                data: r.7,
-            })
-            .collect())
+        // Rows as they arrive, each column borrowed from the row: not every row collected
+        // first, nor eight strings converted out of each.
+        let result = self.conn.exec_iter(sql, (base_id,)).map_err(my_error)?;
+        for row in result {
+            let row = row.map_err(my_error)?;
+            let col = |i: usize| -> Result<Option<&str>, String> {
+                match row.as_ref(i) {
+                    None | Some(Value::NULL) => Ok(None),
+                    Some(Value::Bytes(b)) => std::str::from_utf8(b)
+                        .map(Some)
+                        .map_err(|_| format!("unexpected row: column {i} is not UTF-8")),
+                    Some(other) => Err(format!("unexpected row: column {i} is {other:?}")),
+                }
+            };
+            each(&ReadRow {
+                timestamp: col(0)?,
+                base_id: col(1)?,
+                parent_id: col(2)?,
+                trace_id: col(3)?,
+                project: col(4)?,
+                service: col(5)?,
+                name: col(6)?,
+                data: col(7)?,
+            });
+        }
+        Ok(())
     }
 
     fn traces(&mut self, limit: Option<usize>) -> Result<Vec<(String, String)>, String> {

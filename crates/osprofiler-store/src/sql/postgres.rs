@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
+use futures_core::Stream;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client as PgClient, NoTls, Statement};
@@ -373,28 +374,39 @@ impl super::Client for Postgres {
             .collect()
     }
 
-    fn trace_rows(&mut self, base_id: &str) -> Result<Vec<ReadRow>, String> {
+    fn trace_rows(
+        &mut self,
+        base_id: &str,
+        each: &mut dyn FnMut(&ReadRow<'_>),
+    ) -> Result<(), String> {
         let sql = format!(
             // No ORDER BY: events come in any order (the report orders them by time), and
             // sorting 200,000 rows, or reading them in `id` order, costs more than the read.
             "SELECT {} FROM {TABLE} WHERE base_id = $1",
             READ_COLUMNS.replace("data", "data::text")
         );
-        let rows = self.call(self.client.query(&sql, &[&base_id]))?;
-        rows.iter()
-            .map(|r| {
-                Ok(ReadRow {
-                    timestamp: r.try_get(0).map_err(pg_error)?,
-                    base_id: r.try_get(1).map_err(pg_error)?,
-                    parent_id: r.try_get(2).map_err(pg_error)?,
-                    trace_id: r.try_get(3).map_err(pg_error)?,
-                    project: r.try_get(4).map_err(pg_error)?,
-                    service: r.try_get(5).map_err(pg_error)?,
-                    name: r.try_get(6).map_err(pg_error)?,
-                    data: r.try_get(7).map_err(pg_error)?,
-                })
-            })
-            .collect()
+        let client = &self.client;
+        self.call(async move {
+            let statement = client.prepare(&sql).await?;
+            // Rows as they arrive, each borrowed as it is: not 200,000 of them collected
+            // first, nor eight strings copied out of each.
+            let rows = client.query_raw(&statement, [base_id]).await?;
+            let mut rows = std::pin::pin!(rows);
+            while let Some(row) = std::future::poll_fn(|cx| rows.as_mut().poll_next(cx)).await {
+                let row = row?;
+                each(&ReadRow {
+                    timestamp: row.try_get(0)?,
+                    base_id: row.try_get(1)?,
+                    parent_id: row.try_get(2)?,
+                    trace_id: row.try_get(3)?,
+                    project: row.try_get(4)?,
+                    service: row.try_get(5)?,
+                    name: row.try_get(6)?,
+                    data: row.try_get(7)?,
+                });
+            }
+            Ok(())
+        })
     }
 
     fn traces(&mut self, limit: Option<usize>) -> Result<Vec<(String, String)>, String> {
