@@ -115,11 +115,10 @@ fn escaped_char(out: &mut String, c: char) {
 
 /// `\uXXXX` for one UTF-16 unit, lowercase hex as Python and serde_json write it.
 pub(crate) fn unit_escape(out: &mut String, unit: u16) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 4];
+    osprofiler::private::write_hex(&mut digits, &unit.to_be_bytes());
     out.push_str("\\u");
-    for shift in [12, 8, 4, 0] {
-        out.push(char::from(HEX[usize::from((unit >> shift) & 0xf)]));
-    }
+    out.extend(digits.iter().map(|&d| char::from(d)));
 }
 
 /// Writes an event's JSON text re-indented, its first line continuing the current one

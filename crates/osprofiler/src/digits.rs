@@ -5,6 +5,30 @@
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// The value of a lowercase hex digit (what every writer here and Python's
+/// `hexdigest()` write; an upper-case digit is not the same signature).
+#[inline]
+pub fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// `N` bytes from exactly `2 * N` lowercase hex digits (a digest, say).
+pub fn decode_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let b = s.as_bytes();
+    if b.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+        *o = (hex_value(pair[0])? << 4) | hex_value(pair[1])?;
+    }
+    Some(out)
+}
+
 /// Writes `bytes` as lowercase hex, two digits a byte, into the start of `out`
 /// (fixed width: leading zeros kept). Stops at the end of the shorter of the two.
 #[inline]

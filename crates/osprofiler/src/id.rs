@@ -103,10 +103,8 @@ impl FromStr for Id {
                 }
                 continue;
             }
-            let d = match c {
-                b'0'..=b'9' => c - b'0',
-                b'a'..=b'f' => c - b'a' + 10,
-                _ => return Err(ParseIdError(s.to_owned())),
+            let Some(d) = crate::digits::hex_value(c) else {
+                return Err(ParseIdError(s.to_owned()));
             };
             v = (v << 4) | d as u128;
         }

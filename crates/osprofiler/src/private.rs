@@ -8,8 +8,8 @@ use std::future::Future;
 use crate::context::in_scope_future;
 /// For the store's and the CLI's writers: one hex and one decimal writer in the workspace.
 pub use crate::digits::{
-    decimal, hex_string, hex_u64, hex_u128, push_decimal, push_decimal_i64, write_decimal_fixed,
-    write_hex,
+    decimal, decode_hex, hex_string, hex_u64, hex_u128, hex_value, push_decimal, push_decimal_i64,
+    write_decimal_fixed, write_hex,
 };
 pub use crate::info::Info;
 pub use crate::local::is_active;

@@ -91,7 +91,7 @@ fn signed_by<'k>(info: &str, hmac: &str, keys: &'k HmacKeys) -> Option<(usize, &
     }
     // Python strips the HMAC and compares hex text: only lowercase hex of the
     // right length can match.
-    let tag = decode_hex20(hmac.trim())?;
+    let tag = crate::digits::decode_hex::<20>(hmac.trim())?;
     keys.iter()
         .enumerate()
         .find(|(_, k)| k.verify(info.as_bytes(), &tag))
@@ -177,23 +177,6 @@ static HEX_DIGIT: [u8; 256] = {
     }
     t
 };
-
-fn decode_hex20(s: &str) -> Option<[u8; 20]> {
-    let b = s.as_bytes();
-    if b.len() != 40 {
-        return None;
-    }
-    let nib = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    let mut out = [0u8; 20];
-    for (i, pair) in b.chunks_exact(2).enumerate() {
-        out[i] = (nib(pair[0])? << 4) | nib(pair[1])?;
-    }
-    Some(out)
-}
 
 /// A verified incoming trace: where to continue it, and the key that signed it.
 #[derive(Debug, Clone)]

@@ -91,19 +91,6 @@ fn digest(s: &str) -> [u8; 20] {
     Sha1::digest(s.as_bytes()).into()
 }
 
-fn from_hex(s: &str) -> Option<[u8; 20]> {
-    let b = s.as_bytes();
-    if b.len() != 40 {
-        return None;
-    }
-    let mut out = [0u8; 20];
-    for (o, pair) in out.iter_mut().zip(b.chunks(2)) {
-        let hex = |c: u8| (c as char).to_digit(16);
-        *o = (hex(pair[0])? * 16 + hex(pair[1])?) as u8;
-    }
-    Some(out)
-}
-
 /// Equal digests, in time that does not depend on where they differ.
 fn same(a: &[u8; 20], b: &[u8; 20]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -243,7 +230,9 @@ async fn auth(State(ui): State<Arc<Ui>>, req: Request, next: Next) -> Response {
         .map(|(_, v)| v);
     let ok = |t: Option<&str>| t.is_some_and(|t| same(&digest(t), want));
     // The cookie holds the token's digest in hex (see below).
-    let cookie_ok = cookie.and_then(from_hex).is_some_and(|d| same(&d, want));
+    let cookie_ok = cookie
+        .and_then(osprofiler::private::decode_hex::<20>)
+        .is_some_and(|d| same(&d, want));
     if ok(bearer) || cookie_ok {
         return next.run(req).await;
     }
