@@ -34,6 +34,7 @@ impl Backoff {
     }
 
     /// The last failure's message.
+    #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
     pub(crate) fn last_error(&self) -> &str {
         &self.last_error
     }

@@ -75,6 +75,13 @@
 //! # std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 
+#[cfg(any(
+    feature = "redis",
+    feature = "otlp",
+    feature = "postgres",
+    feature = "mysql",
+    feature = "messaging"
+))]
 mod backoff;
 mod conn;
 mod fanout;

@@ -691,6 +691,8 @@ mod tests {
                 user: None,
                 password: None,
                 database: Some("db".into()),
+                tls: crate::SqlTls::Disable,
+                ca_file: None,
             };
             match open_sink_for(&t, &Options::default()) {
                 Err(OpenError::FeatureMissing { feature, .. }) => assert_eq!(feature, want),
