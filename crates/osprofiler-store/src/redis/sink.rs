@@ -207,13 +207,7 @@ impl RedisSink {
         for (r, &cmd) in results.into_iter().zip(&cmds) {
             match r {
                 Ok(Reply::Error(e)) => {
-                    if cmd == Cmd::Index && self.index_flag == b"LT" && e.starts_with("ERR") {
-                        // Before 6.2: no ZADD LT (see the single-server path).
-                        self.index_flag = b"NX";
-                        continue;
-                    }
-                    if cmd == Cmd::Summary {
-                        self.summary_refused(&e);
+                    if self.tolerated(cmd, &e) {
                         continue;
                     }
                     failed += 1;
@@ -243,6 +237,21 @@ impl RedisSink {
                 )))
             }
         }
+    }
+
+    /// A refused command the sink works around instead of counting: Redis before 6.2
+    /// has no `ZADD LT` (the events are stored; the index is only a shortcut, SCAN finds
+    /// the trace, so it falls back to NX), and a refused summary (see `summary_refused`).
+    fn tolerated(&mut self, cmd: Cmd, e: &str) -> bool {
+        if cmd == Cmd::Index && self.index_flag == b"LT" && e.starts_with("ERR") {
+            self.index_flag = b"NX";
+            return true;
+        }
+        if cmd == Cmd::Summary {
+            self.summary_refused(e);
+            return true;
+        }
+        false
     }
 
     fn failed(&mut self, e: &ClientError) {
@@ -715,14 +724,7 @@ impl Sink for RedisSink {
                 self.backoff.succeeded();
                 let mut first = None;
                 for (_, cmd, e) in refused {
-                    if cmd == Cmd::Index && self.index_flag == b"LT" && e.starts_with("ERR") {
-                        // Redis before 6.2 has no ZADD LT. The events are stored; the
-                        // index is only a shortcut (SCAN finds the trace), so fall back.
-                        self.index_flag = b"NX";
-                        continue;
-                    }
-                    if cmd == Cmd::Summary {
-                        self.summary_refused(&e);
+                    if self.tolerated(cmd, &e) {
                         continue;
                     }
                     first.get_or_insert(e);
