@@ -98,6 +98,28 @@ fn text(v: &Option<String>) -> Value {
     }
 }
 
+impl MySql {
+    /// `query(placeholders)` run for each chunk of at most 1,000 of `ids` (one `?` each:
+    /// a statement's parameter list kept well under the server's limits), rows gathered.
+    fn in_chunks<T: mysql::prelude::FromRow>(
+        &mut self,
+        ids: &[String],
+        query: impl Fn(&str) -> String,
+    ) -> Result<Vec<T>, String> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(1000) {
+            let sql = query(&vec!["?"; chunk.len()].join(", "));
+            let params: Vec<Value> = chunk.iter().map(|s| Value::from(s.as_str())).collect();
+            let got: Vec<mysql::Row> = self
+                .conn
+                .exec(sql, Params::Positional(params))
+                .map_err(my_error)?;
+            out.extend(rows::<T>(got)?);
+        }
+        Ok(out)
+    }
+}
+
 fn rows<T: mysql::prelude::FromRow>(rows: Vec<mysql::Row>) -> Result<Vec<T>, String> {
     rows.into_iter()
         .map(|r| mysql::from_row_opt::<T>(r).map_err(|e| format!("unexpected row: {e}")))
@@ -243,20 +265,9 @@ impl super::Client for MySql {
     }
 
     fn members(&mut self, ids: &[String]) -> Result<Vec<(String, String, String)>, String> {
-        let mut out = Vec::new();
-        for chunk in ids.chunks(1000) {
-            let sql = format!(
-                "SELECT base_id, kind, value FROM {MEMBER} WHERE base_id IN ({})",
-                vec!["?"; chunk.len()].join(", ")
-            );
-            let params: Vec<Value> = chunk.iter().map(|s| Value::from(s.as_str())).collect();
-            let got: Vec<mysql::Row> = self
-                .conn
-                .exec(sql, Params::Positional(params))
-                .map_err(my_error)?;
-            out.extend(rows::<(String, String, String)>(got)?);
-        }
-        Ok(out)
+        self.in_chunks(ids, |marks| {
+            format!("SELECT base_id, kind, value FROM {MEMBER} WHERE base_id IN ({marks})")
+        })
     }
 
     fn trace_rows(
@@ -320,21 +331,12 @@ impl super::Client for MySql {
     }
 
     fn starts(&mut self, base_ids: &[String]) -> Result<Vec<(String, String)>, String> {
-        let mut out = Vec::new();
-        for chunk in base_ids.chunks(1000) {
-            let sql = format!(
+        self.in_chunks(base_ids, |marks| {
+            format!(
                 "SELECT base_id, MIN(`timestamp`) FROM {TABLE} \
-                 WHERE base_id IN ({}) AND `timestamp` IS NOT NULL GROUP BY base_id",
-                vec!["?"; chunk.len()].join(", ")
-            );
-            let params: Vec<Value> = chunk.iter().map(|s| Value::from(s.as_str())).collect();
-            let got: Vec<mysql::Row> = self
-                .conn
-                .exec(sql, Params::Positional(params))
-                .map_err(my_error)?;
-            out.extend(rows::<(String, String)>(got)?);
-        }
-        Ok(out)
+                 WHERE base_id IN ({marks}) AND `timestamp` IS NOT NULL GROUP BY base_id"
+            )
+        })
     }
 
     fn is_transient(error: &str) -> bool {
