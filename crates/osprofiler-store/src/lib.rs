@@ -111,6 +111,9 @@ mod transport_url;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// How [`redact`] splits a list, for the fuzz checks: not an API.
+#[doc(hidden)]
+pub use conn::syntax_list as __syntax_list;
 /// The private parsers the fuzz targets (`fuzz/`) reach: not an API, may change at any time.
 #[cfg(feature = "redis")]
 #[doc(hidden)]

@@ -16,7 +16,7 @@ const MAX_LINE: usize = 64 * 1024;
 
 /// One reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Reply {
+pub enum Reply {
     /// `+OK`
     Status(String),
     /// `-ERR …`
@@ -287,34 +287,7 @@ pub mod fuzz {
     use std::io::{self, Read};
 
     /// A reply, as the parser reads it.
-    #[derive(Debug, Clone, PartialEq, Eq)]
-    pub enum Reply {
-        /// `+OK`
-        Status(String),
-        /// `-ERR …`
-        Error(String),
-        /// `:42`
-        Int(i64),
-        /// `$3\r\nabc`
-        Bulk(Vec<u8>),
-        /// `$-1` or `*-1`
-        Nil,
-        /// `*2\r\n…`
-        Array(Vec<Reply>),
-    }
-
-    impl From<super::Reply> for Reply {
-        fn from(r: super::Reply) -> Reply {
-            match r {
-                super::Reply::Status(s) => Reply::Status(s),
-                super::Reply::Error(s) => Reply::Error(s),
-                super::Reply::Int(i) => Reply::Int(i),
-                super::Reply::Bulk(b) => Reply::Bulk(b),
-                super::Reply::Nil => Reply::Nil,
-                super::Reply::Array(a) => Reply::Array(a.into_iter().map(Reply::from).collect()),
-            }
-        }
-    }
+    pub use super::Reply;
 
     /// A stream handing out at most `chunk` bytes per read.
     struct Chunked<'a> {
@@ -344,7 +317,7 @@ pub mod fuzz {
         let mut out = Vec::new();
         loop {
             match r.read() {
-                Ok(v) => out.push(v.into()),
+                Ok(v) => out.push(v),
                 Err(super::RespError::Closed) => return (out, None),
                 Err(e) => return (out, Some(e.to_string())),
             }
