@@ -124,6 +124,11 @@ pub use redis::resp_fuzz as __fuzz;
 #[doc(hidden)]
 pub use redis::write_event_json as __redis_event_json;
 
+/// The SQL statements whose plans `tests/sql.rs` prints: not an API.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+#[doc(hidden)]
+pub use sql::__plan_statements;
+
 pub use conn::{
     Backends, ConnectionString, ConnectionStringError, JAEGER_MAX_PACKET_SIZE, JaegerTarget,
     OtlpProtocol, OtlpTarget, RedisTarget, SqlDialect, SqlTarget, SqlTls, redact,

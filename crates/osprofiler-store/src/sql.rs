@@ -45,33 +45,54 @@
 //! Python's: the primary key on `id` (`data_pkey` / `PRIMARY`) and `ix_data_timestamp`,
 //! `ix_data_base_id`, `ix_data_parent_id`, `ix_data_trace_id`, `ix_data_project`,
 //! `ix_data_host`, `ix_data_service`, `ix_data_name`; we add none (a table shared with
-//! Python stays as Python's `create_all` makes it, checked by `tests/sql.rs`). Plans on a
-//! table of 300,000 rows: one trace of 100,000 points (200,000 events) and 1,000 traces
-//! of 50 points (PostgreSQL 15, MariaDB 10.11; `EXPLAIN ANALYZE`, `ANALYZE SELECT`):
+//! Python stays as Python's `create_all` makes it, checked by `tests/sql.rs`). Plans of the
+//! statements the store runs, printed by the ignored test `query_plans` of `tests/sql.rs`
+//! (`cargo test -p osprofiler-store --features postgres,mysql --test sql -- --ignored
+//! --nocapture query_plans`), on a table of 300,000 rows written by our sink: one trace of
+//! 100,000 points (200,000 events) and 1,000 traces of 50 points (PostgreSQL 15.18,
+//! `EXPLAIN ANALYZE`; MariaDB 10.11.19, `ANALYZE FORMAT=JSON`; 2026-12-07, trimmed; one
+//! run on a busy 2-core machine: times vary by up to a third from run to run):
 //!
 //! ```text
-//! -- a trace's events: SELECT … FROM data WHERE base_id = $1 ORDER BY id
+//! -- a trace's events
+//! --   PostgreSQL: SELECT … FROM data WHERE base_id = $1
+//! --   MariaDB:    SELECT … FROM data FORCE INDEX (ix_data_base_id) WHERE base_id = ? ORDER BY id
 //! PostgreSQL, a 50-point trace:
-//!  Sort  (actual time=0.139..0.143 rows=100)  Sort Key: id
-//!    ->  Index Scan using ix_data_base_id on data  (actual time=0.064..0.087 rows=100)
-//!          Index Cond: ((base_id)::text = '8f14e45f-…'::text)
-//!  Execution Time: 0.190 ms
-//! PostgreSQL, the 100,000-point trace (2/3 of the table: the planner reads it in id order):
-//!  Index Scan using data_pkey on data  (actual time=0.030..147.263 rows=200000)
-//!    Filter: ((base_id)::text = '11111111-…'::text)  Rows Removed by Filter: 100000
-//!  Execution Time: 157.244 ms
-//! MariaDB, a 50-point trace: type ref, key ix_data_base_id, r_rows 100
-//! MariaDB, the 100,000-point trace: type index, key PRIMARY, r_rows 300000
+//!  Index Scan using ix_data_base_id on data  (actual time=0.049..0.090 rows=100)
+//!    Index Cond: ((base_id)::text = 'aaaaaaaa-…'::text)
+//!  Execution Time: 0.126 ms
+//! PostgreSQL, the 100,000-point trace (2/3 of the table, still by the index):
+//!  Index Scan using ix_data_base_id on data  (actual time=0.056..110.787 rows=200000)
+//!    Index Cond: ((base_id)::text = '11111111-…'::text)
+//!  Execution Time: 120.426 ms
+//! MariaDB, a 50-point trace: access_type ref, key ix_data_base_id, r_rows 100, 0.21 ms
+//! MariaDB, the 100,000-point trace: ref, ix_data_base_id, r_rows 200000, 225.6 ms
+//!   (no filesort either way: the index holds the primary key, so rows come in id order)
 //!
-//! -- trace list: SELECT base_id, min(timestamp) AS started FROM data
-//! --   GROUP BY base_id ORDER BY started DESC, base_id DESC LIMIT 20
-//! PostgreSQL: Parallel Seq Scan → Partial HashAggregate → top-N heapsort, 92.5 ms
-//! MariaDB: range on ix_data_timestamp, Using temporary; Using filesort
+//! -- a search: are the summaries complete?
+//! --   SELECT (SELECT count(*) FROM data WHERE base_id IS NOT NULL),
+//! --          (SELECT coalesce(sum(events), 0) FROM osprofiler_trace_summary)
+//! PostgreSQL: Parallel Seq Scan on data → Partial Aggregate (rows=100000 loops=3), 71.7 ms
+//! MariaDB: range on ix_data_base_id, using_index (r_rows 300000), 39.5 ms
+//!
+//! -- then, when they are, the first page from the summaries (50 traces and one more)
+//! --   SELECT base_id, first_us, … FROM osprofiler_trace_summary WHERE 1 = 1
+//! --   ORDER BY first_us DESC, base_id DESC LIMIT 51 OFFSET 0
+//! PostgreSQL: Limit → Incremental Sort (Presorted Key: first_us)
+//!   → Index Scan Backward using ix_osprofiler_trace_summary_first_us (rows=52), 0.158 ms
+//! MariaDB: ALL on osprofiler_trace_summary (r_rows 1001) → filesort, 0.64 ms
+//!
+//! -- else the GROUP BY fallback: every trace with its row count, newest first
+//! --   SELECT base_id, count(*), min(timestamp) AS started FROM data WHERE base_id IS NOT NULL
+//! --   AND timestamp IS NOT NULL GROUP BY base_id ORDER BY started DESC, base_id DESC
+//! PostgreSQL: Parallel Seq Scan → Partial HashAggregate → Sort → Gather Merge
+//!   → Finalize GroupAggregate → Sort (rows=1001), 100.9 ms
+//! MariaDB: range on ix_data_base_id (r_rows 300000) → temporary table → filesort, 319.7 ms
 //! ```
 //!
 //! Fetching and building the report of the 100,000-point trace (`osprofiler trace show
-//! --json`, the whole command): see BENCHMARKS.md, "SQL". The list is a scan of every
-//! event (Python's layout keeps no per-trace row); the fetch is an index lookup.
+//! --json`, the whole command): see BENCHMARKS.md, "SQL". The fetch is an index lookup;
+//! a search reads the summaries, but its completeness check still counts every event.
 
 // Without either feature only the dispatch below is used (it says which feature is missing).
 #![cfg_attr(not(all(feature = "postgres", feature = "mysql")), allow(dead_code))]
@@ -91,6 +112,31 @@ use osprofiler::json::write_python_json;
 use osprofiler_report::{Report, ReportBuilder};
 
 use crate::{OpenError, Options, Sink, SqlDialect, SqlTarget, TraceStore, TraceSummary};
+
+/// The statements the store runs to fetch a trace (`?` or `$1`: its base_id) and to list
+/// traces for `query` (the completeness check, the page from the summaries, the `GROUP BY`
+/// fallback), as `(label, SQL)`, for the `query_plans` test of `tests/sql.rs` (it prints
+/// their plans): not an API. Empty for a dialect whose feature is off.
+#[doc(hidden)]
+pub fn __plan_statements(
+    dialect: SqlDialect,
+    query: &crate::TraceQuery,
+) -> Vec<(&'static str, String)> {
+    let fetch = match dialect {
+        #[cfg(feature = "postgres")]
+        SqlDialect::Postgres => postgres::trace_rows_sql(),
+        #[cfg(feature = "mysql")]
+        SqlDialect::MySql => mysql::trace_rows_sql(),
+        #[allow(unreachable_patterns)]
+        _ => return Vec::new(),
+    };
+    vec![
+        ("fetch", fetch),
+        ("totals", summaries::totals_sql(TABLE)),
+        ("page", summaries::page_sql(query)),
+        ("fallback", summaries::counts_sql(TABLE)),
+    ]
+}
 
 /// The table's name, as Python's driver names it.
 pub(crate) const TABLE: &str = "data";

@@ -670,3 +670,112 @@ fn mariadb_python_trace_summarised() {
     let Some(server) = mariadb() else { return };
     python_trace_summarised(&server);
 }
+
+/// The trace of 100,000 points in `query_plans`.
+const BIG: &str = "11111111-1111-4111-8111-111111111111";
+
+/// `points` db points of trace `base` (start and stop each), 10 µs apart from `at_us`.
+fn db_points(base: &str, points: usize, at_us: i64) -> impl Iterator<Item = Event> + '_ {
+    (0..points).flat_map(move |p| {
+        let id = format!("eeeeeeee-0000-4000-8000-{p:012}");
+        let at = at_us + p as i64 * 10;
+        let info = json!({"db": {"statement": "SELECT * FROM instances WHERE id = %s", "params": {"id": p}}});
+        [
+            event(base, &id, base, "db-start", at, info),
+            event(base, &id, base, "db-stop", at + 5, json!({})),
+        ]
+    })
+}
+
+/// Prints the plans of the statements the store runs (`__plan_statements`, not copies) on
+/// a table of 300,000 events written by our sink: one trace of 100,000 points and 1,000 of
+/// 50. The plans in `src/sql.rs`'s docs come from here; run with
+/// `--ignored --nocapture`.
+fn query_plans(server: &Server) {
+    let mut w = sink(&cs(&server.url()), &opts()).unwrap();
+    let mut batch = Vec::with_capacity(5_000);
+    let traces = std::iter::once((BIG.to_owned(), 100_000))
+        .chain((0..1_000).map(|t| (uuid(t), 50)))
+        .enumerate();
+    for (i, (base, points)) in traces {
+        for e in db_points(&base, points, i as i64 * 1_000_000) {
+            batch.push(e);
+            if batch.len() == batch.capacity() {
+                w.write(&batch).unwrap();
+                batch.clear();
+            }
+        }
+    }
+    w.write(&batch).unwrap();
+    w.flush().unwrap();
+    drop(w);
+    assert_eq!(server.sql("SELECT count(*) FROM data"), "300000");
+    // Fresh statistics, as autovacuum or InnoDB's own sampling would have them.
+    let (dialect, explain) = match server {
+        Server::Pg(_) => {
+            server.sql("ANALYZE");
+            (osprofiler_store::SqlDialect::Postgres, "EXPLAIN ANALYZE")
+        }
+        Server::Maria(_) => {
+            server.sql("ANALYZE TABLE data, osprofiler_trace_summary, osprofiler_trace_member");
+            (osprofiler_store::SqlDialect::MySql, "ANALYZE FORMAT=JSON")
+        }
+    };
+    let page = TraceQuery {
+        limit: Some(50),
+        ..TraceQuery::default()
+    };
+    let statements = osprofiler_store::__plan_statements(dialect, &page);
+    assert_eq!(statements.len(), 4);
+    // The summaries are complete (the page, not the fallback, is what a search reads).
+    let (_, totals) = statements.iter().find(|(l, _)| *l == "totals").unwrap();
+    assert_eq!(
+        server.sql(totals).replace(['|', '\t'], " "),
+        "300000 300000"
+    );
+    for (label, sql) in statements {
+        let runs: Vec<(String, String)> = if label == "fetch" {
+            [
+                ("a 50-point trace", uuid(7)),
+                ("the 100,000-point trace", BIG.to_owned()),
+            ]
+            .into_iter()
+            .map(|(what, id)| {
+                let literal = format!("'{id}'");
+                (
+                    format!("fetch, {what}"),
+                    sql.replace("$1", &literal).replace('?', &literal),
+                )
+            })
+            .collect()
+        } else {
+            vec![(label.to_owned(), sql)]
+        };
+        for (what, sql) in runs {
+            let plan = server.sql(&format!("{explain} {sql}"));
+            // The mariadb client's batch mode escapes the JSON's newlines.
+            let plan = plan.replace("\\n", "\n");
+            println!("== {what}\n-- {sql}\n{plan}\n");
+            // What the docs' plans say: both servers fetch a trace, big or small, by its index.
+            if label == "fetch" {
+                assert!(plan.contains("ix_data_base_id"), "{what}: {plan}");
+            } else {
+                assert!(plan.contains("osprofiler_trace_summary") || plan.contains("data"));
+            }
+        }
+    }
+}
+
+#[test]
+#[ignore = "fills 300,000 rows and prints plans: run with --ignored --nocapture"]
+fn postgres_query_plans() {
+    let Some(server) = postgres() else { return };
+    query_plans(&server);
+}
+
+#[test]
+#[ignore = "fills 300,000 rows and prints plans: run with --ignored --nocapture"]
+fn mariadb_query_plans() {
+    let Some(server) = mariadb() else { return };
+    query_plans(&server);
+}

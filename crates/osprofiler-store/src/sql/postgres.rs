@@ -217,6 +217,16 @@ impl Postgres {
     }
 }
 
+/// A trace's events, `$1` its base_id (shared with the `query_plans` test).
+pub(crate) fn trace_rows_sql() -> String {
+    format!(
+        // No ORDER BY: events come in any order (the report orders them by time), and
+        // sorting 200,000 rows, or reading them in `id` order, costs more than the read.
+        "SELECT {} FROM {TABLE} WHERE base_id = $1",
+        READ_COLUMNS.replace("data", "data::text")
+    )
+}
+
 /// `(text, text)` rows.
 fn pairs(rows: &[tokio_postgres::Row]) -> Result<Vec<(String, String)>, String> {
     rows.iter()
@@ -379,12 +389,7 @@ impl super::Client for Postgres {
         base_id: &str,
         each: &mut dyn FnMut(&ReadRow<'_>),
     ) -> Result<(), String> {
-        let sql = format!(
-            // No ORDER BY: events come in any order (the report orders them by time), and
-            // sorting 200,000 rows, or reading them in `id` order, costs more than the read.
-            "SELECT {} FROM {TABLE} WHERE base_id = $1",
-            READ_COLUMNS.replace("data", "data::text")
-        );
+        let sql = trace_rows_sql();
         let client = &self.client;
         self.call(async move {
             let statement = client.prepare(&sql).await?;

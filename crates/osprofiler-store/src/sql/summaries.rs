@@ -235,6 +235,50 @@ fn from_events<S: Source + ?Sized>(
     Ok(overview_from_texts(id, src.texts(id)?, q))
 }
 
+/// The rows of `table` with a base_id, and the events the summaries count: equal when
+/// the summaries are complete.
+pub(crate) fn totals_sql(table: &str) -> String {
+    format!(
+        "SELECT (SELECT count(*) FROM {table} WHERE base_id IS NOT NULL), \
+         (SELECT coalesce(sum(events), 0) FROM {SUMMARY})"
+    )
+}
+
+/// Whether every filter of `q` is numeric, so that SQL can page.
+fn paged(q: &TraceQuery) -> bool {
+    q.service.is_none() && q.name.is_none() && q.text.is_none()
+}
+
+/// The summaries `q`'s numeric filters pass, newest first; one page (and a row more, to
+/// tell if there are more) when [`paged`].
+pub(crate) fn page_sql(q: &TraceQuery) -> String {
+    let mut sql = format!(
+        "SELECT {SUMMARY_COLUMNS} FROM {SUMMARY} WHERE {} \
+         ORDER BY first_us DESC, base_id DESC",
+        conditions(q)
+    );
+    if paged(q)
+        && let Some(l) = q.limit
+    {
+        sql.push_str(&format!(
+            " LIMIT {} OFFSET {}",
+            l.saturating_add(1),
+            q.offset
+        ));
+    }
+    sql
+}
+
+/// Every trace of `table` with its row count, newest first: the fallback when the
+/// summaries are not complete.
+pub(crate) fn counts_sql(table: &str) -> String {
+    format!(
+        "SELECT base_id, count(*), min(timestamp) AS started FROM {table} \
+         WHERE base_id IS NOT NULL AND timestamp IS NOT NULL \
+         GROUP BY base_id ORDER BY started DESC, base_id DESC"
+    )
+}
+
 /// One page of `q`: from the summaries when they count every row of `data`, else per trace
 /// from its summary when complete and from its events otherwise.
 pub(crate) fn search<S: Source + ?Sized>(
@@ -242,10 +286,7 @@ pub(crate) fn search<S: Source + ?Sized>(
     q: &TraceQuery,
     table: &str,
 ) -> Result<TracePage, String> {
-    let totals = src.rows(&format!(
-        "SELECT (SELECT count(*) FROM {table} WHERE base_id IS NOT NULL), \
-         (SELECT coalesce(sum(events), 0) FROM {SUMMARY})"
-    ))?;
+    let totals = src.rows(&totals_sql(table))?;
     let all_complete = totals.first().is_some_and(|r| int_at(r, 0) == int_at(r, 1));
     let want = q.limit.map(|l| q.offset.saturating_add(l));
     let mut matched: Vec<TraceOverview> = Vec::new();
@@ -262,19 +303,8 @@ pub(crate) fn search<S: Source + ?Sized>(
     if all_complete {
         // Paging in SQL when every filter is numeric; else the filters that need the
         // sets or the events run here, on the rows the numeric ones pass.
-        let paged = q.service.is_none() && q.name.is_none() && q.text.is_none();
-        let mut sql = format!(
-            "SELECT {SUMMARY_COLUMNS} FROM {SUMMARY} WHERE {} \
-             ORDER BY first_us DESC, base_id DESC",
-            conditions(q)
-        );
-        if paged && let Some(l) = q.limit {
-            sql.push_str(&format!(
-                " LIMIT {} OFFSET {}",
-                l.saturating_add(1),
-                q.offset
-            ));
-        }
+        let paged = paged(q);
+        let sql = page_sql(q);
         let mut rows: Vec<Stored> = src
             .rows(&sql)?
             .iter()
@@ -301,11 +331,7 @@ pub(crate) fn search<S: Source + ?Sized>(
         }
     } else {
         // Every trace with its row count, newest first, as `list_traces` orders them.
-        let counts = src.rows(&format!(
-            "SELECT base_id, count(*), min(timestamp) AS started FROM {table} \
-             WHERE base_id IS NOT NULL AND timestamp IS NOT NULL \
-             GROUP BY base_id ORDER BY started DESC, base_id DESC"
-        ))?;
+        let counts = src.rows(&counts_sql(table))?;
         let mut stored: Vec<Stored> = src
             .rows(&format!("SELECT {SUMMARY_COLUMNS} FROM {SUMMARY}"))?
             .iter()
