@@ -109,7 +109,11 @@ fn runtime_switches_reload_watch_and_init_with_sink() {
     .unwrap();
     wait_for(|| accepted(&new) && !accepted(&old));
     assert!(switches::sql_tracing());
-    std::fs::write(&path, "[profiler]\nenabled = nope\n").unwrap();
+    // Written whole (a new file renamed over the old): a watcher that read a half-written
+    // file would see other settings than the broken ones this step means.
+    let next = dir.join("service.conf.new");
+    std::fs::write(&next, "[profiler]\nenabled = nope\n").unwrap();
+    std::fs::rename(&next, &path).unwrap();
     wait_for(|| watcher.last_error().is_some());
     assert!(
         accepted(&new),
