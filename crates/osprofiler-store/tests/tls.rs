@@ -11,9 +11,8 @@ use std::time::Duration;
 
 use osprofiler_store::{ConnectionString, OpenError, Options, open, sink};
 
-fn cs(s: &str) -> ConnectionString {
-    s.parse().expect("valid connection string")
-}
+mod common;
+use common::cs;
 
 fn opts() -> Options {
     Options {
@@ -87,61 +86,23 @@ mod with_tls {
     use super::*;
     use std::time::Instant;
 
-    use osprofiler::{Event, Timestamp};
+    use common::text::uuid;
+    use osprofiler::Event;
     use osprofiler_store::TransportUrl;
     use osprofiler_testkit::{
         MariaDbServer, PostgresServer, RabbitMqServer, RedisCluster, TempDir, TestCerts, need,
     };
-    use serde_json::{Value, json};
-
-    const T0: i64 = 1_764_072_000_000_000; // 2025-11-25T12:00:00
-
-    fn event(base: &str, id: &str, parent: &str, name: &str, at_us: i64, info: Value) -> Event {
-        let mut info = info;
-        info["host"] = json!("host-a");
-        let v = json!({
-            "name": name,
-            "base_id": base,
-            "trace_id": id,
-            "parent_id": parent,
-            "timestamp": Timestamp(T0 + at_us).to_string(),
-            "info": info,
-            "project": "nova",
-            "service": "api",
-        });
-        Event::from_json(&v.to_string()).expect("valid event")
-    }
-
-    fn uuid(n: u32) -> String {
-        format!("aaaaaaaa-0000-4000-8000-{n:012}")
-    }
+    use serde_json::json;
 
     /// A wsgi point with a db point inside: four events.
     fn small_trace(base: &str) -> Vec<Event> {
-        let (w, d) = (
-            format!("bbbbbbbb{}", &base[8..]),
-            format!("cccccccc{}", &base[8..]),
-        );
-        vec![
-            event(
-                base,
-                &w,
-                base,
-                "wsgi-start",
-                0,
-                json!({"request": {"path": "/"}}),
-            ),
-            event(
-                base,
-                &d,
-                &w,
-                "db-start",
-                100,
-                json!({"db": {"statement": "SELECT 1"}}),
-            ),
-            event(base, &d, &w, "db-stop", 500, json!({})),
-            event(base, &w, base, "wsgi-stop", 900, json!({})),
-        ]
+        common::text::wsgi_db(
+            base,
+            0,
+            json!({"request": {"path": "/"}}),
+            json!({"db": {"statement": "SELECT 1"}}),
+            json!({}),
+        )
     }
 
     /// Two throwaway CAs with a server certificate each: the server's, and another one
