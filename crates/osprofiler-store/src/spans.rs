@@ -115,12 +115,24 @@ struct Open {
     seq: u64,
 }
 
+/// A stop whose start has not come yet, kept (owned) until it does. Events of one
+/// trace reach the exporter in the order their threads hand them over, not the order
+/// they happened: a point started on one thread and stopped on another can have its
+/// stop handed over first.
+struct EarlyStop {
+    end_ns: i64,
+    attributes: Vec<Attr<'static>>,
+    error: Option<SpanError<'static>>,
+    seq: u64,
+}
+
 /// Counters of an [`Assembler`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct AssemblerStats {
     /// Starts whose stop never came, dropped when the state was full (or at close).
     pub orphans_dropped: u64,
-    /// Stops whose start was never seen (dropped: there is no start time).
+    /// Stops whose start never came, dropped when the state was full (or at close):
+    /// there is no start time.
     pub unmatched_stops: u64,
 }
 
@@ -156,12 +168,15 @@ fn key(e: &Event) -> Key {
     (e.base_id.0, e.trace_id.0)
 }
 
-/// Pairs starts with stops by point id, within a batch and across batches; holds at
-/// most `max_open` open points between batches, dropping (and counting) the oldest when
-/// more arrive.
+/// Pairs starts with stops by point id, within a batch and across batches, in
+/// whichever order they come; holds at most `max_open` open points (and as many
+/// stops waiting for their start) between batches, dropping (and counting) the
+/// oldest when more arrive.
 pub(crate) struct Assembler {
     open: KeyMap<Open>,
     order: VecDeque<(Key, u64)>,
+    early: KeyMap<EarlyStop>,
+    early_order: VecDeque<(Key, u64)>,
     // Starts of the batch being read whose stop has not come yet: their index.
     pending: KeyMap<usize>,
     max_open: usize,
@@ -182,6 +197,8 @@ impl Assembler {
         Assembler {
             open: KeyMap::default(),
             order: VecDeque::new(),
+            early: KeyMap::default(),
+            early_order: VecDeque::new(),
             pending: KeyMap::default(),
             max_open: max_open.max(1),
             seq: 0,
@@ -229,6 +246,14 @@ impl Assembler {
                         i += 2;
                         continue;
                     }
+                    if !self.early.is_empty()
+                        && let Some(stop) = self.early.remove(&key(e))
+                    {
+                        let span = self.span_early(e, stop);
+                        out.push(span);
+                        i += 1;
+                        continue;
+                    }
                     if self.pending.insert(key(e), i).is_some() {
                         // The same point started twice: the first start is lost.
                         self.stats.orphans_dropped += 1;
@@ -241,7 +266,7 @@ impl Assembler {
                     } else if let Some(open) = self.open.remove(&key(e)) {
                         out.push(self.finish(open, e));
                     } else {
-                        self.stats.unmatched_stops += 1;
+                        self.keep_early(e);
                     }
                 }
             }
@@ -257,11 +282,69 @@ impl Assembler {
             self.order.push_back((key(e), self.seq));
         }
         self.evict();
-        // Keep the order queue from growing with entries already matched.
+        // Keep the order queues from growing with entries already matched.
         if self.order.len() > 2 * self.open.len() + 1024 {
             let open = &self.open;
             self.order
                 .retain(|(k, seq)| open.get(k).is_some_and(|o| o.seq == *seq));
+        }
+        if self.early_order.len() > 2 * self.early.len() + 1024 {
+            let early = &self.early;
+            self.early_order
+                .retain(|(k, seq)| early.get(k).is_some_and(|o| o.seq == *seq));
+        }
+    }
+
+    /// Keeps a stop that came before its start.
+    #[cold]
+    fn keep_early(&mut self, e: &Event) {
+        let mut attributes = Vec::new();
+        let error = stop_info(e, &mut attributes).map(|err| SpanError {
+            etype: Cow::Owned(err.etype.into_owned()),
+            message: Cow::Owned(err.message.into_owned()),
+        });
+        self.seq += 1;
+        let stop = EarlyStop {
+            end_ns: ns(e),
+            attributes: attributes.into_iter().map(owned_attr).collect(),
+            error,
+            seq: self.seq,
+        };
+        if self.early.insert(key(e), stop).is_some() {
+            // The same point stopped twice before its start: the first stop is lost.
+            self.stats.unmatched_stops += 1;
+        }
+        self.early_order.push_back((key(e), self.seq));
+        while self.early.len() > self.max_open {
+            let Some((k, seq)) = self.early_order.pop_front() else {
+                break;
+            };
+            if self.early.get(&k).is_some_and(|o| o.seq == seq) {
+                self.early.remove(&k);
+                self.stats.unmatched_stops += 1;
+            }
+        }
+    }
+
+    /// The span of a start and the stop that came before it.
+    #[cold]
+    fn span_early<'a>(&mut self, start: &'a Event, stop: EarlyStop) -> Span<'a> {
+        let origin = self.origin(start);
+        let mut attributes = Vec::with_capacity(8 + stop.attributes.len());
+        let (name, kind) = start_info(start, &mut attributes);
+        attributes.extend(stop.attributes);
+        let start_ns = ns(start);
+        Span {
+            base_id: start.base_id.0,
+            id: start.trace_id.0,
+            parent_id: start.parent_id.0,
+            name,
+            kind,
+            start_ns,
+            end_ns: stop.end_ns.max(start_ns),
+            origin,
+            attributes,
+            error: stop.error,
         }
     }
 
@@ -371,8 +454,11 @@ impl Assembler {
     pub fn close(&mut self) -> usize {
         let n = self.open.len();
         self.stats.orphans_dropped += n as u64;
+        self.stats.unmatched_stops += self.early.len() as u64;
         self.open.clear();
         self.order.clear();
+        self.early.clear();
+        self.early_order.clear();
         n
     }
 }
@@ -921,9 +1007,66 @@ mod tests {
             &mut out,
         );
         assert_eq!(out.len(), 1);
-        assert_eq!(asm.stats().unmatched_stops, 1);
+        // The first's stop waits for a start that will not come, until close.
+        assert_eq!(asm.stats().unmatched_stops, 0);
         assert_eq!(asm.close(), 1);
         assert_eq!(asm.stats().orphans_dropped, 2);
+        assert_eq!(asm.stats().unmatched_stops, 1);
+    }
+
+    #[test]
+    fn a_stop_before_its_start_still_pairs() {
+        // A point started on one thread and stopped on another: the stop's buffer can
+        // reach the exporter first, in an earlier batch or earlier in the same one.
+        let mut asm = Assembler::new(2);
+        let mut out = Vec::new();
+        let failed = r#"{"etype": "ValueError", "message": "boom", "host": "h1"}"#;
+        asm.push_batch(
+            std::slice::from_ref(leak(event(
+                "db-stop",
+                A,
+                BASE,
+                "2026-01-01T00:00:00.000900",
+                failed,
+            ))),
+            &mut out,
+        );
+        assert!(out.is_empty());
+        let later: &'static [Event] = Box::leak(Box::new([
+            event("x-stop", B, BASE, "2026-01-01T00:00:00.000800", "{}"),
+            event(
+                "db-start",
+                A,
+                BASE,
+                "2026-01-01T00:00:00.000100",
+                r#"{"db": {"statement": "SELECT 1", "params": {}}, "host": "h1"}"#,
+            ),
+            event("x-start", B, BASE, "2026-01-01T00:00:00.000200", "{}"),
+        ]));
+        asm.push_batch(later, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].name, "SQL_SELECT");
+        assert_eq!(
+            (out[0].start_ns, out[0].end_ns),
+            (1767225600000100000, 1767225600000900000)
+        );
+        let err = out[0].error.as_ref().unwrap();
+        assert_eq!((&*err.etype, &*err.message), ("ValueError", "boom"));
+        assert_eq!(out[1].name, "x");
+        assert_eq!(out[1].end_ns - out[1].start_ns, 600_000);
+        assert_eq!(asm.stats(), AssemblerStats::default());
+        // Bounded: of three stops whose start never comes, the oldest is dropped.
+        for (i, id) in [A, B, "aaaaaaaa-aaaa-4aaa-8aaa-000000000003"]
+            .iter()
+            .enumerate()
+        {
+            let ts = format!("2026-01-01T00:00:01.00000{i}");
+            asm.push(leak(event("y-stop", id, BASE, &ts, "{}")), &mut out);
+        }
+        assert_eq!(asm.stats().unmatched_stops, 1);
+        asm.close();
+        assert_eq!(asm.stats().unmatched_stops, 3);
+        assert_eq!(out.len(), 2);
     }
 
     #[test]

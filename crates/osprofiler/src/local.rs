@@ -83,11 +83,6 @@ pub(crate) struct Local {
 
 const SMALL_BATCH: usize = 16;
 
-// Off for now: with buffers waiting in mailboxes, `osprofiler demo` sending to OTLP lost
-// two of its spans at the end of the run (tests/demo_exporters.rs in osprofiler-cli),
-// which this stop had no time left to explain. Every trace is handed over when the
-// thread leaves it, as before; the mailbox code stays for when the loss is found.
-const PARK_IN_MAILBOX: bool = false;
 const MAX_PARKED: usize = 4096;
 
 /// What a sync guard keeps of its point: where its record sits, as the low
@@ -404,7 +399,7 @@ impl Local {
     /// nothing in it needs this thread's bookkeeping; `false` when it cannot.
     #[inline]
     fn park(&mut self) -> bool {
-        if !PARK_IN_MAILBOX || self.lean_open != 0 || self.buf.len() >= BATCH || self.in_mailbox {
+        if self.lean_open != 0 || self.buf.len() >= BATCH || self.in_mailbox {
             return false;
         }
         if self.mailbox.is_none() {
