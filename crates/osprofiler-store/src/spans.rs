@@ -329,23 +329,10 @@ impl Assembler {
     /// The span of a start and the stop that came before it.
     #[cold]
     fn span_early<'a>(&mut self, start: &'a Event, stop: EarlyStop) -> Span<'a> {
-        let origin = self.origin(start);
-        let mut attributes = Vec::with_capacity(8 + stop.attributes.len());
-        let (name, kind) = start_info(start, &mut attributes);
-        attributes.extend(stop.attributes);
-        let start_ns = ns(start);
-        Span {
-            base_id: start.base_id.0,
-            id: start.trace_id.0,
-            parent_id: start.parent_id.0,
-            name,
-            kind,
-            start_ns,
-            end_ns: stop.end_ns.max(start_ns),
-            origin,
-            attributes,
-            error: stop.error,
-        }
+        self.span_with(start, |attributes| {
+            attributes.extend(stop.attributes);
+            (stop.end_ns, stop.error)
+        })
     }
 
     fn origin(&mut self, e: &Event) -> Origin {
@@ -367,13 +354,24 @@ impl Assembler {
 
     /// The span of a start and a stop of the same batch.
     fn span<'a>(&mut self, start: &'a Event, stop: &'a Event) -> Span<'a> {
+        self.span_with(start, |attributes| (ns(stop), stop_info(stop, attributes)))
+    }
+
+    /// The span of `start`, its stop's attributes added by `stop`, which returns the
+    /// stop time and the error.
+    #[inline]
+    fn span_with<'a>(
+        &mut self,
+        start: &'a Event,
+        stop: impl FnOnce(&mut Vec<Attr<'a>>) -> (i64, Option<SpanError<'a>>),
+    ) -> Span<'a> {
         let origin = self.origin(start);
         let mut attributes = match self.spare_attributes.pop() {
             Some(v) => relabel(v),
             None => Vec::with_capacity(8),
         };
         let (name, kind) = start_info(start, &mut attributes);
-        let error = stop_info(stop, &mut attributes);
+        let (end_ns, error) = stop(&mut attributes);
         let start_ns = ns(start);
         Span {
             base_id: start.base_id.0,
@@ -382,7 +380,7 @@ impl Assembler {
             name,
             kind,
             start_ns,
-            end_ns: ns(stop).max(start_ns),
+            end_ns: end_ns.max(start_ns),
             origin,
             attributes,
             error,
