@@ -78,7 +78,11 @@ impl Load {
                         });
                         slowest = slowest.max(t.elapsed());
                         n += 1;
-                        std::thread::sleep(Duration::from_micros(500));
+                        // A steady rate well under what the sink writes in a debug
+                        // build (about 11k events/s here): at 500 µs the two threads
+                        // made more than that, the queue stayed full after the fault
+                        // and the probe's trace was dropped for good.
+                        std::thread::sleep(Duration::from_millis(2));
                     }
                     (slowest, n)
                 })
@@ -196,11 +200,17 @@ fn run_fault(
 
     clear();
     let cleared = Instant::now();
+    let at_clear = notifier::stats();
     // Generous: on a loaded 2-core machine the backlog of the load threads and the
     // locker's exit can take a while (a run under a parallel build once passed 20 s).
+    let recovered = eventually(Duration::from_secs(45), || probe(db));
+    // Whether the exporter was writing (and what it dropped) tells a stuck sink from
+    // one that could not keep up with the load.
     assert!(
-        eventually(Duration::from_secs(45), || probe(db)),
-        "no complete trace after the fault was cleared; last error {:?}",
+        recovered,
+        "no complete trace after the fault was cleared; stats at the clear {at_clear:?}, \
+         now {:?}; last error {:?}",
+        notifier::stats(),
         notifier::last_error()
     );
     let recovery = cleared.elapsed();
