@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 use osprofiler::{HmacKey, Id, TraceHeaders};
-use osprofiler_report::{Report, render_dot, render_html};
+use osprofiler_report::{Report, render_dot, render_html_to};
 use osprofiler_store::{ConnectionString, Options, TraceOverview, TraceQuery, TraceStore};
 use serde_json::Value;
 
@@ -399,28 +399,43 @@ fn show(a: ShowArgs) -> Result<(), Failure> {
     })?;
     progress.say(&format!("rendering {} points", report.len()));
     let dot_source = (a.dot || a.render_dot.is_some()).then(|| render_dot(&report));
+    let title = format!("osprofiler trace {trace_id}");
+    // The HTML page is written as it is made (`render_html_to`): the page of a big trace
+    // is tens of megabytes, and holding it whole cost more than making it.
     let output = if a.html {
-        render_html(&report, &format!("osprofiler trace {trace_id}"))
+        None
     } else if a.dot {
-        dot_source.clone().unwrap_or_default()
+        Some(dot_source.clone().unwrap_or_default())
     } else {
-        report.to_json_string()
+        Some(report.to_json_string())
     };
-    progress.done();
     match &a.out {
-        Some(file) => std::fs::write(file, output.as_bytes())
-            .map_err(|e| Failure(format!("cannot write {}: {e}", file.display())))?,
+        Some(file) => {
+            let written = std::fs::File::create(file).and_then(|f| match &output {
+                Some(text) => (&f).write_all(text.as_bytes()),
+                None => render_html_to(&report, &title, &f),
+            });
+            progress.done();
+            written.map_err(|e| Failure(format!("cannot write {}: {e}", file.display())))?;
+        }
         None => {
             let mut out = std::io::stdout().lock();
+            let written = match &output {
+                Some(text) => out.write_all(text.as_bytes()),
+                None => render_html_to(&report, &title, &mut out),
+            };
+            progress.done();
             // A closed pipe (`| head`) is not an error worth reporting.
-            let _ = out
-                .write_all(output.as_bytes())
-                .and_then(|_| out.write_all(b"\n"));
+            let _ = written.and_then(|()| out.write_all(b"\n"));
         }
     }
     if let (Some(file), Some(source)) = (&a.render_dot, dot_source) {
         render_with_graphviz(&source, file)?;
     }
+    // The process ends next: freeing a big report's hundreds of thousands of
+    // allocations one by one takes tens of milliseconds the exit does for nothing.
+    std::mem::forget(report);
+    std::mem::forget(output);
     Ok(())
 }
 

@@ -86,6 +86,13 @@ struct Meta {
     phase: u8,
 }
 
+/// Events per reading thread below which [`ReportBuilder::push_texts`] reads on this
+/// thread alone: a thread's start (tens of µs) is then more than half of what it saves.
+const PARALLEL_FROM: usize = 4096;
+
+/// Most reading threads [`ReportBuilder::push_texts`] starts, whatever the machine.
+const MAX_READERS: usize = 4;
+
 /// `u32::MAX`: no such string (no host, no project), no such event.
 pub(crate) const NO_ID: u32 = u32::MAX;
 
@@ -150,6 +157,77 @@ impl ReportBuilder {
     /// As [`push_text`](Self::push_text).
     pub fn push_json(&mut self, text: &str) -> Result<(), EventError> {
         self.push_text(text)
+    }
+
+    /// Adds many texts, reading them on several threads when there are enough of them
+    /// to be worth it: reading (JSON parsing) is most of a big report's build and needs
+    /// nothing shared, while adding must be in order and stays on this thread. The result
+    /// is that of [`push_text`](Self::push_text) of each in turn.
+    pub(crate) fn push_texts(&mut self, mut texts: Vec<String>) {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(MAX_READERS)
+            .min(texts.len() / PARALLEL_FROM)
+            .max(1);
+        if threads == 1 {
+            for text in texts {
+                let _ = self.push_text(text);
+            }
+            return;
+        }
+        // This thread also adds what it reads (and then everything else): it takes the
+        // first part, a smaller share than the others.
+        let others = (texts.len() * 3 / 5) / (threads - 1);
+        let mut parts = Vec::with_capacity(threads - 1);
+        for _ in 1..threads {
+            let at = texts.len() - others;
+            parts.push(texts.split_off(at));
+        }
+        parts.reverse();
+        // Each part waits in its slot for its thread, or for this one should the thread
+        // not start (a thread limit only loses the parallelism).
+        let slots: Vec<std::sync::Mutex<Option<Vec<String>>>> = parts
+            .into_iter()
+            .map(|p| std::sync::Mutex::new(Some(p)))
+            .collect();
+        let take = |slot: &std::sync::Mutex<Option<Vec<String>>>| {
+            slot.lock()
+                .map_or_else(|poisoned| poisoned.into_inner().take(), |mut p| p.take())
+                .unwrap_or_default()
+        };
+        std::thread::scope(|scope| {
+            let readers: Vec<_> = slots
+                .iter()
+                .map(|slot| {
+                    std::thread::Builder::new()
+                        .name("osprofiler-report".into())
+                        .spawn_scoped(scope, move || {
+                            take(slot).into_iter().map(Event::parse).collect::<Vec<_>>()
+                        })
+                        .ok()
+                })
+                .collect();
+            for text in texts {
+                let _ = self.push_text(text);
+            }
+            for (reader, slot) in readers.into_iter().zip(&slots) {
+                match reader.map(|r| r.join()) {
+                    Some(Ok(parsed)) => {
+                        for p in parsed {
+                            let _ = self.add(p);
+                        }
+                    }
+                    // Reading does not panic; should it, its part is counted as skipped
+                    // rather than the panic carried into the caller.
+                    Some(Err(_)) => self.skipped += others,
+                    None => {
+                        for text in take(slot) {
+                            let _ = self.push_text(text);
+                        }
+                    }
+                }
+            }
+        });
     }
 
     fn add(&mut self, parsed: Result<(Event, usize), EventError>) -> Result<(), EventError> {

@@ -68,6 +68,58 @@ pub fn render_html(report: &Report, title: &str) -> String {
         .saturating_add(TEMPLATE.len() + STYLE.len() + SCRIPT.len() + 4 * title.len());
     let mut out = String::new();
     let _ = out.try_reserve(estimate);
+    // Nothing is spilled, so nothing can fail.
+    let _ = render(report, title, &mut out, None);
+    out
+}
+
+/// Writes the page [`render_html`] makes to `w`, a piece at a time: the same bytes, but
+/// the page is never whole in memory (that of a trace of 100,000 points is about 76 MB,
+/// and touching that much fresh memory costs more than making the page). Buffered
+/// here; `w` gets writes of about 256 KiB and a flush at the end.
+///
+/// ```
+/// use osprofiler_report::{Report, render_html, render_html_to};
+///
+/// let report = Report::from_json_lines(r#"
+/// {"name": "wsgi-start", "base_id": "b", "trace_id": "p1", "parent_id": "b", "timestamp": "2026-11-25T12:00:00.000000"}
+/// {"name": "wsgi-stop", "base_id": "b", "trace_id": "p1", "parent_id": "b", "timestamp": "2026-11-25T12:00:00.010000"}
+/// "#);
+/// let mut page = Vec::new();
+/// render_html_to(&report, "Trace b", &mut page)?;
+/// assert_eq!(page, render_html(&report, "Trace b").into_bytes());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// The first error `w` returns; what was written before it stays written.
+pub fn render_html_to<W: std::io::Write>(
+    report: &Report,
+    title: &str,
+    mut w: W,
+) -> std::io::Result<()> {
+    let mut out = String::with_capacity(SPILL_AT + SPILL_AT / 4);
+    let mut spill = |piece: &str| w.write_all(piece.as_bytes());
+    render(report, title, &mut out, Some(&mut spill))?;
+    spill(&out)?;
+    w.flush()
+}
+
+/// How much of the page [`render_html_to`] gathers before each write.
+const SPILL_AT: usize = 256 * 1024;
+
+/// Where a page goes piece by piece: `out` is handed to it, then emptied, whenever it
+/// holds [`SPILL_AT`] bytes or more; without one, the page stays whole in `out`.
+type Spill<'a> = Option<&'a mut dyn FnMut(&str) -> std::io::Result<()>>;
+
+/// The page into `out` (and through `spill`, when given; the end stays in `out`).
+fn render(
+    report: &Report,
+    title: &str,
+    out: &mut String,
+    mut spill: Spill<'_>,
+) -> std::io::Result<()> {
     for (i, part) in TEMPLATE.split("<!--@").enumerate() {
         // The template marks where each piece goes with `<!--@name-->`.
         let (name, rest) = match part.split_once("-->") {
@@ -75,15 +127,26 @@ pub fn render_html(report: &Report, title: &str) -> String {
             _ => ("", part),
         };
         match name {
-            "title" => escape_html(&mut out, title),
+            "title" => escape_html(out, title),
             "style" => out.push_str(STYLE),
             "script" => out.push_str(SCRIPT),
-            "data" => write_data(report, title, &mut out),
+            "data" => write_data(report, title, out, &mut spill)?,
             _ => {}
         }
         out.push_str(rest);
     }
-    out
+    Ok(())
+}
+
+/// Hands `out` to `spill` (and empties it) once it holds [`SPILL_AT`] bytes.
+fn maybe_spill(out: &mut String, spill: &mut Spill<'_>) -> std::io::Result<()> {
+    if let Some(spill) = spill
+        && out.len() >= SPILL_AT
+    {
+        spill(out)?;
+        out.clear();
+    }
+    Ok(())
 }
 
 /// Text for an HTML element or a double-quoted attribute.
@@ -118,7 +181,12 @@ fn escape_html(out: &mut String, text: &str) {
 /// level up); `cat`, `svc`, `host` and `proj` index the tables (`-1`: none). `parent_id` is
 /// `0` when it is the id of the parent row, which saves a UUID per point. The events are
 /// written as stored, for the details view.
-fn write_data(report: &Report, title: &str, out: &mut String) {
+fn write_data(
+    report: &Report,
+    title: &str,
+    out: &mut String,
+    spill: &mut Spill<'_>,
+) -> std::io::Result<()> {
     // Hosts and projects are numbered in order of first appearance in `pt`; the nodes
     // carry the report's own numbers (by start), turned into these by `Renumber`.
     let mut hosts = Renumber::default();
@@ -225,6 +293,7 @@ fn write_data(report: &Report, title: &str, out: &mut String) {
             }
             out.push(']');
         }
+        maybe_spill(out, spill)?;
     }
     out.push_str("],\"cp\":[");
     for (i, &at) in cp_index.iter().enumerate() {
@@ -234,6 +303,7 @@ fn write_data(report: &Report, title: &str, out: &mut String) {
         int(out, count(at));
     }
     out.push_str("]}");
+    Ok(())
 }
 
 /// Points read ahead of the rows written (see [`write_data`]).
@@ -576,7 +646,7 @@ mod tests {
             assert!(!block.contains(bad), "{bad:?} in the data block");
         }
         let mut data = String::new();
-        write_data(&report, title, &mut data);
+        let _ = write_data(&report, title, &mut data, &mut None);
         assert_eq!(block, data);
         let got: Value = serde_json::from_str(block).unwrap();
 
@@ -624,7 +694,7 @@ mod tests {
             ev("rpc-stop", "d", "a", 90, Some("api")),
         ]);
         let mut data = String::new();
-        write_data(&report, "t", &mut data);
+        let _ = write_data(&report, "t", &mut data, &mut None);
         let got: Value = serde_json::from_str(&data).unwrap();
         assert_eq!(got["svc"], json!(["api", ""]));
         assert_eq!(got["cat"], json!(["wsgi", "db", "rpc"]));

@@ -8,7 +8,8 @@
 //! - [`Report::to_json`]: exactly what Python's `osprofiler trace show --json` shows,
 //!   so either side's tools read it; [`Report::to_json_extended`] adds microseconds.
 //! - [`render_dot`]: the DOT graph of `osprofiler trace show --dot`.
-//! - [`render_html`]: one self-contained HTML page to explore the trace (see below).
+//! - [`render_html`]: one self-contained HTML page to explore the trace (see below);
+//!   [`render_html_to`] writes it to a file or socket without holding it whole.
 //! - The typed tree ([`Report::roots`], [`Node`]) and queries over it for other
 //!   renderers: [`Report::by_category`], [`Report::by_service`], [`Report::errors`],
 //!   [`Report::critical_path`].
@@ -127,7 +128,7 @@ mod time;
 
 pub use builder::{EventError, MAX_DEPTH, ReportBuilder};
 pub use dot::render_dot;
-pub use html::render_html;
+pub use html::{render_html, render_html_to};
 pub use report::{Node, Preorder, Report, Usage};
 
 /// This crate's README (crates.io's page), its examples run as doctests.

@@ -4,7 +4,9 @@
 mod common;
 
 use common::{EVENTS, Lcg, REPORT_DOT, REPORT_JSON, python_text, synthetic_events, vector_events};
-use osprofiler_report::{EventError, Report, ReportBuilder, render_dot, render_html};
+use osprofiler_report::{
+    EventError, Report, ReportBuilder, render_dot, render_html, render_html_to,
+};
 use serde_json::{Value, json};
 
 /// The page's data block, parsed.
@@ -425,4 +427,71 @@ fn reports_and_nodes_cross_threads() {
         .join()
         .unwrap();
     assert_eq!(payload, report.roots()[0].start_payload().cloned());
+}
+
+/// A trace big enough to be read on several threads (more than 4,096 texts per thread)
+/// gives the report the builder makes of the same texts one by one, refused and repeated
+/// texts counted wherever they fall; its page is the same written whole or in pieces.
+#[test]
+fn big_trace_read_in_parallel_and_written_in_pieces() {
+    let mut rng = Lcg(9);
+    let events = synthetic_events(12_000, 3);
+    let mut texts: Vec<String> = events.iter().map(python_text).collect();
+    texts.extend(texts[..700].to_vec());
+    for i in 0..300 {
+        texts.push(if i % 2 == 0 {
+            "{not json".into()
+        } else {
+            "[1, 2]".into()
+        });
+    }
+    rng.shuffle(&mut texts);
+    assert!(texts.len() > 3 * 4096);
+
+    let parallel = Report::from_json_texts(texts.clone());
+    let mut one_by_one = ReportBuilder::new();
+    for t in &texts {
+        let _ = one_by_one.push_text(t.as_str());
+    }
+    let one_by_one = one_by_one.finish();
+    assert_eq!(parallel.len(), 12_000);
+    assert_eq!((parallel.skipped(), parallel.duplicates()), (300, 700));
+    assert_eq!((one_by_one.skipped(), one_by_one.duplicates()), (300, 700));
+    assert_eq!(parallel.to_json_string(), one_by_one.to_json_string());
+    assert_eq!(
+        parallel.to_json_string(),
+        Report::from_events(events).to_json_string()
+    );
+
+    let whole = render_html(&parallel, "big <trace>");
+    assert!(
+        whole.len() > 4 * 256 * 1024,
+        "{} bytes: too small to spill",
+        whole.len()
+    );
+    let mut pieces = Vec::new();
+    render_html_to(&parallel, "big <trace>", &mut pieces).unwrap();
+    assert!(
+        pieces == whole.as_bytes(),
+        "the page written in pieces differs"
+    );
+
+    // A writer that fails part way: its error comes back, what went before stays written.
+    struct Full(Vec<u8>);
+    impl std::io::Write for Full {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.0.len() >= 600_000 {
+                return Err(std::io::Error::other("disk full"));
+            }
+            self.0.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut full = Full(Vec::new());
+    let err = render_html_to(&parallel, "big <trace>", &mut full).unwrap_err();
+    assert_eq!(err.to_string(), "disk full");
+    assert!(full.0.len() >= 600_000 && whole.as_bytes().starts_with(&full.0));
 }
