@@ -163,11 +163,15 @@ impl ReportBuilder {
     /// to be worth it: reading (JSON parsing) is most of a big report's build and needs
     /// nothing shared, while adding must be in order and stays on this thread. The result
     /// is that of [`push_text`](Self::push_text) of each in turn.
-    pub(crate) fn push_texts(&mut self, mut texts: Vec<String>) {
+    pub(crate) fn push_texts<I, S>(&mut self, texts: I)
+    where
+        I: Iterator<Item = S>,
+        S: AsRef<str> + Into<String>,
+    {
         let threads = std::thread::available_parallelism()
             .map_or(1, usize::from)
             .min(MAX_READERS)
-            .min(texts.len() / PARALLEL_FROM)
+            .min(texts.size_hint().0 / PARALLEL_FROM)
             .max(1);
         if threads == 1 {
             for text in texts {
@@ -175,59 +179,53 @@ impl ReportBuilder {
             }
             return;
         }
+        // Owned, so the readers can take the texts they read.
+        let mut texts: Vec<String> = texts.map(Into::into).collect();
         // This thread also adds what it reads (and then everything else): it takes the
         // first part, a smaller share than the others.
-        let others = (texts.len() * 3 / 5) / (threads - 1);
-        let mut parts = Vec::with_capacity(threads - 1);
-        for _ in 1..threads {
-            let at = texts.len() - others;
-            parts.push(texts.split_off(at));
-        }
-        parts.reverse();
-        // Each part waits in its slot for its thread, or for this one should the thread
-        // not start (a thread limit only loses the parallelism).
-        let slots: Vec<std::sync::Mutex<Option<Vec<String>>>> = parts
-            .into_iter()
-            .map(|p| std::sync::Mutex::new(Some(p)))
-            .collect();
-        let take = |slot: &std::sync::Mutex<Option<Vec<String>>>| {
-            slot.lock()
-                .map_or_else(|poisoned| poisoned.into_inner().take(), |mut p| p.take())
-                .unwrap_or_default()
-        };
-        std::thread::scope(|scope| {
-            let readers: Vec<_> = slots
-                .iter()
-                .map(|slot| {
+        let others = (texts.len() * 3 / 5).div_ceil(threads - 1).max(1);
+        let first = texts.len().saturating_sub(others * (threads - 1));
+        let (mine, rest) = texts.split_at_mut(first);
+        // Per other part: what its reader read; `None` when no thread could be started
+        // (its texts are still in place) or the reader panicked (its texts were taken).
+        let read: Vec<Option<Vec<_>>> = std::thread::scope(|scope| {
+            let readers: Vec<_> = rest
+                .chunks_mut(others)
+                .map(|part| {
                     std::thread::Builder::new()
                         .name("osprofiler-report".into())
-                        .spawn_scoped(scope, move || {
-                            take(slot).into_iter().map(Event::parse).collect::<Vec<_>>()
+                        .spawn_scoped(scope, || {
+                            let taken = part.iter_mut().map(std::mem::take);
+                            taken.map(Event::parse).collect::<Vec<_>>()
                         })
                         .ok()
                 })
                 .collect();
-            for text in texts {
-                let _ = self.push_text(text);
+            for text in mine.iter_mut() {
+                let _ = self.push_text(std::mem::take(text));
             }
-            for (reader, slot) in readers.into_iter().zip(&slots) {
-                match reader.map(|r| r.join()) {
-                    Some(Ok(parsed)) => {
-                        for p in parsed {
-                            let _ = self.add(p);
-                        }
+            readers
+                .into_iter()
+                .map(|r| r.and_then(|r| r.join().ok()))
+                .collect()
+        });
+        for (parsed, part) in read.into_iter().zip(rest.chunks_mut(others)) {
+            match parsed {
+                Some(parsed) => {
+                    for p in parsed {
+                        let _ = self.add(p);
                     }
-                    // Reading does not panic; should it, its part is counted as skipped
-                    // rather than the panic carried into the caller.
-                    Some(Err(_)) => self.skipped += others,
-                    None => {
-                        for text in take(slot) {
-                            let _ = self.push_text(text);
-                        }
+                }
+                // Read here: a refused thread only loses the parallelism. Reading does
+                // not panic; should it, that part's (empty) texts are counted skipped
+                // rather than the panic carried into the caller.
+                None => {
+                    for text in part.iter_mut() {
+                        let _ = self.push_text(std::mem::take(text));
                     }
                 }
             }
-        });
+        }
     }
 
     fn add(&mut self, parsed: Result<(Event, usize), EventError>) -> Result<(), EventError> {

@@ -154,7 +154,7 @@ impl Report {
         let texts = texts.into_iter();
         let mut builder = ReportBuilder::with_capacity(texts.size_hint().0);
         // Refused events are counted by the builder; nothing else to do with them.
-        builder.push_texts(texts.map(Into::into).collect());
+        builder.push_texts(texts);
         builder.finish()
     }
 
