@@ -20,8 +20,8 @@
 //!   messaging driver sends them, the broker given as [`Options::transport_url`]. The bus
 //!   only carries events: it keeps a trace until someone reads it and cannot list traces,
 //!   see the [`messaging`] module for what it can and cannot keep.
-//! - `postgresql://`, `postgresql+psycopg2://` (feature `postgres`) and `mysql://`,
-//!   `mysql+pymysql://`, `mariadb://` (feature `mysql`): PostgreSQL, MySQL or MariaDB in
+//! - `postgresql://`, `postgresql+psycopg2://` (feature `postgres`; TLS: `postgres-tls`) and
+//!   `mysql://`, `mysql+pymysql://`, `mariadb://` (feature `mysql`): PostgreSQL, MySQL or MariaDB in
 //!   osprofiler's SQLAlchemy layout (table `data`), shared with Python services that use
 //!   osprofiler's `sqlalchemy` driver, both ways.
 //!
@@ -48,7 +48,7 @@
 //! drivers already keep for the search.
 //!
 //! Each backend is a cargo feature, so that a service compiles only what it uses; `tls`
-//! (rustls) adds TLS to the enabled ones. A string naming a backend this build lacks is
+//! (rustls) adds TLS to the enabled ones, PostgreSQL's being `postgres-tls`. A string naming a backend this build lacks is
 //! refused when parsed, in one line that names the feature
 //! ([`ConnectionStringError::FeatureMissing`]).
 //!

@@ -699,7 +699,8 @@ pub(crate) fn tls_refused(error: &str) -> bool {
         "invalid peer certificate",
         "CA certificate",
         "TLS setup",
-        "`tls` feature",
+        // `tls`, or `postgres-tls`.
+        "tls` feature",
     ]
     .iter()
     .any(|w| error.contains(w))

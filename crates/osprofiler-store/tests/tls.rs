@@ -71,13 +71,41 @@ fn tls_needs_the_feature() {
         (cs("rediscluster://:S3cret@127.0.0.1:1?ssl=true"), opts()),
         (m, amqps),
     ] {
+        // `tls`, or for PostgreSQL `postgres-tls`.
         let e = open_err(&c, &o, "S3cret");
-        assert!(e.contains("`tls` feature"), "{e}");
+        assert!(e.contains("tls` feature"), "{e}");
         match sink(&c, &o) {
-            Err(e) => assert!(e.to_string().contains("`tls` feature"), "{e}"),
+            Err(e) => assert!(e.to_string().contains("tls` feature"), "{e}"),
             Ok(_) => panic!("a sink for {c}"),
         }
     }
+}
+
+/// `tls` without `postgres-tls`: PostgreSQL's TLS strings are refused in one line naming
+/// the feature (the other backends have TLS); `prefer`, libpq's default, is plain TCP.
+#[cfg(all(feature = "tls", not(feature = "postgres-tls")))]
+#[test]
+fn postgres_tls_needs_its_feature() {
+    for q in [
+        "sslmode=require",
+        "sslmode=verify-full",
+        "sslmode=verify-ca&sslrootcert=/ca.pem",
+    ] {
+        let c = cs(&format!("postgresql://u:S3cret@127.0.0.1:1/db?{q}"));
+        let e = open_err(&c, &opts(), "S3cret");
+        assert!(e.contains("`postgres-tls` feature"), "{e}");
+        match sink(&c, &opts()) {
+            Err(e) => assert!(e.to_string().contains("`postgres-tls` feature"), "{e}"),
+            Ok(_) => panic!("a sink for {c}"),
+        }
+    }
+    // Nothing listens on port 1: refused as unreachable, not for TLS.
+    let e = open_err(
+        &cs("postgresql://u:S3cret@127.0.0.1:1/db"),
+        &opts(),
+        "S3cret",
+    );
+    assert!(!e.contains("feature"), "{e}");
 }
 
 /// The tests against servers with TLS.
@@ -149,6 +177,7 @@ mod with_tls {
     }
 
     /// `sslmode` (libpq's values) and `sslrootcert` against a PostgreSQL with `ssl=on`.
+    #[cfg(feature = "postgres-tls")]
     #[test]
     fn postgres_tls() {
         let Some(certs) = certs() else { return };
