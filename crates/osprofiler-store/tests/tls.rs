@@ -318,18 +318,45 @@ mod with_tls {
         // Unverified TLS: MySQL's REQUIRED, pymysql's ssl=true.
         round_trip(&url("tls_only", "ssl_mode=REQUIRED"), &opts(), 3);
         round_trip(&url("tls_only", "ssl=true"), &opts(), 4);
-        assert!(accepts() >= before + 8, "{before} -> {}", accepts());
+        // PREFERRED takes the TLS the server offers: the TLS-only user gets in.
+        round_trip(&url("tls_only", "ssl_mode=PREFERRED"), &opts(), 8);
+        assert!(accepts() >= before + 10, "{before} -> {}", accepts());
 
-        // Another CA, or the crate's bundled roots, do not vouch for this server.
+        // Another CA, or the system's and the crate's bundled roots, do not vouch for
+        // this server.
         let other = certs.other.ca.display();
         for c in [
             url("tls_only", &format!("ssl_ca={other}")),
             url("tls_only", "ssl_mode=VERIFY_CA"),
+            url("tls_only", "ssl_mode=VERIFY_IDENTITY"),
         ] {
             let m = open_err(&c, &opts(), "My-s3cret");
             assert!(refused_certificate(&m), "{m}");
             assert!(sink(&c, &opts()).is_err(), "a sink for {c}");
         }
+        // The system's roots are trusted: with the test CA as the system's
+        // (`SSL_CERT_FILE`, which rustls-native-certs reads), VERIFY_IDENTITY without
+        // `ssl_ca` connects. In a child process: tests beside this one share its environment.
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "with_tls::system_roots_child", "--ignored"])
+            .args(["--nocapture", "--test-threads=1"])
+            .env("SSL_CERT_FILE", &certs.ours.ca)
+            .env(
+                CHILD_URL,
+                format!(
+                    "mysql+pymysql://tls_only:My-s3cret@127.0.0.1:{port}/osprofiler\
+                     ?ssl_mode=VERIFY_IDENTITY"
+                ),
+            )
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("1 passed"),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
         // Plain TCP: refused to the TLS-only user by the server, fine for the other.
         let m = open_err(&url("tls_only", ""), &opts(), "My-s3cret");
         assert!(m.contains("Access denied"), "{m}");
@@ -338,6 +365,45 @@ mod with_tls {
         let a1 = accepts();
         round_trip(&url("plain", "ssl_mode=DISABLED"), &opts(), 5);
         assert_eq!(accepts() - a1, a1 - a0, "plain connections are plain");
+    }
+
+    /// The child of `mariadb_tls`: a round trip through the connection string in
+    /// `CHILD_URL`. Nothing without it.
+    #[test]
+    #[ignore = "run by mariadb_tls in a process of its own"]
+    fn system_roots_child() {
+        let Ok(url) = std::env::var(CHILD_URL) else {
+            return;
+        };
+        round_trip(&cs(&url), &opts(), 9);
+    }
+
+    const CHILD_URL: &str = "OSPROFILER_TLS_TEST_URL";
+
+    /// `ssl_mode=PREFERRED` against a MariaDB without TLS: plain TCP, as MySQL's client
+    /// does (the server has no certificate: `have_ssl` is `DISABLED`).
+    #[test]
+    fn mariadb_preferred_without_tls() {
+        let t = Instant::now();
+        let Some(db) = started("mariadb", t, MariaDbServer::start()) else {
+            return;
+        };
+        assert_eq!(db.sql("SELECT @@have_ssl").unwrap(), "DISABLED");
+        db.sql(
+            "CREATE USER 'plain'@'127.0.0.1' IDENTIFIED BY 'My-s3cret'; \
+             GRANT ALL ON osprofiler.* TO 'plain'@'127.0.0.1'",
+        )
+        .unwrap();
+        let port = db.port();
+        let url = |query: &str| {
+            cs(&format!(
+                "mysql+pymysql://plain:My-s3cret@127.0.0.1:{port}/osprofiler?{query}"
+            ))
+        };
+        round_trip(&url("ssl_mode=PREFERRED"), &opts(), 1);
+        // REQUIRED still refuses it, on one line, without the password.
+        let m = open_err(&url("ssl_mode=REQUIRED"), &opts(), "My-s3cret");
+        assert!(m.contains("server does not have this capability"), "{m}");
     }
 
     /// `amqps://` (and `rabbit://…?ssl=true`) with `ssl_ca_file` against a RabbitMQ with a TLS
