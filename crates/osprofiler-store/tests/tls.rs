@@ -461,6 +461,91 @@ mod with_tls {
         round_trip(&m, &with(&mq.transport_url()), 3);
     }
 
+    /// Client certificates (`ssl_cert_file`, `ssl_key_file`) against a RabbitMQ whose TLS
+    /// listener asks for one and refuses a client without (`verify_peer`,
+    /// `fail_if_no_peer_cert`), in the URL and in a service's `[oslo_messaging_rabbit]`.
+    #[test]
+    fn messaging_mutual_tls() {
+        let Some(certs) = certs() else { return };
+        let client = certs.ours.issue_client("guest").unwrap();
+        let stranger = certs.other.issue_client("guest").unwrap();
+        let t = Instant::now();
+        let Some(mq) = started(
+            "rabbitmq-server with mutual TLS",
+            t,
+            RabbitMqServer::start_mutual_tls(&certs.ours),
+        ) else {
+            return;
+        };
+        let tls_port = mq.tls_port().unwrap();
+        let with = |url: &str| Options {
+            transport_url: Some(url.parse::<TransportUrl>().unwrap()),
+            ..opts()
+        };
+        let (ca, cert, key) = (
+            certs.ours.ca.display().to_string(),
+            client.cert.display().to_string(),
+            client.key.display().to_string(),
+        );
+        let base = format!("amqps://guest:guest@127.0.0.1:{tls_port}/?ssl_ca_file={ca}");
+        let m = ConnectionString::Messaging;
+        round_trip(
+            &m,
+            &with(&format!("{base}&ssl_cert_file={cert}&ssl_key_file={key}")),
+            1,
+        );
+        // The key in the certificate's file, as Python's `ssl` also takes it.
+        let both = certs.ours.ca.with_file_name("client-and-key.pem");
+        let mut pem = std::fs::read(&client.cert).unwrap();
+        pem.extend(std::fs::read(&client.key).unwrap());
+        std::fs::write(&both, pem).unwrap();
+        round_trip(
+            &m,
+            &with(&format!("{base}&ssl_cert_file={}", both.display())),
+            2,
+        );
+
+        // A service's configuration: the URL from `[DEFAULT]`, TLS from `[oslo_messaging_rabbit]`.
+        let ini = osprofiler::config::Ini::parse(&format!(
+            "[DEFAULT]\ntransport_url = rabbit://guest:guest@127.0.0.1:{tls_port}/\n\
+             [oslo_messaging_rabbit]\nssl = true\nssl_ca_file = {ca}\n\
+             ssl_cert_file = {cert}\nssl_key_file = {key}\n"
+        ))
+        .unwrap();
+        let from_conf = opts().with_oslo_messaging(&ini).unwrap();
+        round_trip(&m, &from_conf, 3);
+
+        // No client certificate, or one from another CA: the broker's TLS alert, refused
+        // at once by the sink and the store, on one line, without the password.
+        for url in [
+            base.clone(),
+            format!(
+                "{base}&ssl_cert_file={}&ssl_key_file={}",
+                stranger.cert.display(),
+                stranger.key.display()
+            ),
+        ] {
+            let e = open_err(&m, &with(&url), ":guest@");
+            assert!(e.contains("alert"), "{e}");
+            match sink(&m, &with(&url)) {
+                Err(e) => {
+                    let e = e.to_string();
+                    assert!(!e.contains('\n') && !e.contains(":guest@"), "{e}");
+                    eprintln!("sink refused as expected: {e}");
+                }
+                Ok(_) => panic!("a sink for {url}"),
+            }
+        }
+        // A key file that is not one: said so, naming the file and not its contents.
+        let e = open_err(
+            &m,
+            &with(&format!("{base}&ssl_cert_file={cert}&ssl_key_file={cert}")),
+            ":guest@",
+        );
+        assert!(e.contains("no PEM private key in"), "{e}");
+        assert!(!e.contains("BEGIN"), "{e}");
+    }
+
     /// `rediscluster://…?ssl=true&ssl_ca_certs=…` against a cluster (three masters, a
     /// replica each) whose nodes talk TLS to clients and to each other (`--tls-cluster
     /// yes`, `--tls-replication yes`).
