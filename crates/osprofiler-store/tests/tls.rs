@@ -1,11 +1,12 @@
-//! TLS to the servers of the SQL, messaging and Redis Cluster backends (feature `tls`),
-//! each a real server started with certificates from the harness's throwaway CA: a write
-//! and a read over TLS, the server's own word that the connection is TLS (PostgreSQL's
-//! `pg_stat_ssl`, MariaDB's `REQUIRE SSL` user and `Ssl_accepts`, a plain client refused on
-//! a TLS-only port), a certificate from another CA refused with a one-line error that
-//! shows no password, and plain TCP still working. Each test skips (or fails under
-//! `CI=true`) when its server or `openssl` is missing. Without the feature, one test checks
-//! that TLS strings are refused.
+//! TLS to the servers of the SQL, messaging and Redis Cluster backends (feature `tls`;
+//! PostgreSQL's: `postgres-tls`), each a real server started with certificates from the
+//! harness's throwaway CA: a write and a read over TLS, the server's own word that the
+//! connection is TLS (PostgreSQL's `pg_stat_ssl`, MariaDB's `REQUIRE SSL` user and
+//! `Ssl_accepts`, a plain client refused on a TLS-only port, a RabbitMQ that wants a client
+//! certificate), a certificate from another CA refused with a one-line error that shows no
+//! password, and plain TCP still working. Each test skips (or fails under `CI=true`) when
+//! its server or `openssl` is missing. Without the feature, one test checks that TLS
+//! strings are refused (and one that `tls` without `postgres-tls` refuses PostgreSQL's).
 
 use std::time::Duration;
 

@@ -265,7 +265,8 @@ impl super::Client for MySql {
             .tcp_connect_timeout(Some(timeout))
             .read_timeout(Some(timeout))
             .write_timeout(Some(timeout));
-        let (ssl, roots) = ssl_opts(t)?;
+        // The file of roots (if any) lives until this returns: the crate reads it in `new`.
+        let (ssl, _roots) = ssl_opts(t)?;
         let preferred = ssl.is_some() && t.tls == SqlTls::Prefer;
         let conn = match Conn::new(opts.clone().ssl_opts(ssl)) {
             // PREFERRED (MySQL's, pymysql's meaning): plain TCP when the server has no TLS.
@@ -278,8 +279,6 @@ impl super::Client for MySql {
             }
             other => other,
         };
-        // The connection is made (or not): the crate has read the roots.
-        drop(roots);
         let mut conn = conn.map_err(my_error)?;
         conn.query_drop(create_table()).map_err(my_error)?;
         for t in create_summary_tables() {
