@@ -342,6 +342,7 @@ mod with_tls {
             .args(["--exact", "with_tls::system_roots_child", "--ignored"])
             .args(["--nocapture", "--test-threads=1"])
             .env("SSL_CERT_FILE", &certs.ours.ca)
+            .env_remove("SSL_CERT_DIR")
             .env(
                 CHILD_URL,
                 format!(
