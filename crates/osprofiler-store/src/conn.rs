@@ -126,7 +126,7 @@ pub enum SqlTls {
     /// Plain TCP (`disable`, `allow`).
     Disable,
     /// TLS when the server offers it, the certificate not verified, else plain (`prefer`,
-    /// libpq's default; MySQL: plain, the mysql crate cannot fall back).
+    /// libpq's default; MySQL's `PREFERRED`).
     Prefer,
     /// TLS, the certificate not verified (`require`).
     Require,

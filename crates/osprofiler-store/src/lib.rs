@@ -20,8 +20,8 @@
 //!   messaging driver sends them, the broker given as [`Options::transport_url`]. The bus
 //!   only carries events: it keeps a trace until someone reads it and cannot list traces,
 //!   see the [`messaging`] module for what it can and cannot keep.
-//! - `postgresql://`, `postgresql+psycopg2://` (feature `postgres`) and `mysql://`,
-//!   `mysql+pymysql://`, `mariadb://` (feature `mysql`): PostgreSQL, MySQL or MariaDB in
+//! - `postgresql://`, `postgresql+psycopg2://` (feature `postgres`; TLS: `postgres-tls`) and
+//!   `mysql://`, `mysql+pymysql://`, `mariadb://` (feature `mysql`): PostgreSQL, MySQL or MariaDB in
 //!   osprofiler's SQLAlchemy layout (table `data`), shared with Python services that use
 //!   osprofiler's `sqlalchemy` driver, both ways.
 //!
@@ -48,7 +48,7 @@
 //! drivers already keep for the search.
 //!
 //! Each backend is a cargo feature, so that a service compiles only what it uses; `tls`
-//! (rustls) adds TLS to the enabled ones. A string naming a backend this build lacks is
+//! (rustls) adds TLS to the enabled ones, PostgreSQL's being `postgres-tls`. A string naming a backend this build lacks is
 //! refused when parsed, in one line that names the feature
 //! ([`ConnectionStringError::FeatureMissing`]).
 //!
@@ -232,8 +232,11 @@ impl Options {
 
     /// These options with oslo.messaging's, from a service's configuration file:
     /// `transport_url` of `[oslo_messaging_notifications]`, else of `[DEFAULT]` (where
-    /// OpenStack services put it), and `[DEFAULT] control_exchange`. A malformed
-    /// `transport_url` is an error (password hidden).
+    /// OpenStack services put it), and `[DEFAULT] control_exchange`. The URL takes the TLS
+    /// options of `[oslo_messaging_rabbit]`, `ssl`, `ssl_ca_file`, `ssl_cert_file` and
+    /// `ssl_key_file`, where its own query gives none (oslo.messaging's precedence: the
+    /// URL's query wins); the files count only with `ssl` on, as in oslo.messaging. A
+    /// malformed `transport_url` or `ssl` is an error (password hidden).
     ///
     /// ```
     /// use osprofiler::config::Ini;
@@ -242,6 +245,19 @@ impl Options {
     /// let o = Options::default().with_oslo_messaging(&ini).unwrap();
     /// assert_eq!(o.transport_url.unwrap().to_string(), "rabbit://nova:***@mq:5672/");
     /// assert_eq!(o.control_exchange, "nova");
+    ///
+    /// // TLS with a client certificate, as nova.conf says it to oslo.messaging.
+    /// let ini = Ini::parse(
+    ///     "[DEFAULT]\ntransport_url = rabbit://nova:pw@mq:5671/\n\
+    ///      [oslo_messaging_rabbit]\nssl = true\nssl_ca_file = /etc/nova/ca.pem\n\
+    ///      ssl_cert_file = /etc/nova/client.pem\nssl_key_file = /etc/nova/client.key\n",
+    /// )
+    /// .unwrap();
+    /// let url = Options::default().with_oslo_messaging(&ini).unwrap().transport_url.unwrap();
+    /// assert!(url.tls);
+    /// assert_eq!(url.ca_file.unwrap().to_str(), Some("/etc/nova/ca.pem"));
+    /// assert_eq!(url.cert_file.unwrap().to_str(), Some("/etc/nova/client.pem"));
+    /// assert_eq!(url.key_file.unwrap().to_str(), Some("/etc/nova/client.key"));
     /// ```
     pub fn with_oslo_messaging(
         mut self,
@@ -252,7 +268,29 @@ impl Options {
             .or_else(|| ini.get("DEFAULT", "transport_url"))
             .filter(|u| !u.trim().is_empty());
         if let Some(url) = url {
-            self.transport_url = Some(url.parse()?);
+            let rabbit = |k: &str| {
+                ini.get("oslo_messaging_rabbit", k)
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+            };
+            // oslo.config's booleans.
+            let ssl = match rabbit("ssl").map(str::to_ascii_lowercase).as_deref() {
+                None | Some("false" | "0" | "no" | "off") => false,
+                Some("true" | "1" | "yes" | "on") => true,
+                Some(v) => {
+                    return Err(ConnectionStringError::Invalid {
+                        what: format!("invalid [oslo_messaging_rabbit] ssl {v:?} (true or false)"),
+                        string: redact(url),
+                    });
+                }
+            };
+            let conf = transport_url::RabbitTls {
+                ssl,
+                ca_file: rabbit("ssl_ca_file").map(Into::into),
+                cert_file: rabbit("ssl_cert_file").map(Into::into),
+                key_file: rabbit("ssl_key_file").map(Into::into),
+            };
+            self.transport_url = Some(TransportUrl::parse_with(url, &conf)?);
         }
         if let Some(x) = ini
             .get("DEFAULT", "control_exchange")

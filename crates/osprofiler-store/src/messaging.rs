@@ -70,7 +70,8 @@
 //! (one worker thread: lapin's own I/O thread drives its socket through the runtime's
 //! reactor, which a current-thread runtime would only run while the exporter waits on it).
 //! TLS with the `tls` feature (`amqps://…`, `rabbit://…?ssl=true`; see [`TransportUrl`]):
-//! lapin's rustls (ring), the system's roots plus the URL's `ssl_ca_file`.
+//! lapin's rustls (ring), the system's roots plus the URL's `ssl_ca_file`, and the client's
+//! certificate (`ssl_cert_file`, `ssl_key_file`) for a broker that verifies its clients.
 //!
 //! ```no_run
 //! use osprofiler_store::{ConnectionString, Options, TransportUrl, open, sink};
@@ -286,25 +287,38 @@ impl Bus {
         Err(last)
     }
 
-    /// lapin's TLS settings: the system's roots, and `ssl_ca_file`'s certificates too.
+    /// lapin's TLS settings: the system's roots, and `ssl_ca_file`'s certificates too;
+    /// the client's certificate and key (`ssl_cert_file`, `ssl_key_file`) if given.
     fn tls_config(&self) -> Result<OwnedTLSConfig, String> {
         if !self.url.tls {
             return Ok(OwnedTLSConfig::default());
         }
         #[cfg(feature = "tls")]
         {
+            let read = |path: &std::path::Path, what: &str| {
+                std::fs::read(path)
+                    .map_err(|e| format!("cannot read {what} from {}: {e}", path.display()))
+            };
             let cert_chain = match &self.url.ca_file {
                 Some(path) => {
                     // Checked here: lapin would skip what it cannot parse.
                     crate::tls::root_certs(Some(path), "ssl_ca_file")?;
-                    Some(std::fs::read_to_string(path).map_err(|e| {
-                        format!("cannot read CA certificates from {}: {e}", path.display())
+                    let pem = read(path, "CA certificates")?;
+                    Some(String::from_utf8(pem).map_err(|_| {
+                        format!(
+                            "cannot read CA certificates from {}: not PEM",
+                            path.display()
+                        )
                     })?)
                 }
                 None => None,
             };
+            let identity = match &self.url.cert_file {
+                Some(cert) => Some(client_identity(cert, self.url.key_file.as_deref())?),
+                None => None,
+            };
             Ok(OwnedTLSConfig {
-                identity: None,
+                identity,
                 cert_chain,
             })
         }
@@ -476,6 +490,11 @@ pub(crate) fn open_sink(opts: &Options) -> Result<Box<dyn Sink>, OpenError> {
                 "NOT_ALLOWED",
                 "invalid peer certificate",
                 "CA certificates",
+                "client certificate",
+                "client key",
+                "private key",
+                // The broker's TLS alert: a client certificate missing or not trusted.
+                "received fatal alert",
                 "`tls` feature",
             ]
             .iter()
@@ -732,6 +751,35 @@ impl TraceStore for MessagingStore {
     fn describe(&self) -> String {
         self.name.clone()
     }
+}
+
+/// lapin's client identity from PEM files: the certificate chain of `cert`, the private
+/// key of `key` (else of `cert`, where Python's `ssl` also looks for it). Both checked
+/// here, so that a bad file is reported as such; messages name the files, never show
+/// what the key file holds.
+#[cfg(feature = "tls")]
+fn client_identity(
+    cert: &std::path::Path,
+    key: Option<&std::path::Path>,
+) -> Result<lapin::tcp::OwnedIdentity, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let shown = cert.display();
+    let pem = std::fs::read(cert)
+        .map_err(|e| format!("cannot read the client certificate from {shown}: {e}"))?;
+    let chain = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| format!("bad client certificate in {shown}: not PEM"))?;
+    if chain.is_empty() {
+        return Err(format!("no PEM certificate in {shown}"));
+    }
+    let key_path = key.unwrap_or(cert);
+    let shown = key_path.display();
+    let key = std::fs::read(key_path)
+        .map_err(|e| format!("cannot read the client key from {shown}: {e}"))?;
+    // The parser's own error is not shown: it may quote a line of the file.
+    PrivateKeyDer::from_pem_slice(&key).map_err(|_| format!("no PEM private key in {shown}"))?;
+    Ok(lapin::tcp::OwnedIdentity::PKCS8 { pem, key })
 }
 
 #[cfg(test)]

@@ -30,13 +30,15 @@
 //! waits (50 ms, doubling up to 5 s; batches fail at once meanwhile, counted by the
 //! notifier) and connects again.
 //!
-//! TLS (feature `tls`, options in [`SqlTls`](crate::SqlTls)): PostgreSQL through
-//! tokio-postgres-rustls (the well-kept adapter; 0.13, whose hashing is ring's, as the rest
-//! of the build) with our rustls configuration: the connection string's CA file or the
-//! system's roots, `verify-ca` checking the chain and not the name, `require` and `prefer`
-//! nothing. MySQL through the mysql crate's own rustls (ring): it trusts its bundled Mozilla
-//! roots and adds the CA file to them. A certificate refused is an error at once (the sink
-//! does not retry it). Without the feature, a string that needs TLS is refused.
+//! TLS (options in [`SqlTls`](crate::SqlTls)): PostgreSQL with feature `postgres-tls`,
+//! through tokio-postgres-rustls (the well-kept adapter; 0.13, whose hashing is ring's, as
+//! the rest of the build) with our rustls configuration: the connection string's CA file or
+//! the system's roots, `verify-ca` checking the chain and not the name, `require` and
+//! `prefer` nothing. MySQL with feature `tls`, through the mysql crate's own rustls (ring):
+//! the CA file or else the system's roots, besides the crate's bundled Mozilla roots, which
+//! it always trusts; `PREFERRED` takes TLS when the server offers it (nothing verified) and
+//! plain TCP otherwise. A certificate refused is an error at once (the sink does not retry
+//! it). Without the feature, a string that needs TLS is refused.
 //!
 //! Why the embedded SQLite store keeps its own layout: see the crate docs.
 //!
@@ -699,7 +701,8 @@ pub(crate) fn tls_refused(error: &str) -> bool {
         "invalid peer certificate",
         "CA certificate",
         "TLS setup",
-        "`tls` feature",
+        // `tls`, or `postgres-tls`.
+        "tls` feature",
     ]
     .iter()
     .any(|w| error.contains(w))

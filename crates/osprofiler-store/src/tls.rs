@@ -104,7 +104,7 @@ impl ServerCertVerifier for NoVerify {
 }
 
 /// How much of the server's certificate an SQL client verifies.
-#[cfg(all(feature = "tls", feature = "postgres"))]
+#[cfg(feature = "postgres-tls")]
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Verify {
     /// Nothing (libpq's `require`, `prefer`).
@@ -116,7 +116,7 @@ pub(crate) enum Verify {
 }
 
 /// A rustls client configuration (ring) trusting `ca` or else the system's roots.
-#[cfg(all(feature = "tls", feature = "postgres"))]
+#[cfg(feature = "postgres-tls")]
 pub(crate) fn client_config(
     ca: Option<&Path>,
     option: &str,
@@ -152,11 +152,11 @@ pub(crate) fn client_config(
 
 /// `verify-ca`: webpki's verdict, except that a certificate for another host name passes.
 /// webpki checks the name last, after the chain, so that error means the chain is good.
-#[cfg(all(feature = "tls", feature = "postgres"))]
+#[cfg(feature = "postgres-tls")]
 #[derive(Debug)]
 struct ChainOnly(std::sync::Arc<rustls::client::WebPkiServerVerifier>);
 
-#[cfg(all(feature = "tls", feature = "postgres"))]
+#[cfg(feature = "postgres-tls")]
 impl ServerCertVerifier for ChainOnly {
     fn verify_server_cert(
         &self,

@@ -24,8 +24,12 @@ pub const AMQPS_PORT: u16 = 5671;
 ///
 /// TLS (feature `tls`): `amqps://…` (kombu's spelling, port 5671 by default), or
 /// `rabbit://…?ssl=true`; `ssl_ca_file=/ca.pem` (oslo.messaging's `[oslo_messaging_rabbit]`
-/// option name) adds a CA to the system's roots. Other query options (`?heartbeat=…`) are
-/// accepted and ignored.
+/// option name) adds a CA to the system's roots; `ssl_cert_file=/client.pem` and
+/// `ssl_key_file=/client.key` (PEM; the key may be in the certificate's file) are the
+/// client's certificate, for a broker that asks for one. In a service's configuration the
+/// same options of `[oslo_messaging_rabbit]` apply (see
+/// [`Options::with_oslo_messaging`](crate::Options::with_oslo_messaging)). Other query
+/// options (`?heartbeat=…`) are accepted and ignored.
 ///
 /// ```
 /// use osprofiler_store::TransportUrl;
@@ -45,6 +49,22 @@ pub struct TransportUrl {
     pub tls: bool,
     /// A CA to trust besides the system's roots (`ssl_ca_file`).
     pub ca_file: Option<PathBuf>,
+    /// The client's certificate chain, PEM (`ssl_cert_file`).
+    pub cert_file: Option<PathBuf>,
+    /// The client's private key, PEM (`ssl_key_file`; `None`: in `cert_file`).
+    pub key_file: Option<PathBuf>,
+}
+
+/// `[oslo_messaging_rabbit]`'s TLS options: what a transport URL's own query options
+/// (`?ssl=…&ssl_ca_file=…`) leave unsaid, as oslo.messaging's `ConfigOptsProxy` lets the
+/// URL's query override the group's options. The files count only with TLS on, as in
+/// oslo.messaging.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RabbitTls {
+    pub(crate) ssl: bool,
+    pub(crate) ca_file: Option<PathBuf>,
+    pub(crate) cert_file: Option<PathBuf>,
+    pub(crate) key_file: Option<PathBuf>,
 }
 
 /// One node of a [`TransportUrl`].
@@ -64,6 +84,16 @@ impl FromStr for TransportUrl {
     type Err = ConnectionStringError;
 
     fn from_str(s: &str) -> Result<TransportUrl, ConnectionStringError> {
+        TransportUrl::parse_with(s, &RabbitTls::default())
+    }
+}
+
+impl TransportUrl {
+    /// `s` parsed, with `conf`'s TLS options where its query gives none.
+    pub(crate) fn parse_with(
+        s: &str,
+        conf: &RabbitTls,
+    ) -> Result<TransportUrl, ConnectionStringError> {
         let s = s.trim();
         let invalid = |what: String| ConnectionStringError::Invalid {
             what,
@@ -74,7 +104,7 @@ impl FromStr for TransportUrl {
             .ok_or_else(|| invalid("transport URL has no scheme (rabbit://…)".into()))?;
         // oslo.messaging's RabbitMQ driver ("kombu" is its old name); "amqp" is its
         // AMQP 1.0 driver, which this one does not speak.
-        let mut tls = match scheme.to_ascii_lowercase().as_str() {
+        let amqps = match scheme.to_ascii_lowercase().as_str() {
             "rabbit" | "kombu" => false,
             "amqps" => true,
             _ => {
@@ -91,27 +121,42 @@ impl FromStr for TransportUrl {
                 "`@` after the hosts: percent-encode `?`, `#`, `/` and `,` in a user name or password".into(),
             ));
         }
-        let mut ca_file = None;
+        let (mut ssl, mut ca_file, mut cert_file, mut key_file) = (None, None, None, None);
         if let Some((_, query)) = full.split_once('?') {
             let query = query.split('#').next().unwrap_or("");
             for (k, v) in crate::conn::query_pairs(query).map_err(invalid)? {
                 match k.as_str() {
                     "ssl" => {
-                        tls |= match v.to_ascii_lowercase().as_str() {
+                        ssl = Some(match v.to_ascii_lowercase().as_str() {
                             "1" | "true" | "yes" | "on" => true,
                             "0" | "false" | "no" | "off" => false,
                             _ => return Err(invalid(format!("invalid ssl {v:?} (true or false)"))),
-                        }
+                        })
                     }
                     "ssl_ca_file" => ca_file = Some(PathBuf::from(v)),
+                    "ssl_cert_file" => cert_file = Some(PathBuf::from(v)),
+                    "ssl_key_file" => key_file = Some(PathBuf::from(v)),
                     _ => {}
                 }
             }
         }
-        if ca_file.is_some() && !tls {
-            return Err(invalid(
-                "ssl_ca_file needs TLS (amqps:// or ssl=true)".into(),
-            ));
+        let tls = amqps || ssl.unwrap_or(conf.ssl);
+        for (name, given) in [
+            ("ssl_ca_file", &ca_file),
+            ("ssl_cert_file", &cert_file),
+            ("ssl_key_file", &key_file),
+        ] {
+            if given.is_some() && !tls {
+                return Err(invalid(format!("{name} needs TLS (amqps:// or ssl=true)")));
+            }
+        }
+        if tls {
+            ca_file = ca_file.or_else(|| conf.ca_file.clone());
+            cert_file = cert_file.or_else(|| conf.cert_file.clone());
+            key_file = key_file.or_else(|| conf.key_file.clone());
+        }
+        if key_file.is_some() && cert_file.is_none() {
+            return Err(invalid("ssl_key_file needs ssl_cert_file".into()));
         }
         let default_port = if tls { AMQPS_PORT } else { AMQP_PORT };
         // The hosts end at the first `/` after the last `@` (a password holds no raw `/`:
@@ -165,6 +210,8 @@ impl FromStr for TransportUrl {
             virtual_host: if vhost.is_empty() { "/".into() } else { vhost },
             tls,
             ca_file,
+            cert_file,
+            key_file,
         })
     }
 }
@@ -260,6 +307,62 @@ mod tests {
         assert_eq!(t.to_string(), "amqps://u:***@h1:5671,u:***@h2:5999/");
         let t: TransportUrl = "rabbit://u:p@h/?ssl=1".parse().unwrap();
         assert_eq!((t.tls, t.hosts[0].port), (true, 5671));
+        assert_eq!((t.cert_file, t.key_file), (None, None));
+        let t: TransportUrl = "amqps://u:p@h/?ssl_cert_file=/c.pem&ssl_key_file=/c.key"
+            .parse()
+            .unwrap();
+        assert_eq!(t.cert_file.as_deref(), Some(std::path::Path::new("/c.pem")));
+        assert_eq!(t.key_file.as_deref(), Some(std::path::Path::new("/c.key")));
+    }
+
+    /// The configuration's options where the URL's query gives none.
+    #[test]
+    fn the_query_wins_over_the_configuration() {
+        let conf = RabbitTls {
+            ssl: true,
+            ca_file: Some("/conf-ca.pem".into()),
+            cert_file: Some("/conf.pem".into()),
+            key_file: Some("/conf.key".into()),
+        };
+        let t = TransportUrl::parse_with("rabbit://u:p@h/", &conf).unwrap();
+        assert!(t.tls);
+        assert_eq!(t.hosts[0].port, AMQPS_PORT);
+        assert_eq!(t.ca_file, conf.ca_file);
+        assert_eq!(
+            (&t.cert_file, &t.key_file),
+            (&conf.cert_file, &conf.key_file)
+        );
+        let t = TransportUrl::parse_with(
+            "rabbit://u:p@h/?ssl_ca_file=/url-ca.pem&ssl_cert_file=/url.pem",
+            &conf,
+        )
+        .unwrap();
+        assert_eq!(t.ca_file, Some("/url-ca.pem".into()));
+        assert_eq!(t.cert_file, Some("/url.pem".into()));
+        assert_eq!(t.key_file, conf.key_file);
+        // `ssl=false` in the URL: plain, the configuration's files unused (as oslo does).
+        let t = TransportUrl::parse_with("rabbit://u:p@h/?ssl=false", &conf).unwrap();
+        assert!(!t.tls);
+        assert_eq!((t.ca_file, t.cert_file, t.key_file), (None, None, None));
+        // TLS off in the configuration: its files are unused.
+        let off = RabbitTls {
+            ssl: false,
+            ..conf.clone()
+        };
+        let t = TransportUrl::parse_with("rabbit://u:p@h/", &off).unwrap();
+        assert_eq!((t.tls, t.ca_file), (false, None));
+        // A key needs its certificate, from wherever the key came.
+        let key_only = RabbitTls {
+            cert_file: None,
+            ..conf
+        };
+        let e = TransportUrl::parse_with("rabbit://u:pw@h/", &key_only)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ssl_key_file needs ssl_cert_file") && !e.contains("pw"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -270,6 +373,14 @@ mod tests {
             (
                 "rabbit://u:pw@h/?ssl_ca_file=/ca.pem",
                 "ssl_ca_file needs TLS",
+            ),
+            (
+                "rabbit://u:pw@h/?ssl_cert_file=/c.pem",
+                "ssl_cert_file needs TLS",
+            ),
+            (
+                "amqps://u:pw@h/?ssl_key_file=/c.key",
+                "ssl_key_file needs ssl_cert_file",
             ),
             ("rabbit://u:pw@h:99999/", "invalid host or port"),
             ("rabbit://u:pw@/", "invalid host or port"),

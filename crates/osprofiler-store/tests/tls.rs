@@ -1,11 +1,12 @@
-//! TLS to the servers of the SQL, messaging and Redis Cluster backends (feature `tls`),
-//! each a real server started with certificates from the harness's throwaway CA: a write
-//! and a read over TLS, the server's own word that the connection is TLS (PostgreSQL's
-//! `pg_stat_ssl`, MariaDB's `REQUIRE SSL` user and `Ssl_accepts`, a plain client refused on
-//! a TLS-only port), a certificate from another CA refused with a one-line error that
-//! shows no password, and plain TCP still working. Each test skips (or fails under
-//! `CI=true`) when its server or `openssl` is missing. Without the feature, one test checks
-//! that TLS strings are refused.
+//! TLS to the servers of the SQL, messaging and Redis Cluster backends (feature `tls`;
+//! PostgreSQL's: `postgres-tls`), each a real server started with certificates from the
+//! harness's throwaway CA: a write and a read over TLS, the server's own word that the
+//! connection is TLS (PostgreSQL's `pg_stat_ssl`, MariaDB's `REQUIRE SSL` user and
+//! `Ssl_accepts`, a plain client refused on a TLS-only port, a RabbitMQ that wants a client
+//! certificate), a certificate from another CA refused with a one-line error that shows no
+//! password, and plain TCP still working. Each test skips (or fails under `CI=true`) when
+//! its server or `openssl` is missing. Without the feature, one test checks that TLS
+//! strings are refused (and one that `tls` without `postgres-tls` refuses PostgreSQL's).
 
 use std::time::Duration;
 
@@ -71,13 +72,41 @@ fn tls_needs_the_feature() {
         (cs("rediscluster://:S3cret@127.0.0.1:1?ssl=true"), opts()),
         (m, amqps),
     ] {
+        // `tls`, or for PostgreSQL `postgres-tls`.
         let e = open_err(&c, &o, "S3cret");
-        assert!(e.contains("`tls` feature"), "{e}");
+        assert!(e.contains("tls` feature"), "{e}");
         match sink(&c, &o) {
-            Err(e) => assert!(e.to_string().contains("`tls` feature"), "{e}"),
+            Err(e) => assert!(e.to_string().contains("tls` feature"), "{e}"),
             Ok(_) => panic!("a sink for {c}"),
         }
     }
+}
+
+/// `tls` without `postgres-tls`: PostgreSQL's TLS strings are refused in one line naming
+/// the feature (the other backends have TLS); `prefer`, libpq's default, is plain TCP.
+#[cfg(all(feature = "tls", not(feature = "postgres-tls")))]
+#[test]
+fn postgres_tls_needs_its_feature() {
+    for q in [
+        "sslmode=require",
+        "sslmode=verify-full",
+        "sslmode=verify-ca&sslrootcert=/ca.pem",
+    ] {
+        let c = cs(&format!("postgresql://u:S3cret@127.0.0.1:1/db?{q}"));
+        let e = open_err(&c, &opts(), "S3cret");
+        assert!(e.contains("`postgres-tls` feature"), "{e}");
+        match sink(&c, &opts()) {
+            Err(e) => assert!(e.to_string().contains("`postgres-tls` feature"), "{e}"),
+            Ok(_) => panic!("a sink for {c}"),
+        }
+    }
+    // Nothing listens on port 1: refused as unreachable, not for TLS.
+    let e = open_err(
+        &cs("postgresql://u:S3cret@127.0.0.1:1/db"),
+        &opts(),
+        "S3cret",
+    );
+    assert!(!e.contains("feature"), "{e}");
 }
 
 /// The tests against servers with TLS.
@@ -149,6 +178,7 @@ mod with_tls {
     }
 
     /// `sslmode` (libpq's values) and `sslrootcert` against a PostgreSQL with `ssl=on`.
+    #[cfg(feature = "postgres-tls")]
     #[test]
     fn postgres_tls() {
         let Some(certs) = certs() else { return };
@@ -289,18 +319,46 @@ mod with_tls {
         // Unverified TLS: MySQL's REQUIRED, pymysql's ssl=true.
         round_trip(&url("tls_only", "ssl_mode=REQUIRED"), &opts(), 3);
         round_trip(&url("tls_only", "ssl=true"), &opts(), 4);
-        assert!(accepts() >= before + 8, "{before} -> {}", accepts());
+        // PREFERRED takes the TLS the server offers: the TLS-only user gets in.
+        round_trip(&url("tls_only", "ssl_mode=PREFERRED"), &opts(), 8);
+        assert!(accepts() >= before + 10, "{before} -> {}", accepts());
 
-        // Another CA, or the crate's bundled roots, do not vouch for this server.
+        // Another CA, or the system's and the crate's bundled roots, do not vouch for
+        // this server.
         let other = certs.other.ca.display();
         for c in [
             url("tls_only", &format!("ssl_ca={other}")),
             url("tls_only", "ssl_mode=VERIFY_CA"),
+            url("tls_only", "ssl_mode=VERIFY_IDENTITY"),
         ] {
             let m = open_err(&c, &opts(), "My-s3cret");
             assert!(refused_certificate(&m), "{m}");
             assert!(sink(&c, &opts()).is_err(), "a sink for {c}");
         }
+        // The system's roots are trusted: with the test CA as the system's
+        // (`SSL_CERT_FILE`, which rustls-native-certs reads), VERIFY_IDENTITY without
+        // `ssl_ca` connects. In a child process: tests beside this one share its environment.
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "with_tls::system_roots_child", "--ignored"])
+            .args(["--nocapture", "--test-threads=1"])
+            .env("SSL_CERT_FILE", &certs.ours.ca)
+            .env_remove("SSL_CERT_DIR")
+            .env(
+                CHILD_URL,
+                format!(
+                    "mysql+pymysql://tls_only:My-s3cret@127.0.0.1:{port}/osprofiler\
+                     ?ssl_mode=VERIFY_IDENTITY"
+                ),
+            )
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("1 passed"),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
         // Plain TCP: refused to the TLS-only user by the server, fine for the other.
         let m = open_err(&url("tls_only", ""), &opts(), "My-s3cret");
         assert!(m.contains("Access denied"), "{m}");
@@ -309,6 +367,45 @@ mod with_tls {
         let a1 = accepts();
         round_trip(&url("plain", "ssl_mode=DISABLED"), &opts(), 5);
         assert_eq!(accepts() - a1, a1 - a0, "plain connections are plain");
+    }
+
+    /// The child of `mariadb_tls`: a round trip through the connection string in
+    /// `CHILD_URL`. Nothing without it.
+    #[test]
+    #[ignore = "run by mariadb_tls in a process of its own"]
+    fn system_roots_child() {
+        let Ok(url) = std::env::var(CHILD_URL) else {
+            return;
+        };
+        round_trip(&cs(&url), &opts(), 9);
+    }
+
+    const CHILD_URL: &str = "OSPROFILER_TLS_TEST_URL";
+
+    /// `ssl_mode=PREFERRED` against a MariaDB without TLS: plain TCP, as MySQL's client
+    /// does (the server has no certificate: `have_ssl` is `DISABLED`).
+    #[test]
+    fn mariadb_preferred_without_tls() {
+        let t = Instant::now();
+        let Some(db) = started("mariadb", t, MariaDbServer::start()) else {
+            return;
+        };
+        assert_eq!(db.sql("SELECT @@have_ssl").unwrap(), "DISABLED");
+        db.sql(
+            "CREATE USER 'plain'@'127.0.0.1' IDENTIFIED BY 'My-s3cret'; \
+             GRANT ALL ON osprofiler.* TO 'plain'@'127.0.0.1'",
+        )
+        .unwrap();
+        let port = db.port();
+        let url = |query: &str| {
+            cs(&format!(
+                "mysql+pymysql://plain:My-s3cret@127.0.0.1:{port}/osprofiler?{query}"
+            ))
+        };
+        round_trip(&url("ssl_mode=PREFERRED"), &opts(), 1);
+        // REQUIRED still refuses it, on one line, without the password.
+        let m = open_err(&url("ssl_mode=REQUIRED"), &opts(), "My-s3cret");
+        assert!(m.contains("server does not have this capability"), "{m}");
     }
 
     /// `amqps://` (and `rabbit://…?ssl=true`) with `ssl_ca_file` against a RabbitMQ with a TLS
@@ -364,6 +461,91 @@ mod with_tls {
         };
         open_err(&m, &short, ":guest@");
         round_trip(&m, &with(&mq.transport_url()), 3);
+    }
+
+    /// Client certificates (`ssl_cert_file`, `ssl_key_file`) against a RabbitMQ whose TLS
+    /// listener asks for one and refuses a client without (`verify_peer`,
+    /// `fail_if_no_peer_cert`), in the URL and in a service's `[oslo_messaging_rabbit]`.
+    #[test]
+    fn messaging_mutual_tls() {
+        let Some(certs) = certs() else { return };
+        let client = certs.ours.issue_client("guest").unwrap();
+        let stranger = certs.other.issue_client("guest").unwrap();
+        let t = Instant::now();
+        let Some(mq) = started(
+            "rabbitmq-server with mutual TLS",
+            t,
+            RabbitMqServer::start_mutual_tls(&certs.ours),
+        ) else {
+            return;
+        };
+        let tls_port = mq.tls_port().unwrap();
+        let with = |url: &str| Options {
+            transport_url: Some(url.parse::<TransportUrl>().unwrap()),
+            ..opts()
+        };
+        let (ca, cert, key) = (
+            certs.ours.ca.display().to_string(),
+            client.cert.display().to_string(),
+            client.key.display().to_string(),
+        );
+        let base = format!("amqps://guest:guest@127.0.0.1:{tls_port}/?ssl_ca_file={ca}");
+        let m = ConnectionString::Messaging;
+        round_trip(
+            &m,
+            &with(&format!("{base}&ssl_cert_file={cert}&ssl_key_file={key}")),
+            1,
+        );
+        // The key in the certificate's file, as Python's `ssl` also takes it.
+        let both = certs.ours.ca.with_file_name("client-and-key.pem");
+        let mut pem = std::fs::read(&client.cert).unwrap();
+        pem.extend(std::fs::read(&client.key).unwrap());
+        std::fs::write(&both, pem).unwrap();
+        round_trip(
+            &m,
+            &with(&format!("{base}&ssl_cert_file={}", both.display())),
+            2,
+        );
+
+        // A service's configuration: the URL from `[DEFAULT]`, TLS from `[oslo_messaging_rabbit]`.
+        let ini = osprofiler::config::Ini::parse(&format!(
+            "[DEFAULT]\ntransport_url = rabbit://guest:guest@127.0.0.1:{tls_port}/\n\
+             [oslo_messaging_rabbit]\nssl = true\nssl_ca_file = {ca}\n\
+             ssl_cert_file = {cert}\nssl_key_file = {key}\n"
+        ))
+        .unwrap();
+        let from_conf = opts().with_oslo_messaging(&ini).unwrap();
+        round_trip(&m, &from_conf, 3);
+
+        // No client certificate, or one from another CA: the broker's TLS alert, refused
+        // at once by the sink and the store, on one line, without the password.
+        for url in [
+            base.clone(),
+            format!(
+                "{base}&ssl_cert_file={}&ssl_key_file={}",
+                stranger.cert.display(),
+                stranger.key.display()
+            ),
+        ] {
+            let e = open_err(&m, &with(&url), ":guest@");
+            assert!(e.contains("alert"), "{e}");
+            match sink(&m, &with(&url)) {
+                Err(e) => {
+                    let e = e.to_string();
+                    assert!(!e.contains('\n') && !e.contains(":guest@"), "{e}");
+                    eprintln!("sink refused as expected: {e}");
+                }
+                Ok(_) => panic!("a sink for {url}"),
+            }
+        }
+        // A key file that is not one: said so, naming the file and not its contents.
+        let e = open_err(
+            &m,
+            &with(&format!("{base}&ssl_cert_file={cert}&ssl_key_file={cert}")),
+            ":guest@",
+        );
+        assert!(e.contains("no PEM private key in"), "{e}");
+        assert!(!e.contains("BEGIN"), "{e}");
     }
 
     /// `rediscluster://…?ssl=true&ssl_ca_certs=…` against a cluster (three masters, a

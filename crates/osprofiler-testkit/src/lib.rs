@@ -15,7 +15,8 @@
 //!   packages) on free loopback ports with fresh data directories.
 //! - [`RabbitMqServer`]: a private RabbitMQ node (Debian `rabbitmq-server`) on free loopback
 //!   ports, for `messaging://`.
-//! - [`TestCerts`]: a throwaway CA and server certificate made with `openssl`.
+//! - [`TestCerts`]: a throwaway CA and server certificate made with `openssl`, and client
+//!   certificates from it ([`TestClientCert`]).
 //! - [`secrets`]: random secrets, and a search of outputs for any part of them.
 //!
 //! A test that cannot get what it needs goes through [`need`]: it prints why and skips on a
@@ -43,7 +44,7 @@ mod sql;
 mod temp;
 mod venv;
 
-pub use certs::TestCerts;
+pub use certs::{TestCerts, TestClientCert};
 pub use chromium::Chromium;
 pub use jaeger::{JAEGER_OSPROFILER_VERSION, JAEGER_VENV_ENV, JaegerVenv};
 pub use oracle::{ORACLE_VERSION, Oracle, TWO_SERVICE_TRACE};

@@ -42,6 +42,8 @@ pub struct RabbitMqServer {
     epmd_port: u16,
     /// The certificates and port of the TLS listener, if any.
     tls: Option<(crate::TestCerts, u16)>,
+    /// Whether the TLS listener asks for a client certificate and refuses a client without.
+    mutual: bool,
     // Dropped last: the processes are killed first (see Drop).
     dir: TempDir,
 }
@@ -49,16 +51,26 @@ pub struct RabbitMqServer {
 impl RabbitMqServer {
     /// Starts a node and waits until its AMQP port answers the protocol header.
     pub fn start() -> Result<RabbitMqServer, String> {
-        RabbitMqServer::start_with(None)
+        RabbitMqServer::start_with(None, false)
     }
 
     /// The same with a TLS listener too (`listeners.ssl.default` on another free port,
     /// `ssl_options` from `certs`, no client certificate asked for): [`tls_port`](Self::tls_port).
     pub fn start_tls(certs: &crate::TestCerts) -> Result<RabbitMqServer, String> {
-        RabbitMqServer::start_with(Some(certs))
+        RabbitMqServer::start_with(Some(certs), false)
     }
 
-    fn start_with(certs: Option<&crate::TestCerts>) -> Result<RabbitMqServer, String> {
+    /// The same, the TLS listener verifying clients (mutual TLS): a client certificate
+    /// from `certs`' CA is needed (`ssl_options.verify = verify_peer`,
+    /// `fail_if_no_peer_cert = true`; the login is still `guest`'s password).
+    pub fn start_mutual_tls(certs: &crate::TestCerts) -> Result<RabbitMqServer, String> {
+        RabbitMqServer::start_with(Some(certs), true)
+    }
+
+    fn start_with(
+        certs: Option<&crate::TestCerts>,
+        mutual: bool,
+    ) -> Result<RabbitMqServer, String> {
         if !Path::new(SERVER_SCRIPT).exists() {
             return Err(format!(
                 "rabbitmq-server: {SERVER_SCRIPT} not found (Debian package rabbitmq-server; \
@@ -73,6 +85,7 @@ impl RabbitMqServer {
             dist_port: 0,
             epmd_port: 0,
             tls: certs.map(|c| (c.clone(), 0)),
+            mutual,
             dir,
         };
         let mut last = String::new();
@@ -188,13 +201,18 @@ impl RabbitMqServer {
     fn launch(&mut self) -> Result<(), String> {
         // The TLS listener beside the plain one (RABBITMQ_NODE_PORT), in rabbitmq.conf.
         if let Some((c, port)) = &self.tls {
+            let (verify, fail) = if self.mutual {
+                ("verify_peer", true)
+            } else {
+                ("verify_none", false)
+            };
             let conf = format!(
                 "listeners.ssl.default = 127.0.0.1:{port}\n\
                  ssl_options.cacertfile = {}\n\
                  ssl_options.certfile = {}\n\
                  ssl_options.keyfile = {}\n\
-                 ssl_options.verify = verify_none\n\
-                 ssl_options.fail_if_no_peer_cert = false\n",
+                 ssl_options.verify = {verify}\n\
+                 ssl_options.fail_if_no_peer_cert = {fail}\n",
                 c.ca.display(),
                 c.cert.display(),
                 c.key.display()

@@ -8,9 +8,7 @@ use mysql::{Conn, OptsBuilder, Params, Value};
 
 use super::summaries::{BatchTrace, MEMBER, SUMMARY};
 use super::{COLUMNS, INDEXED, READ_COLUMNS, ROWS_PER_INSERT, ReadRow, Row, TABLE, one_line};
-use crate::SqlTarget;
-#[cfg(feature = "tls")]
-use crate::SqlTls;
+use crate::{SqlTarget, SqlTls};
 
 /// SQLAlchemy 1.4's DDL for Python's table on MySQL (`Integer` primary key →
 /// `INTEGER AUTO_INCREMENT`, `String(n)` → `VARCHAR(n)`, `JSON` → `JSON`, which MariaDB
@@ -137,30 +135,121 @@ fn rows<T: mysql::prelude::FromRow>(rows: Vec<mysql::Row>) -> Result<Vec<T>, Str
         .collect()
 }
 
-/// The mysql crate's TLS options for the target (`None`: plain TCP). `PREFERRED` is
-/// plain: the crate fails rather than fall back when the server has no TLS.
-fn ssl_opts(t: &SqlTarget) -> Result<Option<mysql::SslOpts>, String> {
-    if !t.tls.required() {
-        return Ok(None);
-    }
+/// The mysql crate's TLS options for the target (`None`: plain TCP), and the file of
+/// roots they name, kept until the connection is made. `PREFERRED` asks for TLS too: the
+/// caller falls back to plain TCP when the server has none.
+fn ssl_opts(t: &SqlTarget) -> Result<(Option<mysql::SslOpts>, Option<RootsFile>), String> {
     #[cfg(feature = "tls")]
     {
-        // The crate trusts its bundled Mozilla roots, and the CA file too when given.
-        let opts = mysql::SslOpts::default()
-            .with_root_cert_path(t.ca_file.clone())
-            .with_danger_accept_invalid_certs(t.tls == SqlTls::Require)
-            .with_danger_skip_domain_validation(t.tls == SqlTls::VerifyCa);
-        if let Some(ca) = &t.ca_file {
-            // Read here, so a bad file is reported as such and not as a failed handshake.
-            crate::tls::root_certs(Some(ca), "ssl_ca")?;
+        if t.tls == SqlTls::Disable {
+            return Ok((None, None));
         }
-        Ok(Some(opts))
+        // PREFERRED and REQUIRED verify nothing (MySQL's meaning), so need no roots.
+        let verify = matches!(t.tls, SqlTls::VerifyCa | SqlTls::VerifyFull);
+        let (path, file) = match &t.ca_file {
+            Some(ca) => {
+                // Read here, so a bad file is reported as such and not as a failed handshake.
+                crate::tls::root_certs(Some(ca), "ssl_ca")?;
+                (Some(ca.clone()), None)
+            }
+            None if verify => {
+                let file = RootsFile::system()?;
+                (Some(file.0.clone()), Some(file))
+            }
+            None => (None, None),
+        };
+        // The crate trusts its bundled Mozilla roots besides the file's: CA file or the
+        // system's roots (as our other TLS clients), and those.
+        let opts = mysql::SslOpts::default()
+            .with_root_cert_path(path)
+            .with_danger_accept_invalid_certs(!verify)
+            .with_danger_skip_domain_validation(t.tls == SqlTls::VerifyCa);
+        Ok((Some(opts), file))
     }
     #[cfg(not(feature = "tls"))]
-    Err(format!(
-        "ssl_mode {:?}: TLS needs osprofiler-store's `tls` feature",
-        t.tls
-    ))
+    {
+        // PREFERRED is plain TCP here, as against a server without TLS.
+        if !t.tls.required() {
+            return Ok((None, None));
+        }
+        Err(format!(
+            "ssl_mode {:?}: TLS needs osprofiler-store's `tls` feature",
+            t.tls
+        ))
+    }
+}
+
+/// The system's roots (rustls-native-certs) as a PEM file of our own, removed on drop.
+/// The mysql crate (28) takes roots only as a file path, read while it connects: no
+/// certificates from memory, no rustls configuration of ours. Created anew (never an
+/// existing file: another user could have put other roots there), readable by us only.
+#[cfg(feature = "tls")]
+struct RootsFile(std::path::PathBuf);
+
+#[cfg(not(feature = "tls"))]
+enum RootsFile {}
+
+#[cfg(feature = "tls")]
+impl RootsFile {
+    fn system() -> Result<RootsFile, String> {
+        use base64::Engine;
+        use std::io::Write;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNT: AtomicU64 = AtomicU64::new(0);
+
+        let mut pem = String::new();
+        for cert in crate::tls::root_certs(None, "ssl_ca")? {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+            pem.push_str("-----BEGIN CERTIFICATE-----\n");
+            // Only ASCII: chunks of 64 bytes are 64 characters.
+            for line in b64.as_bytes().chunks(64) {
+                pem.push_str(&String::from_utf8_lossy(line));
+                pem.push('\n');
+            }
+            pem.push_str("-----END CERTIFICATE-----\n");
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let dir = std::env::temp_dir();
+        let mut last = None;
+        for _ in 0..8 {
+            let n = COUNT.fetch_add(1, Ordering::Relaxed);
+            let path = dir.join(format!(
+                "osprofiler-mysql-roots-{}-{n}-{nanos}.pem",
+                std::process::id()
+            ));
+            match options.open(&path) {
+                Ok(mut f) => {
+                    let file = RootsFile(path);
+                    f.write_all(pem.as_bytes()).map_err(|e| {
+                        format!("TLS setup: cannot write {}: {e}", file.0.display())
+                    })?;
+                    return Ok(file);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+                Err(e) => {
+                    return Err(format!("TLS setup: cannot create {}: {e}", path.display()));
+                }
+            }
+        }
+        Err(format!(
+            "TLS setup: cannot create a file of CA certificates in {}: {}",
+            dir.display(),
+            last.map_or_else(String::new, |e| e.to_string())
+        ))
+    }
+}
+
+#[cfg(feature = "tls")]
+impl Drop for RootsFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 impl super::Client for MySql {
@@ -175,9 +264,22 @@ impl super::Client for MySql {
             .prefer_socket(false)
             .tcp_connect_timeout(Some(timeout))
             .read_timeout(Some(timeout))
-            .write_timeout(Some(timeout))
-            .ssl_opts(ssl_opts(t)?);
-        let mut conn = Conn::new(opts).map_err(my_error)?;
+            .write_timeout(Some(timeout));
+        // The file of roots (if any) lives until this returns: the crate reads it in `new`.
+        let (ssl, _roots) = ssl_opts(t)?;
+        let preferred = ssl.is_some() && t.tls == SqlTls::Prefer;
+        let conn = match Conn::new(opts.clone().ssl_opts(ssl)) {
+            // PREFERRED (MySQL's, pymysql's meaning): plain TCP when the server has no TLS.
+            Err(mysql::Error::DriverError(mysql::DriverError::TlsNotSupported)) if preferred => {
+                log::debug!(
+                    "osprofiler: {} has no TLS: plain TCP (ssl_mode=PREFERRED)",
+                    t.host
+                );
+                Conn::new(opts)
+            }
+            other => other,
+        };
+        let mut conn = conn.map_err(my_error)?;
         conn.query_drop(create_table()).map_err(my_error)?;
         for t in create_summary_tables() {
             conn.query_drop(t).map_err(my_error)?;
@@ -346,5 +448,39 @@ impl super::Client for MySql {
 
     fn is_transient(error: &str) -> bool {
         !(error.starts_with("ERROR ") || super::tls_refused(error))
+    }
+}
+
+#[cfg(all(test, feature = "tls"))]
+mod tests {
+    use super::*;
+
+    /// The file holds the system's roots, as PEM the mysql crate reads, is ours only,
+    /// and goes with its guard.
+    #[test]
+    fn roots_file_holds_the_system_roots() {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let Ok(want) = crate::tls::root_certs(None, "ssl_ca") else {
+            eprintln!("no system roots here: nothing to check");
+            return;
+        };
+        let file = RootsFile::system().unwrap();
+        let path = file.0.clone();
+        let got = CertificateDer::pem_file_iter(&path)
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        assert_eq!(got, want);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let other = RootsFile::system().unwrap();
+        assert_ne!(other.0, path, "a file of its own each time");
+        drop(file);
+        assert!(!path.exists());
     }
 }

@@ -14,18 +14,18 @@ use tokio_postgres::{Client as PgClient, NoTls, Statement};
 use super::summaries::{BatchTrace, MEMBER, SUMMARY};
 use super::{COLUMNS, INDEXED, READ_COLUMNS, ROWS_PER_INSERT, ReadRow, Row, TABLE, one_line};
 use crate::SqlTarget;
-#[cfg(feature = "tls")]
+#[cfg(feature = "postgres-tls")]
 use crate::SqlTls;
 
-#[cfg(feature = "tls")]
+#[cfg(feature = "postgres-tls")]
 type Tls = tokio_postgres_rustls::MakeRustlsConnect;
-/// Without the `tls` feature there is no connector: only plain connections.
-#[cfg(not(feature = "tls"))]
+/// Without the `postgres-tls` feature there is no connector: only plain connections.
+#[cfg(not(feature = "postgres-tls"))]
 type Tls = std::convert::Infallible;
 
 /// The TLS connector for `sslmode` (`None`: plain TCP).
 fn tls_connector(t: &SqlTarget) -> Result<Option<Tls>, String> {
-    #[cfg(feature = "tls")]
+    #[cfg(feature = "postgres-tls")]
     {
         use crate::tls::Verify;
         let verify = match t.tls {
@@ -37,12 +37,13 @@ fn tls_connector(t: &SqlTarget) -> Result<Option<Tls>, String> {
         let config = crate::tls::client_config(t.ca_file.as_deref(), "sslrootcert", verify)?;
         Ok(Some(tokio_postgres_rustls::MakeRustlsConnect::new(config)))
     }
-    #[cfg(not(feature = "tls"))]
+    #[cfg(not(feature = "postgres-tls"))]
     {
-        // `prefer` (libpq's default) falls back to plain TCP, as against a server without TLS.
+        // `prefer` (libpq's default) falls back to plain TCP, as against a server without
+        // TLS. `tls` alone is not enough: the adapter comes with `postgres-tls` only.
         if t.tls.required() {
             return Err(format!(
-                "sslmode {:?}: TLS needs osprofiler-store's `tls` feature",
+                "sslmode {:?}: TLS needs osprofiler-store's `postgres-tls` feature",
                 t.tls
             ));
         }
@@ -269,7 +270,7 @@ impl super::Client for Postgres {
                 runtime.spawn(async move { connection.await.unwrap_or_else(closed) });
                 client
             }
-            #[cfg(feature = "tls")]
+            #[cfg(feature = "postgres-tls")]
             Some(tls) => {
                 config.ssl_mode(if t.tls.required() {
                     SslMode::Require
