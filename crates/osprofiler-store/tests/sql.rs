@@ -534,6 +534,18 @@ fn varied(i: u32) -> Vec<Event> {
     events
 }
 
+/// What the search's first completeness check reads: lowest id, highest id, events the
+/// summaries count.
+fn ids_check(server: &Server) -> String {
+    let dialect = match server {
+        Server::Pg(_) => osprofiler_store::SqlDialect::Postgres,
+        Server::Maria(_) => osprofiler_store::SqlDialect::MySql,
+    };
+    let statements = osprofiler_store::__plan_statements(dialect, &TraceQuery::default());
+    let (_, ids) = statements.iter().find(|(l, _)| *l == "ids").unwrap();
+    server.sql(ids).replace(['|', '\t'], " ")
+}
+
 /// Two sinks write 20 traces, each trace's first half through one and its second half
 /// through the other (several batches each); the summaries answer every query as the
 /// events do, and paging is exact.
@@ -572,6 +584,23 @@ fn two_sinks_summaries(server: &Server) {
         (t.services.clone(), t.error),
         (vec!["api".to_owned(), "compute".to_owned()], true)
     );
+    assert!(check_queries(&mut *store) >= 12);
+    // Ids 1 to 80 and 80 events counted: complete from the ids alone.
+    assert_eq!(ids_check(server), "1 80 80");
+    // A row written and deleted before the next batch leaves a gap, as a rolled-back
+    // batch does: the ids no longer tell, the rows are counted, and the pages are right.
+    server.sql(&format!(
+        "INSERT INTO data (base_id, name, data) VALUES ('{}', 'x-start', '{{}}')",
+        uuid(999)
+    ));
+    server.sql("DELETE FROM data WHERE name = 'x-start'");
+    a.write(&varied(20)).unwrap();
+    a.flush().unwrap();
+    assert_eq!(ids_check(server), "1 85 84");
+    let now = store.search_traces(&TraceQuery::default()).unwrap();
+    assert_eq!(now.traces.len(), 21);
+    assert_eq!(now.traces[0].base_id, uuid(120));
+    assert_eq!(now.traces[1..], all.traces[..]);
     assert!(check_queries(&mut *store) >= 12);
 
     // Summaries off: none is written, and the search gives the same pages from the events.
@@ -726,8 +755,11 @@ fn query_plans(server: &Server) {
         ..TraceQuery::default()
     };
     let statements = osprofiler_store::__plan_statements(dialect, &page);
-    assert_eq!(statements.len(), 4);
-    // The summaries are complete (the page, not the fallback, is what a search reads).
+    assert_eq!(statements.len(), 5);
+    // The summaries are complete (the page, not the fallback, is what a search reads),
+    // and the ids say so without counting the rows.
+    let (_, ids) = statements.iter().find(|(l, _)| *l == "ids").unwrap();
+    assert_eq!(server.sql(ids).replace(['|', '\t'], " "), "1 300000 300000");
     let (_, totals) = statements.iter().find(|(l, _)| *l == "totals").unwrap();
     assert_eq!(
         server.sql(totals).replace(['|', '\t'], " "),

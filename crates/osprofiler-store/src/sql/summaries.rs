@@ -14,8 +14,9 @@
 //!
 //! A summary is used only when its `events` equals the trace's row count in `data`: a
 //! trace Python wrote (no summary) or also wrote to (more rows) is summarised from its
-//! events. The search checks the totals first (one count each); only when they differ
-//! does it count per trace.
+//! events. The search first asks whether the summaries count every row of `data`:
+//! from the lowest and highest `id` when it can ([`complete_by_ids`]: two index lookups),
+//! else by counting the rows; only when they do not does it count per trace.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -195,11 +196,14 @@ fn conditions(q: &TraceQuery) -> String {
     c.join(" AND ")
 }
 
-fn int_at(r: &[Option<String>], i: usize) -> i64 {
+fn opt_int_at(r: &[Option<String>], i: usize) -> Option<i64> {
     r.get(i)
         .and_then(|v| v.as_deref())
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+}
+
+fn int_at(r: &[Option<String>], i: usize) -> i64 {
+    opt_int_at(r, i).unwrap_or(0)
 }
 
 /// Fills the sets of `traces` from the member table.
@@ -233,6 +237,31 @@ fn from_events<S: Source + ?Sized>(
     id: &str,
 ) -> Result<Option<TraceOverview>, String> {
     Ok(overview_from_texts(id, src.texts(id)?, q))
+}
+
+/// The lowest and highest `id` of `table` and the events the summaries count, in one
+/// statement (one snapshot of both tables): see [`complete_by_ids`].
+pub(crate) fn ids_sql(table: &str) -> String {
+    format!(
+        "SELECT (SELECT min(id) FROM {table}), (SELECT max(id) FROM {table}), \
+         (SELECT coalesce(sum(events), 0) FROM {SUMMARY})"
+    )
+}
+
+/// Whether the summaries count every row of `data`, known from its ids alone.
+///
+/// The ids are distinct integers, so with the lowest at least 1 there are at most `max`
+/// rows. Our sinks insert a batch's rows and add them to the summaries in one
+/// transaction, and nothing deletes from `data` (neither driver does), so at least
+/// `events` rows are there. `max == events` leaves room for no other row. When ids have
+/// gaps (a rolled-back batch, a sequence that skipped after a crash, another writer's
+/// rows) this says no, and the search counts the rows instead ([`totals_sql`]).
+pub(crate) fn complete_by_ids(min: Option<i64>, max: Option<i64>, events: i64) -> bool {
+    match (min, max) {
+        (None, None) => events == 0,
+        (Some(lo), Some(hi)) => lo >= 1 && hi == events,
+        _ => false,
+    }
 }
 
 /// The rows of `table` with a base_id, and the events the summaries count: equal when
@@ -286,8 +315,14 @@ pub(crate) fn search<S: Source + ?Sized>(
     q: &TraceQuery,
     table: &str,
 ) -> Result<TracePage, String> {
-    let totals = src.rows(&totals_sql(table))?;
-    let all_complete = totals.first().is_some_and(|r| int_at(r, 0) == int_at(r, 1));
+    let ids = src.rows(&ids_sql(table))?;
+    let all_complete = ids
+        .first()
+        .is_some_and(|r| complete_by_ids(opt_int_at(r, 0), opt_int_at(r, 1), int_at(r, 2)))
+        || {
+            let totals = src.rows(&totals_sql(table))?;
+            totals.first().is_some_and(|r| int_at(r, 0) == int_at(r, 1))
+        };
     let want = q.limit.map(|l| q.offset.saturating_add(l));
     let mut matched: Vec<TraceOverview> = Vec::new();
     let mut more = false;
@@ -370,4 +405,27 @@ pub(crate) fn search<S: Source + ?Sized>(
     }
     let traces = matched.into_iter().skip(q.offset).collect();
     Ok(TracePage { traces, more })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::complete_by_ids;
+
+    #[test]
+    fn complete_only_when_the_ids_leave_no_room() {
+        // An empty table, with or without summaries (summaries without rows: a row deleted).
+        assert!(complete_by_ids(None, None, 0));
+        assert!(!complete_by_ids(None, None, 3));
+        // Ids 1..=80, 80 events counted.
+        assert!(complete_by_ids(Some(1), Some(80), 80));
+        // A gap (a rolled-back batch) or another writer's rows: count instead.
+        assert!(!complete_by_ids(Some(1), Some(81), 80));
+        assert!(!complete_by_ids(Some(5), Some(90), 80));
+        // An id below 1 makes room for more rows than `max`.
+        assert!(!complete_by_ids(Some(0), Some(80), 80));
+        assert!(!complete_by_ids(Some(-4), Some(80), 80));
+        // Fewer ids than counted events cannot be our rows all there.
+        assert!(!complete_by_ids(Some(1), Some(79), 80));
+        assert!(!complete_by_ids(Some(1), None, 0));
+    }
 }
