@@ -140,13 +140,21 @@ pub fn __plan_statements(
         #[allow(unreachable_patterns)]
         _ => return Vec::new(),
     };
-    vec![
+    let mut statements = Vec::new();
+    // MySQL/MariaDB read a trace's ids first (then its rows by ranges of the primary key
+    // when they are close, else this `fetch`).
+    #[cfg(feature = "mysql")]
+    if dialect == SqlDialect::MySql {
+        statements.push(("fetch_ids", mysql::trace_ids_sql()));
+    }
+    statements.extend([
         ("fetch", fetch),
         ("ids", summaries::ids_sql(TABLE)),
         ("totals", summaries::totals_sql(TABLE)),
         ("page", summaries::page_sql(query)),
         ("fallback", summaries::counts_sql(TABLE)),
-    ]
+    ]);
+    statements
 }
 
 /// The table's name, as Python's driver names it.

@@ -471,6 +471,33 @@ fn big_trace(server: &Server) {
     let mut store = open(&cs, &opts()).unwrap();
     let report = store.report(&base).unwrap().unwrap();
     assert_eq!(report.len(), 20_000);
+
+    // Three traces written interleaved, a point (two rows) at a time: `p` has every other
+    // point, `q` and `r` one in four. MySQL reads `p`'s rows by ranges of the primary key
+    // (half the rows read are others'), `q`'s and `r`'s through the index (too sparse).
+    let (p, q, r) = (uuid(43), uuid(44), uuid(45));
+    let mut batch = Vec::new();
+    for k in 0..4_000u32 {
+        let owner = match k % 4 {
+            0 | 2 => &p,
+            1 => &q,
+            _ => &r,
+        };
+        let id = format!("cccccccc-0000-4000-8000-{k:012}");
+        for (name, at) in [("db-start", 0), ("db-stop", 5)] {
+            let t = i64::from(k) * 10 + at;
+            batch.push(event(owner, &id, owner, name, t, json!({})));
+        }
+    }
+    w.write(&batch).unwrap();
+    for (base, points) in [(&p, 2_000), (&q, 1_000), (&r, 1_000)] {
+        let report = store.report(base).unwrap().unwrap();
+        assert_eq!(report.len(), points, "{base}");
+        let texts = store.event_texts(base).unwrap();
+        assert_eq!(texts.len(), 2 * points);
+        assert!(texts.iter().all(|t| t.contains(base.as_str())));
+    }
+    assert!(store.report(&uuid(46)).unwrap().is_none());
 }
 
 #[test]
@@ -755,7 +782,7 @@ fn query_plans(server: &Server) {
         ..TraceQuery::default()
     };
     let statements = osprofiler_store::__plan_statements(dialect, &page);
-    assert_eq!(statements.len(), 5);
+    assert!(statements.len() >= 5, "{statements:?}");
     // The summaries are complete (the page, not the fallback, is what a search reads),
     // and the ids say so without counting the rows.
     let (_, ids) = statements.iter().find(|(l, _)| *l == "ids").unwrap();
@@ -766,7 +793,7 @@ fn query_plans(server: &Server) {
         "300000 300000"
     );
     for (label, sql) in statements {
-        let runs: Vec<(String, String)> = if label == "fetch" {
+        let runs: Vec<(String, String)> = if label.starts_with("fetch") {
             [
                 ("a 50-point trace", uuid(7)),
                 ("the 100,000-point trace", BIG.to_owned()),
@@ -775,7 +802,7 @@ fn query_plans(server: &Server) {
             .map(|(what, id)| {
                 let literal = format!("'{id}'");
                 (
-                    format!("fetch, {what}"),
+                    format!("{label}, {what}"),
                     sql.replace("$1", &literal).replace('?', &literal),
                 )
             })
@@ -789,7 +816,7 @@ fn query_plans(server: &Server) {
             let plan = plan.replace("\\n", "\n");
             println!("== {what}\n-- {sql}\n{plan}\n");
             // What the docs' plans say: both servers fetch a trace, big or small, by its index.
-            if label == "fetch" {
+            if label.starts_with("fetch") {
                 assert!(plan.contains("ix_data_base_id"), "{what}: {plan}");
             } else {
                 assert!(plan.contains("osprofiler_trace_summary") || plan.contains("data"));

@@ -129,6 +129,64 @@ pub(crate) fn trace_rows_sql() -> String {
     )
 }
 
+/// A trace's row ids, `?` its base_id: read off the base_id index alone (shared with the
+/// `query_plans` test).
+pub(crate) fn trace_ids_sql() -> String {
+    format!("SELECT id FROM {TABLE} FORCE INDEX (ix_{TABLE}_base_id) WHERE base_id = ? ORDER BY id")
+}
+
+/// Ids closer than this are fetched as one range of the primary key: at most this many
+/// rows of other traces read in between.
+const RANGE_GAP: i64 = 8;
+/// Most ranges in one statement.
+const MAX_RANGES: usize = 2_000;
+
+/// The ranges of the primary key that hold `ids` (ascending), when reading them is
+/// cheaper than looking each row up from the base_id index: at most twice as many rows
+/// as the trace has, in at most [`MAX_RANGES`] ranges. `None`: look the rows up.
+///
+/// Why: the base_id index holds the primary key, so each row it finds is one more
+/// descent of the clustered index; 200,000 of them cost MariaDB 0.3–0.5 s of CPU, where
+/// reading the same rows as a range of the primary key takes 0.11–0.16 s. Our sink writes
+/// a trace's events in batches, so a big trace's rows lie in few ranges.
+pub(crate) fn id_ranges(ids: &[i64]) -> Option<Vec<(i64, i64)>> {
+    let mut ranges: Vec<(i64, i64)> = Vec::new();
+    let mut span: u64 = 0;
+    for &id in ids {
+        match ranges.last_mut() {
+            Some(r) if id >= r.1 && id - r.1 <= RANGE_GAP => {
+                span += (id - r.1) as u64;
+                r.1 = id;
+            }
+            _ => {
+                if ranges.len() == MAX_RANGES {
+                    return None;
+                }
+                span += 1;
+                ranges.push((id, id));
+            }
+        }
+    }
+    (!ranges.is_empty() && span <= 2 * ids.len() as u64).then_some(ranges)
+}
+
+/// A trace's events from ranges of the primary key (integers only: nothing to escape),
+/// `?` its base_id.
+fn ranged_rows_sql(ranges: &[(i64, i64)]) -> String {
+    let mut sql = format!(
+        "SELECT {} FROM {TABLE} FORCE INDEX (PRIMARY) WHERE base_id = ? AND (",
+        READ_COLUMNS.replace("timestamp", "`timestamp`")
+    );
+    for (i, (lo, hi)) in ranges.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(" OR ");
+        }
+        sql.push_str(&format!("id BETWEEN {lo} AND {hi}"));
+    }
+    sql.push(')');
+    sql
+}
+
 fn rows<T: mysql::prelude::FromRow>(rows: Vec<mysql::Row>) -> Result<Vec<T>, String> {
     rows.into_iter()
         .map(|r| mysql::from_row_opt::<T>(r).map_err(|e| format!("unexpected row: {e}")))
@@ -388,7 +446,20 @@ impl super::Client for MySql {
         base_id: &str,
         each: &mut dyn FnMut(&ReadRow<'_>),
     ) -> Result<(), String> {
-        let sql = trace_rows_sql();
+        // The ids first (the index alone), then the rows by ranges of the primary key
+        // when the ids are close together ([`id_ranges`]), else through the index.
+        let ids: Vec<i64> = self
+            .conn
+            .exec(trace_ids_sql(), (base_id,))
+            .map_err(my_error)?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let sql = match id_ranges(&ids) {
+            Some(ranges) => ranged_rows_sql(&ranges),
+            None => trace_rows_sql(),
+        };
+        drop(ids);
         // Rows as they arrive, each column borrowed from the row: not every row collected
         // first, nor eight strings converted out of each.
         let result = self.conn.exec_iter(sql, (base_id,)).map_err(my_error)?;
@@ -482,5 +553,41 @@ mod tests {
         assert_ne!(other.0, path, "a file of its own each time");
         drop(file);
         assert!(!path.exists());
+    }
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::{MAX_RANGES, RANGE_GAP, id_ranges, ranged_rows_sql};
+
+    #[test]
+    fn close_ids_make_ranges_and_scattered_ones_do_not() {
+        // One batch of a trace: one range.
+        let ids: Vec<i64> = (1..=200_000).collect();
+        assert_eq!(id_ranges(&ids), Some(vec![(1, 200_000)]));
+        // Every other row another trace's: still one range, twice the rows read.
+        let ids: Vec<i64> = (1..=1000).map(|i| 2 * i).collect();
+        assert_eq!(id_ranges(&ids), Some(vec![(2, 2000)]));
+        // Two batches far apart: two ranges.
+        let ids: Vec<i64> = (1..=100).chain(10_001..=10_100).collect();
+        assert_eq!(id_ranges(&ids), Some(vec![(1, 100), (10_001, 10_100)]));
+        // One row in three ours: more than twice as many rows to read; look them up.
+        let ids: Vec<i64> = (1..=1000).map(|i| 3 * i).collect();
+        assert_eq!(id_ranges(&ids), None);
+        // Gaps wider than RANGE_GAP: a range each, too many of them.
+        let ids: Vec<i64> = (0..=MAX_RANGES as i64)
+            .map(|i| i * (RANGE_GAP + 1))
+            .collect();
+        assert_eq!(id_ranges(&ids), None);
+        // Not ascending (never from the ids statement): ranges still cover every id.
+        assert_eq!(id_ranges(&[5, 3, 4]), Some(vec![(5, 5), (3, 4)]));
+        assert_eq!(id_ranges(&[]), None);
+        let sql = ranged_rows_sql(&[(1, 100), (10_001, 10_100)]);
+        assert!(
+            sql.ends_with(
+                "FORCE INDEX (PRIMARY) WHERE base_id = ? AND (id BETWEEN 1 AND 100 OR id BETWEEN 10001 AND 10100)"
+            ),
+            "{sql}"
+        );
     }
 }
