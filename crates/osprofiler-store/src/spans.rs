@@ -501,6 +501,14 @@ fn start_info<'a>(e: &'a Event, out: &mut Vec<Attr<'a>>) -> (Cow<'a, str>, SpanK
 
 /// A stop event's attributes; the error of a failed point.
 fn stop_info<'a>(e: &'a Event, out: &mut Vec<Attr<'a>>) -> Option<SpanError<'a>> {
+    // A recorded failure, read as is: `fields` would build its map (`etype`,
+    // `message`, `host`) to be read here as just these two.
+    if let Some((etype, message)) = e.info.recorded_error() {
+        return Some(SpanError {
+            etype: Cow::Borrowed(etype),
+            message: Cow::Borrowed(message),
+        });
+    }
     match e.info.fields() {
         Cow::Borrowed(info) => stop_attributes(info, out),
         Cow::Owned(info) => {
@@ -829,6 +837,49 @@ mod tests {
 
     const A: &str = "aaaaaaaa-aaaa-4aaa-8aaa-000000000001";
     const B: &str = "aaaaaaaa-aaaa-4aaa-8aaa-000000000002";
+
+    /// A failure recorded here (not parsed) is read as is, and gives what reading
+    /// its built map gives.
+    #[test]
+    fn a_recorded_failure_is_read_without_its_map() {
+        use osprofiler::{HmacKey, Identity, Info, TraceContext};
+        let sink = osprofiler::notifier::MemorySink::new();
+        let guard = osprofiler::notifier::set_sink(sink.clone());
+        let ctx = TraceContext::new(HmacKey::new("SECRET_KEY"), None, None)
+            .with_identity(&Identity::new("nova", "api", "h1"));
+        ctx.in_scope(|| {
+            let mut d = osprofiler::Point::start("driver", Info::new().with("vm", "vm-1"));
+            d.set_error("NoValidHost", "No valid host é");
+        });
+        osprofiler::notifier::flush().expect("flush");
+        drop(guard);
+        let events = sink.take();
+        assert_eq!(events.len(), 2);
+        let stop = &events[1];
+        assert_eq!(
+            stop.info.recorded_error(),
+            Some(("NoValidHost", "No valid host é"))
+        );
+        let mut from_map = Vec::new();
+        let map = stop.info.fields();
+        let map_error = stop_attributes(&map, &mut from_map);
+        let mut asm = Assembler::new(16);
+        let mut out = Vec::new();
+        asm.push_batch(&events, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].error, map_error);
+        assert!(from_map.is_empty());
+        assert_eq!(
+            out[0].attributes,
+            [
+                (
+                    Cow::Borrowed("osprofiler.point"),
+                    AttrValue::Str("driver".into())
+                ),
+                (Cow::Borrowed("vm"), AttrValue::Str("vm-1".into())),
+            ]
+        );
+    }
 
     #[test]
     fn json_text_is_what_display_writes() {
