@@ -173,9 +173,43 @@ fn kv_len(key: &str, v: Val<'_>) -> (usize, usize) {
     (opt_bytes_len(key.as_bytes()) + field_len(any), any)
 }
 
+/// Appends the first `n` bytes of `b` with one copy of the whole array, cut to `n`
+/// after: a copy of a size known here is a few moves, where `b[..n]` would be a call
+/// to `memcpy`, and a `Vec::push` per byte reloads and stores the vector's length
+/// around every byte.
+#[inline]
+fn put_head<const N: usize>(buf: &mut Vec<u8>, b: &[u8; N], n: usize) {
+    let at = buf.len();
+    buf.extend_from_slice(b);
+    buf.truncate(at + n.min(N));
+}
+
 /// The `KeyValue` field `field` of `key` and `v`; `lens`: from [`kv_len`].
 #[inline]
 fn put_kv(buf: &mut Vec<u8>, field: u8, key: &str, v: Val<'_>, (len, any): (usize, usize)) {
+    if len < 0x80 && !key.is_empty() {
+        // Most attributes: every length inside is below the whole's, one byte each.
+        buf.extend_from_slice(&[field, len as u8, KV_KEY, key.len() as u8]);
+        buf.extend_from_slice(key.as_bytes());
+        match v {
+            Val::Str(s) => {
+                buf.extend_from_slice(&[KV_VALUE, any as u8, ANY_STRING, s.len() as u8]);
+                buf.extend_from_slice(s.as_bytes());
+            }
+            Val::Int(i) => {
+                let mut h = [KV_VALUE, any as u8, ANY_INT, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+                let n = 3 + put_varint_at(&mut h[3..], i as u64);
+                put_head(buf, &h, n);
+            }
+            Val::Double(d) => {
+                let mut h = [KV_VALUE, any as u8, ANY_DOUBLE, 0, 0, 0, 0, 0, 0, 0, 0];
+                h[3..].copy_from_slice(&d.to_le_bytes());
+                buf.extend_from_slice(&h);
+            }
+            Val::Bool(b) => buf.extend_from_slice(&[KV_VALUE, any as u8, ANY_BOOL, u8::from(b)]),
+        }
+        return;
+    }
     put_len(buf, field, len);
     put_opt_bytes(buf, KV_KEY, key.as_bytes());
     put_len(buf, KV_VALUE, any);
@@ -195,6 +229,23 @@ fn put_kv(buf: &mut Vec<u8>, field: u8, key: &str, v: Val<'_>, (len, any): (usiz
         }
         Val::Bool(b) => buf.extend_from_slice(&[ANY_BOOL, u8::from(b)]),
     }
+}
+
+/// Writes `v` as a varint at the start of `to` (10 bytes hold any); returns its
+/// length.
+#[inline]
+fn put_varint_at(to: &mut [u8], mut v: u64) -> usize {
+    let mut n = 0;
+    for b in to.iter_mut() {
+        n += 1;
+        if v < 0x80 {
+            *b = v as u8;
+            break;
+        }
+        *b = v as u8 | 0x80;
+        v >>= 7;
+    }
+    n
 }
 
 fn nanos(t: i64) -> u64 {
@@ -259,19 +310,37 @@ fn span_len(s: &Span) -> usize {
 /// Writes `s`'s `Span` message (its fields: the key and length before it are the
 /// caller's), in prost's order: by field number.
 fn put_span(buf: &mut Vec<u8>, s: &Span) {
-    put_len(buf, SPAN_TRACE_ID, 16);
-    buf.extend_from_slice(&s.base_id.to_be_bytes());
-    put_len(buf, SPAN_SPAN_ID, 8);
-    buf.extend_from_slice(&(s.id as u64).to_be_bytes());
-    if let Some(parent) = s.parent_span_id() {
-        put_len(buf, SPAN_PARENT_SPAN_ID, 8);
-        buf.extend_from_slice(&parent.to_be_bytes());
-    }
+    // The ids, fixed-size: one copy.
+    let mut ids = [0; 38];
+    ids[..2].copy_from_slice(&[SPAN_TRACE_ID, 16]);
+    ids[2..18].copy_from_slice(&s.base_id.to_be_bytes());
+    ids[18..20].copy_from_slice(&[SPAN_SPAN_ID, 8]);
+    ids[20..28].copy_from_slice(&(s.id as u64).to_be_bytes());
+    let n = match s.parent_span_id() {
+        Some(parent) => {
+            ids[28..30].copy_from_slice(&[SPAN_PARENT_SPAN_ID, 8]);
+            ids[30..].copy_from_slice(&parent.to_be_bytes());
+            38
+        }
+        None => 28,
+    };
+    put_head(buf, &ids, n);
     put_opt_bytes(buf, SPAN_NAME, s.name.as_bytes());
-    buf.extend_from_slice(&[SPAN_KIND, kind_value(s.kind)]);
+    // The kind and the two times (left out when zero).
     let end = nanos(s.end_ns);
-    put_opt_fixed64(buf, SPAN_START, nanos(s.start_ns));
-    put_opt_fixed64(buf, SPAN_END, end);
+    let mut times = [0; 20];
+    times[..2].copy_from_slice(&[SPAN_KIND, kind_value(s.kind)]);
+    let mut n = 2;
+    for (key, t) in [(SPAN_START, nanos(s.start_ns)), (SPAN_END, end)] {
+        if t != 0 {
+            if let Some(to) = times.get_mut(n..n + 9) {
+                to[0] = key;
+                to[1..].copy_from_slice(&t.to_le_bytes());
+            }
+            n += 9;
+        }
+    }
+    put_head(buf, &times, n);
     for (k, v) in &s.attributes {
         let v = v.into();
         put_kv(buf, SPAN_ATTRIBUTES, k, v, kv_len(k, v));
