@@ -185,6 +185,8 @@ pub(crate) struct Assembler {
     host: Option<Arc<str>>,
     // Emptied attribute vectors of spans already sent ([`Assembler::recycle`]).
     spare_attributes: Vec<Vec<Attr<'static>>>,
+    // And their names' and values' strings.
+    spare_strings: Spare,
     stats: AssemblerStats,
 }
 
@@ -204,6 +206,7 @@ impl Assembler {
             seq: 0,
             host: None,
             spare_attributes: Vec::new(),
+            spare_strings: Spare::default(),
             stats: AssemblerStats::default(),
         }
     }
@@ -370,7 +373,7 @@ impl Assembler {
             Some(v) => relabel(v),
             None => Vec::with_capacity(8),
         };
-        let (name, kind) = start_info(start, &mut attributes);
+        let (name, kind) = start_info(start, &mut attributes, &mut self.spare_strings);
         let (end_ns, error) = stop(&mut attributes);
         let start_ns = ns(start);
         Span {
@@ -391,7 +394,7 @@ impl Assembler {
     fn open_owned(&mut self, e: &Event) -> Open {
         let origin = self.origin(e);
         let mut attributes = Vec::with_capacity(8);
-        let (name, kind) = start_info(e, &mut attributes);
+        let (name, kind) = start_info(e, &mut attributes, &mut self.spare_strings);
         self.seq += 1;
         Open {
             name: Cow::Owned(name.into_owned()),
@@ -422,13 +425,29 @@ impl Assembler {
         }
     }
 
-    /// Takes back the attribute vector of a span that was sent, for a span of a later
-    /// batch: one allocation less per span.
+    /// Takes back the attribute vector and the owned strings (a built name, JSON
+    /// text) of a span that was sent, for the spans of a later batch: allocations
+    /// less per span.
     // Called by the OTLP sink only.
     #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
-    pub fn recycle(&mut self, mut attributes: Vec<Attr<'_>>) {
+    pub fn recycle(&mut self, span: Span<'_>) {
+        let Span {
+            name,
+            mut attributes,
+            ..
+        } = span;
+        if let Cow::Owned(n) = name {
+            self.spare_strings.put(n);
+        }
+        for (k, v) in attributes.drain(..) {
+            if let Cow::Owned(k) = k {
+                self.spare_strings.put(k);
+            }
+            if let AttrValue::Str(Cow::Owned(v)) = v {
+                self.spare_strings.put(v);
+            }
+        }
         if self.spare_attributes.len() < SPARE_ATTRIBUTES && attributes.capacity() <= 64 {
-            attributes.clear();
             self.spare_attributes.push(relabel(attributes));
         }
     }
@@ -464,6 +483,29 @@ impl Assembler {
 /// Most attribute vectors kept by [`Assembler::recycle`]: a batch's spans.
 const SPARE_ATTRIBUTES: usize = 4096;
 
+/// Emptied strings kept for the names and JSON texts of later spans.
+#[derive(Default)]
+struct Spare(Vec<String>);
+
+/// Most strings kept (a batch's spans have a few built strings each), and the
+/// largest: a long one would otherwise stay in memory for good.
+const SPARE_STRINGS: usize = 8192;
+const SPARE_STRING_BYTES: usize = 256;
+
+impl Spare {
+    /// An empty string, with the capacity of one kept if there is one.
+    fn take(&mut self) -> String {
+        self.0.pop().unwrap_or_default()
+    }
+
+    fn put(&mut self, mut s: String) {
+        if s.capacity() > 0 && s.capacity() <= SPARE_STRING_BYTES && self.0.len() < SPARE_STRINGS {
+            s.clear();
+            self.0.push(s);
+        }
+    }
+}
+
 /// An empty vector's allocation under another lifetime: collecting an empty vector
 /// into one of a type of the same layout reuses its buffer (no element is moved).
 // `filter_map`, not `filter`: the item type changes (its lifetime).
@@ -479,21 +521,25 @@ fn ns(e: &Event) -> i64 {
 /// A start event's name, kind and attributes (`osprofiler.point` first). Borrowed from
 /// the event's info when it can be; built info (a function's, an error's) is small and
 /// copied.
-fn start_info<'a>(e: &'a Event, out: &mut Vec<Attr<'a>>) -> (Cow<'a, str>, SpanKind) {
+fn start_info<'a>(
+    e: &'a Event,
+    out: &mut Vec<Attr<'a>>,
+    spare: &mut Spare,
+) -> (Cow<'a, str>, SpanKind) {
     out.push((
         Cow::Borrowed("osprofiler.point"),
         AttrValue::Str(Cow::Borrowed(&*e.name)),
     ));
     match e.info.fields() {
         Cow::Borrowed(info) => {
-            start_attributes(&e.name, info, out);
-            name_and_kind(&e.name, info)
+            start_attributes(&e.name, info, out, spare);
+            name_and_kind(&e.name, info, spare)
         }
         Cow::Owned(info) => {
             let mut tmp = Vec::new();
-            start_attributes(&e.name, &info, &mut tmp);
+            start_attributes(&e.name, &info, &mut tmp, spare);
             out.extend(tmp.into_iter().map(|a| -> Attr<'a> { owned_attr(a) }));
-            let (name, kind) = name_and_kind(&e.name, &info);
+            let (name, kind) = name_and_kind(&e.name, &info, spare);
             (Cow::Owned(name.into_owned()), kind)
         }
     }
@@ -551,8 +597,12 @@ fn capped(name: Cow<'_, str>) -> Cow<'_, str> {
 }
 
 /// The span's name (at most [`MAX_NAME`] bytes) and kind.
-fn name_and_kind<'a>(point: &'a str, info: &'a Map<String, Value>) -> (Cow<'a, str>, SpanKind) {
-    let (name, kind) = full_name_and_kind(point, info);
+fn name_and_kind<'a>(
+    point: &'a str,
+    info: &'a Map<String, Value>,
+    spare: &mut Spare,
+) -> (Cow<'a, str>, SpanKind) {
+    let (name, kind) = full_name_and_kind(point, info, spare);
     (capped(name), kind)
 }
 
@@ -562,6 +612,7 @@ fn name_and_kind<'a>(point: &'a str, info: &'a Map<String, Value>) -> (Cow<'a, s
 fn full_name_and_kind<'a>(
     point: &'a str,
     info: &'a Map<String, Value>,
+    spare: &mut Spare,
 ) -> (Cow<'a, str>, SpanKind) {
     // One pass over the keys (see `start_attributes`).
     let (mut request, mut db, mut requests, mut function) = (None, None, None, None);
@@ -597,14 +648,17 @@ fn full_name_and_kind<'a>(
     }
     if let Some(r) = request {
         let (method, path) = (field(r, "method"), field(r, "path"));
-        return (Cow::Owned(joined(&["WSGI_", method, "_", path])), kind);
+        return (
+            Cow::Owned(joined(&["WSGI_", method, "_", path], spare)),
+            kind,
+        );
     }
     if let Some(db) = db {
         let first = field(db, "statement")
             .split_whitespace()
             .next()
             .unwrap_or("");
-        let mut name = joined(&["SQL_", first]);
+        let mut name = joined(&["SQL_", first], spare);
         if first.is_ascii() {
             name.make_ascii_uppercase();
         } else {
@@ -614,14 +668,19 @@ fn full_name_and_kind<'a>(
     }
     if let Some(r) = requests {
         let (method, host) = (field(r, "method"), field(r, "hostname"));
-        return (Cow::Owned(joined(&["REQUESTS_", method, "_", host])), kind);
+        return (
+            Cow::Owned(joined(&["REQUESTS_", method, "_", host], spare)),
+            kind,
+        );
     }
     (Cow::Borrowed(point), kind)
 }
 
-/// The pieces in one string of the right size (`format!` guesses the size and grows).
-fn joined(pieces: &[&str]) -> String {
-    let mut s = String::with_capacity(pieces.iter().map(|p| p.len()).sum());
+/// The pieces in one string of the right size (`format!` guesses the size and grows),
+/// a kept one when there is one.
+fn joined(pieces: &[&str], spare: &mut Spare) -> String {
+    let mut s = spare.take();
+    s.reserve(pieces.iter().map(|p| p.len()).sum());
     for p in pieces {
         s.push_str(p);
     }
@@ -632,8 +691,18 @@ fn joined(pieces: &[&str]) -> String {
 /// into one buffer (`Display` goes through a formatter piece by piece, and the
 /// string grows as it goes: it cost more than the rest of a `db` span's mapping).
 fn json_text(v: &Value) -> String {
-    // A `Value` always serializes (its keys are strings).
-    serde_json::to_string(v).unwrap_or_default()
+    json_text_in(v, String::new())
+}
+
+/// [`json_text`], written into `s` (emptied first).
+fn json_text_in(v: &Value, s: String) -> String {
+    let mut b = s.into_bytes();
+    b.clear();
+    // A `Value` always serializes (its keys are strings), and into valid UTF-8.
+    if serde_json::to_writer(&mut b, v).is_err() {
+        b.clear();
+    }
+    String::from_utf8(b).unwrap_or_default()
 }
 
 fn value_attr(v: &Value) -> Option<AttrValue<'_>> {
@@ -656,7 +725,12 @@ fn put<'a>(out: &mut Vec<Attr<'a>>, key: &'static str, v: Option<&'a Value>) {
 }
 
 /// OpenTelemetry's semantic names where one exists, osprofiler's keys otherwise.
-fn start_attributes<'a>(point: &str, info: &'a Map<String, Value>, out: &mut Vec<Attr<'a>>) {
+fn start_attributes<'a>(
+    point: &str,
+    info: &'a Map<String, Value>,
+    out: &mut Vec<Attr<'a>>,
+    spare: &mut Spare,
+) {
     // One pass over each map, matching keys: a lookup per key would hash each one
     // (serde_json's ordered map), which cost more than the rest of the mapping.
     let grpc_server = point == "rpc" && obj(info, "request").is_some();
@@ -674,7 +748,7 @@ fn start_attributes<'a>(point: &str, info: &'a Map<String, Value>, out: &mut Vec
                             // As osprofiler's drivers: the parameters as one JSON text.
                             out.push((
                                 Cow::Borrowed("db.params"),
-                                AttrValue::Str(Cow::Owned(json_text(dv))),
+                                AttrValue::Str(Cow::Owned(json_text_in(dv, spare.take()))),
                             ));
                         }
                         "params" => {}
@@ -894,17 +968,48 @@ mod tests {
     }
 
     #[test]
-    fn recycled_attribute_vectors_keep_their_buffer() {
+    fn recycled_spans_keep_their_buffers() {
         let mut v: Vec<Attr<'_>> = Vec::with_capacity(8);
         v.push((Cow::Borrowed("k"), AttrValue::Str("v".to_owned().into())));
+        v.push((Cow::Owned("function.x".into()), AttrValue::Int(1)));
         let at = v.as_ptr() as usize;
+        let name = String::from("WSGI_GET_/v2.1/servers");
+        let name_at = name.as_ptr() as usize;
         let mut asm = Assembler::new(4);
-        asm.recycle(v);
+        asm.recycle(Span {
+            base_id: 1,
+            id: 2,
+            parent_id: 1,
+            name: Cow::Owned(name),
+            kind: SpanKind::Server,
+            start_ns: 0,
+            end_ns: 0,
+            origin: Origin::default(),
+            attributes: v,
+            error: None,
+        });
         let back = asm.spare_attributes.pop().expect("kept");
         assert_eq!(
             (back.as_ptr() as usize, back.capacity(), back.len()),
             (at, 8, 0)
         );
+        assert_eq!(asm.spare_strings.0.len(), 3, "the name, a key, a value");
+        // The last kept string is taken first, emptied, for the next built name.
+        asm.spare_strings.0.swap(0, 2);
+        let events: &'static [Event] = Box::leak(Box::new([
+            event(
+                "wsgi-start",
+                A,
+                BASE,
+                "2026-01-01T00:00:00.000100",
+                r#"{"request": {"method": "GET", "path": "/x"}}"#,
+            ),
+            event("wsgi-stop", A, BASE, "2026-01-01T00:00:00.000200", "{}"),
+        ]));
+        let mut out = Vec::new();
+        asm.push_batch(events, &mut out);
+        assert_eq!(out[0].name, "WSGI_GET_/x");
+        assert_eq!(out[0].name.as_ptr() as usize, name_at);
     }
 
     #[test]
