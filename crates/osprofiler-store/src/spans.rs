@@ -369,8 +369,9 @@ impl Assembler {
         stop: impl FnOnce(&mut Vec<Attr<'a>>) -> (i64, Option<SpanError<'a>>),
     ) -> Span<'a> {
         let origin = self.origin(start);
-        let mut attributes = match self.spare_attributes.pop() {
-            Some(v) => relabel(v),
+        // (A kept vector's `'static` is any `'a`: no relabelling this way.)
+        let mut attributes: Vec<Attr<'a>> = match self.spare_attributes.pop() {
+            Some(v) => v,
             None => Vec::with_capacity(8),
         };
         let (name, kind) = start_info(start, &mut attributes, &mut self.spare_strings);
