@@ -554,7 +554,7 @@ mod tests {
         AnyValue, InstrumentationScope, KeyValue, any_value,
     };
     use opentelemetry_proto::tonic::resource::v1::Resource;
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Status, span};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Status, span, status};
     use prost::Message;
     use std::borrow::Cow;
     use std::sync::Arc;
@@ -670,7 +670,7 @@ mod tests {
                 });
                 status = Some(Status {
                     message: e.message.to_string(),
-                    code: 2,
+                    code: status::StatusCode::Error as i32,
                 });
             }
             let msg = opentelemetry_proto::tonic::trace::v1::Span {
@@ -682,7 +682,12 @@ mod tests {
                     .unwrap_or_default(),
                 flags: 1,
                 name: sp.name.to_string(),
-                kind: i32::from(kind_value(sp.kind)),
+                // The official enum, not ours.
+                kind: match sp.kind {
+                    SpanKind::Internal => span::SpanKind::Internal,
+                    SpanKind::Server => span::SpanKind::Server,
+                    SpanKind::Client => span::SpanKind::Client,
+                } as i32,
                 start_time_unix_nano: nanos(sp.start_ns),
                 end_time_unix_nano: nanos(sp.end_ns),
                 attributes,
