@@ -39,9 +39,9 @@ const fn key(field: u8, wire: u8) -> u8 {
 const SPAN_TRACE_ID: u8 = key(1, LEN);
 const SPAN_SPAN_ID: u8 = key(2, LEN);
 const SPAN_PARENT_SPAN_ID: u8 = key(4, LEN);
-/// `flags = 16`, fixed32: last, prost writes fields by number (it is declared after
-/// `parent_span_id`).
-const SPAN_FLAGS: [u8; 2] = [(16 << 3 | 5) | 0x80, 1];
+/// `flags = 16`, fixed32 (wire type 5): the key 133 as a varint. Written last: prost
+/// writes fields by number (it is declared after `parent_span_id`).
+const SPAN_FLAGS: [u8; 2] = [(16 << 3 | 5) & 0x7f | 0x80, (16 << 3 | 5) >> 7];
 const SPAN_NAME: u8 = key(5, LEN);
 const SPAN_KIND: u8 = key(6, VARINT);
 const SPAN_START: u8 = key(7, I64);
