@@ -50,11 +50,39 @@ fn owned_attr((k, v): Attr<'_>) -> Attr<'static> {
 }
 
 /// Who wrote a span: becomes the OTLP resource or the Jaeger process.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Eq, Default)]
 pub(crate) struct Origin {
     pub project: Option<Arc<str>>,
     pub service: Option<Arc<str>>,
     pub host: Option<Arc<str>>,
+}
+
+/// By value, as derived, but the same `Arc` first: the spans of a batch share their
+/// origin's strings, and `Arc<str>`'s own `==` compares the bytes every time (its
+/// pointer shortcut is for sized types only). The exporters compare origins at
+/// every span, to group them.
+impl PartialEq for Origin {
+    fn eq(&self, other: &Origin) -> bool {
+        fn same(a: &Option<Arc<str>>, b: &Option<Arc<str>>) -> bool {
+            match (a, b) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+                (None, None) => true,
+                _ => false,
+            }
+        }
+        same(&self.project, &other.project)
+            && same(&self.service, &other.service)
+            && same(&self.host, &other.host)
+    }
+}
+
+/// As derived: by value, as `==` compares.
+impl std::hash::Hash for Origin {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.project.hash(state);
+        self.service.hash(state);
+        self.host.hash(state);
+    }
 }
 
 impl Origin {
@@ -953,6 +981,26 @@ mod tests {
                 ),
                 (Cow::Borrowed("vm"), AttrValue::Str("vm-1".into())),
             ]
+        );
+    }
+
+    #[test]
+    fn origins_compare_by_value() {
+        let o = |p: &str, h: Option<&str>| Origin {
+            project: Some(Arc::from(p)),
+            service: None,
+            host: h.map(Arc::from),
+        };
+        let a = o("nova", Some("h1"));
+        assert_eq!(a, a.clone());
+        assert_eq!(a, o("nova", Some("h1")), "other Arcs, same strings");
+        assert_ne!(a, o("nova", Some("h2")));
+        assert_ne!(a, o("nova", None));
+        assert_ne!(a, o("nov", Some("h1")));
+        let s = std::hash::RandomState::new();
+        assert_eq!(
+            std::hash::BuildHasher::hash_one(&s, &a),
+            std::hash::BuildHasher::hash_one(&s, o("nova", Some("h1")))
         );
     }
 
