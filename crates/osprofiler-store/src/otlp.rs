@@ -403,7 +403,7 @@ impl Sink for OtlpSink {
         self.sender.in_flight += handed;
         self.keep_body(buf);
         for s in spans {
-            self.assembler.recycle(s.attributes);
+            self.assembler.recycle(s);
         }
         sent.map_err(|e| self.error(e))
     }
@@ -507,7 +507,7 @@ mod tests {
             })
             .expect("encoded");
         for s in spans {
-            assembler.recycle(s.attributes);
+            assembler.recycle(s);
         }
         bytes
     }

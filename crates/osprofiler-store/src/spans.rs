@@ -50,11 +50,39 @@ fn owned_attr((k, v): Attr<'_>) -> Attr<'static> {
 }
 
 /// Who wrote a span: becomes the OTLP resource or the Jaeger process.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Eq, Default)]
 pub(crate) struct Origin {
     pub project: Option<Arc<str>>,
     pub service: Option<Arc<str>>,
     pub host: Option<Arc<str>>,
+}
+
+/// By value, as derived, but the same `Arc` first: the spans of a batch share their
+/// origin's strings, and `Arc<str>`'s own `==` compares the bytes every time (its
+/// pointer shortcut is for sized types only). The exporters compare origins at
+/// every span, to group them.
+impl PartialEq for Origin {
+    fn eq(&self, other: &Origin) -> bool {
+        fn same(a: &Option<Arc<str>>, b: &Option<Arc<str>>) -> bool {
+            match (a, b) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+                (None, None) => true,
+                _ => false,
+            }
+        }
+        same(&self.project, &other.project)
+            && same(&self.service, &other.service)
+            && same(&self.host, &other.host)
+    }
+}
+
+/// As derived: by value, as `==` compares.
+impl std::hash::Hash for Origin {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.project.hash(state);
+        self.service.hash(state);
+        self.host.hash(state);
+    }
 }
 
 impl Origin {
@@ -185,6 +213,8 @@ pub(crate) struct Assembler {
     host: Option<Arc<str>>,
     // Emptied attribute vectors of spans already sent ([`Assembler::recycle`]).
     spare_attributes: Vec<Vec<Attr<'static>>>,
+    // And their names' and values' strings.
+    spare_strings: Spare,
     stats: AssemblerStats,
 }
 
@@ -204,6 +234,7 @@ impl Assembler {
             seq: 0,
             host: None,
             spare_attributes: Vec::new(),
+            spare_strings: Spare::default(),
             stats: AssemblerStats::default(),
         }
     }
@@ -366,11 +397,12 @@ impl Assembler {
         stop: impl FnOnce(&mut Vec<Attr<'a>>) -> (i64, Option<SpanError<'a>>),
     ) -> Span<'a> {
         let origin = self.origin(start);
-        let mut attributes = match self.spare_attributes.pop() {
-            Some(v) => relabel(v),
+        // (A kept vector's `'static` is any `'a`: no relabelling this way.)
+        let mut attributes: Vec<Attr<'a>> = match self.spare_attributes.pop() {
+            Some(v) => v,
             None => Vec::with_capacity(8),
         };
-        let (name, kind) = start_info(start, &mut attributes);
+        let (name, kind) = start_info(start, &mut attributes, &mut self.spare_strings);
         let (end_ns, error) = stop(&mut attributes);
         let start_ns = ns(start);
         Span {
@@ -391,7 +423,7 @@ impl Assembler {
     fn open_owned(&mut self, e: &Event) -> Open {
         let origin = self.origin(e);
         let mut attributes = Vec::with_capacity(8);
-        let (name, kind) = start_info(e, &mut attributes);
+        let (name, kind) = start_info(e, &mut attributes, &mut self.spare_strings);
         self.seq += 1;
         Open {
             name: Cow::Owned(name.into_owned()),
@@ -422,13 +454,29 @@ impl Assembler {
         }
     }
 
-    /// Takes back the attribute vector of a span that was sent, for a span of a later
-    /// batch: one allocation less per span.
+    /// Takes back the attribute vector and the owned strings (a built name, JSON
+    /// text) of a span that was sent, for the spans of a later batch: allocations
+    /// less per span.
     // Called by the OTLP sink only.
     #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
-    pub fn recycle(&mut self, mut attributes: Vec<Attr<'_>>) {
+    pub fn recycle(&mut self, span: Span<'_>) {
+        let Span {
+            name,
+            mut attributes,
+            ..
+        } = span;
+        if let Cow::Owned(n) = name {
+            self.spare_strings.put(n);
+        }
+        for (k, v) in attributes.drain(..) {
+            if let Cow::Owned(k) = k {
+                self.spare_strings.put(k);
+            }
+            if let AttrValue::Str(Cow::Owned(v)) = v {
+                self.spare_strings.put(v);
+            }
+        }
         if self.spare_attributes.len() < SPARE_ATTRIBUTES && attributes.capacity() <= 64 {
-            attributes.clear();
             self.spare_attributes.push(relabel(attributes));
         }
     }
@@ -464,6 +512,29 @@ impl Assembler {
 /// Most attribute vectors kept by [`Assembler::recycle`]: a batch's spans.
 const SPARE_ATTRIBUTES: usize = 4096;
 
+/// Emptied strings kept for the names and JSON texts of later spans.
+#[derive(Default)]
+struct Spare(Vec<String>);
+
+/// Most strings kept (a batch's spans have a few built strings each), and the
+/// largest: a long one would otherwise stay in memory for good.
+const SPARE_STRINGS: usize = 8192;
+const SPARE_STRING_BYTES: usize = 256;
+
+impl Spare {
+    /// An empty string, with the capacity of one kept if there is one.
+    fn take(&mut self) -> String {
+        self.0.pop().unwrap_or_default()
+    }
+
+    fn put(&mut self, mut s: String) {
+        if s.capacity() > 0 && s.capacity() <= SPARE_STRING_BYTES && self.0.len() < SPARE_STRINGS {
+            s.clear();
+            self.0.push(s);
+        }
+    }
+}
+
 /// An empty vector's allocation under another lifetime: collecting an empty vector
 /// into one of a type of the same layout reuses its buffer (no element is moved).
 // `filter_map`, not `filter`: the item type changes (its lifetime).
@@ -479,21 +550,25 @@ fn ns(e: &Event) -> i64 {
 /// A start event's name, kind and attributes (`osprofiler.point` first). Borrowed from
 /// the event's info when it can be; built info (a function's, an error's) is small and
 /// copied.
-fn start_info<'a>(e: &'a Event, out: &mut Vec<Attr<'a>>) -> (Cow<'a, str>, SpanKind) {
+fn start_info<'a>(
+    e: &'a Event,
+    out: &mut Vec<Attr<'a>>,
+    spare: &mut Spare,
+) -> (Cow<'a, str>, SpanKind) {
     out.push((
         Cow::Borrowed("osprofiler.point"),
         AttrValue::Str(Cow::Borrowed(&*e.name)),
     ));
     match e.info.fields() {
         Cow::Borrowed(info) => {
-            start_attributes(&e.name, info, out);
-            name_and_kind(&e.name, info)
+            start_attributes(&e.name, info, out, spare);
+            name_and_kind(&e.name, info, spare)
         }
         Cow::Owned(info) => {
             let mut tmp = Vec::new();
-            start_attributes(&e.name, &info, &mut tmp);
+            start_attributes(&e.name, &info, &mut tmp, spare);
             out.extend(tmp.into_iter().map(|a| -> Attr<'a> { owned_attr(a) }));
-            let (name, kind) = name_and_kind(&e.name, &info);
+            let (name, kind) = name_and_kind(&e.name, &info, spare);
             (Cow::Owned(name.into_owned()), kind)
         }
     }
@@ -501,6 +576,14 @@ fn start_info<'a>(e: &'a Event, out: &mut Vec<Attr<'a>>) -> (Cow<'a, str>, SpanK
 
 /// A stop event's attributes; the error of a failed point.
 fn stop_info<'a>(e: &'a Event, out: &mut Vec<Attr<'a>>) -> Option<SpanError<'a>> {
+    // A recorded failure, read as is: `fields` would build its map (`etype`,
+    // `message`, `host`) to be read here as just these two.
+    if let Some((etype, message)) = e.info.recorded_error() {
+        return Some(SpanError {
+            etype: Cow::Borrowed(etype),
+            message: Cow::Borrowed(message),
+        });
+    }
     match e.info.fields() {
         Cow::Borrowed(info) => stop_attributes(info, out),
         Cow::Owned(info) => {
@@ -543,8 +626,12 @@ fn capped(name: Cow<'_, str>) -> Cow<'_, str> {
 }
 
 /// The span's name (at most [`MAX_NAME`] bytes) and kind.
-fn name_and_kind<'a>(point: &'a str, info: &'a Map<String, Value>) -> (Cow<'a, str>, SpanKind) {
-    let (name, kind) = full_name_and_kind(point, info);
+fn name_and_kind<'a>(
+    point: &'a str,
+    info: &'a Map<String, Value>,
+    spare: &mut Spare,
+) -> (Cow<'a, str>, SpanKind) {
+    let (name, kind) = full_name_and_kind(point, info, spare);
     (capped(name), kind)
 }
 
@@ -554,6 +641,7 @@ fn name_and_kind<'a>(point: &'a str, info: &'a Map<String, Value>) -> (Cow<'a, s
 fn full_name_and_kind<'a>(
     point: &'a str,
     info: &'a Map<String, Value>,
+    spare: &mut Spare,
 ) -> (Cow<'a, str>, SpanKind) {
     // One pass over the keys (see `start_attributes`).
     let (mut request, mut db, mut requests, mut function) = (None, None, None, None);
@@ -589,14 +677,17 @@ fn full_name_and_kind<'a>(
     }
     if let Some(r) = request {
         let (method, path) = (field(r, "method"), field(r, "path"));
-        return (Cow::Owned(joined(&["WSGI_", method, "_", path])), kind);
+        return (
+            Cow::Owned(joined(&["WSGI_", method, "_", path], spare)),
+            kind,
+        );
     }
     if let Some(db) = db {
         let first = field(db, "statement")
             .split_whitespace()
             .next()
             .unwrap_or("");
-        let mut name = joined(&["SQL_", first]);
+        let mut name = joined(&["SQL_", first], spare);
         if first.is_ascii() {
             name.make_ascii_uppercase();
         } else {
@@ -606,18 +697,41 @@ fn full_name_and_kind<'a>(
     }
     if let Some(r) = requests {
         let (method, host) = (field(r, "method"), field(r, "hostname"));
-        return (Cow::Owned(joined(&["REQUESTS_", method, "_", host])), kind);
+        return (
+            Cow::Owned(joined(&["REQUESTS_", method, "_", host], spare)),
+            kind,
+        );
     }
     (Cow::Borrowed(point), kind)
 }
 
-/// The pieces in one string of the right size (`format!` guesses the size and grows).
-fn joined(pieces: &[&str]) -> String {
-    let mut s = String::with_capacity(pieces.iter().map(|p| p.len()).sum());
+/// The pieces in one string of the right size (`format!` guesses the size and grows),
+/// a kept one when there is one.
+fn joined(pieces: &[&str], spare: &mut Spare) -> String {
+    let mut s = spare.take();
+    s.reserve(pieces.iter().map(|p| p.len()).sum());
     for p in pieces {
         s.push_str(p);
     }
     s
+}
+
+/// `v` as compact JSON text, what its `Display` writes: serde_json's writer straight
+/// into one buffer (`Display` goes through a formatter piece by piece, and the
+/// string grows as it goes: it cost more than the rest of a `db` span's mapping).
+fn json_text(v: &Value) -> String {
+    json_text_in(v, String::new())
+}
+
+/// [`json_text`], written into `s` (emptied first).
+fn json_text_in(v: &Value, s: String) -> String {
+    let mut b = s.into_bytes();
+    b.clear();
+    // A `Value` always serializes (its keys are strings), and into valid UTF-8.
+    if serde_json::to_writer(&mut b, v).is_err() {
+        b.clear();
+    }
+    String::from_utf8(b).unwrap_or_default()
 }
 
 fn value_attr(v: &Value) -> Option<AttrValue<'_>> {
@@ -629,7 +743,7 @@ fn value_attr(v: &Value) -> Option<AttrValue<'_>> {
             None => AttrValue::Double(n.as_f64()?),
         },
         Value::String(s) => AttrValue::Str(Cow::Borrowed(s)),
-        other => AttrValue::Str(Cow::Owned(other.to_string())),
+        other => AttrValue::Str(Cow::Owned(json_text(other))),
     })
 }
 
@@ -640,7 +754,12 @@ fn put<'a>(out: &mut Vec<Attr<'a>>, key: &'static str, v: Option<&'a Value>) {
 }
 
 /// OpenTelemetry's semantic names where one exists, osprofiler's keys otherwise.
-fn start_attributes<'a>(point: &str, info: &'a Map<String, Value>, out: &mut Vec<Attr<'a>>) {
+fn start_attributes<'a>(
+    point: &str,
+    info: &'a Map<String, Value>,
+    out: &mut Vec<Attr<'a>>,
+    spare: &mut Spare,
+) {
     // One pass over each map, matching keys: a lookup per key would hash each one
     // (serde_json's ordered map), which cost more than the rest of the mapping.
     let grpc_server = point == "rpc" && obj(info, "request").is_some();
@@ -658,7 +777,7 @@ fn start_attributes<'a>(point: &str, info: &'a Map<String, Value>, out: &mut Vec
                             // As osprofiler's drivers: the parameters as one JSON text.
                             out.push((
                                 Cow::Borrowed("db.params"),
-                                AttrValue::Str(Cow::Owned(dv.to_string())),
+                                AttrValue::Str(Cow::Owned(json_text_in(dv, spare.take()))),
                             ));
                         }
                         "params" => {}
@@ -776,7 +895,7 @@ fn stop_attributes<'a>(
 fn text(v: &Value) -> Cow<'_, str> {
     match v {
         Value::String(s) => Cow::Borrowed(s),
-        other => Cow::Owned(other.to_string()),
+        other => Cow::Owned(json_text(other)),
     }
 }
 
@@ -822,18 +941,124 @@ mod tests {
     const A: &str = "aaaaaaaa-aaaa-4aaa-8aaa-000000000001";
     const B: &str = "aaaaaaaa-aaaa-4aaa-8aaa-000000000002";
 
+    /// A failure recorded here (not parsed) is read as is, and gives what reading
+    /// its built map gives.
     #[test]
-    fn recycled_attribute_vectors_keep_their_buffer() {
+    fn a_recorded_failure_is_read_without_its_map() {
+        use osprofiler::{HmacKey, Identity, Info, TraceContext};
+        let sink = osprofiler::notifier::MemorySink::new();
+        let guard = osprofiler::notifier::set_sink(sink.clone());
+        let ctx = TraceContext::new(HmacKey::new("SECRET_KEY"), None, None)
+            .with_identity(&Identity::new("nova", "api", "h1"));
+        ctx.in_scope(|| {
+            let mut d = osprofiler::Point::start("driver", Info::new().with("vm", "vm-1"));
+            d.set_error("NoValidHost", "No valid host é");
+        });
+        osprofiler::notifier::flush().expect("flush");
+        drop(guard);
+        let events = sink.take();
+        assert_eq!(events.len(), 2);
+        let stop = &events[1];
+        assert_eq!(
+            stop.info.recorded_error(),
+            Some(("NoValidHost", "No valid host é"))
+        );
+        let mut from_map = Vec::new();
+        let map = stop.info.fields();
+        let map_error = stop_attributes(&map, &mut from_map);
+        let mut asm = Assembler::new(16);
+        let mut out = Vec::new();
+        asm.push_batch(&events, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].error, map_error);
+        assert!(from_map.is_empty());
+        assert_eq!(
+            out[0].attributes,
+            [
+                (
+                    Cow::Borrowed("osprofiler.point"),
+                    AttrValue::Str("driver".into())
+                ),
+                (Cow::Borrowed("vm"), AttrValue::Str("vm-1".into())),
+            ]
+        );
+    }
+
+    #[test]
+    fn origins_compare_by_value() {
+        let o = |p: &str, h: Option<&str>| Origin {
+            project: Some(Arc::from(p)),
+            service: None,
+            host: h.map(Arc::from),
+        };
+        let a = o("nova", Some("h1"));
+        assert_eq!(a, a.clone());
+        assert_eq!(a, o("nova", Some("h1")), "other Arcs, same strings");
+        assert_ne!(a, o("nova", Some("h2")));
+        assert_ne!(a, o("nova", None));
+        assert_ne!(a, o("nov", Some("h1")));
+        let s = std::hash::RandomState::new();
+        assert_eq!(
+            std::hash::BuildHasher::hash_one(&s, &a),
+            std::hash::BuildHasher::hash_one(&s, o("nova", Some("h1")))
+        );
+    }
+
+    #[test]
+    fn json_text_is_what_display_writes() {
+        let v: Value = serde_json::from_str(
+            r#"[1, -2.5, 1e300, "é\n\"🦀\u0001", null, true, {"b": {"c": []}, "a": 1}, []]"#,
+        )
+        .unwrap();
+        assert_eq!(json_text(&v), v.to_string());
+        for v in v.as_array().unwrap() {
+            assert_eq!(json_text(v), v.to_string());
+        }
+    }
+
+    #[test]
+    fn recycled_spans_keep_their_buffers() {
         let mut v: Vec<Attr<'_>> = Vec::with_capacity(8);
         v.push((Cow::Borrowed("k"), AttrValue::Str("v".to_owned().into())));
+        v.push((Cow::Owned("function.x".into()), AttrValue::Int(1)));
         let at = v.as_ptr() as usize;
+        let name = String::from("WSGI_GET_/v2.1/servers");
+        let name_at = name.as_ptr() as usize;
         let mut asm = Assembler::new(4);
-        asm.recycle(v);
+        asm.recycle(Span {
+            base_id: 1,
+            id: 2,
+            parent_id: 1,
+            name: Cow::Owned(name),
+            kind: SpanKind::Server,
+            start_ns: 0,
+            end_ns: 0,
+            origin: Origin::default(),
+            attributes: v,
+            error: None,
+        });
         let back = asm.spare_attributes.pop().expect("kept");
         assert_eq!(
             (back.as_ptr() as usize, back.capacity(), back.len()),
             (at, 8, 0)
         );
+        assert_eq!(asm.spare_strings.0.len(), 3, "the name, a key, a value");
+        // The last kept string is taken first, emptied, for the next built name.
+        asm.spare_strings.0.swap(0, 2);
+        let events: &'static [Event] = Box::leak(Box::new([
+            event(
+                "wsgi-start",
+                A,
+                BASE,
+                "2026-01-01T00:00:00.000100",
+                r#"{"request": {"method": "GET", "path": "/x"}}"#,
+            ),
+            event("wsgi-stop", A, BASE, "2026-01-01T00:00:00.000200", "{}"),
+        ]));
+        let mut out = Vec::new();
+        asm.push_batch(events, &mut out);
+        assert_eq!(out[0].name, "WSGI_GET_/x");
+        assert_eq!(out[0].name.as_ptr() as usize, name_at);
     }
 
     #[test]

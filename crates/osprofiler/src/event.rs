@@ -260,6 +260,19 @@ impl EventInfo {
         }
     }
 
+    /// A recorded failure's `etype` and `message`, borrowed, when that is all the
+    /// info holds (a point stopped with an error): what [`fields`](Self::fields)
+    /// would build a map for. `None` for any other info.
+    pub fn recorded_error(&self) -> Option<(&str, &str)> {
+        match &self.repr {
+            Repr::Recorded {
+                payload: Some(Payload::Error { etype, message }),
+                ..
+            } => Some((etype, message)),
+            _ => None,
+        }
+    }
+
     /// One key's value.
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.as_map().get(key)
