@@ -540,6 +540,96 @@ fn texts<C: Client>(client: &mut C, base_id: &str) -> Result<Vec<String>, String
     Ok(out)
 }
 
+/// Events read before the report is built on a thread of its own ([`build_report`]).
+const BESIDE_FROM: usize = 4096;
+/// Texts handed to that thread at a time.
+const HANDOVER: usize = 1024;
+
+/// What the reading thread hands the building one: the builder first, then texts.
+enum Handover {
+    Builder(Box<ReportBuilder>),
+    Texts(Vec<String>),
+}
+
+/// Trace `base_id`'s report, its rows read and made into event texts on this thread.
+/// Past [`BESIDE_FROM`] events the texts are parsed and added on another thread (the
+/// builder goes there with what it has), in the same order, so that reading the rows
+/// (with the server sending them) and building the report use both cores: each was
+/// about half of a 100,000-point fetch. Should the thread not start, all is built here.
+/// `None` when the trace has no rows.
+fn build_report<'s, C: Client>(
+    scope: &'s std::thread::Scope<'s, '_>,
+    client: &mut C,
+    base_id: &str,
+) -> Result<Option<Report>, String> {
+    use std::sync::mpsc;
+    let mut inline = Some(ReportBuilder::new());
+    let mut beside: Option<(mpsc::SyncSender<Handover>, _)> = None;
+    let mut pending: Vec<String> = Vec::new();
+    let mut scratch = String::new();
+    let mut texts = 0_usize;
+    let read = client.trace_rows(base_id, &mut |r| {
+        let Some(text) = event_text(r, &mut scratch) else {
+            return;
+        };
+        texts += 1;
+        if let Some((to, _)) = &beside {
+            pending.push(text);
+            if pending.len() == HANDOVER {
+                let full = std::mem::replace(&mut pending, Vec::with_capacity(HANDOVER));
+                // The builder's thread ends only when the sender is dropped.
+                let _ = to.send(Handover::Texts(full));
+            }
+            return;
+        }
+        let Some(builder) = inline.as_mut() else {
+            return;
+        };
+        // A refused event is counted by the builder.
+        let _ = builder.push_text(text);
+        if texts == BESIDE_FROM {
+            let (to, from) = mpsc::sync_channel::<Handover>(4);
+            let spawned = std::thread::Builder::new()
+                .name("osprofiler-report".into())
+                .spawn_scoped(scope, move || {
+                    let mut builder = None;
+                    for h in from {
+                        match h {
+                            Handover::Builder(b) => builder = Some(*b),
+                            Handover::Texts(texts) => {
+                                if let Some(b) = builder.as_mut() {
+                                    for t in texts {
+                                        let _ = b.push_text(t);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    builder.map(ReportBuilder::finish)
+                });
+            if let (Ok(handle), Some(b)) = (spawned, inline.take()) {
+                let _ = to.send(Handover::Builder(Box::new(b)));
+                pending.reserve(HANDOVER);
+                beside = Some((to, handle));
+            }
+        }
+    });
+    let report = match beside {
+        Some((to, handle)) => {
+            if !pending.is_empty() {
+                let _ = to.send(Handover::Texts(pending));
+            }
+            drop(to);
+            handle
+                .join()
+                .map_err(|_| "building the report failed".to_owned())?
+        }
+        None => inline.map(ReportBuilder::finish),
+    };
+    read?;
+    Ok(if texts == 0 { None } else { report })
+}
+
 struct SqlStore<C> {
     client: C,
     name: String,
@@ -583,27 +673,13 @@ impl<C: Client> TraceStore for SqlStore<C> {
     /// Each row made an event text and handed to the report as it arrives: no list of
     /// rows nor of texts in between (a 100,000-point trace is 200,000 rows).
     fn report(&mut self, base_id: &str) -> Result<Option<Report>, crate::ReadError> {
-        let mut builder = ReportBuilder::new();
-        let mut scratch = String::new();
-        let mut texts = 0_usize;
-        self.client
-            .trace_rows(base_id, &mut |r| {
-                if let Some(text) = event_text(r, &mut scratch) {
-                    texts += 1;
-                    // A refused event is counted by the builder.
-                    let _ = builder.push_text(text);
-                }
-            })
-            .map_err(|e| self.err(e))?;
-        if texts == 0 {
-            return Ok(None);
+        let client = &mut self.client;
+        let built = std::thread::scope(|scope| build_report(scope, client, base_id));
+        match built {
+            Ok(Some(report)) if !report.is_empty() => Ok(Some(report)),
+            Ok(_) => Ok(None),
+            Err(e) => Err(self.err(e)),
         }
-        let report = builder.finish();
-        Ok(if report.is_empty() {
-            None
-        } else {
-            Some(report)
-        })
     }
 
     fn list_traces(&mut self, limit: Option<usize>) -> Result<Vec<TraceSummary>, crate::ReadError> {
