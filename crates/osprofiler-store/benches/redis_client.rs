@@ -345,3 +345,85 @@ fn redis_crate(b: Bencher, points_per_trace: usize) {
 fn cluster(b: Bencher, points_per_trace: usize) {
     run(b, points_per_trace, To::Cluster);
 }
+
+/// Points of the trace `fetch_10k` reads (a hundredth when run as a test).
+fn fetched_points() -> usize {
+    if measuring() { 10_000 } else { 100 }
+}
+
+/// `fetch_10k`: a trace of 10,000 points (20,000 events) written by our sink, then
+/// fetched and built into a report as `osprofiler trace show` does
+/// (`TraceStore::report`), from the single server and from the cluster (where the
+/// trace's events live in one slot). Python osprofiler 4.4.0's Redis driver reads the
+/// same trace from the single server in the same run (`get_report`, best of three; it
+/// has no cluster driver), printed before the timing.
+#[divan::bench(args = ["single", "cluster"], sample_count = 10, sample_size = 1)]
+fn fetch_10k(b: Bencher, target: &str) {
+    let mut guard = CLIENTS.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(c) = guard.as_mut() else { return };
+    let (to, url) = match (target, &c.cluster) {
+        ("cluster", Some((cl, _))) => (To::Cluster, cl.url()),
+        ("cluster", None) => return,
+        _ => (To::Ours, c._server.url()),
+    };
+    let points = fetched_points();
+    let base = Id::new_v4();
+    let template = batch(1).swap_remove(0);
+    let mut all = Vec::with_capacity(2 * points);
+    let mut t = 1_764_072_000_000_000_i64;
+    for _ in 0..points {
+        let point = Id::new_v4();
+        for kind in [EventKind::Start, EventKind::Stop] {
+            t += 7;
+            all.push(Event {
+                kind,
+                base_id: base,
+                trace_id: point,
+                parent_id: base,
+                timestamp: Timestamp(t),
+                ..template.clone()
+            });
+        }
+    }
+    for chunk in all.chunks(BATCH) {
+        write(c, to, chunk);
+    }
+    let id = base.to_string();
+    if to == To::Ours && measuring() {
+        python_fetch(&url, &id, points);
+    }
+    let cs: ConnectionString = url.parse().expect("url");
+    let mut store = osprofiler_store::open(&cs, &Options::default()).expect("store");
+    b.bench_local(|| {
+        let report = store.report(&id).expect("read").expect("the trace");
+        assert_eq!(report.len(), points);
+        report
+    });
+}
+
+fn python_fetch(url: &str, base: &str, points: usize) {
+    const SCRIPT: &str = r#"
+import sys, time
+from oslo_config import cfg
+from osprofiler import opts
+from osprofiler.drivers import base
+opts.set_defaults(cfg.CONF); cfg.CONF([])
+drv = base.get_driver(sys.argv[1], conf=cfg.CONF)
+best = None
+for _ in range(3):
+    t = time.perf_counter()
+    r = drv.get_report(sys.argv[2])
+    e = time.perf_counter() - t
+    best = e if best is None else min(best, e)
+def count(n):
+    return 1 + sum(count(c) for c in n["children"])
+print(f"{best * 1000:.0f} ms, {count(r) - 1} points")
+"#;
+    match osprofiler_testkit::Oracle::locate().and_then(|py| py.python(SCRIPT, &[url, base])) {
+        Ok(out) => eprintln!(
+            "Python osprofiler 4.4.0 Redis driver: get_report of the {points}-point trace: {} (best of 3)",
+            out.trim()
+        ),
+        Err(e) => eprintln!("Python osprofiler fetch not measured: {e}"),
+    }
+}
