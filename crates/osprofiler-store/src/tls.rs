@@ -7,7 +7,7 @@ use std::path::Path;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 /// The CA certificates to trust: every certificate of the PEM file `ca_certs` (each
@@ -58,6 +58,12 @@ pub(crate) fn root_certs(
 
 /// A client's certificate and private key, read from PEM files and checked: the PEM
 /// texts as read, and what rustls takes.
+#[cfg(any(feature = "messaging", feature = "postgres-tls", feature = "mysql"))]
+// lapin alone reads the PEM texts, rustls (PostgreSQL) the rest.
+#[cfg_attr(
+    not(all(feature = "messaging", feature = "postgres-tls")),
+    allow(dead_code)
+)]
 pub(crate) struct ClientPem {
     /// The certificate file as read (for lapin, which parses it again).
     pub(crate) cert_pem: Vec<u8>,
@@ -66,13 +72,15 @@ pub(crate) struct ClientPem {
     /// The certificate chain, the client's first.
     pub(crate) chain: Vec<CertificateDer<'static>>,
     /// The first private key of the key file.
-    pub(crate) key: PrivateKeyDer<'static>,
+    pub(crate) key: rustls::pki_types::PrivateKeyDer<'static>,
 }
 
 /// The certificate chain of the PEM file `cert` and the private key of `key` (else of
 /// `cert`, where Python's `ssl` also looks for it). Both checked here, so that a bad file
 /// is reported as such and not as a failed handshake; messages name the files, never show
 /// what they hold.
+// Used by the client certificates of amqps://, PostgreSQL and MySQL only.
+#[cfg(any(feature = "messaging", feature = "postgres-tls", feature = "mysql"))]
 pub(crate) fn client_pem(cert: &Path, key: Option<&Path>) -> Result<ClientPem, String> {
     let shown = cert.display();
     let cert_pem = std::fs::read(cert)
@@ -88,7 +96,7 @@ pub(crate) fn client_pem(cert: &Path, key: Option<&Path>) -> Result<ClientPem, S
     let key_pem = std::fs::read(key_path)
         .map_err(|e| format!("cannot read the client key from {shown}: {e}"))?;
     // The parser's own error is not shown: it may quote a line of the file.
-    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|_| format!("no PEM private key in {shown}"))?;
     Ok(ClientPem {
         cert_pem,
