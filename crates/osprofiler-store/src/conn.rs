@@ -747,6 +747,19 @@ fn sql_tls(dialect: SqlDialect, pairs: Vec<(String, String)>) -> Result<SqlTlsOp
             (SqlDialect::Postgres, "sslkey") | (SqlDialect::MySql, "ssl_key") => {
                 key_file = Some(PathBuf::from(v))
             }
+            // The other dialect's spelling: refused, so that no certificate is dropped.
+            (SqlDialect::Postgres, "ssl_cert" | "ssl_key") => {
+                return Err(format!(
+                    "option {k:?}: PostgreSQL's is {:?}",
+                    k.replace('_', "")
+                ));
+            }
+            (SqlDialect::MySql, "sslcert" | "sslkey") => {
+                return Err(format!(
+                    "option {k:?}: MySQL's is {:?}",
+                    k.replacen("ssl", "ssl_", 1)
+                ));
+            }
             (_, "ssl_capath" | "sslcrl") => {
                 return Err(format!("option {k:?}: not supported"));
             }
@@ -765,7 +778,7 @@ fn sql_tls(dialect: SqlDialect, pairs: Vec<(String, String)>) -> Result<SqlTlsOp
         (None, Some(_)) => return Err(format!("{key_name} needs {cert_name}")),
         _ => {}
     }
-    let tls = |tls, ca_file| SqlTlsOptions {
+    let options = |tls, ca_file| SqlTlsOptions {
         tls,
         ca_file,
         cert_file: cert_file.clone(),
@@ -773,7 +786,7 @@ fn sql_tls(dialect: SqlDialect, pairs: Vec<(String, String)>) -> Result<SqlTlsOp
     };
     if system_roots {
         return match mode {
-            None | Some(SqlTls::VerifyFull) => Ok(tls(SqlTls::VerifyFull, None)),
+            None | Some(SqlTls::VerifyFull) => Ok(options(SqlTls::VerifyFull, None)),
             Some(_) => Err("sslrootcert=system needs sslmode=verify-full".into()),
         };
     }
@@ -801,7 +814,7 @@ fn sql_tls(dialect: SqlDialect, pairs: Vec<(String, String)>) -> Result<SqlTlsOp
             "{cert_name} needs TLS (sslmode=require, ssl_mode=REQUIRED)"
         ));
     }
-    Ok(tls(mode, ca_file))
+    Ok(options(mode, ca_file))
 }
 
 /// (authority, path, query) of what follows `scheme://`.
@@ -1501,11 +1514,28 @@ mod tests {
         ] {
             assert_eq!(sql(s), (tls, c.clone(), k.clone()), "{s}");
         }
-        // The other dialect's names are not these (SQLAlchemy's driver options, ignored).
-        assert_eq!(
-            sql("postgresql://h/db?ssl_cert=/c.pem&ssl_key=/c.key"),
-            (SqlTls::Prefer, None, None)
-        );
+        // The other dialect's names are refused, naming this one's.
+        for (s, want) in [
+            (
+                "postgresql://h/db?ssl_cert=/c.pem",
+                "option \"ssl_cert\": PostgreSQL's is \"sslcert\"",
+            ),
+            (
+                "postgresql://h/db?ssl_key=/c.key",
+                "option \"ssl_key\": PostgreSQL's is \"sslkey\"",
+            ),
+            (
+                "mysql://h/db?sslcert=/c.pem",
+                "option \"sslcert\": MySQL's is \"ssl_cert\"",
+            ),
+            (
+                "mysql://h/db?sslkey=/c.key",
+                "option \"sslkey\": MySQL's is \"ssl_key\"",
+            ),
+        ] {
+            let e = cs(s).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{s}: {e}");
+        }
         // Paths may show in Debug; the password never does, in Display or Debug.
         let t = cs("mysql://u:pw@h/db?ssl_cert=/c.pem&ssl_key=/c.key").unwrap();
         assert_eq!(t.to_string(), "mysql://u:***@h:3306/db");
