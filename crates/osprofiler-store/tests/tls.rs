@@ -69,6 +69,15 @@ fn tls_needs_the_feature() {
             cs("mysql://u:S3cret@127.0.0.1:1/db?ssl_mode=REQUIRED"),
             opts(),
         ),
+        // A client certificate is not dropped, not even with `prefer` (TLS if offered).
+        (
+            cs("postgresql://u:S3cret@127.0.0.1:1/db?sslcert=/c.pem&sslkey=/c.key"),
+            opts(),
+        ),
+        (
+            cs("mysql://u:S3cret@127.0.0.1:1/db?ssl_mode=PREFERRED&ssl_cert=/c.pem&ssl_key=/c.key"),
+            opts(),
+        ),
         (cs("rediscluster://:S3cret@127.0.0.1:1?ssl=true"), opts()),
         (m, amqps),
     ] {
@@ -91,6 +100,7 @@ fn postgres_tls_needs_its_feature() {
         "sslmode=require",
         "sslmode=verify-full",
         "sslmode=verify-ca&sslrootcert=/ca.pem",
+        "sslcert=/c.pem&sslkey=/c.key",
     ] {
         let c = cs(&format!("postgresql://u:S3cret@127.0.0.1:1/db?{q}"));
         let e = open_err(&c, &opts(), "S3cret");
