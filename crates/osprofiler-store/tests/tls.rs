@@ -4,7 +4,8 @@
 //! connection is TLS (PostgreSQL's `pg_stat_ssl`, MariaDB's `REQUIRE SSL` user and
 //! `Ssl_accepts`, a plain client refused on a TLS-only port, a RabbitMQ that wants a client
 //! certificate), a certificate from another CA refused with a one-line error that shows no
-//! password, and plain TCP still working. Each test skips (or fails under `CI=true`) when
+//! password, and plain TCP still working. Client certificates (`sslcert`/`sslkey`,
+//! `ssl_cert`/`ssl_key`, `ssl_cert_file`) against servers that let a user in with one only. Each test skips (or fails under `CI=true`) when
 //! its server or `openssl` is missing. Without the feature, one test checks that TLS
 //! strings are refused (and one that `tls` without `postgres-tls` refuses PostgreSQL's).
 
