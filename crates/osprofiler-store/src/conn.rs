@@ -22,6 +22,7 @@ use std::str::FromStr;
 /// | `postgresql://[user[:password]@]host[:5432][/db]`, `postgresql+psycopg2://…`, `postgres://…` | PostgreSQL, osprofiler's SQLAlchemy table `data` (feature `postgres`; db defaults to the user) |
 /// | `mysql://[user[:password]@]host[:3306]/db`, `mysql+pymysql://…`, `mysql+mysqldb://…`, `mariadb://…` | MySQL or MariaDB, the same table (feature `mysql`) |
 /// | `postgresql://…?sslmode=verify-full&sslrootcert=/ca.pem`, `mysql://…?ssl_ca=/ca.pem`, `?ssl_mode=REQUIRED`, … | the same over TLS (feature `tls`; see [`SqlTls`]) |
+/// | `postgresql://…?sslcert=/client.pem&sslkey=/client.key`, `mysql://…?ssl_cert=/client.pem&ssl_key=/client.key` | the same with a client certificate, PEM (both files; MySQL: TLS then, as in pymysql) |
 /// | `messaging://` | OpenStack notifications on RabbitMQ (feature `messaging`); the broker is the `transport_url` option, [`TransportUrl`](crate::TransportUrl) |
 ///
 /// Several backends are a [`Backends`] list.
@@ -115,6 +116,11 @@ pub struct SqlTarget {
     /// CA bundle to verify the server against (`sslrootcert=`, `ssl_ca=`); the system's
     /// roots otherwise (MySQL: the mysql crate's bundled Mozilla roots).
     pub ca_file: Option<PathBuf>,
+    /// The client's certificate chain, PEM (`sslcert=`, `ssl_cert=`), for a server that
+    /// verifies its clients; always with [`key_file`](Self::key_file).
+    pub cert_file: Option<PathBuf>,
+    /// The client's private key, PEM (`sslkey=`, `ssl_key=`).
+    pub key_file: Option<PathBuf>,
 }
 
 /// How an SQL connection uses TLS: libpq's `sslmode` values, which MySQL's `ssl_mode`
@@ -411,8 +417,12 @@ impl ConnectionString {
                     SqlDialect::Postgres => None,
                     SqlDialect::MySql => return Err(invalid("no database name".into())),
                 };
-                let (tls, ca_file) =
-                    sql_tls(dialect, query_pairs(query).map_err(invalid)?).map_err(invalid)?;
+                let SqlTlsOptions {
+                    tls,
+                    ca_file,
+                    cert_file,
+                    key_file,
+                } = sql_tls(dialect, query_pairs(query).map_err(invalid)?).map_err(invalid)?;
                 Ok(ConnectionString::Sql(SqlTarget {
                     dialect,
                     scheme: lower.to_owned(),
@@ -423,6 +433,8 @@ impl ConnectionString {
                     database,
                     tls,
                     ca_file,
+                    cert_file,
+                    key_file,
                 }))
             }
             "sqlite" => {
@@ -665,13 +677,19 @@ fn cert_reqs(v: &str) -> Result<bool, String> {
     }
 }
 
-/// The TLS mode and CA file of an SQL URL's options, in libpq's spelling (`sslmode`,
-/// `sslrootcert`) for PostgreSQL, MySQL's and pymysql's (`ssl_mode`, `ssl`, `ssl_ca`,
-/// `ssl_check_hostname`) for MySQL. Client certificates are refused, not ignored.
-fn sql_tls(
-    dialect: SqlDialect,
-    pairs: Vec<(String, String)>,
-) -> Result<(SqlTls, Option<PathBuf>), String> {
+/// What an SQL URL's options say of TLS.
+struct SqlTlsOptions {
+    tls: SqlTls,
+    ca_file: Option<PathBuf>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+}
+
+/// The TLS mode, CA file and client certificate of an SQL URL's options, in libpq's
+/// spelling (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`) for PostgreSQL, MySQL's and
+/// pymysql's (`ssl_mode`, `ssl`, `ssl_ca`, `ssl_check_hostname`, `ssl_cert`, `ssl_key`)
+/// for MySQL. What we cannot do (`sslcrl`, `ssl_capath`) is refused, not ignored.
+fn sql_tls(dialect: SqlDialect, pairs: Vec<(String, String)>) -> Result<SqlTlsOptions, String> {
     let truth = |k: &str, v: &str| match v.to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),
@@ -680,6 +698,8 @@ fn sql_tls(
     // Absent: libpq's default for PostgreSQL, pymysql's (no TLS) for MySQL.
     let mut mode = None;
     let mut ca_file = None;
+    let mut cert_file = None;
+    let mut key_file = None;
     let mut pymysql_ssl = false;
     let mut check_hostname = true;
     let mut system_roots = false;
@@ -721,19 +741,52 @@ fn sql_tls(
             (SqlDialect::MySql, "ssl_check_hostname") => {
                 check_hostname = truth("ssl_check_hostname", &v)?
             }
-            (_, "sslcert" | "sslkey" | "ssl_cert" | "ssl_key" | "ssl_capath" | "sslcrl") => {
+            (SqlDialect::Postgres, "sslcert") | (SqlDialect::MySql, "ssl_cert") => {
+                cert_file = Some(PathBuf::from(v))
+            }
+            (SqlDialect::Postgres, "sslkey") | (SqlDialect::MySql, "ssl_key") => {
+                key_file = Some(PathBuf::from(v))
+            }
+            // The other dialect's spelling: refused, so that no certificate is dropped.
+            (SqlDialect::Postgres, "ssl_cert" | "ssl_key") => {
                 return Err(format!(
-                    "option {k:?}: not supported (server certificates only)"
+                    "option {k:?}: PostgreSQL's is {:?}",
+                    k.replace('_', "")
                 ));
+            }
+            (SqlDialect::MySql, "sslcert" | "sslkey") => {
+                return Err(format!(
+                    "option {k:?}: MySQL's is {:?}",
+                    k.replacen("ssl", "ssl_", 1)
+                ));
+            }
+            (_, "ssl_capath" | "sslcrl") => {
+                return Err(format!("option {k:?}: not supported"));
             }
             // The rest (charset, connect_timeout, application_name, …): SQLAlchemy's
             // driver options we have no use for.
             _ => {}
         }
     }
+    // Both or neither: libpq would look for the other in ~/.postgresql, we do not.
+    let (cert_name, key_name) = match dialect {
+        SqlDialect::Postgres => ("sslcert", "sslkey"),
+        SqlDialect::MySql => ("ssl_cert", "ssl_key"),
+    };
+    match (&cert_file, &key_file) {
+        (Some(_), None) => return Err(format!("{cert_name} needs {key_name}")),
+        (None, Some(_)) => return Err(format!("{key_name} needs {cert_name}")),
+        _ => {}
+    }
+    let options = |tls, ca_file| SqlTlsOptions {
+        tls,
+        ca_file,
+        cert_file: cert_file.clone(),
+        key_file: key_file.clone(),
+    };
     if system_roots {
         return match mode {
-            None | Some(SqlTls::VerifyFull) => Ok((SqlTls::VerifyFull, None)),
+            None | Some(SqlTls::VerifyFull) => Ok(options(SqlTls::VerifyFull, None)),
             Some(_) => Err("sslrootcert=system needs sslmode=verify-full".into()),
         };
     }
@@ -742,7 +795,8 @@ fn sql_tls(
         // pymysql: `ssl_ca` verifies the certificate and, unless told not to, the host.
         (None, SqlDialect::MySql) if ca_file.is_some() && check_hostname => SqlTls::VerifyFull,
         (None, SqlDialect::MySql) if ca_file.is_some() => SqlTls::VerifyCa,
-        (None, SqlDialect::MySql) if pymysql_ssl => SqlTls::Require,
+        // pymysql: a client certificate alone is TLS, the server's not verified.
+        (None, SqlDialect::MySql) if pymysql_ssl || cert_file.is_some() => SqlTls::Require,
         (None, SqlDialect::MySql) => SqlTls::Disable,
         (None, SqlDialect::Postgres) => SqlTls::Prefer,
     };
@@ -754,7 +808,13 @@ fn sql_tls(
     if ca_file.is_some() && !mode.required() {
         return Err("a CA file needs TLS (sslmode=verify-full, ssl_mode=VERIFY_IDENTITY)".into());
     }
-    Ok((mode, ca_file))
+    // `prefer` sends it when the connection is TLS, as libpq does; `disable` never would.
+    if cert_file.is_some() && mode == SqlTls::Disable {
+        return Err(format!(
+            "{cert_name} needs TLS (sslmode=require, ssl_mode=REQUIRED)"
+        ));
+    }
+    Ok(options(mode, ca_file))
 }
 
 /// (authority, path, query) of what follows `scheme://`.
@@ -1223,6 +1283,7 @@ impl fmt::Debug for SqlTarget {
             .field("port", &self.port)
             .field("database", &self.database)
             .field("tls", &self.tls)
+            .field("cert_file", &self.cert_file)
             .finish_non_exhaustive()
     }
 }
@@ -1422,6 +1483,67 @@ mod tests {
             assert_eq!(sql(s), want, "{s}");
         }
         assert!(cs("postgresql://h/db?sslmode=require&sslrootcert=system").is_err());
+    }
+
+    #[test]
+    fn sql_client_certificates() {
+        let sql = |s: &str| match cs(s).unwrap() {
+            ConnectionString::Sql(t) => (t.tls, t.cert_file, t.key_file),
+            other => panic!("{other:?}"),
+        };
+        let (c, k) = (Some(PathBuf::from("/c.pem")), Some(PathBuf::from("/c.key")));
+        for (s, tls) in [
+            // libpq's names; prefer (the default) sends it when the connection is TLS.
+            (
+                "postgresql://h/db?sslcert=/c.pem&sslkey=/c.key",
+                SqlTls::Prefer,
+            ),
+            (
+                "postgresql://h/db?sslmode=verify-full&sslcert=/c.pem&sslkey=/c.key",
+                SqlTls::VerifyFull,
+            ),
+            // MySQL's and pymysql's: a certificate alone is TLS, as in pymysql.
+            (
+                "mysql+pymysql://h/db?ssl_cert=/c.pem&ssl_key=/c.key",
+                SqlTls::Require,
+            ),
+            (
+                "mysql://h/db?ssl_key=/c.key&ssl_mode=VERIFY_CA&ssl_ca=/ca.pem&ssl_cert=/c.pem",
+                SqlTls::VerifyCa,
+            ),
+        ] {
+            assert_eq!(sql(s), (tls, c.clone(), k.clone()), "{s}");
+        }
+        // The other dialect's names are refused, naming this one's.
+        for (s, want) in [
+            (
+                "postgresql://h/db?ssl_cert=/c.pem",
+                "option \"ssl_cert\": PostgreSQL's is \"sslcert\"",
+            ),
+            (
+                "postgresql://h/db?ssl_key=/c.key",
+                "option \"ssl_key\": PostgreSQL's is \"sslkey\"",
+            ),
+            (
+                "mysql://h/db?sslcert=/c.pem",
+                "option \"sslcert\": MySQL's is \"ssl_cert\"",
+            ),
+            (
+                "mysql://h/db?sslkey=/c.key",
+                "option \"sslkey\": MySQL's is \"ssl_key\"",
+            ),
+        ] {
+            let e = cs(s).unwrap_err().to_string();
+            assert!(e.starts_with(want), "{s}: {e}");
+        }
+        // Paths may show in Debug; the password never does, in Display or Debug.
+        let t = cs("mysql://u:pw@h/db?ssl_cert=/c.pem&ssl_key=/c.key").unwrap();
+        assert_eq!(t.to_string(), "mysql://u:***@h:3306/db");
+        let ConnectionString::Sql(target) = &t else {
+            panic!("{t:?}")
+        };
+        let d = format!("{target:?}");
+        assert!(d.contains("/c.pem") && !d.contains("pw"), "{d}");
     }
 
     #[test]
@@ -1796,7 +1918,19 @@ mod tests {
             ),
             (
                 "mysql://u:pw@h/db?ssl_cert=/c.pem",
-                "option \"ssl_cert\": not supported (server certificates only) in connection string mysql://u:***@h/db?ssl_cert=/c.pem",
+                "ssl_cert needs ssl_key in connection string mysql://u:***@h/db?ssl_cert=/c.pem",
+            ),
+            (
+                "postgresql://u:pw@h/db?sslkey=/c.key",
+                "sslkey needs sslcert in connection string postgresql://u:***@h/db?sslkey=/c.key",
+            ),
+            (
+                "postgresql://u:pw@h/db?sslmode=disable&sslcert=/c.pem&sslkey=/c.key",
+                "sslcert needs TLS (sslmode=require, ssl_mode=REQUIRED) in connection string postgresql://u:***@h/db?sslmode=disable&sslcert=/c.pem&sslkey=/c.key",
+            ),
+            (
+                "mysql://u:pw@h/db?ssl_capath=/etc/ssl",
+                "option \"ssl_capath\": not supported in connection string mysql://u:***@h/db?ssl_capath=/etc/ssl",
             ),
             (
                 "rediscluster://:pw@h:1?ssl_ca_certs=/ca.pem",

@@ -753,33 +753,18 @@ impl TraceStore for MessagingStore {
     }
 }
 
-/// lapin's client identity from PEM files: the certificate chain of `cert`, the private
-/// key of `key` (else of `cert`, where Python's `ssl` also looks for it). Both checked
-/// here, so that a bad file is reported as such; messages name the files, never show
-/// what the key file holds.
+/// lapin's client identity from PEM files ([`crate::tls::client_pem`]: the key of `key`,
+/// else of `cert`).
 #[cfg(feature = "tls")]
 fn client_identity(
     cert: &std::path::Path,
     key: Option<&std::path::Path>,
 ) -> Result<lapin::tcp::OwnedIdentity, String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let shown = cert.display();
-    let pem = std::fs::read(cert)
-        .map_err(|e| format!("cannot read the client certificate from {shown}: {e}"))?;
-    let chain = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| format!("bad client certificate in {shown}: not PEM"))?;
-    if chain.is_empty() {
-        return Err(format!("no PEM certificate in {shown}"));
-    }
-    let key_path = key.unwrap_or(cert);
-    let shown = key_path.display();
-    let key = std::fs::read(key_path)
-        .map_err(|e| format!("cannot read the client key from {shown}: {e}"))?;
-    // The parser's own error is not shown: it may quote a line of the file.
-    PrivateKeyDer::from_pem_slice(&key).map_err(|_| format!("no PEM private key in {shown}"))?;
-    Ok(lapin::tcp::OwnedIdentity::PKCS8 { pem, key })
+    let pem = crate::tls::client_pem(cert, key)?;
+    Ok(lapin::tcp::OwnedIdentity::PKCS8 {
+        pem: pem.cert_pem,
+        key: pem.key_pem,
+    })
 }
 
 #[cfg(test)]

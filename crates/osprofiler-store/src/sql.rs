@@ -835,6 +835,8 @@ mod tests {
                 database: Some("db".into()),
                 tls: crate::SqlTls::Disable,
                 ca_file: None,
+                cert_file: None,
+                key_file: None,
             };
             match open_sink_for(&t, &Options::default()) {
                 Err(OpenError::FeatureMissing { feature, .. }) => assert_eq!(feature, want),

@@ -1,5 +1,6 @@
 //! The certificates TLS clients of this crate trust (`rediss://`, `otlps://`): a
-//! connection string's CA bundle, or else the system's roots.
+//! connection string's CA bundle, or else the system's roots; and the client
+//! certificates they present (`amqps://`, PostgreSQL, MySQL).
 
 use std::path::Path;
 
@@ -53,6 +54,56 @@ pub(crate) fn root_certs(
             Ok(certs)
         }
     }
+}
+
+/// A client's certificate and private key, read from PEM files and checked: the PEM
+/// texts as read, and what rustls takes.
+#[cfg(any(feature = "messaging", feature = "postgres-tls", feature = "mysql"))]
+// lapin alone reads the PEM texts, rustls (PostgreSQL) the rest.
+#[cfg_attr(
+    not(all(feature = "messaging", feature = "postgres-tls")),
+    allow(dead_code)
+)]
+pub(crate) struct ClientPem {
+    /// The certificate file as read (for lapin, which parses it again).
+    pub(crate) cert_pem: Vec<u8>,
+    /// The key file as read.
+    pub(crate) key_pem: Vec<u8>,
+    /// The certificate chain, the client's first.
+    pub(crate) chain: Vec<CertificateDer<'static>>,
+    /// The first private key of the key file.
+    pub(crate) key: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+/// The certificate chain of the PEM file `cert` and the private key of `key` (else of
+/// `cert`, where Python's `ssl` also looks for it). Both checked here, so that a bad file
+/// is reported as such and not as a failed handshake; messages name the files, never show
+/// what they hold.
+// Used by the client certificates of amqps://, PostgreSQL and MySQL only.
+#[cfg(any(feature = "messaging", feature = "postgres-tls", feature = "mysql"))]
+pub(crate) fn client_pem(cert: &Path, key: Option<&Path>) -> Result<ClientPem, String> {
+    let shown = cert.display();
+    let cert_pem = std::fs::read(cert)
+        .map_err(|e| format!("cannot read the client certificate from {shown}: {e}"))?;
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| format!("bad client certificate in {shown}: not PEM"))?;
+    if chain.is_empty() {
+        return Err(format!("no PEM certificate in {shown}"));
+    }
+    let key_path = key.unwrap_or(cert);
+    let shown = key_path.display();
+    let key_pem = std::fs::read(key_path)
+        .map_err(|e| format!("cannot read the client key from {shown}: {e}"))?;
+    // The parser's own error is not shown: it may quote a line of the file.
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|_| format!("no PEM private key in {shown}"))?;
+    Ok(ClientPem {
+        cert_pem,
+        key_pem,
+        chain,
+        key,
+    })
 }
 
 /// [`root_certs`] as a rustls root store.
@@ -115,12 +166,14 @@ pub(crate) enum Verify {
     Full,
 }
 
-/// A rustls client configuration (ring) trusting `ca` or else the system's roots.
+/// A rustls client configuration (ring) trusting `ca` or else the system's roots, and
+/// presenting the certificate `identity` (PEM files: certificate, key) if given.
 #[cfg(feature = "postgres-tls")]
 pub(crate) fn client_config(
     ca: Option<&Path>,
     option: &str,
     verify: Verify,
+    identity: Option<(&Path, &Path)>,
 ) -> Result<rustls::ClientConfig, String> {
     use std::sync::Arc;
     // An explicit provider: the process-wide default may be unset or another one.
@@ -128,7 +181,7 @@ pub(crate) fn client_config(
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup: {e}"))?;
-    Ok(match verify {
+    let builder = match verify {
         Verify::Nothing => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(NoVerify(
@@ -146,8 +199,23 @@ pub(crate) fn client_config(
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki)))
         }
+    };
+    match identity {
+        None => Ok(builder.with_no_client_auth()),
+        Some((cert, key)) => {
+            let pem = client_pem(cert, Some(key))?;
+            // rustls checks that the key is the certificate's; its error quotes neither.
+            builder
+                .with_client_auth_cert(pem.chain, pem.key)
+                .map_err(|e| {
+                    format!(
+                        "client certificate {} with key {}: {e}",
+                        cert.display(),
+                        key.display()
+                    )
+                })
+        }
     }
-    .with_no_client_auth())
 }
 
 /// `verify-ca`: webpki's verdict, except that a certificate for another host name passes.

@@ -4,7 +4,8 @@
 //! connection is TLS (PostgreSQL's `pg_stat_ssl`, MariaDB's `REQUIRE SSL` user and
 //! `Ssl_accepts`, a plain client refused on a TLS-only port, a RabbitMQ that wants a client
 //! certificate), a certificate from another CA refused with a one-line error that shows no
-//! password, and plain TCP still working. Each test skips (or fails under `CI=true`) when
+//! password, and plain TCP still working. Client certificates (`sslcert`/`sslkey`,
+//! `ssl_cert`/`ssl_key`, `ssl_cert_file`) against servers that let a user in with one only. Each test skips (or fails under `CI=true`) when
 //! its server or `openssl` is missing. Without the feature, one test checks that TLS
 //! strings are refused (and one that `tls` without `postgres-tls` refuses PostgreSQL's).
 
@@ -69,6 +70,15 @@ fn tls_needs_the_feature() {
             cs("mysql://u:S3cret@127.0.0.1:1/db?ssl_mode=REQUIRED"),
             opts(),
         ),
+        // A client certificate is not dropped, not even with `prefer` (TLS if offered).
+        (
+            cs("postgresql://u:S3cret@127.0.0.1:1/db?sslcert=/c.pem&sslkey=/c.key"),
+            opts(),
+        ),
+        (
+            cs("mysql://u:S3cret@127.0.0.1:1/db?ssl_mode=PREFERRED&ssl_cert=/c.pem&ssl_key=/c.key"),
+            opts(),
+        ),
         (cs("rediscluster://:S3cret@127.0.0.1:1?ssl=true"), opts()),
         (m, amqps),
     ] {
@@ -91,6 +101,7 @@ fn postgres_tls_needs_its_feature() {
         "sslmode=require",
         "sslmode=verify-full",
         "sslmode=verify-ca&sslrootcert=/ca.pem",
+        "sslcert=/c.pem&sslkey=/c.key",
     ] {
         let c = cs(&format!("postgresql://u:S3cret@127.0.0.1:1/db?{q}"));
         let e = open_err(&c, &opts(), "S3cret");
@@ -261,6 +272,93 @@ mod with_tls {
         drop(store);
     }
 
+    /// `sslcert`/`sslkey` against a PostgreSQL that lets `alice` in over TLS with a
+    /// certificate from its CA whose CN is `alice` only (`hostssl … cert`).
+    #[cfg(feature = "postgres-tls")]
+    #[test]
+    fn postgres_client_certificate() {
+        let Some(certs) = certs() else { return };
+        let alice = certs.ours.issue_client("alice").unwrap();
+        let bob = certs.ours.issue_client("bob").unwrap();
+        let stranger = certs.other.issue_client("alice").unwrap();
+        let t = Instant::now();
+        let Some(pg) = started(
+            "postgresql with client certificates",
+            t,
+            PostgresServer::start_mutual_tls(
+                &certs.ours,
+                &[
+                    "hostssl all alice 127.0.0.1/32 cert",
+                    "host all alice 127.0.0.1/32 reject",
+                ],
+            ),
+        ) else {
+            return;
+        };
+        // Alice's own database (libpq's default name), where she may create tables.
+        pg.psql("CREATE ROLE alice LOGIN").unwrap();
+        pg.psql("CREATE DATABASE alice OWNER alice").unwrap();
+        let port = pg.port();
+        let ca = certs.ours.ca.display().to_string();
+        // Certificate authentication: the password is not needed, only never shown.
+        let url = |query: &str| {
+            cs(&format!(
+                "postgresql://alice:Pg-s3cret@127.0.0.1:{port}?sslmode=verify-full&sslrootcert={ca}{query}"
+            ))
+        };
+        let with = |c: &osprofiler_testkit::TestClientCert| {
+            format!("&sslcert={}&sslkey={}", c.cert.display(), c.key.display())
+        };
+        round_trip(&url(&with(&alice)), &opts(), 1);
+        // `require` (nothing verified) sends it as well.
+        round_trip(
+            &cs(&format!(
+                "postgresql://alice:Pg-s3cret@127.0.0.1:{port}?sslmode=require{}",
+                with(&alice)
+            )),
+            &opts(),
+            2,
+        );
+
+        // No certificate, another user's, or one from another CA: refused on one line.
+        let m = open_err(&url(""), &opts(), "Pg-s3cret");
+        assert!(m.contains("client certificate"), "{m}");
+        assert!(sink(&url(""), &opts()).is_err());
+        let m = open_err(&url(&with(&bob)), &opts(), "Pg-s3cret");
+        assert!(m.contains("certificate authentication failed"), "{m}");
+        let m = open_err(&url(&with(&stranger)), &opts(), "Pg-s3cret");
+        assert!(m.contains("alert"), "{m}");
+        // Bad files: named, their contents not shown.
+        let cert = alice.cert.display().to_string();
+        let m = open_err(
+            &url(&format!("&sslcert={cert}&sslkey={cert}")),
+            &opts(),
+            "Pg-s3cret",
+        );
+        assert!(m.contains(&format!("no PEM private key in {cert}")), "{m}");
+        assert!(!m.contains("BEGIN"), "{m}");
+        let m = open_err(
+            &url(&format!(
+                "&sslcert={}&sslkey={}",
+                bob.cert.display(),
+                alice.key.display()
+            )),
+            &opts(),
+            "Pg-s3cret",
+        );
+        assert!(m.contains(&bob.cert.display().to_string()), "{m}");
+        assert!(!m.contains("BEGIN"), "{m}");
+        let m = open_err(
+            &url("&sslcert=/nonexistent/c.pem&sslkey=/nonexistent/c.key"),
+            &opts(),
+            "Pg-s3cret",
+        );
+        assert!(
+            m.contains("cannot read the client certificate from /nonexistent/c.pem"),
+            "{m}"
+        );
+    }
+
     /// MySQL's `ssl_mode` and pymysql's `ssl_ca` against a MariaDB started with
     /// `--ssl-cert`/`--ssl-key`.
     #[test]
@@ -367,6 +465,66 @@ mod with_tls {
         let a1 = accepts();
         round_trip(&url("plain", "ssl_mode=DISABLED"), &opts(), 5);
         assert_eq!(accepts() - a1, a1 - a0, "plain connections are plain");
+    }
+
+    /// `ssl_cert`/`ssl_key` against a MariaDB (started with `--ssl-ca`) whose user wants a
+    /// certificate from its CA (`REQUIRE X509`).
+    #[test]
+    fn mariadb_client_certificate() {
+        let Some(certs) = certs() else { return };
+        let client = certs.ours.issue_client("alice").unwrap();
+        let stranger = certs.other.issue_client("alice").unwrap();
+        let t = Instant::now();
+        let Some(db) = started(
+            "mariadb with client certificates",
+            t,
+            MariaDbServer::start_tls(&certs.ours),
+        ) else {
+            return;
+        };
+        db.sql(
+            "CREATE USER 'alice'@'127.0.0.1' IDENTIFIED BY 'My-s3cret' REQUIRE X509; \
+             GRANT ALL ON osprofiler.* TO 'alice'@'127.0.0.1'",
+        )
+        .unwrap();
+        let port = db.port();
+        let url = |query: &str| {
+            cs(&format!(
+                "mysql+pymysql://alice:My-s3cret@127.0.0.1:{port}/osprofiler?{query}"
+            ))
+        };
+        let ca = certs.ours.ca.display().to_string();
+        let with = |c: &osprofiler_testkit::TestClientCert| {
+            format!("ssl_cert={}&ssl_key={}", c.cert.display(), c.key.display())
+        };
+        // pymysql: a certificate alone is TLS; with the CA the server is verified too.
+        round_trip(&url(&with(&client)), &opts(), 1);
+        round_trip(&url(&format!("ssl_ca={ca}&{}", with(&client))), &opts(), 2);
+        round_trip(
+            &url(&format!(
+                "ssl_mode=VERIFY_IDENTITY&ssl_ca={ca}&{}",
+                with(&client)
+            )),
+            &opts(),
+            3,
+        );
+
+        // Without a certificate: TLS, but the server refuses the user.
+        let m = open_err(&url(&format!("ssl_ca={ca}")), &opts(), "My-s3cret");
+        assert!(m.contains("Access denied"), "{m}");
+        assert!(sink(&url(&format!("ssl_ca={ca}")), &opts()).is_err());
+        // Another CA's: the server's TLS alert.
+        let m = open_err(&url(&with(&stranger)), &opts(), "My-s3cret");
+        assert!(m.contains("alert"), "{m}");
+        // Bad files: named, their contents not shown.
+        let cert = client.cert.display().to_string();
+        let m = open_err(
+            &url(&format!("ssl_cert={cert}&ssl_key={cert}")),
+            &opts(),
+            "My-s3cret",
+        );
+        assert!(m.contains(&format!("no PEM private key in {cert}")), "{m}");
+        assert!(!m.contains("BEGIN"), "{m}");
     }
 
     /// The child of `mariadb_tls`: a round trip through the connection string in

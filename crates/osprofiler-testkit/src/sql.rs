@@ -85,17 +85,32 @@ pub struct PostgresServer {
 impl PostgresServer {
     /// initdb, then start and wait until it answers.
     pub fn start() -> Result<PostgresServer, String> {
-        PostgresServer::start_with(None)
+        PostgresServer::start_with(None, None)
     }
 
     /// The same with TLS on (`ssl=on`, the certificate and key of `certs`, copied into
     /// its directory and owned by `postgres`, as the server requires of a key): clients
     /// choose TLS or not (`pg_stat_ssl` says which).
     pub fn start_tls(certs: &crate::TestCerts) -> Result<PostgresServer, String> {
-        PostgresServer::start_with(Some(certs))
+        PostgresServer::start_with(Some(certs), None)
     }
 
-    fn start_with(certs: Option<&crate::TestCerts>) -> Result<PostgresServer, String> {
+    /// [`start_tls`](Self::start_tls) that also verifies the client certificates it is
+    /// given against `certs`' CA (`ssl_ca_file`), with the `pg_hba.conf` lines `hba`
+    /// placed before initdb's (`trust` for everyone), so that they win: e.g.
+    /// `hostssl all alice 127.0.0.1/32 cert` and `host all alice 127.0.0.1/32 reject`
+    /// let `alice` in over TLS with a certificate whose CN is `alice` only.
+    pub fn start_mutual_tls(
+        certs: &crate::TestCerts,
+        hba: &[&str],
+    ) -> Result<PostgresServer, String> {
+        PostgresServer::start_with(Some(certs), Some(hba))
+    }
+
+    fn start_with(
+        certs: Option<&crate::TestCerts>,
+        hba: Option<&[&str]>,
+    ) -> Result<PostgresServer, String> {
         let bin = pg_bin()?;
         let dir = TempDir::try_new()?;
         if running_as_root() {
@@ -143,6 +158,23 @@ impl PostgresServer {
                 "-c".to_owned(),
                 format!("ssl_key_file={}", key.display()),
             ];
+            if let Some(hba) = hba {
+                let ca = dir.join("client-ca.pem");
+                std::fs::copy(&c.ca, &ca).map_err(|e| format!("postgres CA: {e}"))?;
+                if running_as_root() {
+                    let mut c = Command::new("chown");
+                    c.arg("postgres").arg(&ca);
+                    run_ok("chown postgres", c, None, CMD_TIMEOUT)?;
+                }
+                extra.extend(["-c".to_owned(), format!("ssl_ca_file={}", ca.display())]);
+                // pg_hba.conf: the first line that matches decides.
+                let conf = dir.join("data").join("pg_hba.conf");
+                let old = std::fs::read_to_string(&conf).map_err(|e| format!("pg_hba: {e}"))?;
+                let mut new = hba.join("\n");
+                new.push('\n');
+                new.push_str(&old);
+                std::fs::write(&conf, new).map_err(|e| format!("pg_hba: {e}"))?;
+            }
         }
         let mut server = PostgresServer {
             child: None,

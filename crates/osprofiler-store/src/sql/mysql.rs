@@ -216,9 +216,20 @@ fn ssl_opts(t: &SqlTarget) -> Result<(Option<mysql::SslOpts>, Option<RootsFile>)
             }
             None => (None, None),
         };
+        // The crate reads the files itself while it connects (paths only): read here
+        // too, so that a bad file is reported as such, by our rules, and not as a failed
+        // handshake.
+        let identity = match (&t.cert_file, &t.key_file) {
+            (Some(cert), Some(key)) => {
+                crate::tls::client_pem(cert, Some(key))?;
+                Some(mysql::ClientIdentity::new(cert.clone(), key.clone()))
+            }
+            _ => None,
+        };
         // The crate trusts its bundled Mozilla roots besides the file's: CA file or the
         // system's roots (as our other TLS clients), and those.
         let opts = mysql::SslOpts::default()
+            .with_client_identity(identity)
             .with_root_cert_path(path)
             .with_danger_accept_invalid_certs(!verify)
             .with_danger_skip_domain_validation(t.tls == SqlTls::VerifyCa);
@@ -226,8 +237,9 @@ fn ssl_opts(t: &SqlTarget) -> Result<(Option<mysql::SslOpts>, Option<RootsFile>)
     }
     #[cfg(not(feature = "tls"))]
     {
-        // PREFERRED is plain TCP here, as against a server without TLS.
-        if !t.tls.required() {
+        // PREFERRED is plain TCP here, as against a server without TLS; not with a
+        // client certificate, which is not dropped silently.
+        if !t.tls.required() && t.cert_file.is_none() {
             return Ok((None, None));
         }
         Err(format!(

@@ -34,7 +34,10 @@ fn tls_connector(t: &SqlTarget) -> Result<Option<Tls>, String> {
             SqlTls::VerifyCa => Verify::Chain,
             SqlTls::VerifyFull => Verify::Full,
         };
-        let config = crate::tls::client_config(t.ca_file.as_deref(), "sslrootcert", verify)?;
+        // Both or neither: the parser saw to that.
+        let identity = t.cert_file.as_deref().zip(t.key_file.as_deref());
+        let config =
+            crate::tls::client_config(t.ca_file.as_deref(), "sslrootcert", verify, identity)?;
         Ok(Some(tokio_postgres_rustls::MakeRustlsConnect::new(config)))
     }
     #[cfg(not(feature = "postgres-tls"))]
@@ -46,6 +49,10 @@ fn tls_connector(t: &SqlTarget) -> Result<Option<Tls>, String> {
                 "sslmode {:?}: TLS needs osprofiler-store's `postgres-tls` feature",
                 t.tls
             ));
+        }
+        // Not dropped silently: the server may let no one in without it.
+        if t.cert_file.is_some() {
+            return Err("sslcert: TLS needs osprofiler-store's `postgres-tls` feature".into());
         }
         Ok(None)
     }
