@@ -402,24 +402,7 @@ fn fetch_10k(b: Bencher, target: &str) {
 }
 
 fn python_fetch(url: &str, base: &str, points: usize) {
-    const SCRIPT: &str = r#"
-import sys, time
-from oslo_config import cfg
-from osprofiler import opts
-from osprofiler.drivers import base
-opts.set_defaults(cfg.CONF); cfg.CONF([])
-drv = base.get_driver(sys.argv[1], conf=cfg.CONF)
-best = None
-for _ in range(3):
-    t = time.perf_counter()
-    r = drv.get_report(sys.argv[2])
-    e = time.perf_counter() - t
-    best = e if best is None else min(best, e)
-def count(n):
-    return 1 + sum(count(c) for c in n["children"])
-print(f"{best * 1000:.0f} ms, {count(r) - 1} points")
-"#;
-    match osprofiler_testkit::Oracle::locate().and_then(|py| py.python(SCRIPT, &[url, base])) {
+    match osprofiler_testkit::Oracle::locate().and_then(|py| py.time_get_report(url, base)) {
         Ok(out) => eprintln!(
             "Python osprofiler 4.4.0 Redis driver: get_report of the {points}-point trace: {} (best of 3)",
             out.trim()

@@ -277,23 +277,6 @@ print(f"{n / (time.perf_counter() - t):.0f}")
 /// `get_report`, as `osprofiler trace show` calls it), best of three, printed beside
 /// `fetch_*`.
 fn python_fetch(name: &str, url: &str) {
-    const SCRIPT: &str = r#"
-import sys, time
-from oslo_config import cfg
-from osprofiler import opts
-from osprofiler.drivers import base
-opts.set_defaults(cfg.CONF); cfg.CONF([])
-drv = base.get_driver(sys.argv[1], conf=cfg.CONF)
-best = None
-for _ in range(3):
-    t = time.perf_counter()
-    r = drv.get_report(sys.argv[2])
-    e = time.perf_counter() - t
-    best = e if best is None else min(best, e)
-def count(n):
-    return 1 + sum(count(c) for c in n["children"])
-print(f"{best * 1000:.0f} ms, {count(r) - 1} points")
-"#;
     let Ok(py) = Oracle::locate() else { return };
     let Some((points, base)) = FETCHED.first() else {
         return;
@@ -301,7 +284,7 @@ print(f"{best * 1000:.0f} ms, {count(r) - 1} points")
     let py_url = url
         .replace("postgresql://", "postgresql+psycopg2://")
         .replace("mysql://", "mysql+pymysql://");
-    match py.python(SCRIPT, &[&py_url, base]) {
+    match py.time_get_report(&py_url, base) {
         Ok(out) => eprintln!(
             "Python osprofiler 4.4.0 sqlalchemy driver, {name}: get_report of the {points}-point trace: {} (best of 3)",
             out.trim()
