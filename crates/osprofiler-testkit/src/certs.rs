@@ -26,6 +26,31 @@ pub struct TestClientCert {
     pub key: PathBuf,
 }
 
+/// Signs the request `csr` with the CA in `dir` (`ca.pem`, `ca.key`) into `out`, with the
+/// extensions of `ext`, valid two days.
+fn sign(dir: &Path, csr: &str, out: &str, ext: &str) -> Result<(), String> {
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            out,
+            "-days",
+            "2",
+            "-extfile",
+            ext,
+        ],
+    )
+}
+
 /// Runs `openssl args…` in `dir`.
 fn openssl(dir: &Path, args: &[&str]) -> Result<(), String> {
     let out = Command::new("openssl")
@@ -95,23 +120,7 @@ impl TestCerts {
             ],
         ]
         .concat())?;
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-        ])?;
+        sign(dir, "server.csr", "server.pem", "server.ext")?;
         Ok(TestCerts {
             ca: dir.join("ca.pem"),
             cert: dir.join("server.pem"),
@@ -154,23 +163,7 @@ impl TestCerts {
             &["-keyout", &key, "-out", &csr, "-subj", &subject],
         ]
         .concat())?;
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &cert,
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-        ])?;
+        sign(dir, &csr, &cert, &ext)?;
         Ok(TestClientCert {
             cert: dir.join(cert),
             key: dir.join(key),
